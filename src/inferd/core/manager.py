@@ -1,0 +1,325 @@
+"""Loading, serving and unloading model versions.
+
+Every model version moves through ``LOADING -> READY -> UNLOADING -> UNAVAILABLE`` or ends
+in ``FAILED`` with its reason. A model that fails does not take the others down. A reload
+loads the new versions beside the old ones, switches the served table in one assignment,
+then drains and unloads what is no longer served, so no request fails during a swap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import enum
+import logging
+from typing import Any
+
+import numpy as np
+
+from inferd.core.batcher import Batcher
+from inferd.core.model_config import ModelConfig
+from inferd.core.repository import ModelEntry, Repository, VersionEntry, check_name, natural_key
+from inferd.core.stats import VersionStats
+from inferd.errors import ConfigError, InferdError, NotFound, Unavailable
+from inferd.runtimes.base import PLATFORMS, Runtime, runtime_class
+from inferd.settings import PerformanceSettings
+from inferd.types import DATATYPE_TO_NUMPY, TensorSpec
+
+log = logging.getLogger("inferd.models")
+
+
+class State(enum.Enum):
+    LOADING = "LOADING"
+    READY = "READY"
+    UNLOADING = "UNLOADING"
+    UNAVAILABLE = "UNAVAILABLE"
+    FAILED = "FAILED"
+
+
+@dataclasses.dataclass(slots=True)
+class LoadedVersion:
+    """A version that is serving: its runtime, declared tensors and batcher."""
+
+    model: str
+    version: str
+    runtime_name: str
+    config: ModelConfig
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    max_batch_size: int
+    runtime: Runtime
+    batcher: Batcher
+    stats: VersionStats
+
+    @property
+    def platform(self) -> str:
+        return PLATFORMS[self.runtime_name]
+
+    def output_spec(self, name: str) -> TensorSpec | None:
+        return next((s for s in self.outputs if s.name == name), None)
+
+
+@dataclasses.dataclass(slots=True)
+class VersionStatus:
+    model: str
+    version: str
+    state: State
+    reason: str = ""
+
+
+@dataclasses.dataclass(slots=True)
+class _Model:
+    entry: ModelEntry | None
+    served: dict[str, LoadedVersion]
+    status: dict[str, VersionStatus]
+    error: str = ""
+    wanted: bool = True
+
+
+def _specs(
+    configured: list[Any] | None,
+    read: tuple[TensorSpec, ...] | None,
+    allow: bool,
+    kind: str,
+    where: str,
+) -> tuple[TensorSpec, ...]:
+    if configured is not None:
+        return tuple(t.spec(allow) for t in configured)
+    if read is None:
+        raise ConfigError(f"{where}: declare {kind} in model.yaml (the artifact does not say)")
+    return tuple(dataclasses.replace(s, allow_nonfinite=allow) for s in read)
+
+
+def _max_batch_size(
+    config: ModelConfig, inputs: tuple[TensorSpec, ...], default: int, where: str
+) -> int:
+    batchable = all(s.shape and s.shape[0] == -1 for s in inputs)
+    if config.max_batch_size is None:
+        return default if batchable else 0
+    if config.max_batch_size > 0 and not batchable:
+        raise ConfigError(
+            f"{where}: max_batch_size > 0 needs -1 as the first dimension of every input"
+        )
+    return config.max_batch_size
+
+
+def _warmup_inputs(inputs: tuple[TensorSpec, ...]) -> dict[str, np.ndarray[Any, Any]]:
+    arrays = {}
+    for spec in inputs:
+        shape = tuple(1 if dim < 0 else dim for dim in spec.shape)
+        dtype = DATATYPE_TO_NUMPY[spec.datatype]
+        array = np.zeros(shape, dtype=dtype)
+        if spec.datatype == "BYTES":
+            array[...] = b""
+        arrays[spec.name] = array
+    return arrays
+
+
+class ModelManager:
+    def __init__(self, repository: Repository | None, performance: PerformanceSettings) -> None:
+        self._repository = repository
+        self._performance = performance
+        self._models: dict[str, _Model] = {}
+        self._lock = asyncio.Lock()
+
+    # -- queries ---------------------------------------------------------------------------
+
+    def model_names(self) -> list[str]:
+        return sorted(self._models)
+
+    def ready(self) -> bool:
+        """Every model that should serve is serving."""
+        return all(
+            not m.error and m.served and all(s.state is State.READY for s in m.status.values())
+            for m in self._models.values()
+            if m.wanted
+        )
+
+    def versions(self, name: str) -> list[str]:
+        model = self._model(name)
+        return sorted(model.served, key=natural_key)
+
+    def _model(self, name: str) -> _Model:
+        check_name("model", name)
+        model = self._models.get(name)
+        if model is None:
+            raise NotFound(f"model '{name}' is not known; known models: {self.model_names()}")
+        return model
+
+    def resolve(self, name: str, version: str | None = None) -> LoadedVersion:
+        """The serving version for a name and an optional version or label."""
+        model = self._model(name)
+        if not model.served:
+            reason = model.error or "; ".join(
+                f"version {s.version}: {s.state.value} {s.reason}".strip()
+                for s in model.status.values()
+            )
+            raise Unavailable(f"model '{name}' is not ready ({reason or 'not loaded'})")
+        if version is None or version == "":
+            return model.served[max(model.served, key=natural_key)]
+        if model.entry is not None and version in model.entry.config.labels:
+            version = model.entry.config.labels[version]
+        check_name("version", version)
+        loaded = model.served.get(version)
+        if loaded is None:
+            status = model.status.get(version)
+            if status is not None:
+                raise Unavailable(
+                    f"model '{name}' version '{version}' is {status.state.value} {status.reason}".strip()
+                )
+            raise NotFound(
+                f"model '{name}' has no version '{version}'; serving {self.versions(name)}"
+            )
+        return loaded
+
+    def index(self) -> list[VersionStatus]:
+        """Every model and version of the repository with its state (repository extension)."""
+        rows: list[VersionStatus] = []
+        names = set(self._models)
+        if self._repository is not None:
+            names.update(self._repository.model_names())
+        for name in sorted(names):
+            model = self._models.get(name)
+            if model is None:
+                rows.append(VersionStatus(name, "", State.UNAVAILABLE, "not loaded"))
+            elif model.error:
+                rows.append(VersionStatus(name, "", State.FAILED, model.error))
+            else:
+                rows.extend(sorted(model.status.values(), key=lambda s: natural_key(s.version)))
+        return rows
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def load_all(self) -> None:
+        if self._repository is None:
+            return
+        names = self._repository.model_names()
+        await asyncio.gather(*(self.load(name) for name in names))
+
+    async def load(self, name: str) -> None:
+        """(Re)load a model from the repository; failures are recorded, not raised."""
+        if self._repository is None:
+            raise NotFound("no model repository is configured")
+        check_name("model", name)
+        async with self._lock:
+            old = self._models.get(name)
+            try:
+                entry = self._repository.read(name)
+                wanted = entry.served_versions()
+            except NotFound:
+                raise
+            except InferdError as exc:
+                log.error("model %s: %s", name, exc.message)
+                if old is None or not old.served:
+                    self._models[name] = _Model(None, {}, {}, exc.message)
+                return
+            model = _Model(entry, {}, {})
+            if old is not None:
+                model.status.update(old.status)
+            else:
+                self._models[name] = model
+            results = await asyncio.gather(*(self._load_version(entry, v, model) for v in wanted))
+            served = {v.version: v for v in results if v is not None}
+            if old is not None:
+                # A version that fails to reload keeps serving its old instance.
+                for key, previous in old.served.items():
+                    if key not in served and key in {v.name for v in wanted}:
+                        served[key] = previous
+                        model.status[key] = VersionStatus(
+                            name, key, State.READY, model.status[key].reason
+                        )
+            retired = [v for k, v in (old.served.items() if old else []) if served.get(k) is not v]
+            model.served = served
+            model.status = {k: s for k, s in model.status.items() if k in {v.name for v in wanted}}
+            self._models[name] = model
+        for version in retired:
+            await self._retire(version, model)
+
+    async def _load_version(
+        self, entry: ModelEntry, version: VersionEntry, model: _Model
+    ) -> LoadedVersion | None:
+        status = VersionStatus(entry.name, version.name, State.LOADING)
+        model.status[version.name] = status
+        where = f"model '{entry.name}' version '{version.name}'"
+        try:
+            loaded = await asyncio.to_thread(self._build, entry, version, where)
+        except Exception as exc:
+            reason = exc.message if isinstance(exc, InferdError) else f"{type(exc).__name__}: {exc}"
+            status.state, status.reason = State.FAILED, reason
+            log.error("%s failed to load: %s", where, reason)
+            return None
+        loaded.batcher.start()
+        status.state = State.READY
+        log.info("%s ready (%s, max_batch_size=%d)", where, version.runtime, loaded.max_batch_size)
+        return loaded
+
+    def _build(self, entry: ModelEntry, version: VersionEntry, where: str) -> LoadedVersion:
+        config = entry.config
+        runtime = runtime_class(version.runtime)(
+            version.artifact, config, self._performance.intra_op_threads
+        )
+        runtime.load()
+        read = runtime.signature()
+        inputs = _specs(
+            config.inputs, read.inputs if read else None, config.allow_nonfinite, "inputs", where
+        )
+        outputs = _specs(
+            config.outputs, read.outputs if read else None, config.allow_nonfinite, "outputs", where
+        )
+        max_batch = _max_batch_size(config, inputs, self._performance.max_batch_size, where)
+        if config.warmup:
+            runtime.infer(_warmup_inputs(inputs))
+        stats = VersionStats(entry.name, version.name)
+        delay_ms = config.batching.max_queue_delay_ms
+        batcher = Batcher(
+            runtime.infer,
+            stats=stats,
+            max_batch_size=max_batch,
+            max_queue_delay_s=(self._performance.batch_timeout_ms if delay_ms is None else delay_ms)
+            / 1000,
+            preferred_batch_sizes=config.batching.preferred_batch_sizes,
+            max_queue_size=config.batching.max_queue_size or self._performance.max_queue_size,
+            instances=config.instances,
+        )
+        return LoadedVersion(
+            entry.name,
+            version.name,
+            version.runtime,
+            config,
+            inputs,
+            outputs,
+            max_batch,
+            runtime,
+            batcher,
+            stats,
+        )
+
+    async def _retire(self, loaded: LoadedVersion, model: _Model) -> None:
+        status = model.status.get(loaded.version)
+        if (
+            status is not None
+            and status.state is State.READY
+            and loaded.version not in model.served
+        ):
+            status.state = State.UNLOADING
+        await loaded.batcher.close()
+        await asyncio.to_thread(loaded.runtime.unload)
+        if status is not None and loaded.version not in model.served:
+            status.state = State.UNAVAILABLE
+            status.reason = "unloaded"
+        log.info("model '%s' version '%s' unloaded", loaded.model, loaded.version)
+
+    async def unload(self, name: str) -> None:
+        model = self._model(name)
+        async with self._lock:
+            retired = list(model.served.values())
+            model.served = {}
+        for loaded in retired:
+            await self._retire(loaded, model)
+        model.error = ""
+        model.wanted = False
+
+    async def close(self) -> None:
+        """Drain and unload everything (shutdown)."""
+        for name in list(self._models):
+            await self.unload(name)

@@ -1,0 +1,134 @@
+"""``model.yaml``: what a model declares about itself.
+
+Everything that can be read from the artifact (ONNX inputs and outputs) may be left out.
+Shapes are full tensor shapes as the model sees them; -1 marks a variable dimension.
+A model that batches (``max_batch_size`` > 0) has -1 as the first dimension of every input
+and output.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+
+from inferd.errors import ConfigError
+from inferd.types import DATATYPE_TO_NUMPY, TensorSpec
+
+DEVICE_PATTERN = re.compile(r"^(cpu|cuda(:\d+)?)$")
+
+
+class _Strict(BaseModel):
+    model_config = {"extra": "forbid"}
+
+
+class TensorConfig(_Strict):
+    name: str = Field(min_length=1, max_length=256)
+    datatype: str
+    shape: list[int]
+
+    @field_validator("datatype")
+    @classmethod
+    def _datatype(cls, value: str) -> str:
+        upper = value.upper()
+        if upper not in DATATYPE_TO_NUMPY:
+            raise ValueError(
+                f"unknown datatype {value!r}; expected one of {list(DATATYPE_TO_NUMPY)}"
+            )
+        return upper
+
+    @field_validator("shape")
+    @classmethod
+    def _shape(cls, value: list[int]) -> list[int]:
+        if any(dim < -1 for dim in value):
+            raise ValueError("dimensions are -1 (variable) or >= 0")
+        return value
+
+    def spec(self, allow_nonfinite: bool) -> TensorSpec:
+        return TensorSpec(self.name, self.datatype, tuple(self.shape), allow_nonfinite)
+
+
+class BatchingConfig(_Strict):
+    max_queue_delay_ms: float | None = Field(None, ge=0, le=10_000)
+    preferred_batch_sizes: list[int] = Field(default_factory=list)
+    max_queue_size: int | None = Field(None, ge=1)
+
+    @field_validator("preferred_batch_sizes")
+    @classmethod
+    def _preferred(cls, value: list[int]) -> list[int]:
+        if any(size < 1 for size in value):
+            raise ValueError("preferred batch sizes are >= 1")
+        return sorted(set(value))
+
+
+class VersionPolicy(_Strict):
+    """Which versions are served: the latest N, all of them, or a named list."""
+
+    latest: int | None = Field(None, ge=1)
+    all: bool = False
+    specific: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> VersionPolicy:
+        chosen = sum([self.latest is not None, self.all, self.specific is not None])
+        if chosen > 1:
+            raise ValueError("choose one of latest, all, specific")
+        if chosen == 0:
+            self.latest = 1
+        return self
+
+
+class ModelConfig(_Strict):
+    runtime: Literal["torchscript", "onnx", "python"] | None = None
+    inputs: list[TensorConfig] | None = None
+    outputs: list[TensorConfig] | None = None
+    max_batch_size: int | None = Field(None, ge=0)
+    batching: BatchingConfig = Field(default_factory=BatchingConfig)
+    instances: int = Field(1, ge=1, le=64)
+    device: str = "cpu"
+    precision: Literal["fp32", "fp16", "bf16"] = "fp32"
+    intra_op_threads: int | None = Field(None, ge=0)
+    version_policy: VersionPolicy = Field(default_factory=VersionPolicy)
+    labels: dict[str, str] = Field(default_factory=dict)
+    timeout_s: float | None = Field(None, gt=0)
+    allow_nonfinite: bool = False
+    warmup: bool = True
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if not DEVICE_PATTERN.match(value):
+            raise ValueError("expected cpu, cuda or cuda:N")
+        return value
+
+    @field_validator("inputs", "outputs")
+    @classmethod
+    def _unique(cls, value: list[TensorConfig] | None) -> list[TensorConfig] | None:
+        if value is not None:
+            names = [t.name for t in value]
+            if len(names) != len(set(names)):
+                raise ValueError(f"tensor names repeat: {names}")
+        return value
+
+
+def read_model_config(path: Path) -> ModelConfig:
+    """Parse ``model.yaml`` (absent -> all defaults). Errors name the field."""
+    if not path.exists():
+        return ModelConfig()
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping")
+    try:
+        return ModelConfig.model_validate(raw)
+    except ValidationError as exc:
+        details = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"{path}: {details}") from exc

@@ -1,0 +1,304 @@
+"""InferenceService: the protocol-neutral data plane. Adapters call this and nothing else."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from inferd import __version__
+from inferd.core.manager import LoadedVersion, ModelManager
+from inferd.core.messages import InferRequest, InferResponse, PredictResult
+from inferd.core.repository import natural_key
+from inferd.core.validation import validate_inputs
+from inferd.errors import InferdError, InvalidArgument, NotFound, Unavailable
+from inferd.metrics import Metrics
+from inferd.settings import Settings
+from inferd.tensors import check_datatype, round_to_bf16
+from inferd.types import DATATYPE_TO_NUMPY, TRITON_CONFIG_DATATYPE, Tensor, TensorSpec
+
+EXTENSIONS = (
+    "binary_tensor_data",
+    "model_configuration",
+    "statistics",
+    "model_repository",
+)
+
+
+class InferenceService:
+    def __init__(self, settings: Settings, manager: ModelManager, metrics: Metrics) -> None:
+        self.settings = settings
+        self.manager = manager
+        self.metrics = metrics
+        self.draining = False
+        self._started = False
+
+    async def start(self) -> None:
+        """Load and warm up every model of the repository (once)."""
+        if not self._started:
+            self._started = True
+            await self.manager.load_all()
+
+    async def stop(self) -> None:
+        """Refuse new work, let queued and running work finish, unload everything."""
+        self.draining = True
+        await self.manager.close()
+
+    # -- health and metadata -------------------------------------------------------------
+
+    def live(self) -> bool:
+        return True
+
+    def ready(self) -> bool:
+        return not self.draining and self.manager.ready()
+
+    def server_metadata(self) -> dict[str, Any]:
+        return {"name": "inferd", "version": __version__, "extensions": list(EXTENSIONS)}
+
+    def model_ready(self, name: str, version: str | None = None) -> bool:
+        try:
+            self.manager.resolve(name, version)
+        except Unavailable:
+            return False
+        return not self.draining
+
+    def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
+        loaded = self.manager.resolve(name, version)
+        return {
+            "name": name,
+            "versions": self.manager.versions(name) if version is None else [loaded.version],
+            "platform": loaded.platform,
+            "inputs": [spec.as_metadata() for spec in loaded.inputs],
+            "outputs": [spec.as_metadata() for spec in loaded.outputs],
+        }
+
+    def model_config(self, name: str, version: str | None = None) -> dict[str, Any]:
+        """Triton's model-configuration shape (dims exclude the batch dimension)."""
+        loaded = self.manager.resolve(name, version)
+        batching = loaded.max_batch_size > 0
+
+        def dims(spec: TensorSpec) -> list[int]:
+            return list(spec.shape[1:] if batching else spec.shape)
+
+        def tensor(spec: TensorSpec) -> dict[str, Any]:
+            return {
+                "name": spec.name,
+                "data_type": TRITON_CONFIG_DATATYPE[spec.datatype],
+                "dims": dims(spec),
+            }
+
+        config: dict[str, Any] = {
+            "name": name,
+            "platform": loaded.platform,
+            "backend": loaded.runtime_name,
+            "max_batch_size": loaded.max_batch_size,
+            "input": [tensor(s) for s in loaded.inputs],
+            "output": [tensor(s) for s in loaded.outputs],
+            "instance_group": [
+                {
+                    "count": loaded.config.instances,
+                    "kind": "KIND_GPU" if loaded.config.device.startswith("cuda") else "KIND_CPU",
+                }
+            ],
+            "version_policy": loaded.config.version_policy.model_dump(exclude_none=True),
+        }
+        if batching:
+            config["dynamic_batching"] = {
+                "preferred_batch_size": loaded.config.batching.preferred_batch_sizes,
+                "max_queue_delay_microseconds": int(
+                    (
+                        loaded.config.batching.max_queue_delay_ms
+                        if loaded.config.batching.max_queue_delay_ms is not None
+                        else self.settings.performance.batch_timeout_ms
+                    )
+                    * 1000
+                ),
+            }
+        return config
+
+    def model_stats(self, name: str | None = None, version: str | None = None) -> dict[str, Any]:
+        names = [name] if name else self.manager.model_names()
+        stats = []
+        for model in names:
+            versions = [version] if version else self.manager.versions(model)
+            for v in versions:
+                with contextlib.suppress(Unavailable):
+                    stats.append(self.manager.resolve(model, v).stats.as_triton())
+        if name and not stats:
+            raise NotFound(f"model '{name}' has no serving version to report")
+        return {"model_stats": stats}
+
+    def default_model(self) -> str:
+        configured = self.settings.models.default_model
+        if configured:
+            return configured
+        names = self.manager.model_names()
+        if len(names) == 1:
+            return names[0]
+        raise InvalidArgument(
+            f"several models are served {names}; name one (/models/{{model}}/predict) or set "
+            "models.default_model"
+        )
+
+    # -- inference ------------------------------------------------------------------------
+
+    def deadline(self, loaded: LoadedVersion, request: InferRequest) -> float:
+        if request.deadline is not None:
+            return request.deadline
+        timeout = request.parameters.get("timeout")
+        if timeout is not None:
+            if type(timeout) is not int or timeout <= 0:
+                raise InvalidArgument(
+                    f"parameter 'timeout' must be a positive integer of microseconds, got {timeout!r}"
+                )
+            return time.monotonic() + timeout / 1e6
+        seconds = loaded.config.timeout_s or self.settings.performance.inference_timeout_s
+        return time.monotonic() + seconds
+
+    @contextlib.contextmanager
+    def _observed(self, model: str, version: str, protocol: str) -> Iterator[list[str]]:
+        """Counts the request; the body may overwrite the version label it learns."""
+        label = [version]
+        start = time.perf_counter()
+        self.metrics.in_flight.inc()
+        try:
+            yield label
+        except InferdError as exc:
+            self.metrics.observe(model, label[0], protocol, exc.code.value, 0.0)
+            raise
+        except Exception:
+            self.metrics.observe(model, label[0], protocol, "internal", 0.0)
+            raise
+        else:
+            self.metrics.observe(model, label[0], protocol, "ok", time.perf_counter() - start)
+        finally:
+            self.metrics.in_flight.dec()
+
+    async def infer(self, request: InferRequest) -> InferResponse:
+        with self._observed(request.model, request.version or "", request.protocol) as label:
+            if self.draining:
+                raise Unavailable("the server is shutting down")
+            loaded = self.manager.resolve(request.model, request.version)
+            label[0] = loaded.version
+            start = time.perf_counter()
+            try:
+                response = await self._infer(loaded, request)
+            except Exception:
+                loaded.stats.fail.add(time.perf_counter() - start)
+                raise
+            loaded.stats.success.add(time.perf_counter() - start)
+            return response
+
+    async def _infer(self, loaded: LoadedVersion, request: InferRequest) -> InferResponse:
+        arrays = validate_inputs(loaded, request.inputs, self.settings.safeguards.input_validation)
+        selected = self._selected_outputs(loaded, request)
+        deadline = self.deadline(loaded, request)
+        results = await loaded.batcher.submit(arrays, deadline)
+        outputs = []
+        for spec in selected:
+            array = results.get(spec.name)
+            if array is None:
+                raise InferdError(f"model '{loaded.model}' did not produce output '{spec.name}'")
+            outputs.append(Tensor(spec.name, spec.datatype, _as_datatype(array, spec.datatype)))
+        return InferResponse(
+            model=loaded.model,
+            version=loaded.version,
+            outputs=outputs,
+            id=request.id,
+            output_parameters={o.name: o.parameters for o in request.outputs or ()},
+        )
+
+    def _selected_outputs(self, loaded: LoadedVersion, request: InferRequest) -> list[TensorSpec]:
+        if not request.outputs:
+            return list(loaded.outputs)
+        selected = []
+        for wanted in request.outputs:
+            spec = loaded.output_spec(wanted.name)
+            if spec is None:
+                raise InvalidArgument(
+                    f"unknown output '{wanted.name}' for model '{loaded.model}'; expected "
+                    f"{[s.name for s in loaded.outputs]}"
+                )
+            selected.append(spec)
+        return selected
+
+    async def predict(
+        self,
+        model: str | None,
+        version: str | None,
+        data: Any,
+        *,
+        batched: bool,
+        protocol: str,
+        deadline: float | None = None,
+    ) -> PredictResult:
+        """The simple API: a list of numbers (or rows of them) into the model's one input."""
+        start = time.perf_counter()
+        name = model or self.default_model()
+        loaded = self.manager.resolve(name, version or self.settings.models.default_version)
+        if len(loaded.inputs) != 1:
+            raise InvalidArgument(
+                f"model '{name}' takes {len(loaded.inputs)} inputs; use the V2 infer endpoint"
+            )
+        spec = loaded.inputs[0]
+        array = _simple_array(spec, data, batched)
+        request = InferRequest(
+            model=name,
+            version=loaded.version,
+            inputs=[Tensor(spec.name, spec.datatype, array)],
+            outputs=None,
+            deadline=deadline,
+            protocol=protocol,
+        )
+        response = await self.infer(request)
+        first = response.outputs[0].data
+        rows = first if batched else first[0] if loaded.max_batch_size > 0 else first
+        predictions: list[Any] = rows.tolist()
+        return PredictResult(
+            predictions, response.version, round((time.perf_counter() - start) * 1000, 3)
+        )
+
+    # -- repository extension ---------------------------------------------------------------
+
+    def repository_index(self) -> list[dict[str, str]]:
+        return [
+            {"name": s.model, "version": s.version, "state": s.state.value, "reason": s.reason}
+            for s in self.manager.index()
+        ]
+
+    async def load_model(self, name: str) -> None:
+        await self.manager.load(name)
+        # Surface a failed load to the caller while the others keep serving.
+        self.manager.resolve(name)
+
+    async def unload_model(self, name: str) -> None:
+        await self.manager.unload(name)
+
+    def versions_sorted(self, name: str) -> list[str]:
+        return sorted(self.manager.versions(name), key=natural_key)
+
+
+def _simple_array(spec: TensorSpec, data: Any, batched: bool) -> np.ndarray[Any, Any]:
+    from inferd.tensors import from_json_auto
+
+    check_datatype(spec.name, spec.datatype)
+    array = from_json_auto(spec.name, spec.datatype, data)
+    if batched:
+        if array.ndim < 2:
+            raise InvalidArgument("'batch' must be a list of rows (lists of numbers)")
+        return array
+    if array.ndim != 1:
+        raise InvalidArgument("'inputs' must be a flat list of numbers; use 'batch' for rows")
+    return array[None, ...] if len(spec.shape) == 2 else array
+
+
+def _as_datatype(array: np.ndarray[Any, Any], datatype: str) -> np.ndarray[Any, Any]:
+    target = DATATYPE_TO_NUMPY[datatype]
+    if datatype == "BF16":
+        return round_to_bf16(array)
+    if array.dtype != target and datatype != "BYTES":
+        return array.astype(target)
+    return array

@@ -1,0 +1,81 @@
+"""The one exception tree of inferd.
+
+Every error raised by the core carries a neutral :class:`ErrorCode`. Transports map the
+code to their own status (``inferd.http.errors``, ``inferd.grpc.errors``) with one table
+each; nothing in the core knows about HTTP or gRPC.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class ErrorCode(enum.Enum):
+    INVALID_ARGUMENT = "invalid_argument"
+    NOT_FOUND = "not_found"
+    UNAVAILABLE = "unavailable"
+    RESOURCE_EXHAUSTED = "resource_exhausted"
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+    DEADLINE_EXCEEDED = "deadline_exceeded"
+    UNAUTHENTICATED = "unauthenticated"
+    PERMISSION_DENIED = "permission_denied"
+    INTERNAL = "internal"
+
+
+class InferdError(Exception):
+    """Base class: a message meant for the client and a neutral code."""
+
+    code: ErrorCode = ErrorCode.INTERNAL
+
+    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after_s = retry_after_s
+
+
+class InvalidArgument(InferdError):
+    code = ErrorCode.INVALID_ARGUMENT
+
+
+class NotFound(InferdError):
+    code = ErrorCode.NOT_FOUND
+
+
+class Unavailable(InferdError):
+    code = ErrorCode.UNAVAILABLE
+
+
+class ResourceExhausted(InferdError):
+    code = ErrorCode.RESOURCE_EXHAUSTED
+
+
+class PayloadTooLarge(InferdError):
+    code = ErrorCode.PAYLOAD_TOO_LARGE
+
+
+class DeadlineExceeded(InferdError):
+    code = ErrorCode.DEADLINE_EXCEEDED
+
+
+class Unauthenticated(InferdError):
+    code = ErrorCode.UNAUTHENTICATED
+
+
+class PermissionDenied(InferdError):
+    code = ErrorCode.PERMISSION_DENIED
+
+
+class InternalError(InferdError):
+    code = ErrorCode.INTERNAL
+
+
+class ModelLoadError(InferdError):
+    """A model version could not be loaded; the reason is kept as its state."""
+
+    code = ErrorCode.UNAVAILABLE
+
+
+class ConfigError(InferdError):
+    """A model.yaml or settings value is invalid; the message names the field."""
+
+    code = ErrorCode.INVALID_ARGUMENT

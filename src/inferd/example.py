@@ -1,0 +1,124 @@
+"""The example model repository, built by code with deterministic weights.
+
+- ``tiny``: a 4 -> 64 -> 2 MLP as TorchScript (the shape of the seed's model).
+- ``wide``: a 256 -> 2048 -> 2048 -> 16 MLP as ONNX.
+
+The same weights can be written in either format, so the two runtimes can be compared on
+one model (tests and benchmarks do).
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+import yaml
+
+Weights = list[tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]]
+
+TINY: Final = (4, 64, 2)
+WIDE: Final = (256, 2048, 2048, 16)
+
+
+def mlp_weights(sizes: tuple[int, ...], seed: int = 0) -> Weights:
+    """Layer (weight [out, in], bias [out]) pairs, float32, He-scaled, from a fixed seed."""
+    rng = np.random.default_rng(seed)
+    layers = []
+    for fan_in, fan_out in itertools.pairwise(sizes):
+        weight = rng.standard_normal((fan_out, fan_in), dtype=np.float32) * np.sqrt(2.0 / fan_in)
+        bias = rng.standard_normal(fan_out, dtype=np.float32) * np.float32(0.1)
+        layers.append((weight.astype(np.float32), bias.astype(np.float32)))
+    return layers
+
+
+def mlp_reference(weights: Weights, x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """The MLP in numpy: ReLU between layers, none after the last."""
+    out = x.astype(np.float32)
+    for i, (weight, bias) in enumerate(weights):
+        out = out @ weight.T + bias
+        if i < len(weights) - 1:
+            out = np.maximum(out, 0)
+    return out
+
+
+def write_torchscript(weights: Weights, path: Path) -> None:
+    import torch
+
+    layers: list[torch.nn.Module] = []
+    for i, (weight, bias) in enumerate(weights):
+        linear = torch.nn.Linear(weight.shape[1], weight.shape[0])
+        with torch.no_grad():
+            linear.weight.copy_(torch.from_numpy(weight))
+            linear.bias.copy_(torch.from_numpy(bias))
+        layers.append(linear)
+        if i < len(weights) - 1:
+            layers.append(torch.nn.ReLU())
+    module = torch.jit.script(torch.nn.Sequential(*layers).eval())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    module.save(str(path))
+
+
+def write_onnx(
+    weights: Weights, path: Path, input_name: str = "input", output_name: str = "output"
+) -> None:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes, initializers = [], []
+    current = input_name
+    for i, (weight, bias) in enumerate(weights):
+        initializers += [
+            numpy_helper.from_array(weight, f"w{i}"),
+            numpy_helper.from_array(bias, f"b{i}"),
+        ]
+        last = i == len(weights) - 1
+        gemm_out = output_name if last else f"h{i}"
+        nodes.append(helper.make_node("Gemm", [current, f"w{i}", f"b{i}"], [gemm_out], transB=1))
+        if not last:
+            nodes.append(helper.make_node("Relu", [gemm_out], [f"r{i}"]))
+            current = f"r{i}"
+    graph = helper.make_graph(
+        nodes,
+        "mlp",
+        [
+            helper.make_tensor_value_info(
+                input_name, TensorProto.FLOAT, ["batch", weights[0][0].shape[1]]
+            )
+        ],
+        [
+            helper.make_tensor_value_info(
+                output_name, TensorProto.FLOAT, ["batch", weights[-1][0].shape[0]]
+            )
+        ],
+        initializers,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+
+
+def tensor_yaml(sizes: tuple[int, ...], runtime: str, **extra: Any) -> str:
+    doc = {
+        "runtime": runtime,
+        "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, sizes[0]]}],
+        "outputs": [{"name": "output", "datatype": "FP32", "shape": [-1, sizes[-1]]}],
+        **extra,
+    }
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+def build_example(root: Path) -> list[Path]:
+    """Write the example repository under ``root``; returns the artifacts written."""
+    tiny = root / "tiny"
+    write_torchscript(mlp_weights(TINY, seed=0), tiny / "1" / "model.pt")
+    (tiny / "model.yaml").write_text(tensor_yaml(TINY, "torchscript"))
+    wide = root / "wide"
+    write_onnx(mlp_weights(WIDE, seed=1), wide / "1" / "model.onnx")
+    (wide / "model.yaml").write_text(
+        "# Inputs and outputs are read from the ONNX graph.\nmax_batch_size: 64\n"
+    )
+    return [tiny / "1" / "model.pt", wide / "1" / "model.onnx"]

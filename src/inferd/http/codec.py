@@ -1,0 +1,189 @@
+"""The Open Inference Protocol's REST body: JSON with optional binary tensor data.
+
+With the binary tensor data extension the body is a JSON header of
+``Inference-Header-Content-Length`` bytes followed by the raw tensors, in input order,
+each ``parameters.binary_data_size`` long.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import orjson
+
+from inferd.core.messages import InferRequest, InferResponse, RequestedOutput
+from inferd.errors import InvalidArgument
+from inferd.tensors import (
+    check_datatype,
+    check_shape,
+    from_binary,
+    from_json,
+    to_binary,
+    to_json_data,
+)
+from inferd.types import Tensor
+
+REQUEST_FIELDS: Final = frozenset({"id", "parameters", "inputs", "outputs"})
+INPUT_FIELDS: Final = frozenset({"name", "shape", "datatype", "parameters", "data"})
+OUTPUT_FIELDS: Final = frozenset({"name", "parameters"})
+HEADER_LENGTH: Final = "inference-header-content-length"
+
+
+def parse_json(raw: bytes | memoryview) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidArgument(f"malformed JSON: {exc}") from None
+
+
+def _object(value: Any, what: str, allowed: frozenset[str]) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise InvalidArgument(f"{what} must be a JSON object")
+    unknown = value.keys() - allowed
+    if unknown:
+        raise InvalidArgument(
+            f"unknown field(s) {sorted(unknown)} in {what}; expected {sorted(allowed)}"
+        )
+    return value
+
+
+def _parameters(value: Any, what: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidArgument(f"{what} 'parameters' must be a JSON object")
+    for key, item in value.items():
+        if not isinstance(item, bool | int | float | str):
+            raise InvalidArgument(f"{what} parameter '{key}' must be a bool, number or string")
+    return value
+
+
+def _name(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise InvalidArgument(f"{what} needs a non-empty string 'name'")
+    return value
+
+
+def decode_request(
+    body: bytes, header_length: str | None, model: str, version: str | None
+) -> InferRequest:
+    """Decode a V2 REST infer body (JSON, or JSON header + binary tensors)."""
+    view = memoryview(body)
+    if header_length is not None:
+        try:
+            split = int(header_length)
+        except ValueError:
+            raise InvalidArgument(
+                f"Inference-Header-Content-Length {header_length!r} is not a number"
+            ) from None
+        if not 0 < split <= len(body):
+            raise InvalidArgument(
+                f"Inference-Header-Content-Length {split} is outside the body of {len(body)} bytes"
+            )
+        doc, binary = parse_json(view[:split]), view[split:]
+    else:
+        doc, binary = parse_json(body), view[len(body) :]
+    doc = _object(doc, "the request", REQUEST_FIELDS)
+    request_id = doc.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise InvalidArgument("'id' must be a string")
+    raw_inputs = doc.get("inputs")
+    if not isinstance(raw_inputs, list) or not raw_inputs:
+        raise InvalidArgument("'inputs' must be a non-empty list")
+    inputs, offset = [], 0
+    for index, raw in enumerate(raw_inputs):
+        tensor, offset = _decode_input(raw, index, binary, offset)
+        inputs.append(tensor)
+    if offset != len(binary):
+        raise InvalidArgument(
+            f"binary data holds {len(binary)} bytes but the inputs' binary_data_size add up to {offset}"
+        )
+    return InferRequest(
+        model=model,
+        version=version,
+        id=request_id,
+        inputs=inputs,
+        outputs=_decode_outputs(doc.get("outputs")),
+        parameters=_parameters(doc.get("parameters"), "the request"),
+        protocol="rest",
+    )
+
+
+def _decode_input(raw: Any, index: int, binary: memoryview, offset: int) -> tuple[Tensor, int]:
+    item = _object(raw, f"inputs[{index}]", INPUT_FIELDS)
+    name = _name(item.get("name"), f"inputs[{index}]")
+    datatype = check_datatype(name, item.get("datatype"))
+    shape = check_shape(name, item.get("shape"))
+    parameters = _parameters(item.get("parameters"), f"input '{name}'")
+    size = parameters.get("binary_data_size")
+    if size is not None:
+        if "data" in item:
+            raise InvalidArgument(
+                f"input '{name}': give either 'data' or binary_data_size, not both"
+            )
+        if type(size) is not int or size < 0:
+            raise InvalidArgument(
+                f"input '{name}': binary_data_size must be a non-negative integer"
+            )
+        if offset + size > len(binary):
+            raise InvalidArgument(
+                f"input '{name}': binary_data_size {size} runs past the {len(binary)} bytes of "
+                "binary data"
+            )
+        array = from_binary(name, datatype, shape, binary[offset : offset + size])
+        return Tensor(name, datatype, array), offset + size
+    if "data" not in item:
+        raise InvalidArgument(f"input '{name}' has no 'data' and no binary_data_size")
+    return Tensor(name, datatype, from_json(name, datatype, shape, item["data"])), offset
+
+
+def _decode_outputs(raw: Any) -> list[RequestedOutput] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, list):
+        raise InvalidArgument("'outputs' must be a list")
+    outputs = []
+    seen = set()
+    for index, entry in enumerate(raw):
+        item = _object(entry, f"outputs[{index}]", OUTPUT_FIELDS)
+        name = _name(item.get("name"), f"outputs[{index}]")
+        if name in seen:
+            raise InvalidArgument(f"output '{name}' is requested more than once")
+        seen.add(name)
+        outputs.append(
+            RequestedOutput(name, _parameters(item.get("parameters"), f"output '{name}'"))
+        )
+    return outputs
+
+
+def encode_response(response: InferResponse, binary_default: bool) -> tuple[bytes, int | None]:
+    """The body, and the JSON header's length when binary tensors follow it."""
+    outputs: list[dict[str, Any]] = []
+    blobs: list[bytes] = []
+    for tensor in response.outputs:
+        params = response.output_parameters.get(tensor.name, {})
+        entry: dict[str, Any] = {
+            "name": tensor.name,
+            "datatype": tensor.datatype,
+            "shape": tensor.shape,
+        }
+        if params.get("binary_data", binary_default):
+            blob = to_binary(tensor.datatype, tensor.data)
+            entry["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        else:
+            entry["data"] = to_json_data(tensor.name, tensor.datatype, tensor.data)
+        outputs.append(entry)
+    doc: dict[str, Any] = {
+        "model_name": response.model,
+        "model_version": response.version,
+        "outputs": outputs,
+    }
+    if response.id is not None:
+        doc["id"] = response.id
+    if response.parameters:
+        doc["parameters"] = response.parameters
+    header = orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
+    if not blobs:
+        return header, None
+    return b"".join([header, *blobs]), len(header)

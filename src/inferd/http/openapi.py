@@ -1,0 +1,110 @@
+"""OpenAPI descriptions of the lean routes, which bypass FastAPI's request machinery."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+_TENSOR = {
+    "type": "object",
+    "required": ["name", "shape", "datatype"],
+    "properties": {
+        "name": {"type": "string"},
+        "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+        "datatype": {"type": "string", "example": "FP32"},
+        "parameters": {"type": "object"},
+        "data": {"type": "array", "items": {}},
+    },
+}
+_INFER_REQUEST = {
+    "type": "object",
+    "required": ["inputs"],
+    "properties": {
+        "id": {"type": "string"},
+        "parameters": {"type": "object"},
+        "inputs": {"type": "array", "items": _TENSOR},
+        "outputs": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"name": {"type": "string"}, "parameters": {"type": "object"}},
+            },
+        },
+    },
+}
+_PREDICT_REQUEST = {
+    "type": "object",
+    "properties": {
+        "inputs": {"type": "array", "items": {"type": "number"}, "example": [1, 2, 3, 4]},
+        "batch": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}},
+        "model_version": {"type": "string"},
+    },
+}
+_PREDICT_RESPONSE = {
+    "type": "object",
+    "properties": {
+        "predictions": {"type": "array", "items": {}},
+        "model_version": {"type": "string"},
+        "latency_ms": {"type": "number"},
+    },
+}
+_ERROR = {"type": "object", "properties": {"error": {"type": "string"}}}
+
+
+def _operation(
+    summary: str, request: dict[str, Any], response: dict[str, Any], params: list[str]
+) -> dict[str, Any]:
+    errors = {
+        str(code): {"description": text, "content": {"application/json": {"schema": _ERROR}}}
+        for code, text in [
+            (400, "Bad input"),
+            (404, "Unknown model or version"),
+            (413, "Body too large"),
+            (429, "Queue full or rate limited"),
+            (503, "Not ready or shutting down"),
+            (504, "Deadline exceeded"),
+        ]
+    }
+    return {
+        "post": {
+            "summary": summary,
+            "parameters": [
+                {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+                for p in params
+            ],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": request}}},
+            "responses": {
+                "200": {"description": "OK", "content": {"application/json": {"schema": response}}},
+                **errors,
+            },
+        }
+    }
+
+
+def document_lean_routes(app: FastAPI) -> None:
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        paths = schema.setdefault("paths", {})
+        infer = "Inference (JSON, or binary tensor data with Inference-Header-Content-Length)"
+        paths["/v2/models/{model}/infer"] = _operation(
+            infer, _INFER_REQUEST, {"type": "object"}, ["model"]
+        )
+        paths["/v2/models/{model}/versions/{version}/infer"] = _operation(
+            infer, _INFER_REQUEST, {"type": "object"}, ["model", "version"]
+        )
+        paths["/predict"] = _operation(
+            "Predict with the default model", _PREDICT_REQUEST, _PREDICT_RESPONSE, []
+        )
+        paths["/models/{model}/predict"] = _operation(
+            "Predict with a named model", _PREDICT_REQUEST, _PREDICT_RESPONSE, ["model"]
+        )
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,0 +1,78 @@
+"""The simple API (``/predict``) and the operational endpoints."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import orjson
+from fastapi import APIRouter, Request
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.responses import Response
+
+from inferd.core.service import InferenceService
+from inferd.errors import InvalidArgument
+from inferd.http.body import read_body
+from inferd.http.codec import parse_json
+
+JSON = "application/json"
+PREDICT_FIELDS: Final = frozenset({"inputs", "batch", "model_version"})
+
+
+def decode_predict(doc: Any) -> tuple[Any, bool, str | None]:
+    """``{"inputs": [...]}`` or ``{"batch": [[...], ...]}``, with optional model_version."""
+    if not isinstance(doc, dict):
+        raise InvalidArgument('the body must be a JSON object: {"inputs": [numbers]}')
+    unknown = doc.keys() - PREDICT_FIELDS
+    if unknown:
+        raise InvalidArgument(
+            f"unknown field(s) {sorted(unknown)}; expected {sorted(PREDICT_FIELDS)}"
+        )
+    version = doc.get("model_version")
+    if version is not None and not isinstance(version, str):
+        raise InvalidArgument("'model_version' must be a string")
+    if ("inputs" in doc) == ("batch" in doc):
+        raise InvalidArgument("give exactly one of 'inputs' (a list of numbers) or 'batch' (rows)")
+    batched = "batch" in doc
+    return doc["batch" if batched else "inputs"], batched, version
+
+
+async def predict(request: Request) -> Response:
+    """POST /predict and /models/{model}/predict (a lean route, no FastAPI layer)."""
+    service: InferenceService = request.app.state.service
+    body = await read_body(request, service.settings.safeguards.max_request_bytes)
+    data, batched, version = decode_predict(parse_json(body))
+    result = await service.predict(
+        request.path_params.get("model"), version, data, batched=batched, protocol="rest"
+    )
+    return Response(
+        orjson.dumps(
+            {
+                "predictions": result.predictions,
+                "model_version": result.model_version,
+                "latency_ms": result.latency_ms,
+            }
+        ),
+        media_type=JSON,
+    )
+
+
+def router() -> APIRouter:
+    api = APIRouter(tags=["Operations"])
+
+    @api.get("/healthz", summary="Liveness")
+    async def healthz() -> Response:
+        return Response(b'{"status":"ok"}', media_type=JSON)
+
+    @api.get("/ready", summary="Readiness: 503 until every configured model is ready")
+    async def ready(request: Request) -> Response:
+        service: InferenceService = request.app.state.service
+        is_ready = service.ready()
+        doc = {"ready": is_ready, "models": service.repository_index()}
+        return Response(orjson.dumps(doc), status_code=200 if is_ready else 503, media_type=JSON)
+
+    @api.get("/metrics", summary="Prometheus metrics")
+    async def metrics(request: Request) -> Response:
+        service: InferenceService = request.app.state.service
+        return Response(service.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    return api

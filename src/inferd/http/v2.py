@@ -1,0 +1,138 @@
+"""Open Inference Protocol (KServe V2) REST routes, with Triton's extensions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from inferd.core.service import InferenceService
+from inferd.errors import InvalidArgument
+from inferd.gateway.auth import check_admin
+from inferd.http.body import read_body
+from inferd.http.codec import HEADER_LENGTH, decode_request, encode_response, parse_json
+
+JSON = "application/json"
+
+
+def _json(doc: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(doc), status_code=status, media_type=JSON)
+
+
+async def infer(request: Request) -> Response:
+    """POST /v2/models/{model}[/versions/{version}]/infer (a lean route, no FastAPI layer)."""
+    service: InferenceService = request.app.state.service
+    body = await read_body(request, service.settings.safeguards.max_request_bytes)
+    params = request.path_params
+    decoded = decode_request(
+        body, request.headers.get(HEADER_LENGTH), params["model"], params.get("version")
+    )
+    response = await service.infer(decoded)
+    binary_default = decoded.parameters.get("binary_data_output") is True
+    payload, header_length = encode_response(response, binary_default)
+    if header_length is None:
+        return Response(payload, media_type=JSON)
+    return Response(
+        payload,
+        media_type="application/octet-stream",
+        headers={"Inference-Header-Content-Length": str(header_length)},
+    )
+
+
+def router() -> APIRouter:
+    api = APIRouter(prefix="/v2", tags=["Open Inference Protocol"])
+
+    def service_of(request: Request) -> InferenceService:
+        svc: InferenceService = request.app.state.service
+        return svc
+
+    @api.get("", summary="Server metadata")
+    async def server_metadata(request: Request) -> Response:
+        return _json(service_of(request).server_metadata())
+
+    @api.get("/health/live", summary="Server liveness")
+    async def live(request: Request) -> Response:
+        return _json({"live": service_of(request).live()})
+
+    @api.get("/health/ready", summary="Server readiness (503 until every model is ready)")
+    async def ready(request: Request) -> Response:
+        is_ready = service_of(request).ready()
+        return _json({"ready": is_ready}, 200 if is_ready else 503)
+
+    @api.get("/models/stats", summary="Statistics of every model (Triton extension)")
+    async def all_stats(request: Request) -> Response:
+        return _json(service_of(request).model_stats())
+
+    @api.get("/models/{model}", summary="Model metadata")
+    async def model_metadata(request: Request, model: str) -> Response:
+        return _json(service_of(request).model_metadata(model))
+
+    @api.get("/models/{model}/versions/{version}", summary="Model version metadata")
+    async def version_metadata(request: Request, model: str, version: str) -> Response:
+        return _json(service_of(request).model_metadata(model, version))
+
+    async def _ready(request: Request, model: str, version: str | None) -> Response:
+        is_ready = service_of(request).model_ready(model, version)
+        return _json({"name": model, "ready": is_ready}, 200 if is_ready else 503)
+
+    @api.get("/models/{model}/ready", summary="Model readiness")
+    async def model_ready(request: Request, model: str) -> Response:
+        return await _ready(request, model, None)
+
+    @api.get("/models/{model}/versions/{version}/ready", summary="Model version readiness")
+    async def version_ready(request: Request, model: str, version: str) -> Response:
+        return await _ready(request, model, version)
+
+    @api.get("/models/{model}/config", summary="Model configuration (Triton extension)")
+    async def model_config(request: Request, model: str) -> Response:
+        return _json(service_of(request).model_config(model))
+
+    @api.get("/models/{model}/versions/{version}/config", summary="Model version configuration")
+    async def version_config(request: Request, model: str, version: str) -> Response:
+        return _json(service_of(request).model_config(model, version))
+
+    @api.get("/models/{model}/stats", summary="Model statistics (Triton extension)")
+    async def model_stats(request: Request, model: str) -> Response:
+        return _json(service_of(request).model_stats(model))
+
+    @api.get("/models/{model}/versions/{version}/stats", summary="Model version statistics")
+    async def version_stats(request: Request, model: str, version: str) -> Response:
+        return _json(service_of(request).model_stats(model, version))
+
+    @api.post("/repository/index", summary="Models of the repository and their state")
+    async def repository_index(request: Request) -> Response:
+        service = service_of(request)
+        body = await read_body(request, service.settings.safeguards.max_request_bytes)
+        ready_only = False
+        if body.strip():
+            doc = parse_json(body)
+            if not isinstance(doc, dict) or not isinstance(doc.get("ready", False), bool):
+                raise InvalidArgument('the index request is {"ready": true|false}')
+            ready_only = doc.get("ready", False)
+        rows = service.repository_index()
+        if ready_only:
+            rows = [r for r in rows if r["state"] == "READY"]
+        return _json(rows)
+
+    def _admin(request: Request) -> InferenceService:
+        service = service_of(request)
+        check_admin(
+            service.settings.server.admin_token,
+            request.headers.get("authorization"),
+            request.client.host if request.client else None,
+        )
+        return service
+
+    @api.post("/repository/models/{model}/load", summary="Load or reload a model (admin)")
+    async def load(request: Request, model: str) -> Response:
+        await _admin(request).load_model(model)
+        return _json({})
+
+    @api.post("/repository/models/{model}/unload", summary="Unload a model (admin)")
+    async def unload(request: Request, model: str) -> Response:
+        await _admin(request).unload_model(model)
+        return _json({})
+
+    return api

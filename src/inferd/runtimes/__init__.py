@@ -1,0 +1,1 @@
+"""Runtimes: one interface over TorchScript, ONNX Runtime and plain Python models."""

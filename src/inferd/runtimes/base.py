@@ -1,0 +1,86 @@
+"""The runtime contract and the table of runtime implementations.
+
+A runtime is synchronous and is called from a worker thread, never on the event loop.
+``infer`` receives one batch as named numpy arrays (every array's first dimension is the
+batch dimension when the model batches) and must return arrays for every declared output
+with the same batch dimension. Heavy frameworks are imported inside the implementation
+modules only, when a model that needs them loads.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import importlib
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+
+from inferd.core.model_config import ModelConfig
+from inferd.errors import ConfigError
+from inferd.types import TensorSpec
+
+Arrays = dict[str, np.ndarray[Any, Any]]
+
+RUNTIMES: Final[dict[str, str]] = {
+    "torchscript": "inferd.runtimes.torchscript:TorchScriptRuntime",
+    "onnx": "inferd.runtimes.onnx:OnnxRuntime",
+    "python": "inferd.runtimes.python:PythonRuntime",
+}
+
+#: Platform names reported in metadata and Triton's model configuration.
+PLATFORMS: Final[dict[str, str]] = {
+    "torchscript": "pytorch_libtorch",
+    "onnx": "onnxruntime_onnx",
+    "python": "python",
+}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Signature:
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+
+class Runtime(abc.ABC):
+    """One loaded model version."""
+
+    def __init__(self, artifact: Path, config: ModelConfig, intra_op_threads: int) -> None:
+        self.artifact = artifact
+        self.config = config
+        self.intra_op_threads = (
+            config.intra_op_threads if config.intra_op_threads is not None else intra_op_threads
+        )
+
+    @abc.abstractmethod
+    def load(self) -> None:
+        """Read the artifact and make the model ready to run."""
+
+    @abc.abstractmethod
+    def infer(self, inputs: Arrays) -> Arrays:
+        """Run one batch. Called from a worker thread."""
+
+    def unload(self) -> None:  # noqa: B027 - nothing to release by default
+        """Release what ``load`` took."""
+
+    def signature(self) -> Signature | None:
+        """Inputs and outputs read from the artifact, or None when it does not say."""
+        return None
+
+
+def runtime_class(name: str) -> type[Runtime]:
+    try:
+        target = RUNTIMES[name]
+    except KeyError:
+        raise ConfigError(f"unknown runtime {name!r}; expected one of {sorted(RUNTIMES)}") from None
+    module_name, _, attr = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(
+            f"runtime {name!r} needs a package that is not installed ({exc.name}); "
+            f"install inferd[{'torch' if name == 'torchscript' else name}]"
+        ) from exc
+    cls: type[Runtime] = getattr(module, attr)
+    return cls

@@ -1,0 +1,90 @@
+"""TorchScript models through ``torch.jit.load``, run under ``torch.inference_mode``.
+
+Inputs are passed positionally in declared order. A model may return a tensor, a tuple or
+list of tensors (matched to the declared outputs in order) or a dict of tensors by name.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import numpy as np
+import torch
+
+from inferd.errors import ConfigError, InternalError
+from inferd.runtimes.base import Arrays, Runtime
+
+PRECISIONS: Final[dict[str, torch.dtype]] = {
+    "fp32": torch.float32,
+    "fp16": torch.float16,
+    "bf16": torch.bfloat16,
+}
+
+
+class TorchScriptRuntime(Runtime):
+    _module: Any = None
+
+    def load(self) -> None:
+        if self.config.inputs is None or self.config.outputs is None:
+            raise ConfigError(
+                f"{self.artifact}: a TorchScript model must declare its inputs and outputs "
+                "in model.yaml (name, datatype, shape)"
+            )
+        if self.intra_op_threads > 0:
+            torch.set_num_threads(self.intra_op_threads)
+        self._device = torch.device(self.config.device)
+        self._dtype = PRECISIONS[self.config.precision]
+        module = torch.jit.load(str(self.artifact), map_location=self._device)
+        module.eval()
+        if self._dtype is not torch.float32:
+            module = module.to(self._dtype)
+        self._module = module
+        self._input_names = [t.name for t in self.config.inputs]
+        self._output_names = [t.name for t in self.config.outputs]
+        self._output_dtypes = {
+            t.name: np.dtype(np.float32) if t.datatype == "BF16" else None
+            for t in self.config.outputs
+        }
+
+    def _to_tensor(self, array: np.ndarray[Any, Any]) -> torch.Tensor:
+        if array.dtype == object:
+            raise ConfigError("TorchScript models take numeric tensors, not BYTES")
+        if not array.flags.writeable:
+            array = array.copy()
+        tensor = torch.from_numpy(array)
+        if tensor.is_floating_point() and tensor.dtype != self._dtype:
+            tensor = tensor.to(self._dtype)
+        return tensor.to(self._device, non_blocking=True)
+
+    def infer(self, inputs: Arrays) -> Arrays:
+        args = [self._to_tensor(inputs[name]) for name in self._input_names]
+        with torch.inference_mode():
+            result = self._module(*args)
+        return self._outputs(result)
+
+    def _outputs(self, result: Any) -> Arrays:
+        if isinstance(result, torch.Tensor):
+            result = (result,)
+        if isinstance(result, dict):
+            items = [result[name] for name in self._output_names]
+        elif isinstance(result, list | tuple):
+            items = list(result)
+        else:
+            raise InternalError(f"model returned {type(result).__name__}, expected tensors")
+        if len(items) != len(self._output_names):
+            raise InternalError(
+                f"model returned {len(items)} outputs, model.yaml declares "
+                f"{len(self._output_names)}"
+            )
+        outputs: Arrays = {}
+        for name, tensor in zip(self._output_names, items, strict=True):
+            tensor = tensor.detach()
+            if tensor.dtype in (torch.float16, torch.bfloat16):
+                tensor = tensor.float()
+            outputs[name] = tensor.cpu().numpy()
+        return outputs
+
+    def unload(self) -> None:
+        self._module = None
+        if self._device.type == "cuda":
+            torch.cuda.empty_cache()
