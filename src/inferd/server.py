@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import uvicorn
@@ -27,7 +28,7 @@ def uvicorn_config(settings: Settings, service: InferenceService) -> uvicorn.Con
         create_app(service),
         host=settings.server.host,
         port=settings.server.port,
-        loop="uvloop",
+        loop="none",
         http="httptools",
         ws="auto",
         lifespan="on",
@@ -38,12 +39,19 @@ def uvicorn_config(settings: Settings, service: InferenceService) -> uvicorn.Con
     )
 
 
+async def run(settings: Settings) -> None:
+    """Serve every transport of one process until a signal stops it."""
+    service = build_service(settings)
+    http = uvicorn.Server(uvicorn_config(settings, service))
+    await http.serve()
+
+
 def serve(settings: Settings) -> None:
-    """Run one server process until it is told to stop."""
+    """Run one server process on uvloop until it is told to stop."""
+    import uvloop
+
     logging.basicConfig(
         level=settings.server.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    service = build_service(settings)
-    server = uvicorn.Server(uvicorn_config(settings, service))
-    server.run()
+    uvloop.run(run(settings))

@@ -1,0 +1,136 @@
+"""Shared fixtures: the example repository, in-process apps and real server processes."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from inferd.core.service import InferenceService
+from inferd.example import build_example
+from inferd.http.app import create_app
+from inferd.server import build_service
+from inferd.settings import load_settings
+
+ServiceFactory = Callable[..., InferenceService]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
+    """Poll ``condition`` until it holds; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="session")
+def example_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("models")
+    build_example(root)
+    return root
+
+
+def make_settings(repository: Path | None, **sections: dict[str, Any]) -> Any:
+    overrides: dict[str, Any] = {"models": {"repository": repository}}
+    for name, values in sections.items():
+        overrides.setdefault(name, {}).update(values)
+    return load_settings(None, overrides, environ={})
+
+
+@pytest.fixture
+async def service_factory() -> AsyncIterator[ServiceFactory]:
+    """Builds services over a repository; every one built is stopped at teardown."""
+    made: list[InferenceService] = []
+
+    def make(repository: Path | None, **sections: dict[str, Any]) -> InferenceService:
+        service = build_service(make_settings(repository, **sections))
+        made.append(service)
+        return service
+
+    yield make
+    for service in made:
+        await service.stop()
+
+
+async def asgi_client(service: InferenceService) -> httpx.AsyncClient:
+    """An httpx client over the ASGI app of a started service (no sockets)."""
+    await service.start()
+    app = create_app(service)
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
+    return httpx.AsyncClient(transport=transport, base_url="http://inferd")
+
+
+@pytest.fixture
+async def example_client(
+    example_repo: Path, service_factory: ServiceFactory
+) -> AsyncIterator[httpx.AsyncClient]:
+    service = service_factory(example_repo, models={"default_model": "tiny"})
+    async with await asgi_client(service) as client:
+        yield client
+
+
+class ServerProcess:
+    """A real ``inferd serve`` process on free loopback ports."""
+
+    def __init__(self, repository: Path, *extra: str, env: dict[str, str] | None = None) -> None:
+        self.http_port = free_port()
+        self.grpc_port = free_port()
+        self.url = f"http://127.0.0.1:{self.http_port}"
+        self.grpc_target = f"127.0.0.1:{self.grpc_port}"
+        command = [
+            sys.executable, "-m", "inferd", "serve", str(repository),
+            "--host", "127.0.0.1", "--port", str(self.http_port),
+            "--grpc-port", str(self.grpc_port), "--log-level", "warning", *extra,
+        ]
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("INFERENCE_")}
+        environment.update(env or {})
+        self.process = subprocess.Popen(command, env=environment)
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        def ready() -> bool:
+            if self.process.poll() is not None:
+                raise AssertionError(f"server exited with {self.process.returncode}")
+            try:
+                return httpx.get(f"{self.url}/ready", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(ready, timeout, "the server to be ready")
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+@pytest.fixture(scope="session")
+def live_server(example_repo: Path) -> Iterator[ServerProcess]:
+    """One real server over the example repository for the whole session (read-only use)."""
+    server = ServerProcess(example_repo, "--default-model", "tiny")
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
