@@ -10,6 +10,7 @@ one model (tests and benchmarks do).
 from __future__ import annotations
 
 import itertools
+import warnings
 from pathlib import Path
 from typing import Any, Final
 
@@ -55,7 +56,10 @@ def write_torchscript(weights: Weights, path: Path) -> None:
         layers.append(linear)
         if i < len(weights) - 1:
             layers.append(torch.nn.ReLU())
-    module = torch.jit.script(torch.nn.Sequential(*layers).eval())
+    with warnings.catch_warnings():
+        # TorchScript is the artifact format inferd serves; its deprecation notice is noise here.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        module = torch.jit.script(torch.nn.Sequential(*layers).eval())
     path.parent.mkdir(parents=True, exist_ok=True)
     module.save(str(path))
 

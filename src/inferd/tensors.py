@@ -78,10 +78,12 @@ def from_json(name: str, datatype: str, shape: tuple[int, ...], data: Any) -> np
             f"input '{name}': shape {list(shape)} needs {count} elements, 'data' has "
             f"{_flat_len(data) if array.dtype == object else array.size}"
         )
-    return _cast_json_array(name, datatype, array).reshape(shape)
+    return _cast_json_array(name, datatype, array, data).reshape(shape)
 
 
-def _cast_json_array(name: str, datatype: str, array: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+def _cast_json_array(
+    name: str, datatype: str, array: np.ndarray[Any, Any], data: Any
+) -> np.ndarray[Any, Any]:
     kind = array.dtype.kind
     target = DATATYPE_TO_NUMPY[datatype]
     if array.size == 0:
@@ -92,7 +94,7 @@ def _cast_json_array(name: str, datatype: str, array: np.ndarray[Any, Any]) -> n
         return array
     if target.kind in _INT_KINDS:
         if kind not in _INT_KINDS:
-            raise InvalidArgument(f"input '{name}': {datatype} data must be integers")
+            array = _python_ints(name, datatype, data).reshape(array.shape)
         info = np.iinfo(target)
         if array.min() < info.min or array.max() > info.max:
             raise InvalidArgument(
@@ -105,6 +107,18 @@ def _cast_json_array(name: str, datatype: str, array: np.ndarray[Any, Any]) -> n
     if datatype == "BF16":
         out = round_to_bf16(out)
     return out
+
+
+def _python_ints(name: str, datatype: str, data: Any) -> np.ndarray[Any, Any]:
+    """Integers numpy could not type on its own (uint64 beside small ints turns float)."""
+    items = _flatten(data) if isinstance(data, list) else [data]
+    if not all(type(v) is int for v in items):
+        raise InvalidArgument(f"input '{name}': {datatype} data must be integers")
+    if not items or min(items) < 0:
+        return np.array(items, dtype=np.int64)
+    if max(items) > np.iinfo(np.uint64).max:
+        raise InvalidArgument(f"input '{name}': value out of range for {datatype}")
+    return np.array(items, dtype=np.uint64)
 
 
 def _bytes_from_json(
@@ -238,4 +252,4 @@ def from_json_auto(name: str, datatype: str, data: Any) -> np.ndarray[Any, Any]:
         raise InvalidArgument(f"input '{name}': rows must all have the same length") from exc
     if array.dtype == object:
         raise InvalidArgument(f"input '{name}': rows must all have the same length")
-    return _cast_json_array(name, datatype, array)
+    return _cast_json_array(name, datatype, array, data)

@@ -196,8 +196,9 @@ class ModelManager:
         names = self._repository.model_names()
         await asyncio.gather(*(self.load(name) for name in names))
 
-    async def load(self, name: str) -> None:
-        """(Re)load a model from the repository; failures are recorded, not raised."""
+    async def load(self, name: str) -> list[str]:
+        """(Re)load a model from the repository. Failures are recorded in the index and
+        returned as reasons; the versions that loaded serve either way."""
         if self._repository is None:
             raise NotFound("no model repository is configured")
         check_name("model", name)
@@ -212,7 +213,7 @@ class ModelManager:
                 log.error("model %s: %s", name, exc.message)
                 if old is None or not old.served:
                     self._models[name] = _Model(None, {}, {}, exc.message)
-                return
+                return [exc.message]
             model = _Model(entry, {}, {})
             if old is not None:
                 model.status.update(old.status)
@@ -234,6 +235,11 @@ class ModelManager:
             self._models[name] = model
         for version in retired:
             await self._retire(version, model)
+        return [
+            f"version {v.name}: {model.status[v.name].reason}"
+            for v, result in zip(wanted, results, strict=True)
+            if result is None
+        ]
 
     async def _load_version(
         self, entry: ModelEntry, version: VersionEntry, model: _Model

@@ -14,7 +14,7 @@ from inferd.core.manager import LoadedVersion, ModelManager
 from inferd.core.messages import InferRequest, InferResponse, PredictResult
 from inferd.core.repository import natural_key
 from inferd.core.validation import validate_inputs
-from inferd.errors import InferdError, InvalidArgument, NotFound, Unavailable
+from inferd.errors import InferdError, InvalidArgument, ModelLoadError, NotFound, Unavailable
 from inferd.metrics import Metrics
 from inferd.settings import Settings
 from inferd.tensors import check_datatype, round_to_bf16
@@ -270,9 +270,9 @@ class InferenceService:
         ]
 
     async def load_model(self, name: str) -> None:
-        await self.manager.load(name)
-        # Surface a failed load to the caller while the others keep serving.
-        self.manager.resolve(name)
+        failures = await self.manager.load(name)
+        if failures:
+            raise ModelLoadError(f"model '{name}' failed to load: {'; '.join(failures)}")
 
     async def unload_model(self, name: str) -> None:
         await self.manager.unload(name)

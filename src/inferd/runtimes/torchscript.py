@@ -6,6 +6,7 @@ list of tensors (matched to the declared outputs in order) or a dict of tensors 
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Final
 
 import numpy as np
@@ -34,7 +35,10 @@ class TorchScriptRuntime(Runtime):
             torch.set_num_threads(self.intra_op_threads)
         self._device = torch.device(self.config.device)
         self._dtype = PRECISIONS[self.config.precision]
-        module = torch.jit.load(str(self.artifact), map_location=self._device)
+        with warnings.catch_warnings():
+            # TorchScript is the format served here; its deprecation notice is noise.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            module = torch.jit.load(str(self.artifact), map_location=self._device)
         module.eval()
         if self._dtype is not torch.float32:
             module = module.to(self._dtype)

@@ -1,0 +1,229 @@
+"""The batching contract, with a runtime stand-in that records every batch it gets."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+
+from inferd.core.batcher import Arrays, Batcher
+from inferd.core.stats import VersionStats
+from inferd.errors import DeadlineExceeded, InternalError, ResourceExhausted, Unavailable
+
+
+class Recorder:
+    """Doubles its input; can be held at a gate so requests pile up behind it."""
+
+    def __init__(self) -> None:
+        self.batches: list[int] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Event()
+
+    def __call__(self, inputs: Arrays) -> Arrays:
+        self.entered.set()
+        self.gate.wait(10)
+        x = inputs["x"]
+        self.batches.append(x.shape[0])
+        return {"y": x * 2}
+
+
+def make(run: Any, **options: Any) -> Batcher:
+    options.setdefault("max_batch_size", 8)
+    batcher = Batcher(run, stats=VersionStats("m", "1"), **options)
+    batcher.start()
+    return batcher
+
+
+def rows(n: int, value: float = 1.0, width: int = 2) -> Arrays:
+    return {"x": np.full((n, width), value, dtype=np.float32)}
+
+
+async def wait_entered(recorder: Recorder) -> None:
+    while not recorder.entered.is_set():
+        await asyncio.sleep(0.001)
+
+
+async def test_requests_queued_while_busy_share_a_batch() -> None:
+    recorder = Recorder()
+    batcher = make(recorder)
+    recorder.gate.clear()
+    first = asyncio.create_task(batcher.submit(rows(1, 0.0)))
+    await wait_entered(recorder)
+    rest = [asyncio.create_task(batcher.submit(rows(1, float(i)))) for i in range(1, 6)]
+    await asyncio.sleep(0)
+    recorder.gate.set()
+    results = await asyncio.gather(first, *rest)
+    assert recorder.batches == [1, 5]
+    for i, result in enumerate(results):
+        assert result["y"].tolist() == [[2.0 * i, 2.0 * i]]
+    await batcher.close()
+
+
+async def test_batch_counts_rows_not_requests_and_respects_the_max() -> None:
+    recorder = Recorder()
+    batcher = make(recorder, max_batch_size=8)
+    recorder.gate.clear()
+    blocker = asyncio.create_task(batcher.submit(rows(1)))
+    await wait_entered(recorder)
+    tasks = [asyncio.create_task(batcher.submit(rows(3, float(i)))) for i in range(4)]
+    await asyncio.sleep(0)
+    recorder.gate.set()
+    results = await asyncio.gather(blocker, *tasks)
+    assert recorder.batches == [1, 6, 6]
+    for i, result in enumerate(results[1:]):
+        assert result["y"].shape == (3, 2)
+        assert np.all(result["y"] == 2.0 * i)
+    await batcher.close()
+
+
+async def test_different_shapes_are_never_mixed() -> None:
+    recorder = Recorder()
+    batcher = make(recorder)
+    recorder.gate.clear()
+    blocker = asyncio.create_task(batcher.submit(rows(1)))
+    await wait_entered(recorder)
+    narrow = [asyncio.create_task(batcher.submit(rows(1, width=2))) for _ in range(2)]
+    wide = [asyncio.create_task(batcher.submit(rows(1, width=3))) for _ in range(2)]
+    await asyncio.sleep(0)
+    recorder.gate.set()
+    await asyncio.gather(blocker, *narrow, *wide)
+    assert recorder.batches == [1, 2, 2]
+    assert all(t.result()["y"].shape == (1, 3) for t in wide)
+    await batcher.close()
+
+
+async def test_queue_delay_waits_for_more_requests() -> None:
+    recorder = Recorder()
+    batcher = make(recorder, max_batch_size=4, max_queue_delay_s=5.0)
+    tasks = [asyncio.create_task(batcher.submit(rows(1))) for _ in range(4)]
+    await asyncio.gather(*tasks)
+    # The first request waited for the batch to fill instead of running alone.
+    assert recorder.batches == [4]
+    await batcher.close()
+
+
+async def test_queue_delay_closes_a_partial_batch() -> None:
+    recorder = Recorder()
+    batcher = make(recorder, max_batch_size=64, max_queue_delay_s=0.01)
+    start = time.monotonic()
+    await asyncio.gather(*(batcher.submit(rows(1)) for _ in range(3)))
+    assert recorder.batches == [3]
+    assert time.monotonic() - start < 5
+    await batcher.close()
+
+
+async def test_preferred_batch_size_closes_early() -> None:
+    recorder = Recorder()
+    batcher = make(recorder, max_batch_size=64, max_queue_delay_s=10.0, preferred_batch_sizes=[2])
+    await asyncio.wait_for(asyncio.gather(*(batcher.submit(rows(1)) for _ in range(2))), 5)
+    assert recorder.batches == [2]
+    await batcher.close()
+
+
+async def test_a_failure_reaches_exactly_its_batch() -> None:
+    calls: list[int] = []
+
+    def flaky(inputs: Arrays) -> Arrays:
+        calls.append(len(calls))
+        if inputs["x"][0, 0] < 0:
+            raise RuntimeError("boom")
+        return {"y": inputs["x"]}
+
+    batcher = make(flaky, max_batch_size=1)
+    bad = asyncio.create_task(batcher.submit(rows(1, -1.0)))
+    good = asyncio.create_task(batcher.submit(rows(1, 1.0)))
+    with pytest.raises(InternalError, match="boom"):
+        await bad
+    assert (await good)["y"].tolist() == [[1.0, 1.0]]
+    await batcher.close()
+
+
+async def test_runtime_changing_the_batch_size_is_an_error() -> None:
+    batcher = make(lambda inputs: {"y": np.zeros((1, 2))})
+    with pytest.raises(InternalError, match="returned 1 rows"):
+        await batcher.submit(rows(3))
+    await batcher.close()
+
+
+async def test_full_queue_refuses_at_once() -> None:
+    recorder = Recorder()
+    batcher = make(recorder, max_queue_size=2, max_batch_size=1)
+    recorder.gate.clear()
+    running = asyncio.create_task(batcher.submit(rows(1)))
+    await wait_entered(recorder)
+    queued = [asyncio.create_task(batcher.submit(rows(1))) for _ in range(2)]
+    await asyncio.sleep(0)
+    with pytest.raises(ResourceExhausted) as info:
+        await batcher.submit(rows(1))
+    assert info.value.retry_after_s is not None
+    recorder.gate.set()
+    await asyncio.gather(running, *queued)
+    await batcher.close()
+
+
+async def test_expired_request_is_dropped_before_compute() -> None:
+    recorder = Recorder()
+    batcher = make(recorder, max_batch_size=1)
+    recorder.gate.clear()
+    running = asyncio.create_task(batcher.submit(rows(1, 1.0)))
+    await wait_entered(recorder)
+    with pytest.raises(DeadlineExceeded):
+        await batcher.submit(rows(1, 7.0), deadline=time.monotonic() + 0.05)
+    recorder.gate.set()
+    await running
+    await batcher.close()
+    # Only the first request ever reached the runtime.
+    assert recorder.batches == [1]
+
+
+async def test_past_deadline_is_refused_before_queueing() -> None:
+    batcher = make(Recorder())
+    with pytest.raises(DeadlineExceeded):
+        await batcher.submit(rows(1), deadline=time.monotonic() - 1)
+    await batcher.close()
+
+
+async def test_close_finishes_queued_work_then_refuses() -> None:
+    recorder = Recorder()
+    batcher = make(recorder, max_batch_size=1)
+    recorder.gate.clear()
+    tasks = [asyncio.create_task(batcher.submit(rows(1))) for _ in range(3)]
+    await wait_entered(recorder)
+    closing = asyncio.create_task(batcher.close())
+    await asyncio.sleep(0)
+    with pytest.raises(Unavailable):
+        await batcher.submit(rows(1))
+    recorder.gate.set()
+    await closing
+    assert all(t.done() and not t.exception() for t in tasks)
+    assert recorder.batches == [1, 1, 1]
+
+
+async def test_instances_run_in_parallel() -> None:
+    both_inside = threading.Barrier(2, timeout=10)
+
+    def run(inputs: Arrays) -> Arrays:
+        both_inside.wait()  # deadlocks (and times out) unless two threads run at once
+        return {"y": inputs["x"]}
+
+    batcher = make(run, max_batch_size=1, instances=2)
+    await asyncio.gather(batcher.submit(rows(1)), batcher.submit(rows(1)))
+    await batcher.close()
+
+
+async def test_stats_record_batches() -> None:
+    stats = VersionStats("m", "1")
+    batcher = Batcher(lambda i: {"y": i["x"]}, stats=stats, max_batch_size=4)
+    batcher.start()
+    await batcher.submit(rows(3))
+    await batcher.close()
+    doc = stats.as_triton()
+    assert doc["inference_count"] == 3
+    assert doc["execution_count"] == 1
+    assert doc["batch_stats"][0]["batch_size"] == 3
+    assert doc["inference_stats"]["queue"]["count"] == 1

@@ -1,0 +1,107 @@
+"""Model lifecycle: failures stay local, labels, reloads that drop nothing."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from inferd.core.messages import InferRequest
+from inferd.errors import ModelLoadError, NotFound, Unavailable
+from inferd.types import Tensor
+from tests.core.test_repository import make_model
+
+SLOW_MODEL = """
+import threading
+import numpy as np
+
+GATE = threading.Event()
+
+class Model:
+    def predict(self, inputs):
+        GATE.wait(5)
+        return {"x": inputs["x"] + VERSION}
+"""
+
+
+def request(model: str, version: str | None = None, value: float = 1.0) -> InferRequest:
+    return InferRequest(model, [Tensor("x", "FP32", np.full((1, 2), value, dtype=np.float32))], version=version)
+
+
+async def test_a_broken_model_does_not_take_the_others_down(tmp_path: Path, service_factory) -> None:
+    make_model(tmp_path, "good", ["1"])
+    broken = make_model(tmp_path, "broken", ["1"])
+    (broken / "1" / "model.py").write_text("raise RuntimeError('corrupt weights')\n")
+    service = service_factory(tmp_path)
+    await service.start()
+    assert not service.ready()
+    index = {r["name"]: r for r in service.repository_index()}
+    assert index["broken"]["state"] == "FAILED"
+    assert "corrupt weights" in index["broken"]["reason"]
+    assert index["good"]["state"] == "READY"
+    response = await service.infer(request("good"))
+    assert response.outputs[0].data.tolist() == [[1.0, 1.0]]
+    with pytest.raises(Unavailable, match="corrupt weights"):
+        await service.infer(request("broken"))
+
+
+async def test_broken_model_yaml_is_reported(tmp_path: Path, service_factory) -> None:
+    make_model(tmp_path, "bad", ["1"], "instances: 0\n")
+    service = service_factory(tmp_path)
+    await service.start()
+    (row,) = service.repository_index()
+    assert row["state"] == "FAILED" and "instances" in row["reason"]
+
+
+async def test_versions_and_labels(tmp_path: Path, service_factory) -> None:
+    folder = make_model(tmp_path, "m", ["1", "2"], "version_policy: {all: true}\nlabels: {stable: '1', canary: '2'}\n")
+    for version in ("1", "2"):
+        (folder / version / "model.py").write_text(
+            f"class Model:\n    def predict(self, inputs):\n        return {{'x': inputs['x'] * {version}}}\n"
+        )
+    service = service_factory(tmp_path)
+    await service.start()
+    assert (await service.infer(request("m"))).version == "2"
+    assert (await service.infer(request("m", "stable"))).outputs[0].data.tolist() == [[1.0, 1.0]]
+    assert (await service.infer(request("m", "canary"))).outputs[0].data.tolist() == [[2.0, 2.0]]
+    with pytest.raises(NotFound, match="no version '3'"):
+        await service.infer(request("m", "3"))
+
+
+async def test_reload_swaps_without_failing_requests(tmp_path: Path, service_factory) -> None:
+    folder = make_model(tmp_path, "m", ["1"], "warmup: false\n")
+    (folder / "1" / "model.py").write_text(SLOW_MODEL.replace("VERSION", "1"))
+    service = service_factory(tmp_path)
+    await service.start()
+    # A request is held inside the old version while the reload happens.
+    in_flight = asyncio.create_task(service.infer(request("m")))
+    await asyncio.sleep(0)
+    (folder / "2").mkdir()
+    (folder / "2" / "model.py").write_text("class Model:\n    def predict(self, inputs):\n        return {'x': inputs['x'] + 2}\n")
+    reload = asyncio.create_task(service.load_model("m"))
+    while service.manager.versions("m") != ["2"]:
+        await asyncio.sleep(0.001)
+    after = await service.infer(request("m"))
+    assert after.version == "2"
+    import sys
+
+    module = next(m for name, m in sys.modules.items() if name.startswith("inferd_model_") and hasattr(m, "GATE"))
+    module.GATE.set()
+    before = await in_flight
+    assert before.version == "1" and before.outputs[0].data.tolist() == [[2.0, 2.0]]
+    await reload
+    index = {r["version"]: r["state"] for r in service.repository_index()}
+    assert index == {"2": "READY"}
+
+
+async def test_failed_reload_keeps_the_old_version(tmp_path: Path, service_factory) -> None:
+    folder = make_model(tmp_path, "m", ["1"])
+    service = service_factory(tmp_path)
+    await service.start()
+    (folder / "1" / "model.py").write_text("raise ValueError('bad update')\n")
+    with pytest.raises(ModelLoadError, match="bad update"):
+        await service.load_model("m")
+    response = await service.infer(request("m"))
+    assert response.version == "1"

@@ -1,0 +1,146 @@
+from pathlib import Path
+
+import pytest
+
+from inferd.core.repository import Repository, check_name, natural_key
+from inferd.errors import ConfigError, InvalidArgument, NotFound
+
+MODEL_PY = "class Model:\n    def predict(self, inputs):\n        return inputs\n"
+YAML = (
+    "runtime: python\n"
+    "inputs: [{name: x, datatype: FP32, shape: [-1, 2]}]\n"
+    "outputs: [{name: x, datatype: FP32, shape: [-1, 2]}]\n"
+)
+
+
+def make_model(root: Path, name: str, versions: list[str], extra_yaml: str = "") -> Path:
+    folder = root / name
+    for version in versions:
+        (folder / version).mkdir(parents=True)
+        (folder / version / "model.py").write_text(MODEL_PY)
+    (folder / "model.yaml").write_text(YAML + extra_yaml)
+    return folder
+
+
+@pytest.mark.parametrize("name", ["tiny", "v1.2.0", "1", "model_a-b.c", "A" * 128])
+def test_safe_names(name: str) -> None:
+    assert check_name("model", name) == name
+
+
+@pytest.mark.parametrize(
+    "name", ["", "..", "../etc", "a/b", "a\\b", ".hidden", "-x", "a..b", "A" * 129, "a b", "é"]
+)
+def test_unsafe_names_are_refused(name: str) -> None:
+    with pytest.raises(InvalidArgument, match="not allowed"):
+        check_name("model", name)
+
+
+def test_natural_order() -> None:
+    names = ["v1.10.0", "2", "v1.9.0", "10", "1", "v1.2.0"]
+    assert sorted(names, key=natural_key) == ["1", "2", "10", "v1.2.0", "v1.9.0", "v1.10.0"]
+
+
+def test_latest_is_highest_by_natural_order(tmp_path: Path) -> None:
+    make_model(tmp_path, "m", ["1", "2", "10"])
+    entry = Repository(tmp_path).read("m")
+    assert [v.name for v in entry.versions] == ["1", "2", "10"]
+    assert [v.name for v in entry.served_versions()] == ["10"]
+
+
+@pytest.mark.parametrize(
+    ("policy", "served"),
+    [
+        ("version_policy: {latest: 2}\n", ["2", "10"]),
+        ("version_policy: {all: true}\n", ["1", "2", "10"]),
+        ("version_policy: {specific: ['1', '10']}\n", ["1", "10"]),
+    ],
+)
+def test_version_policies(tmp_path: Path, policy: str, served: list[str]) -> None:
+    make_model(tmp_path, "m", ["1", "2", "10"], policy)
+    assert [v.name for v in Repository(tmp_path).read("m").served_versions()] == served
+
+
+def test_specific_policy_naming_a_missing_version(tmp_path: Path) -> None:
+    make_model(tmp_path, "m", ["1"], "version_policy: {specific: ['7']}\n")
+    with pytest.raises(ConfigError, match="missing versions"):
+        Repository(tmp_path).read("m").served_versions()
+
+
+def test_two_policies_are_refused(tmp_path: Path) -> None:
+    make_model(tmp_path, "m", ["1"], "version_policy: {latest: 1, all: true}\n")
+    with pytest.raises(ConfigError, match="version_policy"):
+        Repository(tmp_path).read("m")
+
+
+def test_unknown_model_yaml_field_names_the_field(tmp_path: Path) -> None:
+    make_model(tmp_path, "m", ["1"], "max_btch_size: 3\n")
+    with pytest.raises(ConfigError, match="max_btch_size"):
+        Repository(tmp_path).read("m")
+
+
+def test_bad_device_is_refused(tmp_path: Path) -> None:
+    make_model(tmp_path, "m", ["1"], "device: tpu\n")
+    with pytest.raises(ConfigError, match="device"):
+        Repository(tmp_path).read("m")
+
+
+def test_runtime_from_extension(example_repo: Path) -> None:
+    repo = Repository(example_repo)
+    assert repo.model_names() == ["tiny", "wide"]
+    assert repo.read("tiny").versions[0].runtime == "torchscript"
+    assert repo.read("wide").versions[0].runtime == "onnx"
+
+
+def test_unknown_model(tmp_path: Path) -> None:
+    with pytest.raises(NotFound):
+        Repository(tmp_path).read("nope")
+
+
+def test_unsafe_folders_are_skipped(tmp_path: Path) -> None:
+    make_model(tmp_path, "m", ["1"])
+    (tmp_path / "m" / ".tmp").mkdir()
+    (tmp_path / ".git").mkdir()
+    repo = Repository(tmp_path)
+    assert repo.model_names() == ["m"]
+    assert [v.name for v in repo.read("m").versions] == ["1"]
+
+
+def test_symlink_leaving_the_root_is_refused(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    make_model(outside, "evil", ["1"])
+    root = tmp_path / "repo"
+    root.mkdir()
+    (root / "evil").symlink_to(outside / "evil")
+    with pytest.raises(InvalidArgument, match="outside the model repository"):
+        Repository(root).read("evil")
+
+
+def test_version_symlink_leaving_the_root_is_refused(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    make_model(outside, "evil", ["1"])
+    root = tmp_path / "repo"
+    make_model(root, "m", ["1"])
+    (root / "m" / "2").symlink_to(outside / "evil" / "1")
+    with pytest.raises(InvalidArgument, match="outside the model repository"):
+        Repository(root).read("m")
+
+
+def test_folder_without_artifacts(tmp_path: Path) -> None:
+    (tmp_path / "m" / "1").mkdir(parents=True)
+    with pytest.raises(ConfigError, match="no version folder"):
+        Repository(tmp_path).read("m")
+
+
+def test_single_file_is_a_repository(example_repo: Path) -> None:
+    repo = Repository(example_repo / "wide" / "1" / "model.onnx")
+    assert repo.model_names() == ["model"]
+    entry = repo.read("model")
+    assert [v.name for v in entry.versions] == ["1"]
+    assert entry.versions[0].runtime == "onnx"
+    with pytest.raises(NotFound):
+        repo.read("other")
+
+
+def test_missing_repository() -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        Repository(Path("/nonexistent/models"))

@@ -1,0 +1,109 @@
+"""One contract, every runtime: the same MLP served by TorchScript, ONNX Runtime and Python."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from inferd.core.model_config import ModelConfig
+from inferd.errors import ConfigError
+from inferd.example import TINY, mlp_reference, mlp_weights, tensor_yaml, write_onnx, write_torchscript
+from inferd.runtimes.base import Runtime, runtime_class
+
+WEIGHTS = mlp_weights(TINY, seed=0)
+
+PYTHON_MODEL = """
+import numpy as np
+
+class Model:
+    def load(self):
+        data = np.load(__file__.replace("model.py", "weights.npz"))
+        self.layers = [(data[f"w{i}"], data[f"b{i}"]) for i in range(len(data.files) // 2)]
+
+    def predict(self, inputs):
+        out = inputs["input"]
+        for i, (w, b) in enumerate(self.layers):
+            out = out @ w.T + b
+            if i < len(self.layers) - 1:
+                out = np.maximum(out, 0)
+        return {"output": out.astype(np.float32)}
+"""
+
+
+def _write(kind: str, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    if kind == "torchscript":
+        write_torchscript(WEIGHTS, folder / "model.pt")
+        return folder / "model.pt"
+    if kind == "onnx":
+        write_onnx(WEIGHTS, folder / "model.onnx")
+        return folder / "model.onnx"
+    arrays = {}
+    for i, (w, b) in enumerate(WEIGHTS):
+        arrays[f"w{i}"], arrays[f"b{i}"] = w, b
+    np.savez(folder / "weights.npz", **arrays)
+    (folder / "model.py").write_text(PYTHON_MODEL)
+    return folder / "model.py"
+
+
+@pytest.fixture(scope="module", params=["torchscript", "onnx", "python"])
+def runtime(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
+    kind: str = request.param
+    artifact = _write(kind, tmp_path_factory.mktemp(kind))
+    config = ModelConfig.model_validate(yaml.safe_load(tensor_yaml(TINY, kind)))
+    instance = runtime_class(kind)(artifact, config, intra_op_threads=1)
+    instance.load()
+    yield instance
+    instance.unload()
+
+
+@pytest.mark.parametrize("rows", [1, 3, 32])
+def test_infer_matches_reference(runtime: Runtime, rows: int) -> None:
+    x = np.random.default_rng(rows).standard_normal((rows, 4), dtype=np.float32)
+    out = runtime.infer({"input": x})
+    assert set(out) == {"output"}
+    assert out["output"].shape == (rows, 2)
+    np.testing.assert_allclose(out["output"], mlp_reference(WEIGHTS, x), rtol=1e-5, atol=1e-5)
+
+
+def test_read_only_input_is_accepted(runtime: Runtime) -> None:
+    x = np.frombuffer(np.ones((2, 4), dtype=np.float32).tobytes(), dtype=np.float32).reshape(2, 4)
+    assert runtime.infer({"input": x})["output"].shape == (2, 2)
+
+
+def test_signature(runtime: Runtime) -> None:
+    signature = runtime.signature()
+    if signature is None:  # TorchScript and Python models declare theirs in model.yaml
+        return
+    assert [(s.name, s.datatype, s.shape) for s in signature.inputs] == [("input", "FP32", (-1, 4))]
+    assert [(s.name, s.datatype, s.shape) for s in signature.outputs] == [("output", "FP32", (-1, 2))]
+
+
+@pytest.mark.parametrize("kind", ["torchscript", "python"])
+def test_undeclared_tensors_are_refused(kind: str, tmp_path: Path) -> None:
+    artifact = _write(kind, tmp_path)
+    with pytest.raises(ConfigError, match="declare its inputs and outputs in model.yaml"):
+        runtime_class(kind)(artifact, ModelConfig(), intra_op_threads=1).load()
+
+
+def test_unknown_runtime() -> None:
+    with pytest.raises(ConfigError, match="unknown runtime"):
+        runtime_class("tensorrt")
+
+
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_torchscript_reduced_precision(precision: str, tmp_path: Path) -> None:
+    artifact = _write("torchscript", tmp_path)
+    config = ModelConfig.model_validate(
+        {**yaml.safe_load(tensor_yaml(TINY, "torchscript")), "precision": precision}
+    )
+    instance = runtime_class("torchscript")(artifact, config, intra_op_threads=1)
+    instance.load()
+    x = np.random.default_rng(0).standard_normal((4, 4), dtype=np.float32)
+    out = instance.infer({"input": x})["output"]
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, mlp_reference(WEIGHTS, x), rtol=0.05, atol=0.05)

@@ -1,0 +1,123 @@
+from pathlib import Path
+
+import pytest
+
+from inferd.cli import _parser, overrides_from
+from inferd.errors import ConfigError
+from inferd.settings import load_settings
+
+
+@pytest.fixture
+def yaml_file(tmp_path: Path) -> Path:
+    path = tmp_path / "inferd.yaml"
+    path.write_text(
+        "server:\n  port: 9000\n  workers: 2\n"
+        "model:\n  repository: /srv/models\n  default_version: '3'\n"
+        "performance:\n  max_batch_size: 8\n"
+        "safeguards:\n  max_request_size_mb: 4\n  rate_limit:\n    enabled: true\n"
+    )
+    return path
+
+
+def test_defaults() -> None:
+    settings = load_settings(environ={})
+    assert settings.server.port == 8080
+    assert settings.server.grpc_port == 8081
+    assert settings.server.host == "127.0.0.1"
+    assert settings.performance.max_batch_size == 32
+    assert settings.safeguards.max_request_bytes == 16 * 1024 * 1024
+    assert settings.safeguards.rate_limit.enabled is False
+
+
+def test_yaml_over_defaults(yaml_file: Path) -> None:
+    settings = load_settings(yaml_file, environ={})
+    assert settings.server.port == 9000
+    assert settings.models.repository == Path("/srv/models")
+    assert settings.models.default_version == "3"
+    assert settings.performance.max_batch_size == 8
+    assert settings.safeguards.rate_limit.enabled is True
+    assert settings.server.grpc_port == 8081
+
+
+def test_env_over_yaml(yaml_file: Path) -> None:
+    env = {"INFERENCE_SERVER__PORT": "9100", "INFERENCE_PERFORMANCE__MAX_BATCH_SIZE": "16"}
+    settings = load_settings(yaml_file, environ=env)
+    assert settings.server.port == 9100
+    assert settings.performance.max_batch_size == 16
+    assert settings.server.workers == 2  # untouched fields keep the YAML value
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "path", "expected"),
+    [
+        ("INFERENCE_HOST", "0.0.0.0", ("server", "host"), "0.0.0.0"),
+        ("INFERENCE_PORT", "9200", ("server", "port"), 9200),
+        ("INFERENCE_WORKERS", "4", ("server", "workers"), 4),
+        ("INFERENCE_MODEL_PATH", "/m", ("models", "repository"), Path("/m")),
+        ("INFERENCE_MODEL_VERSION", "v2", ("models", "default_version"), "v2"),
+        ("INFERENCE_MAX_BATCH_SIZE", "64", ("performance", "max_batch_size"), 64),
+        ("INFERENCE_TIMEOUT_SECONDS", "2.5", ("performance", "inference_timeout_s"), 2.5),
+        ("INFERENCE_MAX_REQUEST_SIZE_MB", "1", ("safeguards", "max_request_size_mb"), 1.0),
+    ],
+)
+def test_flat_env_names(
+    yaml_file: Path, name: str, value: str, path: tuple[str, str], expected: object
+) -> None:
+    settings = load_settings(yaml_file, environ={name: value})
+    assert getattr(getattr(settings, path[0]), path[1]) == expected
+
+
+def test_flat_rate_limit_name() -> None:
+    settings = load_settings(environ={"INFERENCE_RATE_LIMIT_PER_MINUTE": "30"})
+    assert settings.safeguards.rate_limit.requests_per_minute == 30
+
+
+def test_nested_env_beats_flat_env() -> None:
+    env = {"INFERENCE_PORT": "9200", "INFERENCE_SERVER__PORT": "9300"}
+    assert load_settings(environ=env).server.port == 9300
+
+
+def test_cli_over_env_over_yaml(yaml_file: Path) -> None:
+    args = _parser().parse_args(
+        ["serve", "/cli/models", "--config", str(yaml_file), "--port", "7000"]
+    )
+    env = {"INFERENCE_PORT": "9100", "INFERENCE_MODEL_PATH": "/env/models"}
+    settings = load_settings(args.config, overrides_from(args), environ=env)
+    assert settings.server.port == 7000
+    assert settings.models.repository == Path("/cli/models")
+    assert settings.server.workers == 2
+
+
+def test_cli_flags_left_out_do_not_override(yaml_file: Path) -> None:
+    args = _parser().parse_args(["serve", "--config", str(yaml_file)])
+    settings = load_settings(args.config, overrides_from(args), environ={})
+    assert settings.server.port == 9000
+
+
+@pytest.mark.parametrize(
+    ("env", "field"),
+    [
+        ({"INFERENCE_PORT": "not-a-port"}, "server.port"),
+        ({"INFERENCE_PORT": "70000"}, "server.port"),
+        ({"INFERENCE_WORKERS": "0"}, "server.workers"),
+        ({"INFERENCE_MAX_REQUEST_SIZE_MB": "-1"}, "safeguards.max_request_size_mb"),
+        ({"INFERENCE_SERVER__LOG_LEVEL": "loud"}, "server.log_level"),
+    ],
+)
+def test_invalid_values_name_the_field(env: dict[str, str], field: str) -> None:
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        load_settings(environ=env)
+
+
+def test_unknown_yaml_field_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("server:\n  prot: 1\n")
+    with pytest.raises(ConfigError, match=r"server\.prot"):
+        load_settings(path, environ={})
+
+
+def test_broken_yaml_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("server: [\n")
+    with pytest.raises(ConfigError, match="bad.yaml"):
+        load_settings(path, environ={})

@@ -1,0 +1,131 @@
+import numpy as np
+import pytest
+
+from inferd.errors import InvalidArgument
+from inferd.tensors import (
+    bf16_words,
+    check_datatype,
+    check_shape,
+    from_binary,
+    from_json,
+    round_to_bf16,
+    to_binary,
+    to_json_data,
+)
+
+SAMPLES: dict[str, list[object]] = {
+    "BOOL": [True, False, True, True, False, False],
+    "UINT8": [0, 1, 2, 127, 200, 255],
+    "UINT16": [0, 1, 65535, 3, 4, 5],
+    "UINT32": [0, 1, 2**32 - 1, 3, 4, 5],
+    "UINT64": [0, 1, 2**64 - 1, 3, 4, 5],
+    "INT8": [-128, -1, 0, 1, 2, 127],
+    "INT16": [-32768, -1, 0, 1, 2, 32767],
+    "INT32": [-(2**31), -1, 0, 1, 2, 2**31 - 1],
+    "INT64": [-(2**63), -1, 0, 1, 2, 2**63 - 1],
+    "FP16": [-1.5, 0.0, 0.25, 1.0, 2.0, 65504.0],
+    "FP32": [-1.5, 0.0, 0.125, 1.0, 2.0, 2.0**100],
+    "FP64": [-1.5, 0.0, 0.1, 1.0, 2.0, 1e300],
+    "BF16": [-1.5, 0.0, 0.5, 1.0, 2.0, 256.0],
+    "BYTES": ["a", "", "héllo", "x" * 300, "0", "z"],
+}
+
+
+@pytest.mark.parametrize("datatype", sorted(SAMPLES))
+def test_json_round_trip(datatype: str) -> None:
+    data = SAMPLES[datatype]
+    array = from_json("x", datatype, (2, 3), data)
+    assert array.shape == (2, 3)
+    assert to_json_data("x", datatype, array) == data
+
+
+@pytest.mark.parametrize("datatype", sorted(SAMPLES))
+def test_nested_json_equals_flat(datatype: str) -> None:
+    data = SAMPLES[datatype]
+    nested = [data[:3], data[3:]]
+    flat = from_json("x", datatype, (2, 3), data)
+    assert np.array_equal(from_json("x", datatype, (2, 3), nested), flat)
+
+
+@pytest.mark.parametrize("datatype", sorted(SAMPLES))
+def test_binary_round_trip(datatype: str) -> None:
+    array = from_json("x", datatype, (2, 3), SAMPLES[datatype])
+    raw = to_binary(datatype, array)
+    back = from_binary("x", datatype, (2, 3), raw)
+    assert back.shape == (2, 3)
+    assert to_json_data("x", datatype, back) == SAMPLES[datatype]
+
+
+def test_binary_layout_is_little_endian() -> None:
+    assert to_binary("INT32", np.array([1], dtype=np.int32)) == b"\x01\x00\x00\x00"
+    assert to_binary("BYTES", np.array([b"ab"], dtype=object)) == b"\x02\x00\x00\x00ab"
+    assert to_binary("BF16", np.array([1.0], dtype=np.float32)) == b"\x80\x3f"
+
+
+def test_bf16_rounds_to_nearest_even() -> None:
+    values = np.array([1.0 + 2**-8, 1.0 + 3 * 2**-8, -2.5], dtype=np.float32)
+    assert round_to_bf16(values).tolist() == [1.0, 1.015625, -2.5]
+    assert bf16_words(np.array([1.0], dtype=np.float32)).tolist() == [0x3F80]
+
+
+def test_empty_tensor() -> None:
+    array = from_json("x", "FP32", (0, 4), [])
+    assert array.shape == (0, 4)
+    assert from_binary("x", "FP32", (0, 4), b"").shape == (0, 4)
+
+
+@pytest.mark.parametrize(
+    ("datatype", "shape", "data", "message"),
+    [
+        ("FP32", (2, 2), [1, 2, 3], "needs 4 elements"),
+        ("FP32", (10**12,), [1.0], "needs 1000000000000 elements"),
+        ("FP32", (2,), [1, "a"], "must be numbers"),
+        ("FP32", (2,), [[1], [2, 3]], "not a regular array"),
+        ("INT32", (2,), [1.5, 2], "must be integers"),
+        ("INT8", (1,), [300], "out of range"),
+        ("UINT8", (1,), [-1], "out of range"),
+        ("INT64", (1,), [2**70], "out of range"),
+        ("INT32", (2,), [1, None], "must be integers"),
+        ("BOOL", (2,), [1, 0], "true/false"),
+        ("BYTES", (2,), ["a", 1], "must be strings"),
+        ("BYTES", (3,), ["a", "b"], "needs 3 elements"),
+        ("FP32", (1,), "1.0", "must be a list"),
+    ],
+)
+def test_json_errors(datatype: str, shape: tuple[int, ...], data: object, message: str) -> None:
+    with pytest.raises(InvalidArgument, match=message):
+        from_json("x", datatype, shape, data)
+
+
+@pytest.mark.parametrize(
+    ("datatype", "shape", "raw", "message"),
+    [
+        ("FP32", (2,), b"\x00" * 7, "needs 8 bytes"),
+        ("FP32", (10**15,), b"\x00" * 8, "needs 4000000000000000 bytes"),
+        ("BOOL", (1,), b"\x02", "0 or 1"),
+        ("BYTES", (2,), b"\x01\x00\x00\x00a", "needs at least 8 bytes"),
+        ("BYTES", (1,), b"\x05\x00\x00\x00ab", "overruns"),
+        ("BYTES", (1,), b"\x01\x00\x00\x00abc", "left over"),
+        ("BYTES", (10**12,), b"", "needs at least"),
+    ],
+)
+def test_binary_errors(datatype: str, shape: tuple[int, ...], raw: bytes, message: str) -> None:
+    with pytest.raises(InvalidArgument, match=message):
+        from_binary("x", datatype, shape, raw)
+
+
+@pytest.mark.parametrize("shape", [[-1], [1.5], [True], "4", None, [1] * 33])
+def test_bad_shapes(shape: object) -> None:
+    with pytest.raises(InvalidArgument, match="shape"):
+        check_shape("x", shape)
+
+
+@pytest.mark.parametrize("datatype", ["FP8", "fp32", None, 3])
+def test_bad_datatypes(datatype: object) -> None:
+    with pytest.raises(InvalidArgument, match="unknown datatype"):
+        check_datatype("x", datatype)
+
+
+def test_non_utf8_bytes_cannot_go_to_json() -> None:
+    with pytest.raises(InvalidArgument, match="binary"):
+        to_json_data("y", "BYTES", np.array([b"\xff"], dtype=object))
