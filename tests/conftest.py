@@ -30,7 +30,9 @@ def free_port() -> int:
         return port
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
+def wait_until(
+    condition: Callable[[], bool], timeout: float = 30.0, what: str = "condition"
+) -> None:
     """Poll ``condition`` until it holds; fail the test after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -95,9 +97,20 @@ class ServerProcess:
         self.url = f"http://127.0.0.1:{self.http_port}"
         self.grpc_target = f"127.0.0.1:{self.grpc_port}"
         command = [
-            sys.executable, "-m", "inferd", "serve", str(repository),
-            "--host", "127.0.0.1", "--port", str(self.http_port),
-            "--grpc-port", str(self.grpc_port), "--log-level", "warning", *extra,
+            sys.executable,
+            "-m",
+            "inferd",
+            "serve",
+            str(repository),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.http_port),
+            "--grpc-port",
+            str(self.grpc_port),
+            "--log-level",
+            "warning",
+            *extra,
         ]
         environment = {k: v for k, v in os.environ.items() if not k.startswith("INFERENCE_")}
         environment.update(env or {})
@@ -118,7 +131,7 @@ class ServerProcess:
         if self.process.poll() is None:
             self.process.terminate()
             try:
-                self.process.wait(30)
+                self.process.wait(60)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()

@@ -119,5 +119,5 @@ def test_unknown_yaml_field_is_refused(tmp_path: Path) -> None:
 def test_broken_yaml_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text("server: [\n")
-    with pytest.raises(ConfigError, match="bad.yaml"):
+    with pytest.raises(ConfigError, match=r"bad\.yaml"):
         load_settings(path, environ={})

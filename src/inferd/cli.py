@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from pathlib import Path
 from typing import Any
 
 from inferd import __version__
 from inferd.errors import InferdError
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 #: Flag -> settings path. Only flags the user gave become overrides.
 SERVE_FLAGS: dict[str, tuple[str, ...]] = {
@@ -75,6 +78,11 @@ def _serve(args: argparse.Namespace) -> int:
     settings = load_settings(args.config, overrides_from(args))
     if settings.models.repository is None:
         raise InferdError("no model repository: pass REPOSITORY or set INFERENCE_MODEL_PATH")
+    if settings.server.workers > 1:
+        from inferd.supervisor import Supervisor
+
+        logging.basicConfig(level=settings.server.log_level.upper(), format=LOG_FORMAT)
+        return Supervisor(settings).run()
     serve(settings)
     return 0
 

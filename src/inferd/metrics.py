@@ -1,10 +1,13 @@
-"""Prometheus metrics. One registry per service so tests and workers stay apart."""
+"""Prometheus metrics. One registry per service, so tests stay apart; with several worker
+processes every metric is also written to a shared folder and ``render`` sums them."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 LATENCY_BUCKETS: Final = (
     0.0005,
@@ -24,9 +27,20 @@ LATENCY_BUCKETS: Final = (
 )
 BATCH_BUCKETS: Final = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
+#: Outcome (the core's error code) -> rejection reason label.
+REJECTIONS: Final[dict[str, str]] = {
+    "resource_exhausted": "queue_full_or_rate_limited",
+    "deadline_exceeded": "deadline",
+    "unavailable": "unavailable",
+    "invalid_argument": "invalid",
+    "payload_too_large": "too_large",
+    "not_found": "not_found",
+}
+
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, multiprocess_dir: Path | None = None) -> None:
+        self.multiprocess_dir = multiprocess_dir
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "inferd_requests",
@@ -48,19 +62,73 @@ class Metrics:
             registry=self.registry,
         )
         self.in_flight = Gauge(
-            "inferd_in_flight_requests", "Inference requests being served.", registry=self.registry
+            "inferd_in_flight_requests",
+            "Inference requests being served.",
+            registry=self.registry,
+            multiprocess_mode="livesum",
         )
-        self.model_ready = Gauge(
-            "inferd_model_ready",
-            "1 when the model version is serving.",
+        self.queue_depth = Gauge(
+            "inferd_queue_depth",
+            "Requests waiting for a batch, per model version.",
             ["model", "version"],
             registry=self.registry,
+            multiprocess_mode="livesum",
         )
+        self.queue_time = Histogram(
+            "inferd_queue_duration_seconds",
+            "Time a request waited in the batch queue.",
+            ["model", "version"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.compute_time = Histogram(
+            "inferd_compute_duration_seconds",
+            "Time the runtime took for one batch.",
+            ["model", "version"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            "inferd_batch_size",
+            "Rows per executed batch.",
+            ["model", "version"],
+            buckets=BATCH_BUCKETS,
+            registry=self.registry,
+        )
+
+    def observer(self, model: str, version: str) -> VersionObserver:
+        return VersionObserver(self, model, version)
 
     def observe(self, model: str, version: str, protocol: str, status: str, seconds: float) -> None:
         self.requests.labels(model, version, protocol, status).inc()
         if status == "ok":
             self.latency.labels(model, version, protocol).observe(seconds)
+        elif status in REJECTIONS:
+            self.rejections.labels(REJECTIONS[status]).inc()
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        if self.multiprocess_dir is None:
+            return generate_latest(self.registry)
+        combined = CollectorRegistry()
+        MultiProcessCollector(combined, path=str(self.multiprocess_dir))  # type: ignore[no-untyped-call]
+        return generate_latest(combined)
+
+
+class VersionObserver:
+    """What one model version's batcher reports, bound to its labels once."""
+
+    def __init__(self, metrics: Metrics, model: str, version: str) -> None:
+        self._depth = metrics.queue_depth.labels(model, version)
+        self._queue = metrics.queue_time.labels(model, version)
+        self._compute = metrics.compute_time.labels(model, version)
+        self._batch = metrics.batch_size.labels(model, version)
+
+    def queued(self, delta: int) -> None:
+        self._depth.inc(delta)
+
+    def waited(self, seconds: float) -> None:
+        self._queue.observe(seconds)
+
+    def executed(self, rows: int, seconds: float) -> None:
+        self._batch.observe(rows)
+        self._compute.observe(seconds)

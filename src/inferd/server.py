@@ -3,24 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import signal
+import socket
 
 import uvicorn
 
 from inferd.core.manager import ModelManager
 from inferd.core.repository import Repository
 from inferd.core.service import InferenceService
+from inferd.grpc.server import start_grpc
 from inferd.http.app import create_app
+from inferd.http.websocket import close_streams
 from inferd.metrics import Metrics
-from inferd.settings import Settings
+from inferd.settings import Settings, metrics_dir
 
 log = logging.getLogger("inferd")
 
 
 def build_service(settings: Settings) -> InferenceService:
     repository = Repository(settings.models.repository) if settings.models.repository else None
-    manager = ModelManager(repository, settings.performance)
-    return InferenceService(settings, manager, Metrics())
+    metrics = Metrics(metrics_dir())
+    manager = ModelManager(repository, settings.performance, metrics)
+    return InferenceService(settings, manager, metrics)
 
 
 def uvicorn_config(settings: Settings, service: InferenceService) -> uvicorn.Config:
@@ -31,6 +37,7 @@ def uvicorn_config(settings: Settings, service: InferenceService) -> uvicorn.Con
         loop="none",
         http="httptools",
         ws="auto",
+        ws_max_size=settings.safeguards.max_request_bytes,
         lifespan="on",
         log_level=settings.server.log_level,
         access_log=False,
@@ -39,19 +46,66 @@ def uvicorn_config(settings: Settings, service: InferenceService) -> uvicorn.Con
     )
 
 
+class HttpServer(uvicorn.Server):
+    """uvicorn, minus its own signal handling: ``run`` decides when to stop."""
+
+    def capture_signals(self) -> contextlib.AbstractContextManager[None]:  # type: ignore[override]
+        return contextlib.nullcontext()
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # Streams get their pending answers and a 1001 before uvicorn drops connections.
+        await close_streams(self.config.app, self.config.timeout_graceful_shutdown or 0)
+        await super().shutdown(sockets)
+
+
+def bind_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
+    """The listening HTTP socket; with several workers each binds it with SO_REUSEPORT."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
 async def run(settings: Settings) -> None:
-    """Serve every transport of one process until a signal stops it."""
+    """Serve every transport of one process until SIGTERM/SIGINT, then drain and exit.
+
+    On the signal readiness turns false and new inference gets 503 at once; work already
+    accepted runs to completion (bounded by ``server.shutdown_grace_s``); then the ports
+    close and the models unload.
+    """
     service = build_service(settings)
-    http = uvicorn.Server(uvicorn_config(settings, service))
-    await http.serve()
+    grpc_server = await start_grpc(service, settings) if settings.server.grpc_port else None
+    http = HttpServer(uvicorn_config(settings, service))
+    sock = bind_socket(settings.server.host, settings.server.port, settings.server.workers > 1)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    serving = asyncio.create_task(http.serve(sockets=[sock]))
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if stop.is_set():
+        log.info("signal received: draining (grace %.0f s)", settings.server.shutdown_grace_s)
+        await service.drain(settings.server.shutdown_grace_s)
+        http.should_exit = True
+    stopping.cancel()
+    await serving
+    if grpc_server is not None:
+        await grpc_server.stop(1.0)  # the service has drained: only idle streams are left
 
 
-def serve(settings: Settings) -> None:
+def serve(settings: Settings, worker_id: int | None = None) -> None:
     """Run one server process on uvloop until it is told to stop."""
     import uvloop
 
+    prefix = "" if worker_id is None else f"[worker {worker_id}] "
     logging.basicConfig(
         level=settings.server.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=f"%(asctime)s %(levelname)s {prefix}%(name)s: %(message)s",
     )
     uvloop.run(run(settings))

@@ -126,6 +126,27 @@ class SafeguardsSettings(_Section):
         return int(self.max_request_size_mb * 1024 * 1024)
 
 
+class StreamSettings(_Section):
+    idle_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        description="A WebSocket stream with no message and no answer pending "
+        "for this long is closed (code 1000).",
+    )
+    max_messages_per_second: float = Field(
+        100.0,
+        gt=0,
+        description="Sustained message rate per WebSocket connection (a burst "
+        "of a second's worth is allowed); past it the stream is closed (code 1008).",
+    )
+    max_in_flight: int = Field(
+        16,
+        ge=1,
+        description="Messages of one stream being served at once; the stream "
+        "stops reading while this many answers are pending.",
+    )
+
+
 class Settings(BaseSettings):
     """All of inferd's settings. Build with :func:`load_settings`."""
 
@@ -137,6 +158,7 @@ class Settings(BaseSettings):
     models: ModelsSettings = Field(default_factory=ModelsSettings)
     performance: PerformanceSettings = Field(default_factory=PerformanceSettings)
     safeguards: SafeguardsSettings = Field(default_factory=SafeguardsSettings)
+    stream: StreamSettings = Field(default_factory=StreamSettings)
 
 
 class _DictSource(PydanticBaseSettingsSource):
@@ -232,3 +254,15 @@ def load_settings(
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from exc
     return Settings.model_validate(loaded.model_dump())
+
+
+def set_metrics_dir(path: Path) -> None:
+    """prometheus_client learns its multiprocess folder from the environment, read when it
+    is imported; worker processes inherit it from the supervisor."""
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+
+
+def metrics_dir() -> Path | None:
+    """The shared metrics folder when running as one of several workers."""
+    value = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    return Path(value) if value else None

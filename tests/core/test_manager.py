@@ -27,10 +27,14 @@ class Model:
 
 
 def request(model: str, version: str | None = None, value: float = 1.0) -> InferRequest:
-    return InferRequest(model, [Tensor("x", "FP32", np.full((1, 2), value, dtype=np.float32))], version=version)
+    return InferRequest(
+        model, [Tensor("x", "FP32", np.full((1, 2), value, dtype=np.float32))], version=version
+    )
 
 
-async def test_a_broken_model_does_not_take_the_others_down(tmp_path: Path, service_factory) -> None:
+async def test_a_broken_model_does_not_take_the_others_down(
+    tmp_path: Path, service_factory
+) -> None:
     make_model(tmp_path, "good", ["1"])
     broken = make_model(tmp_path, "broken", ["1"])
     (broken / "1" / "model.py").write_text("raise RuntimeError('corrupt weights')\n")
@@ -56,7 +60,12 @@ async def test_broken_model_yaml_is_reported(tmp_path: Path, service_factory) ->
 
 
 async def test_versions_and_labels(tmp_path: Path, service_factory) -> None:
-    folder = make_model(tmp_path, "m", ["1", "2"], "version_policy: {all: true}\nlabels: {stable: '1', canary: '2'}\n")
+    folder = make_model(
+        tmp_path,
+        "m",
+        ["1", "2"],
+        "version_policy: {all: true}\nlabels: {stable: '1', canary: '2'}\n",
+    )
     for version in ("1", "2"):
         (folder / version / "model.py").write_text(
             f"class Model:\n    def predict(self, inputs):\n        return {{'x': inputs['x'] * {version}}}\n"
@@ -79,7 +88,9 @@ async def test_reload_swaps_without_failing_requests(tmp_path: Path, service_fac
     in_flight = asyncio.create_task(service.infer(request("m")))
     await asyncio.sleep(0)
     (folder / "2").mkdir()
-    (folder / "2" / "model.py").write_text("class Model:\n    def predict(self, inputs):\n        return {'x': inputs['x'] + 2}\n")
+    (folder / "2" / "model.py").write_text(
+        "class Model:\n    def predict(self, inputs):\n        return {'x': inputs['x'] + 2}\n"
+    )
     reload = asyncio.create_task(service.load_model("m"))
     while service.manager.versions("m") != ["2"]:
         await asyncio.sleep(0.001)
@@ -87,7 +98,11 @@ async def test_reload_swaps_without_failing_requests(tmp_path: Path, service_fac
     assert after.version == "2"
     import sys
 
-    module = next(m for name, m in sys.modules.items() if name.startswith("inferd_model_") and hasattr(m, "GATE"))
+    module = next(
+        m
+        for name, m in sys.modules.items()
+        if name.startswith("inferd_model_") and hasattr(m, "GATE")
+    )
     module.GATE.set()
     before = await in_flight
     assert before.version == "1" and before.outputs[0].data.tolist() == [[2.0, 2.0]]

@@ -26,11 +26,15 @@ async def test_predict_batch(example_client: httpx.AsyncClient) -> None:
     rows = [[1, 2, 3, 4], [0, 0, 0, 0], [-1, 0.5, 2, 7]]
     doc = (await example_client.post("/predict", json={"batch": rows})).json()
     assert len(doc["predictions"]) == 3
-    np.testing.assert_allclose(doc["predictions"], mlp_reference(TINY_W, np.array(rows, dtype=np.float32)), rtol=1e-5)
+    np.testing.assert_allclose(
+        doc["predictions"], mlp_reference(TINY_W, np.array(rows, dtype=np.float32)), rtol=1e-5
+    )
 
 
 async def test_predict_named_model_and_version(example_client: httpx.AsyncClient) -> None:
-    response = await example_client.post("/models/wide/predict", json={"inputs": [0.5] * 256, "model_version": "1"})
+    response = await example_client.post(
+        "/models/wide/predict", json={"inputs": [0.5] * 256, "model_version": "1"}
+    )
     assert response.status_code == 200, response.text
     assert len(response.json()["predictions"]) == 16
 
@@ -40,7 +44,12 @@ async def test_predict_named_model_and_version(example_client: httpx.AsyncClient
     [
         ("/predict", {"inputs": [1, 2, 3]}, 400, "expected shape [-1, 4], got [1, 3]"),
         ("/predict", {"inputs": [1, 2, 3, 4], "model_version": "9"}, 404, "no version '9'"),
-        ("/predict", {"inputs": [1, 2, 3, 4], "model_version": 1}, 400, "'model_version' must be a string"),
+        (
+            "/predict",
+            {"inputs": [1, 2, 3, 4], "model_version": 1},
+            400,
+            "'model_version' must be a string",
+        ),
         ("/predict", {"inputs": [1, 2, 3, 4], "batch": [[1, 2, 3, 4]]}, 400, "exactly one of"),
         ("/predict", {}, 400, "exactly one of"),
         ("/predict", {"inputs": [[1, 2, 3, 4]]}, 400, "flat list"),
@@ -56,7 +65,9 @@ async def test_predict_named_model_and_version(example_client: httpx.AsyncClient
         ("/models/a..b/predict", {"inputs": [1, 2, 3, 4]}, 400, "not allowed"),
     ],
 )
-async def test_predict_errors(example_client: httpx.AsyncClient, path: str, body: object, status: int, message: str) -> None:
+async def test_predict_errors(
+    example_client: httpx.AsyncClient, path: str, body: object, status: int, message: str
+) -> None:
     response = await example_client.post(path, json=body)
     assert response.status_code == status, response.text
     assert message in response.json()["error"]

@@ -17,7 +17,14 @@ WIDE_W = mlp_weights(WIDE, seed=1)
 
 def infer_body(x: np.ndarray, **extra: object) -> dict[str, object]:
     return {
-        "inputs": [{"name": "input", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}],
+        "inputs": [
+            {
+                "name": "input",
+                "shape": list(x.shape),
+                "datatype": "FP32",
+                "data": x.ravel().tolist(),
+            }
+        ],
         **extra,
     }
 
@@ -44,7 +51,10 @@ async def test_model_metadata(example_client: httpx.AsyncClient) -> None:
         "outputs": [{"name": "output", "datatype": "FP32", "shape": [-1, 16]}],
     }
     assert (await example_client.get("/v2/models/tiny/versions/1")).json()["versions"] == ["1"]
-    assert (await example_client.get("/v2/models/tiny/ready")).json() == {"name": "tiny", "ready": True}
+    assert (await example_client.get("/v2/models/tiny/ready")).json() == {
+        "name": "tiny",
+        "ready": True,
+    }
     assert (await example_client.get("/v2/models/tiny/versions/1/ready")).status_code == 200
 
 
@@ -69,7 +79,9 @@ async def test_infer_json(example_client: httpx.AsyncClient) -> None:
     assert doc["model_version"] == "1"
     (output,) = doc["outputs"]
     assert output["name"] == "output" and output["datatype"] == "FP32" and output["shape"] == [2, 2]
-    np.testing.assert_allclose(np.array(output["data"]).reshape(2, 2), mlp_reference(TINY_W, x), rtol=1e-5)
+    np.testing.assert_allclose(
+        np.array(output["data"]).reshape(2, 2), mlp_reference(TINY_W, x), rtol=1e-5
+    )
 
 
 async def test_infer_nested_data(example_client: httpx.AsyncClient) -> None:
@@ -84,7 +96,12 @@ async def test_infer_binary_both_ways(example_client: httpx.AsyncClient) -> None
     header = json.dumps(
         {
             "inputs": [
-                {"name": "input", "shape": [3, 256], "datatype": "FP32", "parameters": {"binary_data_size": x.nbytes}}
+                {
+                    "name": "input",
+                    "shape": [3, 256],
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": x.nbytes},
+                }
             ],
             "outputs": [{"name": "output", "parameters": {"binary_data": True}}],
         }
@@ -92,7 +109,10 @@ async def test_infer_binary_both_ways(example_client: httpx.AsyncClient) -> None
     response = await example_client.post(
         "/v2/models/wide/infer",
         content=header + x.tobytes(),
-        headers={"Inference-Header-Content-Length": str(len(header)), "Content-Type": "application/octet-stream"},
+        headers={
+            "Inference-Header-Content-Length": str(len(header)),
+            "Content-Type": "application/octet-stream",
+        },
     )
     assert response.status_code == 200, response.text
     split = int(response.headers["Inference-Header-Content-Length"])
@@ -103,7 +123,9 @@ async def test_infer_binary_both_ways(example_client: httpx.AsyncClient) -> None
     np.testing.assert_allclose(out, mlp_reference(WIDE_W, x), rtol=1e-4, atol=1e-4)
 
 
-async def test_binary_output_for_every_output_by_request_parameter(example_client: httpx.AsyncClient) -> None:
+async def test_binary_output_for_every_output_by_request_parameter(
+    example_client: httpx.AsyncClient,
+) -> None:
     x = np.ones((1, 4), dtype=np.float32)
     body = infer_body(x, parameters={"binary_data_output": True})
     response = await example_client.post("/v2/models/tiny/infer", json=body)
@@ -114,9 +136,13 @@ async def test_binary_output_for_every_output_by_request_parameter(example_clien
 
 async def test_requested_outputs(example_client: httpx.AsyncClient) -> None:
     x = np.ones((1, 4), dtype=np.float32)
-    ok = await example_client.post("/v2/models/tiny/infer", json=infer_body(x, outputs=[{"name": "output"}]))
+    ok = await example_client.post(
+        "/v2/models/tiny/infer", json=infer_body(x, outputs=[{"name": "output"}])
+    )
     assert [o["name"] for o in ok.json()["outputs"]] == ["output"]
-    bad = await example_client.post("/v2/models/tiny/infer", json=infer_body(x, outputs=[{"name": "logits"}]))
+    bad = await example_client.post(
+        "/v2/models/tiny/infer", json=infer_body(x, outputs=[{"name": "logits"}])
+    )
     assert bad.status_code == 400
     assert "unknown output 'logits'" in bad.json()["error"]
 
@@ -143,7 +169,13 @@ async def test_metrics(example_client: httpx.AsyncClient) -> None:
 
 async def test_openapi_documents_every_route(example_client: httpx.AsyncClient) -> None:
     paths = (await example_client.get("/openapi.json")).json()["paths"]
-    for path in ["/v2/models/{model}/infer", "/predict", "/models/{model}/predict", "/v2/health/ready", "/metrics"]:
+    for path in [
+        "/v2/models/{model}/infer",
+        "/predict",
+        "/models/{model}/predict",
+        "/v2/health/ready",
+        "/metrics",
+    ]:
         assert path in paths
     assert (await example_client.get("/docs")).status_code == 200
 
@@ -167,7 +199,9 @@ async def test_repository_index_load_unload(example_client: httpx.AsyncClient) -
     ("token", "header", "status"),
     [("s3cret", None, 401), ("s3cret", "Bearer wrong", 403), ("s3cret", "Bearer s3cret", 200)],
 )
-async def test_admin_token(example_repo: Path, service_factory, token: str, header: str | None, status: int) -> None:
+async def test_admin_token(
+    example_repo: Path, service_factory, token: str, header: str | None, status: int
+) -> None:
     from tests.conftest import asgi_client
 
     service = service_factory(example_repo, server={"admin_token": token})
@@ -177,7 +211,9 @@ async def test_admin_token(example_repo: Path, service_factory, token: str, head
         assert response.status_code == status
 
 
-async def test_admin_from_a_remote_address_without_token(example_repo: Path, service_factory) -> None:
+async def test_admin_from_a_remote_address_without_token(
+    example_repo: Path, service_factory
+) -> None:
     from inferd.http.app import create_app
 
     service = service_factory(example_repo)

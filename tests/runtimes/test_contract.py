@@ -11,7 +11,14 @@ import yaml
 
 from inferd.core.model_config import ModelConfig
 from inferd.errors import ConfigError
-from inferd.example import TINY, mlp_reference, mlp_weights, tensor_yaml, write_onnx, write_torchscript
+from inferd.example import (
+    TINY,
+    mlp_reference,
+    mlp_weights,
+    tensor_yaml,
+    write_onnx,
+    write_torchscript,
+)
 from inferd.runtimes.base import Runtime, runtime_class
 
 WEIGHTS = mlp_weights(TINY, seed=0)
@@ -51,7 +58,9 @@ def _write(kind: str, folder: Path) -> Path:
 
 
 @pytest.fixture(scope="module", params=["torchscript", "onnx", "python"])
-def runtime(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
+def runtime(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Runtime]:
     kind: str = request.param
     artifact = _write(kind, tmp_path_factory.mktemp(kind))
     config = ModelConfig.model_validate(yaml.safe_load(tensor_yaml(TINY, kind)))
@@ -80,13 +89,15 @@ def test_signature(runtime: Runtime) -> None:
     if signature is None:  # TorchScript and Python models declare theirs in model.yaml
         return
     assert [(s.name, s.datatype, s.shape) for s in signature.inputs] == [("input", "FP32", (-1, 4))]
-    assert [(s.name, s.datatype, s.shape) for s in signature.outputs] == [("output", "FP32", (-1, 2))]
+    assert [(s.name, s.datatype, s.shape) for s in signature.outputs] == [
+        ("output", "FP32", (-1, 2))
+    ]
 
 
 @pytest.mark.parametrize("kind", ["torchscript", "python"])
 def test_undeclared_tensors_are_refused(kind: str, tmp_path: Path) -> None:
     artifact = _write(kind, tmp_path)
-    with pytest.raises(ConfigError, match="declare its inputs and outputs in model.yaml"):
+    with pytest.raises(ConfigError, match=r"declare its inputs and outputs in model\.yaml"):
         runtime_class(kind)(artifact, ModelConfig(), intra_op_threads=1).load()
 
 

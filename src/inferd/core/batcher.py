@@ -22,7 +22,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -38,6 +38,23 @@ from inferd.errors import (
 Arrays = dict[str, np.ndarray[Any, Any]]
 RunFn = Callable[[Arrays], Arrays]
 BatchKey = tuple[tuple[str, str, tuple[int, ...]], ...]
+
+
+class BatchObserver(Protocol):
+    def queued(self, delta: int) -> None: ...
+    def waited(self, seconds: float) -> None: ...
+    def executed(self, rows: int, seconds: float) -> None: ...
+
+
+class _Unobserved:
+    def queued(self, delta: int) -> None:
+        pass
+
+    def waited(self, seconds: float) -> None:
+        pass
+
+    def executed(self, rows: int, seconds: float) -> None:
+        pass
 
 
 @dataclasses.dataclass(slots=True)
@@ -68,11 +85,13 @@ class Batcher:
         preferred_batch_sizes: Sequence[int] = (),
         max_queue_size: int = 256,
         instances: int = 1,
+        observer: BatchObserver | None = None,
     ) -> None:
         if instances < 1:
             raise ValueError("instances must be >= 1")
         self._run_fn = run
         self._stats = stats
+        self._observer: BatchObserver = observer or _Unobserved()
         self._batching = max_batch_size > 0
         self._max_rows = max(max_batch_size, 1)
         self._delay = max_queue_delay_s
@@ -111,6 +130,7 @@ class Batcher:
         self._queue.append(
             _Pending(inputs, rows, _key(inputs, self._batching), future, now, deadline)
         )
+        self._observer.queued(1)
         self._wakeup.set()
         if deadline is None:
             return await future
@@ -181,6 +201,7 @@ class Batcher:
                 rows += pending.rows
             else:
                 keep.append(pending)
+        self._observer.queued(len(keep) - len(self._queue))
         self._queue = keep
         if self._preferred and len(batch) > 1:
             batch = self._trim_to_preferred(batch)
@@ -196,6 +217,7 @@ class Batcher:
             return batch
         for pending in reversed(batch[best:]):
             self._queue.appendleft(pending)
+        self._observer.queued(len(batch) - best)
         return batch[:best]
 
     async def _execute(self, batch: list[_Pending]) -> None:
@@ -203,9 +225,12 @@ class Batcher:
             start = time.monotonic()
             for pending in batch:
                 self._stats.queue.add(start - pending.enqueued)
+                self._observer.waited(start - pending.enqueued)
             loop = asyncio.get_running_loop()
             outputs, timings = await loop.run_in_executor(self._executor, self._compute, batch)
-            self._stats.record_batch(sum(p.rows for p in batch), len(batch), *timings)
+            rows = sum(p.rows for p in batch)
+            self._stats.record_batch(rows, len(batch), *timings)
+            self._observer.executed(rows, sum(timings))
             self._deliver(batch, outputs)
         except Exception as exc:
             error = (

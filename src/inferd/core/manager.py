@@ -21,6 +21,7 @@ from inferd.core.model_config import ModelConfig
 from inferd.core.repository import ModelEntry, Repository, VersionEntry, check_name, natural_key
 from inferd.core.stats import VersionStats
 from inferd.errors import ConfigError, InferdError, NotFound, Unavailable
+from inferd.metrics import Metrics
 from inferd.runtimes.base import PLATFORMS, Runtime, runtime_class
 from inferd.settings import PerformanceSettings
 from inferd.types import DATATYPE_TO_NUMPY, TensorSpec
@@ -116,9 +117,15 @@ def _warmup_inputs(inputs: tuple[TensorSpec, ...]) -> dict[str, np.ndarray[Any, 
 
 
 class ModelManager:
-    def __init__(self, repository: Repository | None, performance: PerformanceSettings) -> None:
+    def __init__(
+        self,
+        repository: Repository | None,
+        performance: PerformanceSettings,
+        metrics: Metrics | None = None,
+    ) -> None:
         self._repository = repository
         self._performance = performance
+        self._metrics = metrics
         self._models: dict[str, _Model] = {}
         self._lock = asyncio.Lock()
 
@@ -286,6 +293,7 @@ class ModelManager:
             preferred_batch_sizes=config.batching.preferred_batch_sizes,
             max_queue_size=config.batching.max_queue_size or self._performance.max_queue_size,
             instances=config.instances,
+            observer=self._metrics.observer(entry.name, version.name) if self._metrics else None,
         )
         return LoadedVersion(
             entry.name,

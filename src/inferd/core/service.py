@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import Iterator
@@ -35,12 +36,28 @@ class InferenceService:
         self.metrics = metrics
         self.draining = False
         self._started = False
+        self._loaded = False
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     async def start(self) -> None:
         """Load and warm up every model of the repository (once)."""
         if not self._started:
             self._started = True
             await self.manager.load_all()
+            self._loaded = True
+
+    async def drain(self, grace_s: float) -> bool:
+        """Refuse new work and wait (at most ``grace_s``) for accepted work to finish.
+        True when everything finished in time."""
+        self.draining = True
+        try:
+            async with asyncio.timeout(grace_s):
+                await self._idle.wait()
+        except TimeoutError:
+            return False
+        return True
 
     async def stop(self) -> None:
         """Refuse new work, let queued and running work finish, unload everything."""
@@ -53,7 +70,8 @@ class InferenceService:
         return True
 
     def ready(self) -> bool:
-        return not self.draining and self.manager.ready()
+        # Not before start() has loaded the repository: gRPC listens before that.
+        return self._loaded and not self.draining and self.manager.ready()
 
     def server_metadata(self) -> dict[str, Any]:
         return {"name": "inferd", "version": __version__, "extensions": list(EXTENSIONS)}
@@ -164,6 +182,8 @@ class InferenceService:
         label = [version]
         start = time.perf_counter()
         self.metrics.in_flight.inc()
+        self._in_flight += 1
+        self._idle.clear()
         try:
             yield label
         except InferdError as exc:
@@ -176,6 +196,9 @@ class InferenceService:
             self.metrics.observe(model, label[0], protocol, "ok", time.perf_counter() - start)
         finally:
             self.metrics.in_flight.dec()
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.set()
 
     async def infer(self, request: InferRequest) -> InferResponse:
         with self._observed(request.model, request.version or "", request.protocol) as label:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -9,12 +10,12 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
 from inferd import __version__
 from inferd.core.service import InferenceService
 from inferd.errors import InferdError
-from inferd.http import simple, v2
+from inferd.http import simple, v2, websocket
 from inferd.http.errors import error_response, internal_error_response
 from inferd.http.middleware import RateLimitMiddleware
 from inferd.http.openapi import document_lean_routes
@@ -47,8 +48,13 @@ LEAN_ROUTES: list[tuple[str, Endpoint]] = [
 def create_app(service: InferenceService) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await service.start()
+        # Ports open at once (liveness answers); /ready turns 200 once every model loaded.
+        loading = asyncio.create_task(service.start())
         yield
+        loading.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await loading
+        await streams.close_all(service.settings.server.shutdown_grace_s)
         await service.stop()
 
     app = FastAPI(
@@ -58,8 +64,11 @@ def create_app(service: InferenceService) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.service = service
+    app.state.streams = streams = websocket.Streams()
     for path, endpoint in LEAN_ROUTES:
         app.router.routes.append(Route(path, _guarded(endpoint), methods=["POST"]))
+    for path in websocket.PATHS:
+        app.router.routes.append(WebSocketRoute(path, websocket.stream))
     app.include_router(v2.router())
     app.include_router(simple.router())
 

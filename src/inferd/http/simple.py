@@ -13,20 +13,24 @@ from inferd.core.service import InferenceService
 from inferd.errors import InvalidArgument
 from inferd.http.body import read_body
 from inferd.http.codec import parse_json
+from inferd.http.headers import deadline_from
 
 JSON = "application/json"
 PREDICT_FIELDS: Final = frozenset({"inputs", "batch", "model_version"})
 
 
-def decode_predict(doc: Any) -> tuple[Any, bool, str | None]:
-    """``{"inputs": [...]}`` or ``{"batch": [[...], ...]}``, with optional model_version."""
+def decode_predict(
+    doc: Any, allowed: frozenset[str] = PREDICT_FIELDS
+) -> tuple[Any, bool, str | None]:
+    """``{"inputs": [...]}`` or ``{"batch": [[...], ...]}``, with optional model_version.
+
+    ``allowed`` names the fields a caller accepts beside these (and reads itself).
+    """
     if not isinstance(doc, dict):
         raise InvalidArgument('the body must be a JSON object: {"inputs": [numbers]}')
-    unknown = doc.keys() - PREDICT_FIELDS
+    unknown = doc.keys() - allowed
     if unknown:
-        raise InvalidArgument(
-            f"unknown field(s) {sorted(unknown)}; expected {sorted(PREDICT_FIELDS)}"
-        )
+        raise InvalidArgument(f"unknown field(s) {sorted(unknown)}; expected {sorted(allowed)}")
     version = doc.get("model_version")
     if version is not None and not isinstance(version, str):
         raise InvalidArgument("'model_version' must be a string")
@@ -42,7 +46,12 @@ async def predict(request: Request) -> Response:
     body = await read_body(request, service.settings.safeguards.max_request_bytes)
     data, batched, version = decode_predict(parse_json(body))
     result = await service.predict(
-        request.path_params.get("model"), version, data, batched=batched, protocol="rest"
+        request.path_params.get("model"),
+        version,
+        data,
+        batched=batched,
+        protocol="rest",
+        deadline=deadline_from(request.headers),
     )
     return Response(
         orjson.dumps(

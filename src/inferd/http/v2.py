@@ -13,6 +13,7 @@ from inferd.errors import InvalidArgument
 from inferd.gateway.auth import check_admin
 from inferd.http.body import read_body
 from inferd.http.codec import HEADER_LENGTH, decode_request, encode_response, parse_json
+from inferd.http.headers import deadline_from
 
 JSON = "application/json"
 
@@ -29,6 +30,7 @@ async def infer(request: Request) -> Response:
     decoded = decode_request(
         body, request.headers.get(HEADER_LENGTH), params["model"], params.get("version")
     )
+    decoded.deadline = deadline_from(request.headers)
     response = await service.infer(decoded)
     binary_default = decoded.parameters.get("binary_data_output") is True
     payload, header_length = encode_response(response, binary_default)

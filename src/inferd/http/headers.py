@@ -1,0 +1,28 @@
+"""Request headers the REST adapter understands beyond the protocol's own."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Final
+
+from starlette.datastructures import Headers
+
+from inferd.errors import InvalidArgument
+
+#: Per-request deadline in milliseconds; overrides the model's and the server's default.
+TIMEOUT_HEADER: Final = "inference-timeout-ms"
+
+
+def deadline_from(headers: Headers) -> float | None:
+    """The absolute ``time.monotonic()`` deadline a request asks for, if any."""
+    raw = headers.get(TIMEOUT_HEADER)
+    if raw is None:
+        return None
+    try:
+        milliseconds = float(raw)
+    except ValueError:
+        milliseconds = math.nan
+    if not math.isfinite(milliseconds) or milliseconds <= 0:
+        raise InvalidArgument(f"Inference-Timeout-Ms must be a positive number, got {raw!r}")
+    return time.monotonic() + milliseconds / 1000

@@ -1,0 +1,164 @@
+"""Deadlines, graceful shutdown under load and multi-worker serving, on real processes."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import ServerProcess, wait_until
+
+SLOW_MODEL = """
+import time
+import numpy as np
+
+class Model:
+    def predict(self, inputs):
+        x = inputs["x"]
+        # Records every row that reached the model, then takes its time.
+        with open(__file__.replace("model.py", "seen.log"), "a") as log:
+            for row in x:
+                log.write(f"{row[0]:g}\\n")
+        time.sleep(DELAY)
+        return {"y": x * 2}
+"""
+
+
+def slow_repo(root: Path, delay: float, max_batch_size: int = 4) -> Path:
+    folder = root / "slow"
+    (folder / "1").mkdir(parents=True)
+    (folder / "1" / "model.py").write_text(SLOW_MODEL.replace("DELAY", str(delay)))
+    (folder / "model.yaml").write_text(
+        "runtime: python\nwarmup: false\n"
+        f"max_batch_size: {max_batch_size}\n"
+        "inputs: [{name: x, datatype: FP32, shape: [-1, 2]}]\n"
+        "outputs: [{name: y, datatype: FP32, shape: [-1, 2]}]\n"
+    )
+    return folder / "1" / "seen.log"
+
+
+def body(value: float) -> dict[str, object]:
+    return {"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [value, value]}]}
+
+
+def metric(url: str, name: str) -> float:
+    text = httpx.get(f"{url}/metrics").text
+    values = [float(m.group(1)) for m in re.finditer(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M)]
+    return sum(values)
+
+
+def test_deadline_drops_queued_work(tmp_path: Path) -> None:
+    seen = slow_repo(tmp_path, delay=1.0, max_batch_size=1)
+    server = ServerProcess(tmp_path, "--grpc-port", "0")
+    try:
+        server.wait_ready()
+        with ThreadPoolExecutor(2) as pool, httpx.Client(base_url=server.url, timeout=30) as client:
+            first = pool.submit(client.post, "/v2/models/slow/infer", json=body(1))
+            wait_until(lambda: seen.exists(), what="the first request to reach the model")
+            late = client.post(
+                "/v2/models/slow/infer", json=body(7), headers={"Inference-Timeout-Ms": "100"}
+            )
+            assert late.status_code == 504, late.text
+            assert "deadline" in late.json()["error"]
+            assert first.result().status_code == 200
+            bad = client.post(
+                "/v2/models/slow/infer", json=body(1), headers={"Inference-Timeout-Ms": "soon"}
+            )
+            assert bad.status_code == 400
+            assert client.get("/healthz").status_code == 200
+        # The expired request never ran.
+        assert seen.read_text().split() == ["1"]
+    finally:
+        server.stop()
+
+
+def test_sigterm_drains_accepted_work_then_exits_zero(tmp_path: Path) -> None:
+    seen = slow_repo(tmp_path, delay=0.5)
+    server = ServerProcess(tmp_path, "--grpc-port", "0")
+    server.wait_ready()
+    requests = 12
+    with (
+        ThreadPoolExecutor(requests) as pool,
+        httpx.Client(base_url=server.url, timeout=60) as client,
+    ):
+        futures = [
+            pool.submit(client.post, "/v2/models/slow/infer", json=body(i)) for i in range(requests)
+        ]
+        wait_until(
+            lambda: metric(server.url, "inferd_in_flight_requests") >= requests,
+            what="all requests in flight",
+        )
+        os.kill(server.process.pid, signal.SIGTERM)
+        wait_until(lambda: client.get("/ready").status_code == 503, what="readiness to turn 503")
+        refused = client.post("/v2/models/slow/infer", json=body(99))
+        assert refused.status_code == 503
+        results = [f.result() for f in futures]
+    assert [r.status_code for r in results] == [200] * requests
+    assert [r.json()["outputs"][0]["data"] for r in results] == [
+        [2.0 * i, 2.0 * i] for i in range(requests)
+    ]
+    assert server.process.wait(30) == 0
+    assert "99" not in seen.read_text().split()
+
+
+@pytest.mark.parametrize("workers", [2])
+def test_workers_share_the_port_aggregate_metrics_and_restart(
+    example_repo: Path, workers: int
+) -> None:
+    server = ServerProcess(
+        example_repo, "--workers", str(workers), "--default-model", "tiny", "--grpc-port", "0"
+    )
+    try:
+        children = lambda: _children(server.process.pid)  # noqa: E731
+        wait_until(lambda: len(children()) == workers, what="the workers")
+        wait_until(
+            lambda: all(_ready(server.url) for _ in range(10)),
+            timeout=60,
+            what="every worker ready",
+        )
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            for _ in range(20):
+                assert client.post("/predict", json={"inputs": [1, 2, 3, 4]}).status_code == 200
+        # Whichever worker answers the scrape, it reports all 20.
+        assert metric(server.url, "inferd_requests_total") == 20
+        victim = children()[0]
+        os.kill(victim, signal.SIGKILL)
+        wait_until(
+            lambda: len(children()) == workers and victim not in children(),
+            what="a replacement worker",
+        )
+        # Fresh connections land on either worker; all must be ready.
+        wait_until(
+            lambda: all(_ready(server.url) for _ in range(10)),
+            timeout=60,
+            what="both workers ready",
+        )
+        assert httpx.post(f"{server.url}/predict", json={"inputs": [1, 2, 3, 4]}).status_code == 200
+    finally:
+        assert server.stop() == 0
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/ready", timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    # multiprocessing's resource tracker is a child too; workers run inferd.
+    pids = [int(p) for p in text.split()]
+    return [
+        p
+        for p in pids
+        if "resource_tracker" not in Path(f"/proc/{p}/cmdline").read_text(errors="ignore")
+    ]
