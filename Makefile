@@ -27,7 +27,7 @@ $(EXAMPLE_REPO): $(VENV)/.installed
 	$(VENV)/bin/inferd example $(EXAMPLE_REPO)
 
 serve: $(VENV)/.installed $(EXAMPLE_REPO)
-	$(VENV)/bin/inferd serve $(EXAMPLE_REPO) --port $(PORT)
+	$(VENV)/bin/inferd serve $(EXAMPLE_REPO) --port $(PORT) --default-model tiny
 
 lint: dev
 	$(VENV)/bin/ruff check src tests benchmarks
@@ -44,6 +44,21 @@ test: lint typecheck unit
 bench: dev
 	bash benchmarks/install-tools.sh
 	$(PY) benchmarks/run.py
+
+PROTO_DIR := src/inferd/grpc/protos
+
+# Generated modules import each other as inferd.grpc.protos.* and register their
+# descriptors in the package's own pool (see $(PROTO_DIR)/__init__.py).
+proto: dev
+	$(PY) -m grpc_tools.protoc -I $(PROTO_DIR) --python_out=$(PROTO_DIR) \
+		--pyi_out=$(PROTO_DIR) --grpc_python_out=$(PROTO_DIR) $(PROTO_DIR)/*.proto
+	sed -i -E \
+		-e 's/^import ([a-z_]+_pb2) as /from inferd.grpc.protos import \1 as /' \
+		-e 's/_descriptor_pool\.Default\(\)/_inferd_protos.POOL/' \
+		-e 's/^(from google\.protobuf import descriptor_pool as _descriptor_pool)$$/\1\nimport inferd.grpc.protos as _inferd_protos/' \
+		$(PROTO_DIR)/*_pb2.py $(PROTO_DIR)/*_pb2_grpc.py
+	sed -i -E 's/^import ([a-z_]+_pb2) as /from inferd.grpc.protos import \1 as /' $(PROTO_DIR)/*_pb2.pyi
+	rm -f $(PROTO_DIR)/model_config_pb2_grpc.py  # no services in it
 
 clean:
 	rm -rf $(VENV) build .mypy_cache .ruff_cache .pytest_cache
