@@ -41,6 +41,7 @@ REJECTIONS: Final[dict[str, str]] = {
 class Metrics:
     def __init__(self, multiprocess_dir: Path | None = None) -> None:
         self.multiprocess_dir = multiprocess_dir
+        self._children: dict[tuple[str, ...], tuple[Counter, Histogram]] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "inferd_requests",
@@ -100,9 +101,17 @@ class Metrics:
         return VersionObserver(self, model, version)
 
     def observe(self, model: str, version: str, protocol: str, status: str, seconds: float) -> None:
-        self.requests.labels(model, version, protocol, status).inc()
+        key = (model, version, protocol, status)
+        children = self._children.get(key)
+        if children is None:
+            # Label lookups take a lock each; a request pays for them once per label set.
+            children = self._children[key] = (
+                self.requests.labels(*key),
+                self.latency.labels(model, version, protocol),
+            )
+        children[0].inc()
         if status == "ok":
-            self.latency.labels(model, version, protocol).observe(seconds)
+            children[1].observe(seconds)
         elif status in REJECTIONS:
             self.rejections.labels(REJECTIONS[status]).inc()
 

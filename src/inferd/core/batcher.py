@@ -67,6 +67,11 @@ class _Pending:
     deadline: float | None
 
 
+def _expire(future: asyncio.Future[Arrays]) -> None:
+    if not future.done():
+        future.set_exception(DeadlineExceeded("the request's deadline passed before it finished"))
+
+
 def _key(inputs: Arrays, batching: bool) -> BatchKey:
     return tuple(
         (name, array.dtype.str, array.shape[1:] if batching else array.shape)
@@ -134,12 +139,14 @@ class Batcher:
         self._wakeup.set()
         if deadline is None:
             return await future
+        # One timer per request (cheaper than a timeout scope): it fails the future at the
+        # deadline; a batch that finishes later finds the future done and skips it.
+        loop = asyncio.get_running_loop()
+        timer = loop.call_at(loop.time() + (deadline - now), _expire, future)
         try:
-            async with asyncio.timeout(deadline - now):
-                return await asyncio.shield(future)
-        except TimeoutError:
-            future.cancel()
-            raise DeadlineExceeded("the request's deadline passed before it finished") from None
+            return await future
+        finally:
+            timer.cancel()
 
     async def _schedule(self) -> None:
         while True:
