@@ -1,0 +1,1 @@
+"""The gRPC transport: Open Inference Protocol (Triton-compatible) and the simple API."""

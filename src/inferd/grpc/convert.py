@@ -1,0 +1,240 @@
+"""Protobuf <-> core messages, done once, here.
+
+Tensor data goes through numpy: raw contents with ``tensors.from_binary``/``to_binary``,
+typed contents with one ``np.fromiter`` per tensor (Python touches each element only for
+BYTES). Every size is checked against the declared shape before anything proportional
+to that shape is allocated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+import numpy as np
+from google.protobuf import json_format
+
+from inferd.core.messages import InferRequest, InferResponse, RequestedOutput
+from inferd.errors import InvalidArgument
+from inferd.grpc.protos import grpc_service_pb2 as pb
+from inferd.tensors import check_datatype, check_shape, element_count, from_binary, to_binary
+from inferd.types import DATATYPE_TO_NUMPY, Tensor
+
+#: V2 datatype -> the InferTensorContents field that carries it. FP16 and BF16 have none.
+CONTENTS_FIELD: Final[dict[str, str]] = {
+    "BOOL": "bool_contents",
+    "UINT8": "uint_contents",
+    "UINT16": "uint_contents",
+    "UINT32": "uint_contents",
+    "UINT64": "uint64_contents",
+    "INT8": "int_contents",
+    "INT16": "int_contents",
+    "INT32": "int_contents",
+    "INT64": "int64_contents",
+    "FP32": "fp32_contents",
+    "FP64": "fp64_contents",
+    "BYTES": "bytes_contents",
+}
+
+#: InferTensorContents field -> the numpy dtype of its wire values.
+FIELD_DTYPE: Final[dict[str, np.dtype[Any]]] = {
+    "bool_contents": np.dtype(np.bool_),
+    "uint_contents": np.dtype(np.uint32),
+    "uint64_contents": np.dtype(np.uint64),
+    "int_contents": np.dtype(np.int32),
+    "int64_contents": np.dtype(np.int64),
+    "fp32_contents": np.dtype(np.float32),
+    "fp64_contents": np.dtype(np.float64),
+}
+
+#: Python type of a parameter value -> the InferParameter field that holds it.
+PARAMETER_FIELD: Final[dict[type, str]] = {
+    bool: "bool_param",
+    int: "int64_param",
+    float: "double_param",
+    str: "string_param",
+}
+
+#: Input parameters that ask for something inferd does not do.
+UNSUPPORTED_INPUT_PARAMETERS: Final = frozenset(
+    {"shared_memory_region", "shared_memory_byte_size", "shared_memory_offset"}
+)
+
+
+# -- parameters ------------------------------------------------------------------------------
+
+
+def decode_parameters(entries: Mapping[str, Any]) -> dict[str, Any]:
+    """``map<string, InferParameter>`` -> plain values (unset entries are left out)."""
+    decoded = {}
+    for key, value in entries.items():
+        field = value.WhichOneof("parameter_choice")
+        if field is not None:
+            decoded[key] = getattr(value, field)
+    return decoded
+
+
+def encode_parameters(values: Mapping[str, Any], target: Any) -> None:
+    """Plain values -> ``map<string, InferParameter>``; other types travel as strings."""
+    for key, value in values.items():
+        field = PARAMETER_FIELD.get(type(value), "string_param")
+        setattr(target[key], field, value if field != "string_param" else str(value))
+
+
+# -- ModelInfer --------------------------------------------------------------------------------
+
+
+def decode_infer_request(message: Any, deadline: float | None) -> InferRequest:
+    """A ModelInferRequest as the core's InferRequest (``deadline``: absolute monotonic)."""
+    if not message.model_name:
+        raise InvalidArgument("'model_name' is required")
+    raw = message.raw_input_contents
+    if raw and len(raw) != len(message.inputs):
+        raise InvalidArgument(
+            f"raw_input_contents has {len(raw)} entries for {len(message.inputs)} inputs; "
+            "send one per input, in the order of inputs"
+        )
+    inputs = [
+        _decode_input(tensor, index, raw[index] if raw else None)
+        for index, tensor in enumerate(message.inputs)
+    ]
+    return InferRequest(
+        model=message.model_name,
+        version=message.model_version or None,
+        id=message.id or None,
+        inputs=inputs,
+        outputs=_decode_outputs(message.outputs),
+        parameters=decode_parameters(message.parameters),
+        deadline=deadline,
+        protocol="grpc",
+    )
+
+
+def _decode_input(tensor: Any, index: int, raw: bytes | None) -> Tensor:
+    name = tensor.name
+    if not name:
+        raise InvalidArgument(f"inputs[{index}] needs a non-empty 'name'")
+    datatype = check_datatype(name, tensor.datatype)
+    shape = check_shape(name, list(tensor.shape))
+    parameters = decode_parameters(tensor.parameters)
+    unsupported = UNSUPPORTED_INPUT_PARAMETERS & parameters.keys()
+    if unsupported:
+        raise InvalidArgument(
+            f"input '{name}': shared memory is not supported ({sorted(unsupported)}); "
+            "send the data in raw_input_contents"
+        )
+    if raw is None:
+        array = _from_contents(name, datatype, shape, tensor.contents)
+    elif tensor.HasField("contents"):
+        raise InvalidArgument(
+            f"input '{name}': give its data in raw_input_contents or in contents, not both"
+        )
+    else:
+        array = from_binary(name, datatype, shape, raw)
+    return Tensor(name, datatype, array, parameters)
+
+
+def _from_contents(
+    name: str, datatype: str, shape: tuple[int, ...], contents: Any
+) -> np.ndarray[Any, Any]:
+    field = CONTENTS_FIELD.get(datatype)
+    if field is None:
+        raise InvalidArgument(
+            f"input '{name}': {datatype} has no typed contents field; send it in raw_input_contents"
+        )
+    values = getattr(contents, field)
+    count = element_count(shape)
+    if len(values) != count:
+        raise InvalidArgument(
+            f"input '{name}': shape {list(shape)} needs {count} elements, contents.{field} "
+            f"has {len(values)}"
+        )
+    if datatype == "BYTES":
+        out = np.empty(count, dtype=object)
+        out[:] = list(values)
+        return out.reshape(shape)
+    array = np.fromiter(values, dtype=FIELD_DTYPE[field], count=count)
+    target = DATATYPE_TO_NUMPY[datatype]
+    if array.dtype != target:
+        # int32/uint32 fields carry the 8- and 16-bit types: refuse what does not fit.
+        info = np.iinfo(target)
+        if count and (array.min() < info.min or array.max() > info.max):
+            raise InvalidArgument(
+                f"input '{name}': value out of range for {datatype} [{info.min}, {info.max}]"
+            )
+        array = array.astype(target)
+    return array.reshape(shape)
+
+
+def _decode_outputs(outputs: Any) -> list[RequestedOutput] | None:
+    if not outputs:
+        return None
+    requested = []
+    seen = set()
+    for index, output in enumerate(outputs):
+        if not output.name:
+            raise InvalidArgument(f"outputs[{index}] needs a non-empty 'name'")
+        if output.name in seen:
+            raise InvalidArgument(f"output '{output.name}' is requested more than once")
+        seen.add(output.name)
+        requested.append(RequestedOutput(output.name, decode_parameters(output.parameters)))
+    return requested
+
+
+def encode_infer_response(response: InferResponse) -> Any:
+    """The core's InferResponse as a ModelInferResponse; data always in raw contents."""
+    message = pb.ModelInferResponse(
+        model_name=response.model,
+        model_version=response.version,
+        id=response.id or "",
+        outputs=[
+            pb.ModelInferResponse.InferOutputTensor(
+                name=tensor.name, datatype=tensor.datatype, shape=tensor.data.shape
+            )
+            for tensor in response.outputs
+        ],
+        raw_output_contents=[to_binary(t.datatype, t.data) for t in response.outputs],
+    )
+    if response.parameters:
+        encode_parameters(response.parameters, message.parameters)
+    return message
+
+
+# -- metadata, configuration, statistics, repository -------------------------------------------
+
+
+def model_metadata(doc: dict[str, Any]) -> Any:
+    return json_format.ParseDict(doc, pb.ModelMetadataResponse(), ignore_unknown_fields=True)
+
+
+def model_config(doc: dict[str, Any]) -> Any:
+    """The core's Triton-shaped configuration as a ModelConfigResponse."""
+    config = dict(doc)
+    config["version_policy"] = _version_policy(doc.get("version_policy") or {})
+    response = pb.ModelConfigResponse()
+    json_format.ParseDict(config, response.config, ignore_unknown_fields=True)
+    return response
+
+
+def _version_policy(policy: dict[str, Any]) -> dict[str, Any]:
+    if policy.get("all"):
+        return {"all": {}}
+    if policy.get("specific") is not None:
+        # Triton's versions are numbers; inferd's names need not be.
+        numeric = [int(v) for v in policy["specific"] if str(v).isdigit()]
+        return {"specific": {"versions": numeric}}
+    return {"latest": {"num_versions": policy.get("latest") or 1}}
+
+
+def model_statistics(doc: dict[str, Any]) -> Any:
+    return json_format.ParseDict(doc, pb.ModelStatisticsResponse(), ignore_unknown_fields=True)
+
+
+def repository_index(rows: list[dict[str, str]], ready_only: bool) -> Any:
+    return pb.RepositoryIndexResponse(
+        models=[
+            pb.RepositoryIndexResponse.ModelIndex(**row)
+            for row in rows
+            if not ready_only or row["state"] == "READY"
+        ]
+    )

@@ -1,0 +1,64 @@
+"""Core error codes -> gRPC status, and the one place a failed call is answered."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from typing import Any, Final, NoReturn, TypeVar
+
+import grpc
+
+from inferd.errors import ErrorCode, InferdError
+
+log = logging.getLogger("inferd.grpc")
+
+GRPC_STATUS: Final[dict[ErrorCode, grpc.StatusCode]] = {
+    ErrorCode.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
+    ErrorCode.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    ErrorCode.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
+    ErrorCode.RESOURCE_EXHAUSTED: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    ErrorCode.PAYLOAD_TOO_LARGE: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    ErrorCode.DEADLINE_EXCEEDED: grpc.StatusCode.DEADLINE_EXCEEDED,
+    ErrorCode.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
+    ErrorCode.PERMISSION_DENIED: grpc.StatusCode.PERMISSION_DENIED,
+    ErrorCode.INTERNAL: grpc.StatusCode.INTERNAL,
+}
+
+INTERNAL_MESSAGE: Final = "internal server error"
+
+
+def status_of(exc: Exception) -> tuple[grpc.StatusCode, str]:
+    """The status and client message for an error; anything not ours is a logged bug."""
+    if isinstance(exc, InferdError):
+        return GRPC_STATUS[exc.code], exc.message
+    log.error("unhandled error", exc_info=exc)
+    return grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE
+
+
+async def abort(context: Any, exc: Exception) -> NoReturn:
+    """End the call with the status of ``exc`` (raises, as ``context.abort`` does)."""
+    code, message = status_of(exc)
+    if isinstance(exc, InferdError) and exc.retry_after_s is not None:
+        context.set_trailing_metadata((("retry-after", str(max(1, math.ceil(exc.retry_after_s)))),))
+    await context.abort(code, message)
+    raise AssertionError("context.abort returned")  # pragma: no cover - it always raises
+
+
+Handler = TypeVar("Handler", bound=Callable[..., Awaitable[Any]])
+
+
+def translated(handler: Handler) -> Handler:
+    """Unary handlers: an exception becomes the call's status instead of UNKNOWN."""
+
+    @functools.wraps(handler)
+    async def run(self: Any, request: Any, context: Any) -> Any:
+        try:
+            return await handler(self, request, context)
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:
+            await abort(context, exc)
+
+    return run  # type: ignore[return-value]

@@ -1,0 +1,85 @@
+"""The gRPC server: every service on one ``grpc.aio`` server, on the service's event loop."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Final
+
+import grpc
+from google.protobuf.descriptor import FileDescriptor
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection, reflection_pb2
+
+from inferd.core.service import InferenceService
+from inferd.errors import ConfigError
+from inferd.grpc.health import HealthServicer
+from inferd.grpc.protos import (
+    POOL,
+    grpc_service_pb2,
+    grpc_service_pb2_grpc,
+    simple_pb2,
+    simple_pb2_grpc,
+)
+from inferd.grpc.servicer import InferenceServicer, SimpleServicer
+from inferd.settings import Settings
+
+log = logging.getLogger("inferd.grpc")
+
+#: Every service the server answers, as reflection lists them.
+SERVICE_NAMES: Final = (
+    grpc_service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name,
+    simple_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name,
+    health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+    reflection.SERVICE_NAME,
+)
+
+
+class GrpcServer:
+    """A started gRPC server listening on ``port``."""
+
+    def __init__(self, server: Any, port: int) -> None:
+        self._server = server
+        self.port = port
+
+    async def stop(self, grace: float) -> None:
+        """Refuse new calls, give running ones ``grace`` seconds, then cancel them."""
+        await self._server.stop(grace)
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+
+
+def _describe_in_pool(*files: FileDescriptor) -> None:
+    """Reflection reads one pool: add the health and reflection protos to inferd's."""
+    for file in files:
+        POOL.AddSerializedFile(file.serialized_pb)
+
+
+async def start_grpc(service: InferenceService, settings: Settings) -> GrpcServer:
+    """Serve ``service`` on ``server.host:server.grpc_port`` (port 0 picks a free port).
+
+    Messages larger than ``safeguards.max_request_bytes`` are refused with
+    RESOURCE_EXHAUSTED before they are decoded.
+    """
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", settings.safeguards.max_request_bytes),
+            ("grpc.max_send_message_length", -1),
+        ]
+    )
+    grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
+        InferenceServicer(service), server
+    )
+    simple_pb2_grpc.add_InferenceServiceServicer_to_server(SimpleServicer(service), server)
+    health_pb2_grpc.add_HealthServicer_to_server(HealthServicer(service, SERVICE_NAMES), server)
+    _describe_in_pool(health_pb2.DESCRIPTOR, reflection_pb2.DESCRIPTOR)
+    reflection.enable_server_reflection(SERVICE_NAMES, server, pool=POOL)
+    address = _address(settings.server.host, settings.server.grpc_port)
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError as exc:
+        raise ConfigError(f"server.grpc_port: cannot listen on {address}: {exc}") from exc
+    await server.start()
+    log.info("gRPC listening on %s", _address(settings.server.host, port))
+    return GrpcServer(server, port)
