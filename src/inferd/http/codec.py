@@ -29,7 +29,7 @@ OUTPUT_FIELDS: Final = frozenset({"name", "parameters"})
 HEADER_LENGTH: Final = "inference-header-content-length"
 
 
-def parse_json(raw: bytes | memoryview) -> Any:
+def parse_json(raw: bytes | memoryview | str) -> Any:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -83,6 +83,13 @@ def decode_request(
         doc, binary = parse_json(view[:split]), view[split:]
     else:
         doc, binary = parse_json(body), view[len(body) :]
+    return decode_document(doc, binary, model, version)
+
+
+def decode_document(
+    doc: Any, binary: memoryview, model: str, version: str | None, protocol: str = "rest"
+) -> InferRequest:
+    """Decode a parsed V2 infer request; ``binary`` holds the tensors that follow its JSON."""
     doc = _object(doc, "the request", REQUEST_FIELDS)
     request_id = doc.get("id")
     if request_id is not None and not isinstance(request_id, str):
@@ -105,7 +112,7 @@ def decode_request(
         inputs=inputs,
         outputs=_decode_outputs(doc.get("outputs")),
         parameters=_parameters(doc.get("parameters"), "the request"),
-        protocol="rest",
+        protocol=protocol,
     )
 
 
@@ -158,6 +165,17 @@ def _decode_outputs(raw: Any) -> list[RequestedOutput] | None:
 
 def encode_response(response: InferResponse, binary_default: bool) -> tuple[bytes, int | None]:
     """The body, and the JSON header's length when binary tensors follow it."""
+    doc, blobs = response_document(response, binary_default)
+    header = orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
+    if not blobs:
+        return header, None
+    return b"".join([header, *blobs]), len(header)
+
+
+def response_document(
+    response: InferResponse, binary_default: bool
+) -> tuple[dict[str, Any], list[bytes]]:
+    """The JSON response (numpy values left for orjson) and the binary tensors it announces."""
     outputs: list[dict[str, Any]] = []
     blobs: list[bytes] = []
     for tensor in response.outputs:
@@ -183,7 +201,4 @@ def encode_response(response: InferResponse, binary_default: bool) -> tuple[byte
         doc["id"] = response.id
     if response.parameters:
         doc["parameters"] = response.parameters
-    header = orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
-    if not blobs:
-        return header, None
-    return b"".join([header, *blobs]), len(header)
+    return doc, blobs

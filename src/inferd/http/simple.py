@@ -24,7 +24,7 @@ def decode_predict(
 ) -> tuple[Any, bool, str | None]:
     """``{"inputs": [...]}`` or ``{"batch": [[...], ...]}``, with optional model_version.
 
-    ``allowed`` names the fields a caller accepts beside these (and reads itself).
+    ``allowed`` is every field the caller accepts; those beyond these three it reads itself.
     """
     if not isinstance(doc, dict):
         raise InvalidArgument('the body must be a JSON object: {"inputs": [numbers]}')
