@@ -19,7 +19,7 @@ from inferd.grpc.server import GrpcServer, start_grpc
 from tests.conftest import ServiceFactory
 
 #: Seconds the ``slow`` model takes per batch: long enough for a queued request to expire.
-SLOW_S = 0.3
+SLOW_S = 0.5
 
 SLOW_MODEL = f"""
 import time
