@@ -164,15 +164,18 @@ class InferenceService:
     # -- inference ------------------------------------------------------------------------
 
     def deadline(self, loaded: LoadedVersion, request: InferRequest) -> float:
-        if request.deadline is not None:
-            return request.deadline
+        """The earliest of the transport's deadline (header, gRPC call deadline) and the V2
+        ``timeout`` parameter; the model's or server's default when neither is given."""
+        candidates = [] if request.deadline is None else [request.deadline]
         timeout = request.parameters.get("timeout")
         if timeout is not None:
             if type(timeout) is not int or timeout <= 0:
                 raise InvalidArgument(
                     f"parameter 'timeout' must be a positive integer of microseconds, got {timeout!r}"
                 )
-            return time.monotonic() + timeout / 1e6
+            candidates.append(time.monotonic() + timeout / 1e6)
+        if candidates:
+            return min(candidates)
         seconds = loaded.config.timeout_s or self.settings.performance.inference_timeout_s
         return time.monotonic() + seconds
 
