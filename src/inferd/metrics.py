@@ -132,8 +132,8 @@ class VersionObserver:
         self._compute = metrics.compute_time.labels(model, version)
         self._batch = metrics.batch_size.labels(model, version)
 
-    def queued(self, delta: int) -> None:
-        self._depth.inc(delta)
+    def depth(self, queued: int) -> None:
+        self._depth.set(queued)
 
     def waited(self, seconds: float) -> None:
         self._queue.observe(seconds)

@@ -5,24 +5,27 @@ Contract:
   when it holds ``max_batch_size`` rows or when its oldest request has waited
   ``max_queue_delay_s``; with a delay of 0 it takes whatever is queued when an instance is
   free. Requests whose non-batch shapes or dtypes differ are never put in one batch.
-- The runtime runs in a worker thread, one per instance, so the event loop keeps decoding
-  while a model computes. A runtime that changes the batch dimension is an error.
+- The runtime runs in a thread of its own, one per instance, so the event loop keeps
+  decoding while a model computes; batches go to a free instance straight from ``submit``
+  and from the callback of the batch before, with no scheduler task in between. A runtime
+  that changes the batch dimension is an error.
 - A failure reaches every request of the batch that failed and no other.
 - A full queue refuses at once (ResourceExhausted); a request whose deadline passed is
   answered DeadlineExceeded and never reaches the runtime.
-- ``close`` finishes what is queued and running, then stops the scheduler task.
+- ``close`` finishes what is queued and running, then stops the instance threads.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import dataclasses
+import logging
+import queue
+import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import numpy as np
 
@@ -35,19 +38,24 @@ from inferd.errors import (
     Unavailable,
 )
 
+log = logging.getLogger("inferd.batcher")
+
 Arrays = dict[str, np.ndarray[Any, Any]]
 RunFn = Callable[[Arrays], Arrays]
 BatchKey = tuple[tuple[str, str, tuple[int, ...]], ...]
+#: Seconds spent joining the rows, running the model and checking its outputs.
+Timings = tuple[float, float, float]
+_NO_TIME: Final[Timings] = (0.0, 0.0, 0.0)
 
 
 class BatchObserver(Protocol):
-    def queued(self, delta: int) -> None: ...
+    def depth(self, queued: int) -> None: ...
     def waited(self, seconds: float) -> None: ...
     def executed(self, rows: int, seconds: float) -> None: ...
 
 
 class _Unobserved:
-    def queued(self, delta: int) -> None:
+    def depth(self, queued: int) -> None:
         pass
 
     def waited(self, seconds: float) -> None:
@@ -90,11 +98,13 @@ class Batcher:
         preferred_batch_sizes: Sequence[int] = (),
         max_queue_size: int = 256,
         instances: int = 1,
+        prepare_thread: Callable[[], None] | None = None,
         observer: BatchObserver | None = None,
     ) -> None:
         if instances < 1:
             raise ValueError("instances must be >= 1")
         self._run_fn = run
+        self._prepare_thread = prepare_thread
         self._stats = stats
         self._observer: BatchObserver = observer or _Unobserved()
         self._batching = max_batch_size > 0
@@ -103,11 +113,20 @@ class Batcher:
         self._preferred = frozenset(preferred_batch_sizes)
         self._max_queue = max_queue_size
         self._queue: collections.deque[_Pending] = collections.deque()
-        self._wakeup = asyncio.Event()
-        self._free = asyncio.Semaphore(instances)
-        self._executor = ThreadPoolExecutor(instances, thread_name_prefix=f"infer-{stats.name}")
-        self._running: set[asyncio.Task[None]] = set()
-        self._scheduler: asyncio.Task[None] | None = None
+        self._instances = instances
+        self._free = instances
+        # Instance threads take batches from here; None tells one of them to stop.
+        self._work: queue.SimpleQueue[list[_Pending] | None] = queue.SimpleQueue()
+        self._threads = [
+            threading.Thread(
+                target=self._serve_instance, name=f"infer-{stats.name}_{i}", daemon=True
+            )
+            for i in range(instances)
+        ]
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._dispatch_soon = False
+        self._idle = asyncio.Event()
         self._closing = False
 
     @property
@@ -115,8 +134,11 @@ class Batcher:
         return len(self._queue)
 
     def start(self) -> None:
-        if self._scheduler is None:
-            self._scheduler = asyncio.get_running_loop().create_task(self._schedule())
+        """Bind to the running loop and start the instance threads (once)."""
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+            for thread in self._threads:
+                thread.start()
 
     async def submit(self, inputs: Arrays, deadline: float | None = None) -> Arrays:
         """Queue one request (``inputs`` share their batch dimension) and await its rows."""
@@ -131,60 +153,69 @@ class Batcher:
         now = time.monotonic()
         if deadline is not None and now >= deadline:
             raise DeadlineExceeded("the request's deadline passed before it was queued")
-        future: asyncio.Future[Arrays] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Arrays] = loop.create_future()
         self._queue.append(
             _Pending(inputs, rows, _key(inputs, self._batching), future, now, deadline)
         )
-        self._observer.queued(1)
-        self._wakeup.set()
+        if not self._dispatch_soon:
+            # After the other requests decoded in this loop turn, so they share a batch.
+            self._dispatch_soon = True
+            loop.call_soon(self._dispatch)
         if deadline is None:
             return await future
         # One timer per request (cheaper than a timeout scope): it fails the future at the
         # deadline; a batch that finishes later finds the future done and skips it.
-        loop = asyncio.get_running_loop()
         timer = loop.call_at(loop.time() + (deadline - now), _expire, future)
         try:
             return await future
         finally:
             timer.cancel()
 
-    async def _schedule(self) -> None:
-        while True:
-            await self._free.acquire()
-            batch = await self._next_batch()
-            if batch is None:
-                self._free.release()
-                return
-            task = asyncio.get_running_loop().create_task(self._execute(batch))
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
+    # -- on the event loop: form batches, hand them to free instances ------------------------
 
-    async def _next_batch(self) -> list[_Pending] | None:
-        while True:
-            while not self._queue:
-                if self._closing:
-                    return None
-                self._wakeup.clear()
-                await self._wakeup.wait()
-            if self._batching and self._delay > 0:
-                await self._fill(self._queue[0])
+    def _dispatch(self) -> None:
+        """Hand batches to free instances while any is free and a batch is ready.
+
+        Called once per loop turn that queued requests, when an instance finishes and when
+        the queue delay of the oldest request runs out: no scheduler task, so a request
+        costs no extra loop turns.
+        """
+        self._dispatch_soon = False
+        while self._free and self._queue:
+            if self._batching and self._delay > 0 and not self._closing and not self._ready():
+                break
             batch = self._collect()
-            if batch:
-                return batch
+            if not batch:
+                continue  # only finished or expired requests were queued
+            self._free -= 1
+            self._idle.clear()
+            start = time.monotonic()
+            for pending in batch:
+                self._stats.queue.add(start - pending.enqueued)
+                self._observer.waited(start - pending.enqueued)
+            self._work.put(batch)
+        self._observer.depth(len(self._queue))
 
-    async def _fill(self, first: _Pending) -> None:
-        """Wait until a full (or preferred) batch is queued or the oldest waited enough."""
-        while not self._closing:
-            available = sum(p.rows for p in self._queue if p.key == first.key)
-            if available >= self._max_rows or available in self._preferred:
-                return
-            remaining = first.enqueued + self._delay - time.monotonic()
-            if remaining <= 0:
-                return
-            self._wakeup.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(remaining):
-                    await self._wakeup.wait()
+    def _ready(self) -> bool:
+        """A full (or preferred) batch is queued or the oldest waited enough; if neither,
+        a timer calls ``_dispatch`` when the oldest has waited the queue delay."""
+        first = self._queue[0]
+        available = sum(p.rows for p in self._queue if p.key == first.key)
+        if available >= self._max_rows or available in self._preferred:
+            return True
+        due = first.enqueued + self._delay
+        if time.monotonic() >= due:
+            return True
+        if self._timer is None and self._loop is not None:
+            self._timer = self._loop.call_at(
+                self._loop.time() + (due - time.monotonic()), self._on_timer
+            )
+        return False
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._dispatch()
 
     def _collect(self) -> list[_Pending]:
         """Take requests of the first live request's key, oldest first, up to the max rows."""
@@ -208,7 +239,6 @@ class Batcher:
                 rows += pending.rows
             else:
                 keep.append(pending)
-        self._observer.queued(len(keep) - len(self._queue))
         self._queue = keep
         if self._preferred and len(batch) > 1:
             batch = self._trim_to_preferred(batch)
@@ -224,36 +254,62 @@ class Batcher:
             return batch
         for pending in reversed(batch[best:]):
             self._queue.appendleft(pending)
-        self._observer.queued(len(batch) - best)
         return batch[:best]
 
-    async def _execute(self, batch: list[_Pending]) -> None:
-        try:
-            start = time.monotonic()
-            for pending in batch:
-                self._stats.queue.add(start - pending.enqueued)
-                self._observer.waited(start - pending.enqueued)
-            loop = asyncio.get_running_loop()
-            outputs, timings = await loop.run_in_executor(self._executor, self._compute, batch)
+    def _finish(
+        self,
+        batch: list[_Pending],
+        outputs: Arrays | None,
+        timings: Timings,
+        error: BaseException | None,
+    ) -> None:
+        """Back on the loop: deliver a batch's rows (or its failure), then dispatch more."""
+        self._free += 1
+        if error is None and outputs is not None:
             rows = sum(p.rows for p in batch)
             self._stats.record_batch(rows, len(batch), *timings)
             self._observer.executed(rows, sum(timings))
             self._deliver(batch, outputs)
-        except Exception as exc:
-            error = (
-                exc
-                if isinstance(exc, InferdError)
+        else:
+            failure = (
+                error
+                if isinstance(error, InferdError)
                 else InternalError(
-                    f"model '{self._stats.name}' failed: {type(exc).__name__}: {exc}"
+                    f"model '{self._stats.name}' failed: {type(error).__name__}: {error}"
                 )
             )
             for pending in batch:
                 if not pending.future.done():
-                    pending.future.set_exception(error)
-        finally:
-            self._free.release()
+                    pending.future.set_exception(failure)
+        self._dispatch()
+        if self._free == self._instances and not self._queue:
+            self._idle.set()
 
-    def _compute(self, batch: list[_Pending]) -> tuple[Arrays, tuple[float, float, float]]:
+    # -- in an instance thread ---------------------------------------------------------------
+
+    def _serve_instance(self) -> None:
+        assert self._loop is not None
+        if self._prepare_thread is not None:
+            try:
+                self._prepare_thread()
+            except Exception:
+                log.exception("model '%s': preparing an instance thread failed", self._stats.name)
+        while True:
+            batch = self._work.get()
+            if batch is None:
+                return
+            try:
+                outputs, timings = self._compute(batch)
+            except Exception as exc:
+                result: tuple[Arrays | None, Timings, BaseException | None] = (None, _NO_TIME, exc)
+            else:
+                result = (outputs, timings, None)
+            try:
+                self._loop.call_soon_threadsafe(self._finish, batch, *result)
+            except RuntimeError:
+                return  # the loop is closed: nobody is waiting any more
+
+    def _compute(self, batch: list[_Pending]) -> tuple[Arrays, Timings]:
         t0 = time.perf_counter()
         if len(batch) == 1:
             inputs = batch[0].inputs
@@ -287,11 +343,13 @@ class Batcher:
             offset = end
 
     async def close(self) -> None:
-        """Finish queued and running work, then stop."""
+        """Finish queued and running work, then stop the instance threads."""
         self._closing = True
-        self._wakeup.set()
-        if self._scheduler is not None:
-            await self._scheduler
-        if self._running:
-            await asyncio.gather(*self._running, return_exceptions=True)
-        self._executor.shutdown(wait=False)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._dispatch()  # what waited for a fuller batch goes now
+        if self._loop is not None and (self._queue or self._free < self._instances):
+            await self._idle.wait()
+        for _ in self._threads:
+            self._work.put(None)

@@ -75,6 +75,12 @@ class _Model:
     status: dict[str, VersionStatus]
     error: str = ""
     wanted: bool = True
+    latest: LoadedVersion | None = None
+
+    def serve(self, served: dict[str, LoadedVersion]) -> None:
+        """Switch the served table (one assignment) and the version ``latest`` names."""
+        self.latest = served[max(served, key=natural_key)] if served else None
+        self.served = served
 
 
 def _specs(
@@ -163,7 +169,8 @@ class ModelManager:
             )
             raise Unavailable(f"model '{name}' is not ready ({reason or 'not loaded'})")
         if version is None or version == "":
-            return model.served[max(model.served, key=natural_key)]
+            assert model.latest is not None  # set with every non-empty served table
+            return model.latest
         if model.entry is not None and version in model.entry.config.labels:
             version = model.entry.config.labels[version]
         check_name("version", version)
@@ -237,7 +244,7 @@ class ModelManager:
                             name, key, State.READY, model.status[key].reason
                         )
             retired = [v for k, v in (old.served.items() if old else []) if served.get(k) is not v]
-            model.served = served
+            model.serve(served)
             model.status = {k: s for k, s in model.status.items() if k in {v.name for v in wanted}}
             self._models[name] = model
         for version in retired:
@@ -293,6 +300,7 @@ class ModelManager:
             preferred_batch_sizes=config.batching.preferred_batch_sizes,
             max_queue_size=config.batching.max_queue_size or self._performance.max_queue_size,
             instances=config.instances,
+            prepare_thread=runtime.prepare_thread,
             observer=self._metrics.observer(entry.name, version.name) if self._metrics else None,
         )
         return LoadedVersion(
@@ -327,7 +335,7 @@ class ModelManager:
         model = self._model(name)
         async with self._lock:
             retired = list(model.served.values())
-            model.served = {}
+            model.serve({})
         for loaded in retired:
             await self._retire(loaded, model)
         model.error = ""

@@ -61,6 +61,10 @@ class Runtime(abc.ABC):
     def infer(self, inputs: Arrays) -> Arrays:
         """Run one batch. Called from a worker thread."""
 
+    def prepare_thread(self) -> None:  # noqa: B027 - most runtimes need nothing
+        """Called once in each instance thread before its first batch: settings that a
+        framework keeps per thread (OpenMP's thread count) are applied here."""
+
     def unload(self) -> None:  # noqa: B027 - nothing to release by default
         """Release what ``load`` took."""
 

@@ -50,6 +50,12 @@ class TorchScriptRuntime(Runtime):
             for t in self.config.outputs
         }
 
+    def prepare_thread(self) -> None:
+        # OpenMP's thread count is per thread: a new thread starts with one per core, and
+        # its idle OpenMP workers spin, taking a core from the event loop.
+        if self.intra_op_threads > 0:
+            torch.set_num_threads(self.intra_op_threads)
+
     def _to_tensor(self, array: np.ndarray[Any, Any]) -> torch.Tensor:
         if array.dtype == object:
             raise ConfigError("TorchScript models take numeric tensors, not BYTES")
