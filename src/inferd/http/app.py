@@ -4,48 +4,67 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import Any, Final
 
 from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import WebSocketRoute
+from starlette.types import Receive, Scope, Send
 
 from inferd import __version__
 from inferd.core.service import InferenceService
-from inferd.errors import InferdError
+from inferd.errors import InferdError, ResourceExhausted
+from inferd.gateway.ratelimit import RateLimiter
 from inferd.http import simple, v2, websocket
 from inferd.http.errors import error_response, internal_error_response
-from inferd.http.middleware import RateLimitMiddleware
 from inferd.http.openapi import document_lean_routes
+from inferd.http.raw import Handler, RawRoutes
 
-Endpoint = Callable[[Request], Awaitable[Response]]
-
-
-def _guarded(endpoint: Endpoint) -> Endpoint:
-    """Lean routes translate errors themselves (they bypass FastAPI's handlers' cost)."""
-
-    async def run(request: Request) -> Response:
-        try:
-            return await endpoint(request)
-        except InferdError as exc:
-            return error_response(exc)
-        except Exception as exc:
-            return internal_error_response(exc)
-
-    return run
-
-
-LEAN_ROUTES: list[tuple[str, Endpoint]] = [
+#: The inference routes, served as raw ASGI ahead of FastAPI (see http/raw.py).
+RAW_ROUTES: Final[list[tuple[str, Handler]]] = [
     ("/v2/models/{model}/infer", v2.infer),
     ("/v2/models/{model}/versions/{version}/infer", v2.infer),
     ("/predict", simple.predict),
     ("/models/{model}/predict", simple.predict),
 ]
 
+#: Paths that are never rate limited: probes and scrapes must get through.
+RATE_LIMIT_EXEMPT: Final = frozenset(
+    {"/healthz", "/ready", "/metrics", "/v2/health/live", "/v2/health/ready"}
+)
 
-def create_app(service: InferenceService) -> FastAPI:
+
+class InferdApp(FastAPI):
+    """FastAPI with two things in front of its stack: the per-client rate limit, and the
+    raw inference routes."""
+
+    raw_routes: RawRoutes
+    limiter: RateLimiter | None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http" or kind == "websocket":
+            if self.limiter is not None and scope["path"] not in RATE_LIMIT_EXEMPT:
+                client = scope.get("client")
+                try:
+                    self.limiter.check(client[0] if client else "unknown")
+                except ResourceExhausted as exc:
+                    if kind == "http":
+                        await error_response(exc)(scope, receive, send)
+                    else:
+                        await send({"type": "websocket.close", "code": 1008})
+                    return
+            if kind == "http":
+                matched = self.raw_routes.match(scope["path"])
+                if matched is not None:
+                    await self.raw_routes.serve(matched, self.state.service, scope, receive, send)
+                    return
+        await super().__call__(scope, receive, send)
+
+
+def create_app(service: InferenceService) -> InferdApp:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Ports open at once (liveness answers); /ready turns 200 once every model loaded.
@@ -57,7 +76,7 @@ def create_app(service: InferenceService) -> FastAPI:
         await streams.close_all(service.settings.server.shutdown_grace_s)
         await service.stop()
 
-    app = FastAPI(
+    app = InferdApp(
         title="inferd",
         version=__version__,
         description="Model inference server: Open Inference Protocol (KServe V2) and a simple API.",
@@ -65,8 +84,9 @@ def create_app(service: InferenceService) -> FastAPI:
     )
     app.state.service = service
     app.state.streams = streams = websocket.Streams()
-    for path, endpoint in LEAN_ROUTES:
-        app.router.routes.append(Route(path, _guarded(endpoint), methods=["POST"]))
+    app.raw_routes = RawRoutes(RAW_ROUTES)
+    rate_limit = service.settings.safeguards.rate_limit
+    app.limiter = RateLimiter(rate_limit) if rate_limit.enabled else None
     for path in websocket.PATHS:
         app.router.routes.append(WebSocketRoute(path, websocket.stream))
     app.include_router(v2.router())
@@ -82,8 +102,6 @@ def create_app(service: InferenceService) -> FastAPI:
     app.add_exception_handler(InferdError, on_inferd_error)
     app.add_exception_handler(Exception, on_unexpected)
     _install_not_found(app)
-    if service.settings.safeguards.rate_limit.enabled:
-        app.add_middleware(RateLimitMiddleware, settings=service.settings.safeguards.rate_limit)
     document_lean_routes(app)
     return app
 

@@ -26,22 +26,24 @@ HTTP_STATUS: Final[dict[ErrorCode, int]] = {
 }
 
 
-def error_response(exc: InferdError) -> Response:
+INTERNAL_ERROR: Final = b'{"error":"internal server error"}'
+
+
+def error_parts(exc: InferdError) -> tuple[int, bytes, dict[str, str]]:
+    """Status, JSON body and headers for a core error."""
     headers = {}
     if exc.retry_after_s is not None:
         headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
     if exc.code is ErrorCode.UNAUTHENTICATED:
         headers["WWW-Authenticate"] = "Bearer"
-    return Response(
-        orjson.dumps({"error": exc.message}),
-        status_code=HTTP_STATUS[exc.code],
-        media_type="application/json",
-        headers=headers,
-    )
+    return HTTP_STATUS[exc.code], orjson.dumps({"error": exc.message}), headers
+
+
+def error_response(exc: InferdError) -> Response:
+    status, body, headers = error_parts(exc)
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
 def internal_error_response(exc: BaseException) -> Response:
     log.exception("unhandled error", exc_info=exc)
-    return Response(
-        b'{"error":"internal server error"}', status_code=500, media_type="application/json"
-    )
+    return Response(INTERNAL_ERROR, status_code=500, media_type="application/json")

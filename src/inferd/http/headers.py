@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping
 from typing import Final
-
-from starlette.datastructures import Headers
 
 from inferd.errors import InvalidArgument
 
@@ -14,8 +13,9 @@ from inferd.errors import InvalidArgument
 TIMEOUT_HEADER: Final = "inference-timeout-ms"
 
 
-def deadline_from(headers: Headers) -> float | None:
-    """The absolute ``time.monotonic()`` deadline a request asks for, if any."""
+def deadline_from(headers: Mapping[str, str]) -> float | None:
+    """The absolute ``time.monotonic()`` deadline a request asks for, if any (``headers``
+    by lower-case name)."""
     raw = headers.get(TIMEOUT_HEADER)
     if raw is None:
         return None

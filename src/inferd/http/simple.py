@@ -11,9 +11,9 @@ from starlette.responses import Response
 
 from inferd.core.service import InferenceService
 from inferd.errors import InvalidArgument
-from inferd.http.body import read_body
 from inferd.http.codec import parse_json
 from inferd.http.headers import deadline_from
+from inferd.http.raw import Answer, Call
 
 JSON = "application/json"
 PREDICT_FIELDS: Final = frozenset({"inputs", "batch", "model_version"})
@@ -40,28 +40,25 @@ def decode_predict(
     return doc["batch" if batched else "inputs"], batched, version
 
 
-async def predict(request: Request) -> Response:
-    """POST /predict and /models/{model}/predict (a lean route, no FastAPI layer)."""
-    service: InferenceService = request.app.state.service
-    body = await read_body(request, service.settings.safeguards.max_request_bytes)
-    data, batched, version = decode_predict(parse_json(body))
+async def predict(service: InferenceService, call: Call) -> Answer:
+    """POST /predict and /models/{model}/predict (a raw route, see http/raw.py)."""
+    data, batched, version = decode_predict(parse_json(call.body))
     result = await service.predict(
-        request.path_params.get("model"),
+        call.model,
         version,
         data,
         batched=batched,
         protocol="rest",
-        deadline=deadline_from(request.headers),
+        deadline=deadline_from(call.headers),
     )
-    return Response(
+    return Answer(
         orjson.dumps(
             {
                 "predictions": result.predictions,
                 "model_version": result.model_version,
                 "latency_ms": result.latency_ms,
             }
-        ),
-        media_type=JSON,
+        )
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import orjson
 from fastapi import APIRouter, Request
@@ -14,32 +14,30 @@ from inferd.gateway.auth import check_admin
 from inferd.http.body import read_body
 from inferd.http.codec import HEADER_LENGTH, decode_request, encode_response, parse_json
 from inferd.http.headers import deadline_from
+from inferd.http.raw import Answer, Call
 
 JSON = "application/json"
+OCTET_STREAM: Final = b"application/octet-stream"
 
 
 def _json(doc: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(doc), status_code=status, media_type=JSON)
 
 
-async def infer(request: Request) -> Response:
-    """POST /v2/models/{model}[/versions/{version}]/infer (a lean route, no FastAPI layer)."""
-    service: InferenceService = request.app.state.service
-    body = await read_body(request, service.settings.safeguards.max_request_bytes)
-    params = request.path_params
-    decoded = decode_request(
-        body, request.headers.get(HEADER_LENGTH), params["model"], params.get("version")
-    )
-    decoded.deadline = deadline_from(request.headers)
+async def infer(service: InferenceService, call: Call) -> Answer:
+    """POST /v2/models/{model}[/versions/{version}]/infer (a raw route, see http/raw.py)."""
+    assert call.model is not None  # the route's pattern captures it
+    decoded = decode_request(call.body, call.headers.get(HEADER_LENGTH), call.model, call.version)
+    decoded.deadline = deadline_from(call.headers)
     response = await service.infer(decoded)
     binary_default = decoded.parameters.get("binary_data_output") is True
     payload, header_length = encode_response(response, binary_default)
     if header_length is None:
-        return Response(payload, media_type=JSON)
-    return Response(
+        return Answer(payload)
+    return Answer(
         payload,
-        media_type="application/octet-stream",
-        headers={"Inference-Header-Content-Length": str(header_length)},
+        OCTET_STREAM,
+        [(b"inference-header-content-length", str(header_length).encode())],
     )
 
 

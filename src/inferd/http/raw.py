@@ -1,0 +1,157 @@
+"""The inference routes as raw ASGI, ahead of FastAPI.
+
+A request to ``/v2/models/{model}[/versions/{version}]/infer``, ``/predict`` or
+``/models/{model}/predict`` skips Starlette's request object, the middleware stack and
+the router: on a small model that machinery cost more than decoding, batching and the
+model together (``benchmarks/RESULTS.md``). The handlers keep the adapter's three steps
+(decode, call the service, encode) and the OpenAPI document still describes them
+(``http/openapi.py``). Every other path goes to FastAPI.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Final
+
+from starlette.types import Receive, Scope, Send
+
+from inferd.core.service import InferenceService
+from inferd.errors import InferdError, PayloadTooLarge
+from inferd.gateway.limits import check_declared_length, read_limited
+from inferd.http.errors import INTERNAL_ERROR, error_parts
+
+log = logging.getLogger("inferd.http")
+
+JSON: Final = b"application/json"
+ALLOW_POST: Final = ((b"allow", b"POST"),)
+
+
+@dataclasses.dataclass(slots=True)
+class Call:
+    """What a raw handler reads of a request: lower-case headers, path parameters, body."""
+
+    headers: dict[str, str]
+    model: str | None
+    version: str | None
+    body: bytes
+
+
+@dataclasses.dataclass(slots=True)
+class Answer:
+    body: bytes
+    content_type: bytes = JSON
+    headers: Sequence[tuple[bytes, bytes]] = ()
+    status: int = 200
+
+
+Handler = Callable[[InferenceService, Call], Awaitable[Answer]]
+
+
+class _Disconnected(Exception):
+    """The client went away before its body arrived: nobody to answer."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Pattern:
+    segments: tuple[str, ...]  # "{model}" and "{version}" capture one non-empty segment
+    handler: Handler
+
+    def match(self, parts: list[str]) -> Call | None:
+        params: dict[str, str] = {}
+        for want, got in zip(self.segments, parts, strict=True):
+            if want.startswith("{"):
+                if not got:
+                    return None
+                params[want[1:-1]] = got
+            elif want != got:
+                return None
+        return Call({}, params.get("model"), params.get("version"), b"")
+
+
+class RawRoutes:
+    """A small table of ``(path pattern, handler)``; POST only (others get 405)."""
+
+    def __init__(self, routes: Sequence[tuple[str, Handler]]) -> None:
+        self._by_length: dict[int, list[_Pattern]] = {}
+        for path, handler in routes:
+            segments = tuple(path.split("/"))
+            self._by_length.setdefault(len(segments), []).append(_Pattern(segments, handler))
+
+    def match(self, path: str) -> tuple[Handler, Call] | None:
+        parts = path.split("/")
+        for pattern in self._by_length.get(len(parts), ()):
+            call = pattern.match(parts)
+            if call is not None:
+                return pattern.handler, call
+        return None
+
+    async def serve(
+        self,
+        matched: tuple[Handler, Call],
+        service: InferenceService,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        handler, call = matched
+        if scope["method"] != "POST":
+            answer = Answer(b'{"error":"Method Not Allowed"}', headers=ALLOW_POST, status=405)
+            await _send(answer, send)
+            return
+        try:
+            call.headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+            limit = service.settings.safeguards.max_request_bytes
+            check_declared_length(call.headers.get("content-length"), limit)
+            call.body = await _read_body(receive, limit)
+            answer = await handler(service, call)
+        except _Disconnected:
+            return
+        except InferdError as exc:
+            status, body, headers = error_parts(exc)
+            answer = Answer(
+                body, JSON, [(k.encode(), v.encode()) for k, v in headers.items()], status
+            )
+        except Exception as exc:
+            log.exception("unhandled error", exc_info=exc)
+            answer = Answer(INTERNAL_ERROR, status=500)
+        await _send(answer, send)
+
+
+async def _send(answer: Answer, send: Send) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": answer.status,
+            "headers": [
+                (b"content-type", answer.content_type),
+                (b"content-length", str(len(answer.body)).encode()),
+                *answer.headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": answer.body})
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
+    first = await receive()
+    if first["type"] == "http.disconnect":
+        raise _Disconnected
+    body: bytes = first.get("body", b"")
+    if not first.get("more_body", False):  # the usual case: the whole body in one message
+        if len(body) > limit:
+            raise PayloadTooLarge(f"request body exceeds the {limit}-byte limit")
+        return body
+    return await read_limited(_chunks(receive, body), limit)
+
+
+async def _chunks(receive: Receive, first: bytes) -> AsyncIterator[bytes]:
+    yield first
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _Disconnected
+        yield message.get("body", b"")
+        if not message.get("more_body", False):
+            return
