@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 import socket
+import sys
 
 import uvicorn
 
@@ -108,4 +109,5 @@ def serve(settings: Settings, worker_id: int | None = None) -> None:
         level=settings.server.log_level.upper(),
         format=f"%(asctime)s %(levelname)s {prefix}%(name)s: %(message)s",
     )
+    sys.setswitchinterval(settings.performance.gil_switch_interval_us / 1e6)
     uvloop.run(run(settings))

@@ -99,6 +99,15 @@ class PerformanceSettings(_Section):
     intra_op_threads: int = Field(
         1, ge=0, description="Threads a runtime may use inside one operator (0 = framework's)."
     )
+    gil_switch_interval_us: float = Field(
+        200.0,
+        gt=0,
+        le=100_000,
+        description="How long the event loop may hold the GIL while a model thread waits "
+        "for it (Python's default is 5000). A model thread needs the GIL for a moment "
+        "around each runtime call; a short interval keeps it from idling behind request "
+        "decoding. Raise it for models written in pure Python.",
+    )
 
 
 class RateLimitSettings(_Section):

@@ -58,7 +58,7 @@ class _Pattern:
     segments: tuple[str, ...]  # "{model}" and "{version}" capture one non-empty segment
     handler: Handler
 
-    def match(self, parts: list[str]) -> Call | None:
+    def match(self, parts: list[str]) -> dict[str, str] | None:
         params: dict[str, str] = {}
         for want, got in zip(self.segments, parts, strict=True):
             if want.startswith("{"):
@@ -67,7 +67,12 @@ class _Pattern:
                 params[want[1:-1]] = got
             elif want != got:
                 return None
-        return Call({}, params.get("model"), params.get("version"), b"")
+        return params
+
+
+#: Paths remembered with their route; a client that sends many distinct paths only fills
+#: the memory up to this many, then it starts again.
+_MATCH_CACHE_SIZE: Final = 4096
 
 
 class RawRoutes:
@@ -78,13 +83,26 @@ class RawRoutes:
         for path, handler in routes:
             segments = tuple(path.split("/"))
             self._by_length.setdefault(len(segments), []).append(_Pattern(segments, handler))
+        self._seen: dict[str, tuple[Handler, str | None, str | None] | None] = {}
 
     def match(self, path: str) -> tuple[Handler, Call] | None:
+        try:
+            route = self._seen[path]
+        except KeyError:
+            route = self._seen[path] = self._lookup(path)
+            if len(self._seen) > _MATCH_CACHE_SIZE:
+                self._seen.clear()
+        if route is None:
+            return None
+        handler, model, version = route
+        return handler, Call({}, model, version, b"")
+
+    def _lookup(self, path: str) -> tuple[Handler, str | None, str | None] | None:
         parts = path.split("/")
         for pattern in self._by_length.get(len(parts), ()):
-            call = pattern.match(parts)
-            if call is not None:
-                return pattern.handler, call
+            params = pattern.match(parts)
+            if params is not None:
+                return pattern.handler, params.get("model"), params.get("version")
         return None
 
     async def serve(
