@@ -3,8 +3,9 @@ processes every metric is also written to a shared folder and ``render`` sums th
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -38,10 +39,42 @@ REJECTIONS: Final[dict[str, str]] = {
 }
 
 
+class _Count:
+    """A bound counter or gauge child, moved without prometheus_client's per-call checks
+    (the checks guard against unbound parents; a bound child always passes them)."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, child: Counter | Gauge) -> None:
+        self._value: Any = child._value
+
+    def add(self, amount: float = 1.0) -> None:
+        self._value.inc(amount)
+
+
+class _Observe:
+    """A bound histogram child: the bucket found by bisection instead of a Python loop.
+    prometheus_client keeps one non-cumulative value per bucket (``le`` the first bound
+    not below the value) and the sum; this writes exactly those, so every exporter,
+    multiprocess mode included, reads what ``Histogram.observe`` would have written.
+    ``tests/test_metrics.py`` holds the two side by side."""
+
+    __slots__ = ("_bounds", "_buckets", "_sum")
+
+    def __init__(self, child: Histogram) -> None:
+        self._bounds: list[float] = list(child._upper_bounds)
+        self._buckets: list[Any] = child._buckets
+        self._sum: Any = child._sum
+
+    def observe(self, value: float) -> None:
+        self._sum.inc(value)
+        self._buckets[bisect_left(self._bounds, value)].inc(1)
+
+
 class Metrics:
     def __init__(self, multiprocess_dir: Path | None = None) -> None:
         self.multiprocess_dir = multiprocess_dir
-        self._children: dict[tuple[str, ...], tuple[Counter, Histogram]] = {}
+        self._children: dict[tuple[str, ...], tuple[_Count, _Observe]] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "inferd_requests",
@@ -68,6 +101,7 @@ class Metrics:
             registry=self.registry,
             multiprocess_mode="livesum",
         )
+        self._in_flight = _Count(self.in_flight)
         self.queue_depth = Gauge(
             "inferd_queue_depth",
             "Requests waiting for a batch, per model version.",
@@ -106,14 +140,21 @@ class Metrics:
         if children is None:
             # Label lookups take a lock each; a request pays for them once per label set.
             children = self._children[key] = (
-                self.requests.labels(*key),
-                self.latency.labels(model, version, protocol),
+                _Count(self.requests.labels(*key)),
+                _Observe(self.latency.labels(model, version, protocol)),
             )
-        children[0].inc()
+        children[0].add()
         if status == "ok":
             children[1].observe(seconds)
         elif status in REJECTIONS:
             self.rejections.labels(REJECTIONS[status]).inc()
+
+    def started(self) -> None:
+        """One more inference request in flight."""
+        self._in_flight.add(1.0)
+
+    def finished(self) -> None:
+        self._in_flight.add(-1.0)
 
     def render(self) -> bytes:
         if self.multiprocess_dir is None:
@@ -128,9 +169,9 @@ class VersionObserver:
 
     def __init__(self, metrics: Metrics, model: str, version: str) -> None:
         self._depth = metrics.queue_depth.labels(model, version)
-        self._queue = metrics.queue_time.labels(model, version)
-        self._compute = metrics.compute_time.labels(model, version)
-        self._batch = metrics.batch_size.labels(model, version)
+        self._queue = _Observe(metrics.queue_time.labels(model, version))
+        self._compute = _Observe(metrics.compute_time.labels(model, version))
+        self._batch = _Observe(metrics.batch_size.labels(model, version))
 
     def depth(self, queued: int) -> None:
         self._depth.set(queued)

@@ -185,7 +185,7 @@ class InferenceService:
         (once its version is known) in the version's statistics."""
         start = time.perf_counter()
         version = request.version or ""
-        self.metrics.in_flight.inc()
+        self.metrics.started()
         self._in_flight += 1
         self._idle.clear()
         status = "internal"
@@ -217,7 +217,7 @@ class InferenceService:
                 status,
                 time.perf_counter() - start if status == "ok" else 0.0,
             )
-            self.metrics.in_flight.dec()
+            self.metrics.finished()
             self._in_flight -= 1
             if self._in_flight == 0:
                 self._idle.set()

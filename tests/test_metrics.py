@@ -1,0 +1,49 @@
+"""Metrics: the fast bound children write exactly what prometheus_client's own calls write."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from inferd.metrics import Metrics
+
+#: Values on bucket bounds, between them, below the first and past the last.
+SAMPLES = [0.0, 0.0004, 0.0005, 0.00051, 0.003, 0.01, 0.7, 2.5, 9.99, 10.0, 11.0, 1e6]
+
+
+def exposition(metrics: Metrics) -> str:
+    """The text format without the creation timestamps, which differ between registries."""
+    return re.sub(r"^.*_created.*\n", "", metrics.render().decode(), flags=re.MULTILINE)
+
+
+def test_request_metrics_match_prometheus_client() -> None:
+    fast, reference = Metrics(), Metrics()
+    for seconds in SAMPLES:
+        fast.observe("m", "1", "rest", "ok", seconds)
+        reference.requests.labels("m", "1", "rest", "ok").inc()
+        reference.latency.labels("m", "1", "rest").observe(seconds)
+    fast.observe("m", "1", "grpc", "deadline_exceeded", 0.0)
+    reference.requests.labels("m", "1", "grpc", "deadline_exceeded").inc()
+    reference.latency.labels("m", "1", "grpc")  # a label set's children come together
+    reference.rejections.labels("deadline").inc()
+    fast.started()
+    fast.started()
+    fast.finished()
+    reference.in_flight.inc()
+    assert exposition(fast) == exposition(reference)
+
+
+@pytest.mark.parametrize("rows", [1, 3, 64, 65, 1000])
+def test_batch_observer_matches_prometheus_client(rows: int) -> None:
+    fast, reference = Metrics(), Metrics()
+    observer = fast.observer("m", "1")
+    for seconds in SAMPLES:
+        observer.waited(seconds)
+        observer.executed(rows, seconds)
+        reference.queue_time.labels("m", "1").observe(seconds)
+        reference.batch_size.labels("m", "1").observe(rows)
+        reference.compute_time.labels("m", "1").observe(seconds)
+    observer.depth(7)
+    reference.queue_depth.labels("m", "1").set(7)
+    assert exposition(fast) == exposition(reference)
