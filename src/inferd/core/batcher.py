@@ -190,11 +190,11 @@ class Batcher:
                 continue  # only finished or expired requests were queued
             self._free -= 1
             self._idle.clear()
+            self._work.put(batch)
             start = time.monotonic()
             for pending in batch:
                 self._stats.queue.add(start - pending.enqueued)
                 self._observer.waited(start - pending.enqueued)
-            self._work.put(batch)
         self._observer.depth(len(self._queue))
 
     def _ready(self) -> bool:
@@ -263,8 +263,10 @@ class Batcher:
         timings: Timings,
         error: BaseException | None,
     ) -> None:
-        """Back on the loop: deliver a batch's rows (or its failure), then dispatch more."""
+        """Back on the loop: hand the instance its next batch first (it idles until then),
+        then deliver this batch's rows or its failure."""
         self._free += 1
+        self._dispatch()
         if error is None and outputs is not None:
             rows = sum(p.rows for p in batch)
             self._stats.record_batch(rows, len(batch), *timings)
@@ -281,7 +283,6 @@ class Batcher:
             for pending in batch:
                 if not pending.future.done():
                     pending.future.set_exception(failure)
-        self._dispatch()
         if self._free == self._instances and not self._queue:
             self._idle.set()
 
