@@ -35,6 +35,7 @@ class TorchScriptRuntime(Runtime):
             torch.set_num_threads(self.intra_op_threads)
         self._device = torch.device(self.config.device)
         self._dtype = PRECISIONS[self.config.precision]
+        self._on_cpu = self._device.type == "cpu"
         with warnings.catch_warnings():
             # TorchScript is the format served here; its deprecation notice is noise.
             warnings.simplefilter("ignore", DeprecationWarning)
@@ -56,6 +57,10 @@ class TorchScriptRuntime(Runtime):
         if self.intra_op_threads > 0:
             torch.set_num_threads(self.intra_op_threads)
 
+    # Every torch call made from Python lets go of the GIL and must win it back, and the
+    # event loop may hold it for a whole switch interval: on the CPU, with inputs of the
+    # model's precision, the only torch calls per batch are from_numpy, the model and numpy().
+
     def _to_tensor(self, array: np.ndarray[Any, Any]) -> torch.Tensor:
         if array.dtype == object:
             raise ConfigError("TorchScript models take numeric tensors, not BYTES")
@@ -64,6 +69,8 @@ class TorchScriptRuntime(Runtime):
         tensor = torch.from_numpy(array)
         if tensor.is_floating_point() and tensor.dtype != self._dtype:
             tensor = tensor.to(self._dtype)
+        if self._on_cpu:
+            return tensor
         return tensor.to(self._device, non_blocking=True)
 
     def infer(self, inputs: Arrays) -> Arrays:
@@ -88,10 +95,12 @@ class TorchScriptRuntime(Runtime):
             )
         outputs: Arrays = {}
         for name, tensor in zip(self._output_names, items, strict=True):
-            tensor = tensor.detach()
             if tensor.dtype in (torch.float16, torch.bfloat16):
                 tensor = tensor.float()
-            outputs[name] = tensor.cpu().numpy()
+            if tensor.device.type != "cpu":
+                tensor = tensor.cpu()
+            # Made under inference_mode: nothing to detach from.
+            outputs[name] = tensor.numpy()
         return outputs
 
     def unload(self) -> None:
