@@ -14,6 +14,7 @@ import uvicorn
 from inferd.core.manager import ModelManager
 from inferd.core.repository import Repository
 from inferd.core.service import InferenceService
+from inferd.gateway.ratelimit import RateLimiter, rate_limiter
 from inferd.grpc.server import start_grpc
 from inferd.http.app import create_app
 from inferd.http.websocket import close_streams
@@ -30,9 +31,11 @@ def build_service(settings: Settings) -> InferenceService:
     return InferenceService(settings, manager, metrics)
 
 
-def uvicorn_config(settings: Settings, service: InferenceService) -> uvicorn.Config:
+def uvicorn_config(
+    settings: Settings, service: InferenceService, limiter: RateLimiter | None = None
+) -> uvicorn.Config:
     return uvicorn.Config(
-        create_app(service),
+        create_app(service, limiter),
         host=settings.server.host,
         port=settings.server.port,
         loop="none",
@@ -80,8 +83,11 @@ async def run(settings: Settings) -> None:
     close and the models unload.
     """
     service = build_service(settings)
-    grpc_server = await start_grpc(service, settings) if settings.server.grpc_port else None
-    http = HttpServer(uvicorn_config(settings, service))
+    limiter = rate_limiter(settings.safeguards.rate_limit)
+    grpc_server = (
+        await start_grpc(service, settings, limiter) if settings.server.grpc_port else None
+    )
+    http = HttpServer(uvicorn_config(settings, service, limiter))
     sock = bind_socket(settings.server.host, settings.server.port, settings.server.workers > 1)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

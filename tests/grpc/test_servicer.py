@@ -5,15 +5,21 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import grpc
+import httpx
 import numpy as np
 import pytest
 
 from inferd.example import TINY, mlp_reference, mlp_weights
+from inferd.gateway.ratelimit import rate_limiter
 from inferd.grpc.protos import grpc_service_pb2 as pb
+from inferd.grpc.protos import grpc_service_pb2_grpc as pb_grpc
+from inferd.grpc.server import start_grpc
 from inferd.grpc.servicer import STREAM_WINDOW, client_host
+from inferd.http.app import create_app
 from inferd.tensors import from_binary
 from tests.grpc.conftest import SLOW_S, Served
 
@@ -367,3 +373,52 @@ async def test_with_a_token_the_repository_needs_it(serve: Callable[..., Any]) -
 )
 def test_client_host_of_a_peer(peer: str, host: str | None) -> None:
     assert client_host(peer) == host
+
+
+LIMITED = {"rate_limit": {"enabled": True, "requests_per_minute": 60, "burst": 2}}
+
+
+async def test_the_rate_limit_applies_per_client_and_spares_probes(
+    serve: Callable[..., Any],
+) -> None:
+    served = await serve(safeguards=LIMITED)
+    request = tiny_request(np.zeros((1, 4)))
+    for _ in range(2):
+        await served.infer.ModelInfer(request)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await served.infer.ModelInfer(request)
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "requests per minute" in (refused.value.details() or "")
+    assert ("retry-after", "1") in tuple(refused.value.trailing_metadata() or ())
+    with pytest.raises(grpc.aio.AioRpcError) as streamed:
+        async for _ in served.infer.ModelStreamInfer(iter([request])):
+            pass
+    assert streamed.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert (await served.infer.ServerLive(pb.ServerLiveRequest())).live
+    assert (await served.infer.ServerReady(pb.ServerReadyRequest())).ready
+    ready = await served.infer.ModelReady(pb.ModelReadyRequest(name="tiny"))
+    assert ready.ready
+
+
+async def test_rest_and_grpc_share_one_budget(
+    grpc_repo: Path, service_factory: Callable[..., Any]
+) -> None:
+    service = service_factory(
+        grpc_repo, safeguards=LIMITED, models={"default_model": "tiny"}, server={"grpc_port": 0}
+    )
+    await service.start()
+    limiter = rate_limiter(service.settings.safeguards.rate_limit)
+    server = await start_grpc(service, service.settings, limiter)
+    transport = httpx.ASGITransport(app=create_app(service, limiter), client=("127.0.0.1", 1))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://inferd") as client:
+            for _ in range(2):
+                answer = await client.post("/predict", json={"inputs": [1, 2, 3, 4]})
+                assert answer.status_code == 200
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = pb_grpc.GRPCInferenceServiceStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await stub.ModelInfer(tiny_request(np.zeros((1, 4))))
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    finally:
+        await server.stop(0)

@@ -9,6 +9,12 @@ from inferd.errors import ResourceExhausted
 from inferd.settings import RateLimitSettings
 
 
+def rate_limiter(settings: RateLimitSettings) -> RateLimiter | None:
+    """The process's limiter when rate limiting is on. One limiter serves every transport,
+    so a client has one budget whether it calls over REST, WebSocket or gRPC."""
+    return RateLimiter(settings) if settings.enabled else None
+
+
 class RateLimiter:
     """Each client key refills at ``requests_per_minute`` up to ``burst`` tokens.
 

@@ -16,6 +16,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from inferd.core.service import InferenceService
 from inferd.errors import ConfigError
+from inferd.gateway.ratelimit import RateLimiter, rate_limiter
 from inferd.grpc.health import HealthServicer
 from inferd.grpc.protos import (
     POOL,
@@ -60,12 +61,16 @@ def _describe_in_pool(*files: FileDescriptor) -> None:
         POOL.AddSerializedFile(file.serialized_pb)
 
 
-async def start_grpc(service: InferenceService, settings: Settings) -> GrpcServer:
+async def start_grpc(
+    service: InferenceService, settings: Settings, limiter: RateLimiter | None = None
+) -> GrpcServer:
     """Serve ``service`` on ``server.host:server.grpc_port`` (port 0 picks a free port).
 
     Messages larger than ``safeguards.max_request_bytes`` are refused with
-    RESOURCE_EXHAUSTED before they are decoded.
+    RESOURCE_EXHAUSTED before they are decoded. ``limiter`` is the process's shared rate
+    limiter (by default, one of its own when ``safeguards.rate_limit`` is on).
     """
+    limiter = limiter or rate_limiter(settings.safeguards.rate_limit)
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", settings.safeguards.max_request_bytes),
@@ -73,9 +78,9 @@ async def start_grpc(service: InferenceService, settings: Settings) -> GrpcServe
         ]
     )
     grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
-        InferenceServicer(service), server
+        InferenceServicer(service, limiter), server
     )
-    simple_pb2_grpc.add_InferenceServiceServicer_to_server(SimpleServicer(service), server)
+    simple_pb2_grpc.add_InferenceServiceServicer_to_server(SimpleServicer(service, limiter), server)
     health_pb2_grpc.add_HealthServicer_to_server(HealthServicer(service, SERVICE_NAMES), server)
     _describe_in_pool(health_pb2.DESCRIPTOR, reflection_pb2.DESCRIPTOR)
     reflection.enable_server_reflection(SERVICE_NAMES, server, pool=POOL)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import urllib.parse
 from collections.abc import AsyncIterator
@@ -11,10 +12,11 @@ from typing import Any, Final
 import numpy as np
 
 from inferd.core.service import InferenceService
-from inferd.errors import InvalidArgument
+from inferd.errors import InferdError, InvalidArgument
 from inferd.gateway.auth import check_admin
+from inferd.gateway.ratelimit import RateLimiter
 from inferd.grpc import convert
-from inferd.grpc.errors import abort, status_of, translated
+from inferd.grpc.errors import Handler, abort, status_of, translated
 from inferd.grpc.protos import grpc_service_pb2 as pb
 from inferd.grpc.protos import grpc_service_pb2_grpc as pb_grpc
 from inferd.grpc.protos import simple_pb2, simple_pb2_grpc
@@ -37,12 +39,40 @@ def client_host(peer: str) -> str | None:
     return address.rpartition(":")[0].strip("[]") or None
 
 
-class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
+class _Gated:
+    """What both servicers share: the service, and the process's rate limiter keyed by the
+    client's address (probes are not limited, as on REST)."""
+
+    def __init__(self, service: InferenceService, limiter: RateLimiter | None = None) -> None:
+        self._service = service
+        self._limiter = limiter
+
+    def admit(self, context: Any) -> None:
+        if self._limiter is not None:
+            self._limiter.check(client_host(context.peer()) or "unknown")
+
+    async def admit_stream(self, context: Any) -> None:
+        """A stream is admitted (or refused) once, when it opens."""
+        try:
+            self.admit(context)
+        except InferdError as exc:
+            await abort(context, exc)
+
+
+def limited(handler: Handler) -> Handler:
+    """Unary handlers that count against the caller's rate limit (under ``translated``)."""
+
+    @functools.wraps(handler)
+    async def run(self: _Gated, request: Any, context: Any) -> Any:
+        self.admit(context)
+        return await handler(self, request, context)
+
+    return run  # type: ignore[return-value]
+
+
+class InferenceServicer(_Gated, pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
     """``inference.GRPCInferenceService``: the Open Inference Protocol with Triton's
     extensions."""
-
-    def __init__(self, service: InferenceService) -> None:
-        self._service = service
 
     # -- health and metadata -----------------------------------------------------------------
 
@@ -60,20 +90,24 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[m
         return pb.ModelReadyResponse(ready=ready)
 
     @translated
+    @limited
     async def ServerMetadata(self, request: Any, context: Any) -> Any:
         return pb.ServerMetadataResponse(**self._service.server_metadata())
 
     @translated
+    @limited
     async def ModelMetadata(self, request: Any, context: Any) -> Any:
         doc = self._service.model_metadata(request.name, request.version or None)
         return convert.model_metadata(doc)
 
     @translated
+    @limited
     async def ModelConfig(self, request: Any, context: Any) -> Any:
         doc = self._service.model_config(request.name, request.version or None)
         return convert.model_config(doc)
 
     @translated
+    @limited
     async def ModelStatistics(self, request: Any, context: Any) -> Any:
         doc = self._service.model_stats(request.name or None, request.version or None)
         return convert.model_statistics(doc)
@@ -81,6 +115,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[m
     # -- inference ---------------------------------------------------------------------------
 
     @translated
+    @limited
     async def ModelInfer(self, request: Any, context: Any) -> Any:
         decoded = convert.decode_infer_request(request, deadline_of(context))
         return convert.encode_infer_response(await self._service.infer(decoded))
@@ -88,6 +123,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[m
     async def ModelStreamInfer(self, requests: Any, context: Any) -> AsyncIterator[Any]:
         """Answers every request, in order. Up to STREAM_WINDOW requests run at once, so
         a client that pipelines its stream gets them batched together."""
+        await self.admit_stream(context)
         deadline = deadline_of(context)
         slots = asyncio.Semaphore(STREAM_WINDOW)
         queue: asyncio.Queue[asyncio.Task[Any] | None] = asyncio.Queue()
@@ -132,10 +168,12 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[m
     # -- model repository --------------------------------------------------------------------
 
     @translated
+    @limited
     async def RepositoryIndex(self, request: Any, context: Any) -> Any:
         return convert.repository_index(self._service.repository_index(), request.ready)
 
     @translated
+    @limited
     async def RepositoryModelLoad(self, request: Any, context: Any) -> Any:
         self._admin(context)
         if request.parameters:
@@ -147,6 +185,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[m
         return pb.RepositoryModelLoadResponse()
 
     @translated
+    @limited
     async def RepositoryModelUnload(self, request: Any, context: Any) -> Any:
         self._admin(context)
         await self._service.unload_model(request.model_name)
@@ -161,18 +200,17 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[m
         )
 
 
-class SimpleServicer(simple_pb2_grpc.InferenceServiceServicer):  # type: ignore[misc]
+class SimpleServicer(_Gated, simple_pb2_grpc.InferenceServiceServicer):  # type: ignore[misc]
     """``inferd.simple.InferenceService``: the simple API (POST /predict) over gRPC."""
 
-    def __init__(self, service: InferenceService) -> None:
-        self._service = service
-
     @translated
+    @limited
     async def Predict(self, request: Any, context: Any) -> Any:
         return await self._predict(request, deadline_of(context))
 
     async def PredictStream(self, requests: Any, context: Any) -> AsyncIterator[Any]:
         """One response per request, in order; the first failure ends the stream."""
+        await self.admit_stream(context)
         deadline = deadline_of(context)
         async for request in requests:
             try:

@@ -16,7 +16,7 @@ from starlette.types import Receive, Scope, Send
 from inferd import __version__
 from inferd.core.service import InferenceService
 from inferd.errors import InferdError, ResourceExhausted
-from inferd.gateway.ratelimit import RateLimiter
+from inferd.gateway.ratelimit import RateLimiter, rate_limiter
 from inferd.http import simple, v2, websocket
 from inferd.http.errors import error_response, internal_error_response
 from inferd.http.openapi import document_lean_routes
@@ -64,7 +64,10 @@ class InferdApp(FastAPI):
         await super().__call__(scope, receive, send)
 
 
-def create_app(service: InferenceService) -> InferdApp:
+def create_app(service: InferenceService, limiter: RateLimiter | None = None) -> InferdApp:
+    """The ASGI app; ``limiter`` is the process's shared one (by default, one of its own
+    when ``safeguards.rate_limit`` is on)."""
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Ports open at once (liveness answers); /ready turns 200 once every model loaded.
@@ -85,8 +88,7 @@ def create_app(service: InferenceService) -> InferdApp:
     app.state.service = service
     app.state.streams = streams = websocket.Streams()
     app.raw_routes = RawRoutes(RAW_ROUTES)
-    rate_limit = service.settings.safeguards.rate_limit
-    app.limiter = RateLimiter(rate_limit) if rate_limit.enabled else None
+    app.limiter = limiter or rate_limiter(service.settings.safeguards.rate_limit)
     for path in websocket.PATHS:
         app.router.routes.append(WebSocketRoute(path, websocket.stream))
     app.include_router(v2.router())
