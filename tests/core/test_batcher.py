@@ -143,6 +143,19 @@ async def test_a_failure_reaches_exactly_its_batch() -> None:
     await batcher.close()
 
 
+async def test_a_model_that_exits_fails_its_batch_and_the_instance_goes_on() -> None:
+    def exits(inputs: Arrays) -> Arrays:
+        if inputs["x"][0, 0] < 0:
+            raise SystemExit(3)
+        return {"y": inputs["x"]}
+
+    batcher = make(exits, max_batch_size=1)
+    with pytest.raises(InternalError, match="SystemExit"):
+        await asyncio.wait_for(batcher.submit(rows(1, -1.0)), 5)
+    assert (await asyncio.wait_for(batcher.submit(rows(1, 2.0)), 5))["y"].tolist() == [[2.0, 2.0]]
+    await batcher.close()
+
+
 async def test_runtime_changing_the_batch_size_is_an_error() -> None:
     batcher = make(lambda inputs: {"y": np.zeros((1, 2))})
     with pytest.raises(InternalError, match="returned 1 rows"):

@@ -301,7 +301,7 @@ class Batcher:
                 return
             try:
                 outputs, timings = self._compute(batch)
-            except Exception as exc:
+            except BaseException as exc:  # a model's SystemExit must not take the instance
                 result: tuple[Arrays | None, Timings, BaseException | None] = (None, _NO_TIME, exc)
             else:
                 result = (outputs, timings, None)
