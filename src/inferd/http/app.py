@@ -19,7 +19,7 @@ from inferd.errors import InferdError, ResourceExhausted
 from inferd.gateway.ratelimit import RateLimiter, rate_limiter
 from inferd.http import simple, v2, websocket
 from inferd.http.errors import error_response, internal_error_response
-from inferd.http.openapi import document_lean_routes
+from inferd.http.openapi import document_raw_routes
 from inferd.http.raw import Handler, RawRoutes
 
 #: The inference routes, served as raw ASGI ahead of FastAPI (see http/raw.py).
@@ -104,7 +104,7 @@ def create_app(service: InferenceService, limiter: RateLimiter | None = None) ->
     app.add_exception_handler(InferdError, on_inferd_error)
     app.add_exception_handler(Exception, on_unexpected)
     _install_not_found(app)
-    document_lean_routes(app)
+    document_raw_routes(app)
     return app
 
 

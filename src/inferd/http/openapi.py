@@ -1,4 +1,4 @@
-"""OpenAPI descriptions of the lean routes, which bypass FastAPI's request machinery."""
+"""OpenAPI descriptions of the raw inference routes (http/raw.py), which FastAPI does not see."""
 
 from __future__ import annotations
 
@@ -83,7 +83,7 @@ def _operation(
     }
 
 
-def document_lean_routes(app: FastAPI) -> None:
+def document_raw_routes(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
             return app.openapi_schema
