@@ -102,6 +102,10 @@ def test_cli_flags_left_out_do_not_override(yaml_file: Path) -> None:
         ({"INFERENCE_WORKERS": "0"}, "server.workers"),
         ({"INFERENCE_MAX_REQUEST_SIZE_MB": "-1"}, "safeguards.max_request_size_mb"),
         ({"INFERENCE_SERVER__LOG_LEVEL": "loud"}, "server.log_level"),
+        (
+            {"INFERENCE_PERFORMANCE__GIL_SWITCH_INTERVAL_US": "0"},
+            "performance.gil_switch_interval_us",
+        ),
     ],
 )
 def test_invalid_values_name_the_field(env: dict[str, str], field: str) -> None:
