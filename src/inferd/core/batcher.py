@@ -6,9 +6,10 @@ Contract:
   ``max_queue_delay_s``; with a delay of 0 it takes whatever is queued when an instance is
   free. Requests whose non-batch shapes or dtypes differ are never put in one batch.
 - The runtime runs in a thread of its own, one per instance, so the event loop keeps
-  decoding while a model computes; batches go to a free instance straight from ``submit``
-  and from the callback of the batch before, with no scheduler task in between. A runtime
-  that changes the batch dimension is an error.
+  decoding while a model computes; batches go to a free instance once per loop turn that
+  queued requests (so requests decoded together share a batch) and from the callback of
+  the batch before, with no scheduler task in between. A runtime that changes the batch
+  dimension is an error.
 - A failure reaches every request of the batch that failed and no other.
 - A full queue refuses at once (ResourceExhausted); a request whose deadline passed is
   answered DeadlineExceeded and never reaches the runtime.

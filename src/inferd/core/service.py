@@ -189,6 +189,7 @@ class InferenceService:
         self._in_flight += 1
         self._idle.clear()
         status = "internal"
+        elapsed = 0.0  # counted in the latency histogram for answered requests only
         try:
             if self.draining:
                 raise Unavailable("the server is shutting down")
@@ -210,13 +211,7 @@ class InferenceService:
             status = "cancelled"  # the client went away
             raise
         finally:
-            self.metrics.observe(
-                request.model,
-                version,
-                request.protocol,
-                status,
-                time.perf_counter() - start if status == "ok" else 0.0,
-            )
+            self.metrics.observe(request.model, version, request.protocol, status, elapsed)
             self.metrics.finished()
             self._in_flight -= 1
             if self._in_flight == 0:

@@ -31,8 +31,7 @@ class TorchScriptRuntime(Runtime):
                 f"{self.artifact}: a TorchScript model must declare its inputs and outputs "
                 "in model.yaml (name, datatype, shape)"
             )
-        if self.intra_op_threads > 0:
-            torch.set_num_threads(self.intra_op_threads)
+        self.prepare_thread()  # the loading thread runs the warm-up
         self._device = torch.device(self.config.device)
         self._dtype = PRECISIONS[self.config.precision]
         self._on_cpu = self._device.type == "cpu"
