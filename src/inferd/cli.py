@@ -1,4 +1,4 @@
-"""The ``inferd`` command: serve, example, validate."""
+"""The ``inferd`` command: serve, config, example, validate."""
 
 from __future__ import annotations
 
@@ -7,10 +7,13 @@ import asyncio
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 
 from inferd import __version__
-from inferd.errors import InferdError
+from inferd.errors import ConfigError, InferdError
+
+if TYPE_CHECKING:
+    from inferd.settings import LoadedSettings
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -24,11 +27,37 @@ SERVE_FLAGS: dict[str, tuple[str, ...]] = {
     "admin_token": ("server", "admin_token"),
     "default_model": ("models", "default_model"),
     "default_version": ("models", "default_version"),
+    "allow_empty": ("models", "allow_empty"),
     "max_batch_size": ("performance", "max_batch_size"),
     "batch_timeout_ms": ("performance", "batch_timeout_ms"),
     "timeout": ("performance", "inference_timeout_s"),
     "max_request_size_mb": ("safeguards", "max_request_size_mb"),
 }
+#: Settings whose value ``inferd config`` does not print.
+SECRETS: Final = frozenset({("server", "admin_token")})
+
+
+def _serve_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("repository", nargs="?", type=Path, help="repository folder or model file")
+    parser.add_argument("--config", type=Path, help="YAML settings file")
+    parser.add_argument("--host")
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--grpc-port", type=int, help="0 disables gRPC")
+    parser.add_argument("--workers", type=int)
+    parser.add_argument("--log-level")
+    parser.add_argument("--admin-token", help="bearer token for repository load/unload")
+    parser.add_argument("--default-model", help="model used by /predict")
+    parser.add_argument("--default-version", help="version or label used by /predict")
+    parser.add_argument(
+        "--allow-empty",
+        action="store_true",
+        default=None,
+        help="serve a repository that holds no model",
+    )
+    parser.add_argument("--max-batch-size", type=int)
+    parser.add_argument("--batch-timeout-ms", type=float)
+    parser.add_argument("--timeout", type=float, help="default request deadline in seconds")
+    parser.add_argument("--max-request-size-mb", type=float)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,26 +66,22 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="serve a model repository or a single model file")
-    serve.add_argument("repository", nargs="?", type=Path, help="repository folder or model file")
-    serve.add_argument("--config", type=Path, help="YAML settings file")
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
-    serve.add_argument("--grpc-port", type=int, help="0 disables gRPC")
-    serve.add_argument("--workers", type=int)
-    serve.add_argument("--log-level")
-    serve.add_argument("--admin-token", help="bearer token for repository load/unload")
-    serve.add_argument("--default-model", help="model used by /predict")
-    serve.add_argument("--default-version", help="version or label used by /predict")
-    serve.add_argument("--max-batch-size", type=int)
-    serve.add_argument("--batch-timeout-ms", type=float)
-    serve.add_argument("--timeout", type=float, help="default request deadline in seconds")
-    serve.add_argument("--max-request-size-mb", type=float)
+    _serve_flags(serve)
+
+    config = commands.add_parser(
+        "config", help="print the effective settings and where each value came from"
+    )
+    _serve_flags(config)
 
     example = commands.add_parser("example", help="write the example model repository")
     example.add_argument("directory", type=Path)
 
     validate = commands.add_parser("validate", help="check a repository without serving it")
     validate.add_argument("repository", type=Path)
+    validate.add_argument(
+        "--allow-empty", action="store_true", help="a repository with no model is no problem"
+    )
+    validate.add_argument("--verbose", action="store_true", help="log, with tracebacks")
     return parser
 
 
@@ -71,13 +96,44 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
+def flag_names() -> dict[tuple[str, ...], str]:
+    """Settings path -> the flag (or argument) that sets it, for messages."""
+    names = {path: "--" + flag.replace("_", "-") for flag, path in SERVE_FLAGS.items()}
+    names[("models", "repository")] = "REPOSITORY"
+    return names
+
+
+def _load(args: argparse.Namespace) -> LoadedSettings:
+    from inferd.settings import explain_settings
+
+    return explain_settings(args.config, overrides_from(args), override_names=flag_names())
+
+
+def check_repository(loaded: LoadedSettings) -> None:
+    """Refuse to start without a repository, or with an empty one unless allowed."""
+    from inferd.core.repository import Repository
+
+    settings = loaded.settings
+    path = settings.models.repository
+    source = loaded.source(("models", "repository"))
+    if path is None:
+        raise ConfigError("no model repository: pass REPOSITORY or set models.repository")
+    if source == "default" and not path.exists():
+        raise ConfigError(
+            f"no model repository: ./{path} (the default) does not exist; pass REPOSITORY "
+            "or set models.repository (INFERENCE_MODELS__REPOSITORY)"
+        )
+    repository = Repository(path)
+    if not settings.models.allow_empty:
+        repository.require_models()
+
+
 def _serve(args: argparse.Namespace) -> int:
     from inferd.server import serve
-    from inferd.settings import load_settings
 
-    settings = load_settings(args.config, overrides_from(args))
-    if settings.models.repository is None:
-        raise InferdError("no model repository: pass REPOSITORY or set INFERENCE_MODEL_PATH")
+    loaded = _load(args)
+    check_repository(loaded)
+    settings = loaded.settings
     if settings.server.workers > 1:
         from inferd.supervisor import Supervisor
 
@@ -85,6 +141,33 @@ def _serve(args: argparse.Namespace) -> int:
         return Supervisor(settings).run()
     serve(settings)
     return 0
+
+
+def _config(args: argparse.Namespace) -> int:
+    from inferd.settings_sources import leaves
+
+    loaded = _load(args)
+    values = loaded.settings.model_dump()
+    rows = []
+    for path in leaves(type(loaded.settings), values):
+        value: Any = values
+        for key in path:
+            value = value[key]
+        shown = ("(set)" if value is not None else "null") if path in SECRETS else _show(value)
+        rows.append((".".join(path), shown, loaded.source(path)))
+    width = max(len(r[0]) for r in rows)
+    value_width = max(len(r[1]) for r in rows)
+    for name, shown, source in rows:
+        print(f"{name:{width}}  {shown:{value_width}}  {source}")
+    return 0
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
 
 
 def _example(args: argparse.Namespace) -> int:
@@ -98,15 +181,25 @@ def _example(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     from inferd.core.manager import State
     from inferd.server import build_service
-    from inferd.settings import load_settings
+    from inferd.settings import explain_settings
 
-    settings = load_settings(None, {"models": {"repository": args.repository}})
-    service = build_service(settings)
+    if args.verbose:
+        logging.basicConfig(level=logging.DEBUG, format=LOG_FORMAT)
+    else:  # each problem is printed once below; the log would repeat it
+        logging.getLogger("inferd").setLevel(logging.CRITICAL)
+    loaded = explain_settings(
+        None,
+        {"models": {"repository": args.repository, "allow_empty": args.allow_empty}},
+        override_names=flag_names(),
+    )
+    check_repository(loaded)
+    service = build_service(loaded.settings)
 
     async def check() -> int:
         await service.manager.load_all()
+        rows = service.manager.index()
         failed = 0
-        for row in service.manager.index():
+        for row in rows:
             failed += row.state is State.FAILED
             line = f"{row.model:20} {row.version or '-':10} {row.state.value:12} {row.reason}"
             print(line.rstrip())
@@ -116,12 +209,18 @@ def _validate(args: argparse.Namespace) -> int:
                     for t in meta[kind]:
                         print(f"    {kind[:-1]:6} {t['name']}: {t['datatype']} {t['shape']}")
         await service.manager.close()
+        print(f"{len(rows)} checked, {failed} with problems")
         return 1 if failed else 0
 
     return asyncio.run(check())
 
 
-COMMANDS = {"serve": _serve, "example": _example, "validate": _validate}
+COMMANDS = {
+    "serve": _serve,
+    "config": _config,
+    "example": _example,
+    "validate": _validate,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -95,6 +95,12 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
+        self.model_failures = Counter(
+            "inferd_model_failures",
+            "Requests failed by their model (it raised or answered wrongly).",
+            ["model", "version"],
+            registry=self.registry,
+        )
         self.in_flight = Gauge(
             "inferd_in_flight_requests",
             "Inference requests being served.",
@@ -148,6 +154,9 @@ class Metrics:
             children[1].observe(seconds)
         elif status in REJECTIONS:
             self.rejections.labels(REJECTIONS[status]).inc()
+
+    def model_failed(self, model: str, version: str) -> None:
+        self.model_failures.labels(model, version).inc()
 
     def started(self) -> None:
         """One more inference request in flight."""

@@ -2,11 +2,13 @@
 
 Sources, highest first: explicit overrides (CLI flags) > environment (``INFERENCE_`` prefix,
 ``__`` for nesting, plus the flat names in :data:`FLAT_ENV`) > a YAML file > defaults.
-Nothing else in inferd reads the environment.
+Unknown sections, keys and ``INFERENCE_`` variables are errors. Nothing else in inferd
+reads the environment.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,9 +16,9 @@ from typing import Any, Final
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator
-from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from inferd import settings_sources as sources
 from inferd.errors import ConfigError
 
 ENV_PREFIX: Final = "INFERENCE_"
@@ -69,7 +71,12 @@ class ServerSettings(_Section):
 
 class ModelsSettings(_Section):
     repository: Path | None = Field(
-        None, description="Model repository folder, or a single model file."
+        Path("models"),
+        description="Model repository folder, or a single model file; relative paths are "
+        "taken from the working directory.",
+    )
+    allow_empty: bool = Field(
+        False, description="Serve a repository that holds no model (else start-up fails)."
     )
     default_model: str | None = Field(
         None, description="Model used by /predict; the only model when there is one."
@@ -157,11 +164,10 @@ class StreamSettings(_Section):
 
 
 class Settings(BaseSettings):
-    """All of inferd's settings. Build with :func:`load_settings`."""
+    """All of inferd's settings. Build with :func:`load_settings`, which reads the
+    environment; constructing this class reads nothing but its arguments."""
 
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="ignore"
-    )
+    model_config = SettingsConfigDict(extra="forbid")
 
     server: ServerSettings = Field(default_factory=ServerSettings)
     models: ModelsSettings = Field(default_factory=ModelsSettings)
@@ -169,100 +175,102 @@ class Settings(BaseSettings):
     safeguards: SafeguardsSettings = Field(default_factory=SafeguardsSettings)
     stream: StreamSettings = Field(default_factory=StreamSettings)
 
-
-class _DictSource(PydanticBaseSettingsSource):
-    """A settings source over a ready nested dict (the YAML file, the flat env names)."""
-
-    def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]) -> None:
-        super().__init__(settings_cls)
-        self._data = data
-
-    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        return self._data.get(field_name), field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        return self._data
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # load_settings layers the sources itself, so that it knows where each value came from.
+        return (init_settings,)
 
 
-def _nest(path: tuple[str, ...], value: Any, into: dict[str, Any]) -> None:
-    node = into
-    for key in path[:-1]:
-        node = node.setdefault(key, {})
-    node[path[-1]] = value
+@dataclasses.dataclass(frozen=True, slots=True)
+class LoadedSettings:
+    """The settings and, per leaf path, where its value came from (``default`` if unset)."""
 
+    settings: Settings
+    sources: dict[tuple[str, ...], str]
 
-def _flat_env(environ: Mapping[str, str]) -> dict[str, Any]:
-    data: dict[str, Any] = {}
-    for name, path in FLAT_ENV.items():
-        if name in environ:
-            _nest(path, environ[name], data)
-    return data
+    def source(self, path: tuple[str, ...]) -> str:
+        return self.sources.get(path, sources.DEFAULT_SOURCE)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         loaded = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"config file {path}: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: {exc.strerror or exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path}: {yaml_problem(exc)}") from exc
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):
         raise ConfigError(f"config file {path}: expected a mapping of sections")
-    return {YAML_SECTION_ALIASES.get(str(key), str(key)): value for key, value in loaded.items()}
+    data: dict[str, Any] = {}
+    for key, value in loaded.items():
+        name = YAML_SECTION_ALIASES.get(str(key), str(key))
+        if name in data:
+            raise ConfigError(f"config file {path}: section {name!r} is given twice ({key!r})")
+        data[name] = value
+    sources.check_keys(Settings, data, f"config file {path}")
+    return data
 
 
-def _describe(exc: ValidationError) -> str:
-    parts = []
-    for error in exc.errors():
-        field = ".".join(str(p) for p in error["loc"])
-        parts.append(f"{field}: {error['msg']} (got {error.get('input')!r})")
-    return "invalid settings: " + "; ".join(parts)
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """Where a YAML document is broken, without quoting any of it."""
+    mark = getattr(exc, "problem_mark", None)
+    if mark is None:
+        return "not valid YAML"
+    return f"not valid YAML (line {mark.line + 1}, column {mark.column + 1})"
+
+
+def explain_settings(
+    config_file: Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    override_names: Mapping[tuple[str, ...], str] | None = None,
+) -> LoadedSettings:
+    """Build the settings from overrides > environment > YAML > defaults, and record
+    where each value came from. ``override_names`` names the flag behind an override.
+
+    Raises :class:`ConfigError` naming the field, and the variable, flag or file that
+    gave it, when a value is invalid or a key or variable names no setting.
+    """
+    env = os.environ if environ is None else environ
+    yaml_data = _read_yaml(config_file) if config_file else {}
+    env_data, origin, names = sources.env_layer(Settings, env, ENV_PREFIX, FLAT_ENV)
+    overrides = overrides or {}
+    sources.check_keys(Settings, overrides, "overrides")
+    where: dict[tuple[str, ...], str] = {}
+    for leaf in sources.leaves(Settings, yaml_data):
+        where[leaf] = f"file {config_file}"
+    where.update(origin)
+    for leaf in sources.leaves(Settings, overrides):
+        name = (override_names or {}).get(leaf)
+        where[leaf] = f"flag {name}" if name else "override"
+        if name:
+            names[leaf] = name
+    merged = sources.merge(sources.merge(yaml_data, env_data), overrides)
+    try:
+        settings = Settings(**merged)
+    except ValidationError as exc:
+        raise ConfigError(sources.describe(exc, where, names)) from exc
+    return LoadedSettings(settings, where)
 
 
 def load_settings(
     config_file: Path | None = None,
     overrides: dict[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
+    override_names: Mapping[tuple[str, ...], str] | None = None,
 ) -> Settings:
-    """Build the settings from overrides > environment > YAML > defaults.
-
-    Raises :class:`ConfigError` naming the field when a value is invalid.
-    """
-    env = os.environ if environ is None else environ
-    yaml_data = _read_yaml(config_file) if config_file else {}
-    flat = _flat_env(env)
-
-    class _Loaded(Settings):
-        @classmethod
-        def settings_customise_sources(
-            cls,
-            settings_cls: type[BaseSettings],
-            init_settings: PydanticBaseSettingsSource,
-            env_settings: PydanticBaseSettingsSource,
-            dotenv_settings: PydanticBaseSettingsSource,
-            file_secret_settings: PydanticBaseSettingsSource,
-        ) -> tuple[PydanticBaseSettingsSource, ...]:
-            from pydantic_settings import EnvSettingsSource
-
-            nested_env = EnvSettingsSource(
-                settings_cls,
-                env_prefix=ENV_PREFIX,
-                env_nested_delimiter="__",
-                case_sensitive=False,
-            )
-            nested_env.env_vars = {k.lower(): v for k, v in env.items() if v is not None}
-            return (
-                init_settings,
-                nested_env,
-                _DictSource(settings_cls, flat),
-                _DictSource(settings_cls, yaml_data),
-            )
-
-    try:
-        loaded = _Loaded(**(overrides or {}))
-    except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from exc
-    return Settings.model_validate(loaded.model_dump())
+    """The settings from overrides > environment > YAML > defaults (see
+    :func:`explain_settings`)."""
+    return explain_settings(config_file, overrides, environ, override_names).settings
 
 
 def set_metrics_dir(path: Path) -> None:

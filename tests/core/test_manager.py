@@ -41,13 +41,15 @@ async def test_a_broken_model_does_not_take_the_others_down(
     service = service_factory(tmp_path)
     await service.start()
     assert not service.ready()
-    index = {r["name"]: r for r in service.repository_index()}
+    index = {r["name"]: r for r in service.repository_index(full=True)}
     assert index["broken"]["state"] == "FAILED"
-    assert "corrupt weights" in index["broken"]["reason"]
+    assert index["broken"]["reason"] == "RuntimeError: corrupt weights"
     assert index["good"]["state"] == "READY"
+    public = {r["name"]: r for r in service.repository_index()}
+    assert public["broken"]["reason"] == "load_failed: artifact_error"
     response = await service.infer(request("good"))
     assert response.outputs[0].data.tolist() == [[1.0, 1.0]]
-    with pytest.raises(Unavailable, match="corrupt weights"):
+    with pytest.raises(Unavailable, match=r"FAILED load_failed: artifact_error\)$"):
         await service.infer(request("broken"))
 
 
@@ -55,8 +57,10 @@ async def test_broken_model_yaml_is_reported(tmp_path: Path, service_factory) ->
     make_model(tmp_path, "bad", ["1"], "instances: 0\n")
     service = service_factory(tmp_path)
     await service.start()
-    (row,) = service.repository_index()
+    (row,) = service.repository_index(full=True)
     assert row["state"] == "FAILED" and "instances" in row["reason"]
+    (public,) = service.repository_index()
+    assert public["reason"] == "load_failed: config_error"
 
 
 async def test_versions_and_labels(tmp_path: Path, service_factory) -> None:

@@ -127,7 +127,7 @@ def test_version_symlink_leaving_the_root_is_refused(tmp_path: Path) -> None:
 
 def test_folder_without_artifacts(tmp_path: Path) -> None:
     (tmp_path / "m" / "1").mkdir(parents=True)
-    with pytest.raises(ConfigError, match="no version folder"):
+    with pytest.raises(ConfigError, match=r"m/1: empty version folder"):
         Repository(tmp_path).read("m")
 
 

@@ -281,6 +281,8 @@ class Batcher:
                     f"model '{self._stats.name}' failed: {type(error).__name__}: {error}"
                 )
             )
+            if failure is not error:
+                failure.__cause__ = error  # the model's traceback, for the service's log line
             for pending in batch:
                 if not pending.future.done():
                     pending.future.set_exception(failure)

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from inferd.core.batcher import Batcher
+from inferd.core.failures import CONFIG_CLASSES, WarmupFailed, classify, public_reason
 from inferd.core.model_config import ModelConfig
 from inferd.core.repository import ModelEntry, Repository, VersionEntry, check_name, natural_key
 from inferd.core.stats import VersionStats
@@ -65,7 +66,14 @@ class VersionStatus:
     model: str
     version: str
     state: State
+    #: The full reason: for the log and admin callers only.
     reason: str = ""
+    #: A load failure's fixed class (``config_error``...), empty when none.
+    kind: str = ""
+
+    def public_reason(self) -> str:
+        """What anyone may see: a load failure's class, or a fixed reason ('unloaded')."""
+        return public_reason(self.kind) if self.kind else self.reason
 
 
 @dataclasses.dataclass(slots=True)
@@ -75,6 +83,7 @@ class _Model:
     status: dict[str, VersionStatus]
     error: str = ""
     wanted: bool = True
+    error_kind: str = ""
     latest: LoadedVersion | None = None
 
     def serve(self, served: dict[str, LoadedVersion]) -> None:
@@ -95,6 +104,21 @@ def _specs(
     if read is None:
         raise ConfigError(f"{where}: declare {kind} in model.yaml (the artifact does not say)")
     return tuple(dataclasses.replace(s, allow_nonfinite=allow) for s in read)
+
+
+def _check_names(
+    kind: str, declared: list[str], read: list[str], config_file: str, artifact: str
+) -> None:
+    """Declared names must be the artifact's: all of its inputs, and outputs it has."""
+    unknown = [n for n in declared if n not in read]
+    missing = [n for n in read if n not in declared] if kind == "inputs" else []
+    if unknown:
+        problem = f"{kind[:-1]} {unknown[0]!r} is not an {kind[:-1]} of {artifact}"
+    elif missing:
+        problem = f"{kind[:-1]} {missing[0]!r} of {artifact} is not declared"
+    else:
+        return
+    raise ConfigError(f"{config_file}: {problem}; its {kind} are {read}")
 
 
 def _max_batch_size(
@@ -163,8 +187,8 @@ class ModelManager:
         """The serving version for a name and an optional version or label."""
         model = self._model(name)
         if not model.served:
-            reason = model.error or "; ".join(
-                f"version {s.version}: {s.state.value} {s.reason}".strip()
+            reason = (public_reason(model.error_kind) if model.error else "") or "; ".join(
+                f"version {s.version}: {s.state.value} {s.public_reason()}".strip()
                 for s in model.status.values()
             )
             raise Unavailable(f"model '{name}' is not ready ({reason or 'not loaded'})")
@@ -179,7 +203,8 @@ class ModelManager:
             status = model.status.get(version)
             if status is not None:
                 raise Unavailable(
-                    f"model '{name}' version '{version}' is {status.state.value} {status.reason}".strip()
+                    f"model '{name}' version '{version}' is {status.state.value} "
+                    f"{status.public_reason()}".strip()
                 )
             raise NotFound(
                 f"model '{name}' has no version '{version}'; serving {self.versions(name)}"
@@ -197,7 +222,7 @@ class ModelManager:
             if model is None:
                 rows.append(VersionStatus(name, "", State.UNAVAILABLE, "not loaded"))
             elif model.error:
-                rows.append(VersionStatus(name, "", State.FAILED, model.error))
+                rows.append(VersionStatus(name, "", State.FAILED, model.error, model.error_kind))
             else:
                 rows.extend(sorted(model.status.values(), key=lambda s: natural_key(s.version)))
         return rows
@@ -224,10 +249,11 @@ class ModelManager:
             except NotFound:
                 raise
             except InferdError as exc:
-                log.error("model %s: %s", name, exc.message)
+                kind, reason = classify(exc)
+                log.error("model '%s' failed to load (%s): %s", name, kind, reason)
                 if old is None or not old.served:
-                    self._models[name] = _Model(None, {}, {}, exc.message)
-                return [exc.message]
+                    self._models[name] = _Model(None, {}, {}, reason, error_kind=kind)
+                return [reason]
             model = _Model(entry, {}, {})
             if old is not None:
                 model.status.update(old.status)
@@ -240,8 +266,9 @@ class ModelManager:
                 for key, previous in old.served.items():
                     if key not in served and key in {v.name for v in wanted}:
                         served[key] = previous
+                        failed = model.status[key]
                         model.status[key] = VersionStatus(
-                            name, key, State.READY, model.status[key].reason
+                            name, key, State.READY, failed.reason, failed.kind
                         )
             retired = [v for k, v in (old.served.items() if old else []) if served.get(k) is not v]
             model.serve(served)
@@ -264,9 +291,16 @@ class ModelManager:
         try:
             loaded = await asyncio.to_thread(self._build, entry, version, where)
         except Exception as exc:
-            reason = exc.message if isinstance(exc, InferdError) else f"{type(exc).__name__}: {exc}"
-            status.state, status.reason = State.FAILED, reason
-            log.error("%s failed to load: %s", where, reason)
+            kind, reason = classify(exc)
+            status.state, status.reason, status.kind = State.FAILED, reason, kind
+            # A configuration mistake is its message; anything else keeps its traceback.
+            log.error(
+                "%s failed to load (%s): %s",
+                where,
+                kind,
+                reason,
+                exc_info=None if kind in CONFIG_CLASSES else exc,
+            )
             return None
         loaded.batcher.start()
         status.state = State.READY
@@ -280,6 +314,19 @@ class ModelManager:
         )
         runtime.load()
         read = runtime.signature()
+        if read is not None:
+            for kind, declared, found in (
+                ("inputs", config.inputs, read.inputs),
+                ("outputs", config.outputs, read.outputs),
+            ):
+                if declared is not None:
+                    _check_names(
+                        kind,
+                        [t.name for t in declared],
+                        [s.name for s in found],
+                        entry.config_file,
+                        f"{version.name}/{version.artifact.name}",
+                    )
         inputs = _specs(
             config.inputs, read.inputs if read else None, config.allow_nonfinite, "inputs", where
         )
@@ -288,7 +335,10 @@ class ModelManager:
         )
         max_batch = _max_batch_size(config, inputs, self._performance.max_batch_size, where)
         if config.warmup:
-            runtime.infer(_warmup_inputs(inputs))
+            try:
+                runtime.infer(_warmup_inputs(inputs))
+            except Exception as exc:
+                raise WarmupFailed(f"{where}: warm-up failed: {classify(exc)[1]}") from exc
         stats = VersionStats(entry.name, version.name)
         delay_ms = config.batching.max_queue_delay_ms
         batcher = Batcher(

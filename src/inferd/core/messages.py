@@ -25,6 +25,8 @@ class InferRequest:
     #: Absolute ``time.monotonic()`` deadline; None takes the model's or server's default.
     deadline: float | None = None
     protocol: str = "rest"
+    #: The transport's request id (X-Request-Id); else the V2 ``id``; else one is made.
+    request_id: str | None = None
 
 
 @dataclasses.dataclass(slots=True)

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from inferd.errors import ConfigError
+from inferd.settings_sources import unknown_key
 from inferd.types import DATATYPE_TO_NUMPY, TensorSpec
 
 DEVICE_PATTERN = re.compile(r"^(cpu|cuda(:\d+)?)$")
@@ -115,20 +116,31 @@ class ModelConfig(_Strict):
         return value
 
 
-def read_model_config(path: Path) -> ModelConfig:
-    """Parse ``model.yaml`` (absent -> all defaults). Errors name the field."""
+def read_model_config(path: Path, shown: str | None = None) -> ModelConfig:
+    """Parse ``model.yaml`` (absent -> all defaults). Errors name the file (as ``shown``)
+    and the field, and never quote the file's content."""
+    where = shown or str(path)
     if not path.exists():
         return ModelConfig()
     try:
         raw = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot be read ({exc.strerror})") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{where}: not UTF-8 text") from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        raise ConfigError(f"{where}: not valid YAML{at}") from exc
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping")
+        raise ConfigError(f"{where}: expected a mapping of keys")
     try:
         return ModelConfig.model_validate(raw)
     except ValidationError as exc:
         details = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+            unknown_key(ModelConfig, e["loc"])
+            if e["type"] == "extra_forbidden"
+            else f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+            for e in exc.errors()
         )
-        raise ConfigError(f"{path}: {details}") from exc
+        raise ConfigError(f"{where}: {details}") from exc

@@ -63,6 +63,8 @@ class ModelEntry:
     path: Path
     config: ModelConfig
     versions: tuple[VersionEntry, ...]
+    #: The model's model.yaml as messages show it (it may not exist).
+    config_file: str = "model.yaml"
 
     def served_versions(self) -> tuple[VersionEntry, ...]:
         """The versions the version policy selects, oldest first."""
@@ -83,17 +85,47 @@ class ModelEntry:
 
 
 class Repository:
-    """Reads a repository root (or a single model file) without loading anything."""
+    """Reads a repository root (or a single model file) without loading anything.
+
+    Every file read (``model.yaml`` included) must resolve inside the root; messages name
+    files relative to the root's parent and never quote their content.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
         if not self.root.exists():
             raise ConfigError(f"model repository {root} does not exist")
+        self._base = self.root.parent
 
     def model_names(self) -> list[str]:
         if self.root.is_file():
             return [self._single_file_name()]
         return sorted(p.name for p in self.root.iterdir() if p.is_dir() and SAFE_NAME.match(p.name))
+
+    def require_models(self) -> list[str]:
+        """The model names; ConfigError saying what a model folder looks like when none."""
+        names = self.model_names()
+        if names:
+            return names
+        stray = sorted(p.name for p in self.root.iterdir() if _is_model_file(p))
+        hint = (
+            f"; {self.shown(self.root / stray[0])} is a model file at the repository root: "
+            f"put it in {self.shown(self.root)}/<model>/1/{stray[0]}, or serve the file itself"
+            if stray
+            else ""
+        )
+        raise ConfigError(
+            f"model repository {self.shown(self.root)} holds no model: expected "
+            f"<model>/<version>/ folders holding one of {sorted(ARTIFACTS)}{hint} "
+            "(allow_empty / --allow-empty serves it anyway)"
+        )
+
+    def shown(self, path: Path) -> str:
+        """A path as messages show it: relative to the folder that holds the root."""
+        try:
+            return str(path.relative_to(self._base))
+        except ValueError:
+            return str(path)
 
     def _single_file_name(self) -> str:
         stem = self.root.stem
@@ -103,7 +135,9 @@ class Repository:
         resolved = path.resolve()
         root = self.root.parent if self.root.is_file() else self.root
         if not resolved.is_relative_to(root):
-            raise InvalidArgument(f"path {path} resolves outside the model repository")
+            raise InvalidArgument(
+                f"{self.shown(path)} resolves outside the model repository; refused"
+            )
         return resolved
 
     def read(self, name: str) -> ModelEntry:
@@ -114,27 +148,49 @@ class Repository:
         folder = self._inside(self.root / name)
         if not folder.is_dir():
             raise NotFound(f"model '{name}' is not in the repository")
-        config = read_model_config(folder / "model.yaml")
-        versions = []
-        for child in folder.iterdir():
-            if not child.is_dir() or not SAFE_NAME.match(child.name):
-                continue
-            version = self._read_version(name, child, config)
-            if version is not None:
-                versions.append(version)
+        config_file = self.root / name / "model.yaml"
+        config = read_model_config(self._inside(config_file), self.shown(config_file))
+        versions = [
+            self._read_version(self.root / name / child.name, config)
+            for child in folder.iterdir()
+            if child.is_dir() and SAFE_NAME.match(child.name)
+        ]
         versions.sort(key=lambda v: natural_key(v.name))
         if not versions:
-            raise ConfigError(f"model '{name}': no version folder holds a model file")
-        return ModelEntry(name, folder, config, tuple(versions))
+            stray = sorted(p.name for p in folder.iterdir() if _is_model_file(p))
+            where = self.shown(self.root / name)
+            if stray:
+                raise ConfigError(
+                    f"{where}/{stray[0]}: model files go in a version folder ({where}/1/{stray[0]})"
+                )
+            raise ConfigError(
+                f"model '{name}': no version folder; expected {where}/<version>/ holding one "
+                f"of {sorted(ARTIFACTS)}"
+            )
+        return ModelEntry(name, folder, config, tuple(versions), self.shown(config_file))
 
-    def _read_version(self, model: str, folder: Path, config: ModelConfig) -> VersionEntry | None:
-        folder = self._inside(folder)
+    def _read_version(self, folder: Path, config: ModelConfig) -> VersionEntry:
+        resolved = self._inside(folder)
+        misplaced = resolved / "model.yaml"
+        if misplaced.exists():
+            raise ConfigError(
+                f"{self.shown(folder / 'model.yaml')}: model.yaml belongs in the model folder "
+                f"({self.shown(folder.parent / 'model.yaml')}), not in a version folder"
+            )
         for filename, runtime in ARTIFACTS.items():
-            candidate = folder / filename
-            if candidate.exists():
-                artifact = self._inside(candidate)
+            if (resolved / filename).exists():
+                artifact = self._inside(folder / filename)
                 return VersionEntry(folder.name, artifact, config.runtime or runtime)
-        return None
+        files = sorted(p.name for p in resolved.iterdir() if not p.name.startswith("."))
+        named = [f for f in files if Path(f).stem == "model"] or files
+        if named:
+            raise ConfigError(
+                f"{self.shown(folder / named[0])}: not a model file inferd knows; expected one "
+                f"of {sorted(ARTIFACTS)}"
+            )
+        raise ConfigError(
+            f"{self.shown(folder)}: empty version folder; expected one of {sorted(ARTIFACTS)}"
+        )
 
     def _read_single_file(self, name: str) -> ModelEntry:
         if name != self._single_file_name():
@@ -142,9 +198,14 @@ class Repository:
         runtime = SUFFIX_RUNTIME.get(self.root.suffix)
         if runtime is None:
             raise ConfigError(
-                f"{self.root.name}: unknown model file type; expected one of "
-                f"{sorted(SUFFIX_RUNTIME)}"
+                f"{self.root.name}: not a model file inferd knows; expected a file ending in "
+                f"one of {sorted(SUFFIX_RUNTIME)}"
             )
-        config = read_model_config(self.root.with_suffix(".yaml"))
+        config_file = self.root.with_suffix(".yaml")
+        config = read_model_config(self._inside(config_file), self.shown(config_file))
         entry = VersionEntry("1", self.root, config.runtime or runtime)
-        return ModelEntry(name, self.root.parent, config, (entry,))
+        return ModelEntry(name, self.root.parent, config, (entry,), self.shown(config_file))
+
+
+def _is_model_file(path: Path) -> bool:
+    return path.is_file() and (path.name in ARTIFACTS or path.suffix in SUFFIX_RUNTIME)

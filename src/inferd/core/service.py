@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
 import time
+import uuid
 from typing import Any
 
 import numpy as np
@@ -15,11 +17,21 @@ from inferd.core.manager import LoadedVersion, ModelManager
 from inferd.core.messages import InferRequest, InferResponse, PredictResult
 from inferd.core.repository import natural_key
 from inferd.core.validation import validate_inputs
-from inferd.errors import InferdError, InvalidArgument, ModelLoadError, NotFound, Unavailable
+from inferd.errors import (
+    ErrorCode,
+    InferdError,
+    InternalError,
+    InvalidArgument,
+    ModelLoadError,
+    NotFound,
+    Unavailable,
+)
 from inferd.metrics import Metrics
 from inferd.settings import Settings
 from inferd.tensors import check_datatype, round_to_bf16
 from inferd.types import DATATYPE_TO_NUMPY, TRITON_CONFIG_DATATYPE, Tensor, TensorSpec
+
+log = logging.getLogger("inferd.service")
 
 EXTENSIONS = (
     "binary_tensor_data",
@@ -189,6 +201,7 @@ class InferenceService:
         self._in_flight += 1
         self._idle.clear()
         status = "internal"
+        loaded: LoadedVersion | None = None
         elapsed = 0.0  # counted in the latency histogram for answered requests only
         try:
             if self.draining:
@@ -206,16 +219,39 @@ class InferenceService:
             return response
         except InferdError as exc:
             status = exc.code.value
+            if exc.code is ErrorCode.INTERNAL:
+                raise self._internal(request, loaded, exc) from None
             raise
         except asyncio.CancelledError:
             status = "cancelled"  # the client went away
             raise
+        except Exception as exc:
+            raise self._internal(request, loaded, exc) from None
         finally:
             self.metrics.observe(request.model, version, request.protocol, status, elapsed)
             self.metrics.finished()
             self._in_flight -= 1
             if self._in_flight == 0:
                 self._idle.set()
+
+    def _internal(
+        self, request: InferRequest, loaded: LoadedVersion | None, exc: Exception
+    ) -> InternalError:
+        """Log a failure with its traceback and request id, count it against the model
+        version that failed; the client learns only the id."""
+        request_id = _request_id(request)
+        cause = exc.__cause__ if isinstance(exc.__cause__, Exception) else exc
+        log.error(
+            "model '%s' version '%s' failed (request id %s): %s",
+            request.model,
+            loaded.version if loaded else request.version or "-",
+            request_id,
+            exc.message if isinstance(exc, InferdError) else f"{type(exc).__name__}: {exc}",
+            exc_info=(type(cause), cause, cause.__traceback__),
+        )
+        if loaded is not None:
+            self.metrics.model_failed(loaded.model, loaded.version)
+        return InternalError(f"internal error (request id {request_id})")
 
     async def _infer(self, loaded: LoadedVersion, request: InferRequest) -> InferResponse:
         arrays = validate_inputs(loaded, request.inputs, self.settings.safeguards.input_validation)
@@ -259,6 +295,7 @@ class InferenceService:
         batched: bool,
         protocol: str,
         deadline: float | None = None,
+        request_id: str | None = None,
     ) -> PredictResult:
         """The simple API: a list of numbers (or rows of them) into the model's one input."""
         start = time.perf_counter()
@@ -277,6 +314,7 @@ class InferenceService:
             outputs=None,
             deadline=deadline,
             protocol=protocol,
+            request_id=request_id,
         )
         response = await self.infer(request)
         first = response.outputs[0].data
@@ -288,9 +326,16 @@ class InferenceService:
 
     # -- repository extension ---------------------------------------------------------------
 
-    def repository_index(self) -> list[dict[str, str]]:
+    def repository_index(self, full: bool = False) -> list[dict[str, str]]:
+        """Every model and version with its state. A load failure's reason is its fixed
+        class (``load_failed: config_error``) unless ``full`` (admin callers only)."""
         return [
-            {"name": s.model, "version": s.version, "state": s.state.value, "reason": s.reason}
+            {
+                "name": s.model,
+                "version": s.version,
+                "state": s.state.value,
+                "reason": s.reason if full else s.public_reason(),
+            }
             for s in self.manager.index()
         ]
 
@@ -305,6 +350,14 @@ class InferenceService:
 
     def versions_sorted(self, name: str) -> list[str]:
         return sorted(self.manager.versions(name), key=natural_key)
+
+
+def _request_id(request: InferRequest) -> str:
+    """The caller's id when it is short and printable, else a new one."""
+    for given in (request.request_id, request.id):
+        if given and len(given) <= 128 and given.isprintable():
+            return given
+    return uuid.uuid4().hex
 
 
 def _settle_heap() -> None:

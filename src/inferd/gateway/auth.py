@@ -8,6 +8,15 @@ import ipaddress
 from inferd.errors import PermissionDenied, Unauthenticated
 
 
+def is_admin(token: str | None, authorization: str | None, client_host: str | None) -> bool:
+    """Whether :func:`check_admin` would let the caller through."""
+    try:
+        check_admin(token, authorization, client_host)
+    except (Unauthenticated, PermissionDenied):
+        return False
+    return True
+
+
 def check_admin(token: str | None, authorization: str | None, client_host: str | None) -> None:
     """With a token configured, require ``Authorization: Bearer <token>``; without one,
     allow loopback clients only."""

@@ -13,7 +13,7 @@ import numpy as np
 
 from inferd.core.service import InferenceService
 from inferd.errors import InferdError, InvalidArgument
-from inferd.gateway.auth import check_admin
+from inferd.gateway.auth import check_admin, is_admin
 from inferd.gateway.ratelimit import RateLimiter
 from inferd.grpc import convert
 from inferd.grpc.errors import Handler, abort, status_of, translated
@@ -170,7 +170,13 @@ class InferenceServicer(_Gated, pb_grpc.GRPCInferenceServiceServicer):  # type: 
     @translated
     @limited
     async def RepositoryIndex(self, request: Any, context: Any) -> Any:
-        return convert.repository_index(self._service.repository_index(), request.ready)
+        metadata = dict(context.invocation_metadata() or ())
+        full = is_admin(
+            self._service.settings.server.admin_token,
+            metadata.get("authorization"),
+            client_host(context.peer()),
+        )
+        return convert.repository_index(self._service.repository_index(full), request.ready)
 
     @translated
     @limited

@@ -12,7 +12,7 @@ from starlette.responses import Response
 from inferd.core.service import InferenceService
 from inferd.errors import InvalidArgument
 from inferd.http.codec import parse_json
-from inferd.http.headers import deadline_from
+from inferd.http.headers import deadline_from, request_id_from
 from inferd.http.raw import Answer, Call
 
 JSON = "application/json"
@@ -50,6 +50,7 @@ async def predict(service: InferenceService, call: Call) -> Answer:
         batched=batched,
         protocol="rest",
         deadline=deadline_from(call.headers),
+        request_id=request_id_from(call.headers),
     )
     return Answer(
         orjson.dumps(

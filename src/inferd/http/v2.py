@@ -10,10 +10,10 @@ from starlette.responses import Response
 
 from inferd.core.service import InferenceService
 from inferd.errors import InvalidArgument
-from inferd.gateway.auth import check_admin
+from inferd.gateway.auth import check_admin, is_admin
 from inferd.http.body import read_body
 from inferd.http.codec import HEADER_LENGTH, decode_request, encode_response, parse_json
-from inferd.http.headers import deadline_from
+from inferd.http.headers import deadline_from, request_id_from
 from inferd.http.raw import Answer, Call
 
 JSON = "application/json"
@@ -29,6 +29,7 @@ async def infer(service: InferenceService, call: Call) -> Answer:
     assert call.model is not None  # the route's pattern captures it
     decoded = decode_request(call.body, call.headers.get(HEADER_LENGTH), call.model, call.version)
     decoded.deadline = deadline_from(call.headers)
+    decoded.request_id = request_id_from(call.headers)
     response = await service.infer(decoded)
     binary_default = decoded.parameters.get("binary_data_output") is True
     payload, header_length = encode_response(response, binary_default)
@@ -111,7 +112,13 @@ def router() -> APIRouter:
             if not isinstance(doc, dict) or not isinstance(doc.get("ready", False), bool):
                 raise InvalidArgument('the index request is {"ready": true|false}')
             ready_only = doc.get("ready", False)
-        rows = service.repository_index()
+        rows = service.repository_index(
+            full=is_admin(
+                service.settings.server.admin_token,
+                request.headers.get("authorization"),
+                request.client.host if request.client else None,
+            )
+        )
         if ready_only:
             rows = [r for r in rows if r["state"] == "READY"]
         return _json(rows)
