@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 import pytest
@@ -91,7 +91,13 @@ async def example_client(
 class ServerProcess:
     """A real ``inferd serve`` process on free loopback ports."""
 
-    def __init__(self, repository: Path, *extra: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        repository: Path,
+        *extra: str,
+        env: dict[str, str] | None = None,
+        stderr: IO[bytes] | None = None,
+    ) -> None:
         self.http_port = free_port()
         self.grpc_port = free_port()
         self.url = f"http://127.0.0.1:{self.http_port}"
@@ -114,7 +120,7 @@ class ServerProcess:
         ]
         environment = {k: v for k, v in os.environ.items() if not k.startswith("INFERENCE_")}
         environment.update(env or {})
-        self.process = subprocess.Popen(command, env=environment)
+        self.process = subprocess.Popen(command, env=environment, stderr=stderr)
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         def ready() -> bool:

@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from inferd.cli import _parser, overrides_from
+from inferd.cli import _parser, flag_names, overrides_from
 from inferd.errors import ConfigError
-from inferd.settings import load_settings
+from inferd.settings import explain_settings, load_settings
 
 
 @pytest.fixture
@@ -125,3 +125,114 @@ def test_broken_yaml_is_refused(tmp_path: Path) -> None:
     path.write_text("server: [\n")
     with pytest.raises(ConfigError, match=r"bad\.yaml"):
         load_settings(path, environ={})
+
+
+def test_default_repository_is_models_in_the_working_directory() -> None:
+    assert load_settings(environ={}).models.repository == Path("models")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("sever:\n  port: 1\n", "unknown section 'sever'; did you mean 'server'?"),
+        ("server:\n  prot: 1\n", "unknown setting 'server.prot'; did you mean 'port'?"),
+        (
+            "safeguards:\n  rate_limit:\n    enabld: true\n",
+            "unknown setting 'safeguards.rate_limit.enabld'; did you mean 'enabled'?",
+        ),
+        (
+            "model:\n  repository: a\nmodels:\n  repository: b\n",
+            "section 'models' is given twice ('models')",
+        ),
+    ],
+)
+def test_unknown_yaml_keys_suggest_the_closest(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "inferd.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ={})
+    assert caught.value.message == f"config file {path}: {message}"
+
+
+def test_broken_yaml_quotes_none_of_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("server:\n  admin_token: 'hunter2\n  port: [\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ={})
+    assert caught.value.message == f"config file {path}: not valid YAML (line 4, column 1)"
+
+
+def test_env_error_names_the_variable() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ={"INFERENCE_SERVER__PORT": "abc"})
+    assert caught.value.message.startswith(
+        "invalid settings: INFERENCE_SERVER__PORT='abc' (server.port): Input should be a valid "
+        "integer"
+    )
+
+
+def test_flat_env_error_names_the_flat_variable() -> None:
+    with pytest.raises(ConfigError, match=r"^invalid settings: INFERENCE_WORKERS='0' "):
+        load_settings(environ={"INFERENCE_WORKERS": "0"})
+
+
+@pytest.mark.parametrize(
+    ("name", "suggested"),
+    [
+        ("INFERENCE_SERVR__PORT", "INFERENCE_SERVER__PORT"),
+        ("INFERENCE_SAFEGUARDS__RATE_LIMIT__ENABLE", "INFERENCE_SAFEGUARDS__RATE_LIMIT__ENABLED"),
+        ("INFERENCE_MODEL_PAHT", "INFERENCE_MODEL_PATH"),
+    ],
+)
+def test_env_variable_naming_no_setting_is_refused(name: str, suggested: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ={name: "1"})
+    assert caught.value.message == (
+        f"environment variable {name} names no setting; did you mean '{suggested}'?"
+    )
+
+
+def test_env_outside_the_prefix_is_not_read() -> None:
+    assert load_settings(environ={"INFERENCEX": "1", "PORT": "1"}).server.port == 8080
+
+
+def test_a_section_from_the_environment_as_json() -> None:
+    env = {"INFERENCE_SAFEGUARDS__RATE_LIMIT": '{"enabled": true, "burst": 5}'}
+    limit = load_settings(environ=env).safeguards.rate_limit
+    assert (limit.enabled, limit.burst) == (True, 5)
+
+
+def test_flag_error_names_the_flag() -> None:
+    args = _parser().parse_args(["serve", "--port", "70000"])
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, overrides_from(args), environ={}, override_names=flag_names())
+    assert caught.value.message == (
+        "invalid settings: --port 70000 (server.port): Input should be less than or equal to 65535"
+    )
+
+
+def test_file_error_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "inferd.yaml"
+    path.write_text("server:\n  port: 70000\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ={})
+    assert caught.value.message == (
+        "invalid settings: server.port: Input should be less than or equal to 65535 "
+        f"(got 70000, file {path})"
+    )
+
+
+def test_sources_of_each_value(yaml_file: Path) -> None:
+    args = _parser().parse_args(
+        ["serve", "/cli/models", "--config", str(yaml_file), "--max-batch-size", "4"]
+    )
+    env = {"INFERENCE_PORT": "9100", "INFERENCE_SERVER__WORKERS": "3"}
+    loaded = explain_settings(
+        args.config, overrides_from(args), environ=env, override_names=flag_names()
+    )
+    assert loaded.source(("server", "port")) == "env INFERENCE_PORT"
+    assert loaded.source(("server", "workers")) == "env INFERENCE_SERVER__WORKERS"
+    assert loaded.source(("models", "default_version")) == f"file {yaml_file}"
+    assert loaded.source(("models", "repository")) == "argument REPOSITORY"
+    assert loaded.source(("performance", "max_batch_size")) == "flag --max-batch-size"
+    assert loaded.source(("server", "host")) == "default"

@@ -179,14 +179,23 @@ def _example(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    if args.verbose:
+        logging.basicConfig(level=logging.DEBUG, format=LOG_FORMAT)
+    quiet = logging.getLogger("inferd")
+    level = quiet.level
+    if not args.verbose:  # each problem is printed once below; the log would repeat it
+        quiet.setLevel(logging.CRITICAL)
+    try:
+        return _check(args)
+    finally:
+        quiet.setLevel(level)
+
+
+def _check(args: argparse.Namespace) -> int:
     from inferd.core.manager import State
     from inferd.server import build_service
     from inferd.settings import explain_settings
 
-    if args.verbose:
-        logging.basicConfig(level=logging.DEBUG, format=LOG_FORMAT)
-    else:  # each problem is printed once below; the log would repeat it
-        logging.getLogger("inferd").setLevel(logging.CRITICAL)
     loaded = explain_settings(
         None,
         {"models": {"repository": args.repository, "allow_empty": args.allow_empty}},
@@ -209,7 +218,7 @@ def _validate(args: argparse.Namespace) -> int:
                     for t in meta[kind]:
                         print(f"    {kind[:-1]:6} {t['name']}: {t['datatype']} {t['shape']}")
         await service.manager.close()
-        print(f"{len(rows)} checked, {failed} with problems")
+        print(f"{failed} problem(s) in {len(rows)} model version(s)")
         return 1 if failed else 0
 
     return asyncio.run(check())

@@ -251,7 +251,9 @@ def explain_settings(
     where.update(origin)
     for leaf in sources.leaves(Settings, overrides):
         name = (override_names or {}).get(leaf)
-        where[leaf] = f"flag {name}" if name else "override"
+        where[leaf] = (
+            ("flag " if name.startswith("-") else "argument ") + name if name else "override"
+        )
         if name:
             names[leaf] = name
     merged = sources.merge(sources.merge(yaml_data, env_data), overrides)

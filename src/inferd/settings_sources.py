@@ -181,7 +181,7 @@ def describe(exc: ValidationError, sources: Sources, names: Names) -> str:
             parts.append(f"{name}={given!r} ({field}): {error['msg']}")
         elif source.startswith("env "):
             parts.append(f"{name} ({field}, got {given!r}): {error['msg']}")
-        elif source.startswith("flag ") and name:
+        elif source.startswith(("flag ", "argument ")) and name:
             parts.append(f"{name} {given!r} ({field}): {error['msg']}")
         else:
             where = "" if source == DEFAULT_SOURCE else f", {source}"

@@ -124,3 +124,59 @@ async def test_failed_reload_keeps_the_old_version(tmp_path: Path, service_facto
         await service.load_model("m")
     response = await service.infer(request("m"))
     assert response.version == "1"
+
+
+def onnx_model(root: Path, yaml_text: str) -> None:
+    from inferd.example import mlp_weights, write_onnx
+
+    write_onnx(mlp_weights((4, 2)), root / "m" / "1" / "model.onnx")
+    (root / "m" / "model.yaml").write_text(yaml_text)
+
+
+@pytest.mark.parametrize(
+    ("declared", "problem"),
+    [
+        (
+            "inputs: [{name: inp, datatype: FP32, shape: [-1, 4]}]\n",
+            "input 'inp' is not an input of 1/model.onnx; its inputs are ['input']",
+        ),
+        (
+            "outputs: [{name: out, datatype: FP32, shape: [-1, 2]}]\n",
+            "output 'out' is not an output of 1/model.onnx; its outputs are ['output']",
+        ),
+    ],
+)
+async def test_a_name_the_artifact_does_not_have_is_one_message(
+    tmp_path: Path, service_factory, declared: str, problem: str
+) -> None:
+    onnx_model(tmp_path / "repo", declared)
+    service = service_factory(tmp_path / "repo")
+    await service.start()
+    (row,) = service.repository_index(full=True)
+    assert (row["state"], row["reason"]) == ("FAILED", f"repo/m/model.yaml: {problem}")
+    assert service.repository_index()[0]["reason"] == "load_failed: config_error"
+
+
+@pytest.mark.parametrize(
+    ("code", "kind"),
+    [
+        ("import not_a_module_anywhere\n", "import_error"),
+        ("raise RuntimeError('corrupt')\n", "artifact_error"),
+        (
+            "class Model:\n    def predict(self, inputs):\n        raise ValueError('cold')\n",
+            "warmup_error",
+        ),
+    ],
+)
+async def test_load_failures_have_a_fixed_class(
+    tmp_path: Path, service_factory, code: str, kind: str
+) -> None:
+    folder = make_model(tmp_path, "m", ["1"])
+    (folder / "1" / "model.py").write_text(code)
+    service = service_factory(tmp_path)
+    await service.start()
+    (row,) = service.repository_index()
+    assert (row["state"], row["reason"]) == ("FAILED", f"load_failed: {kind}")
+    with pytest.raises(Unavailable) as caught:
+        await service.infer(request("m"))
+    assert caught.value.message == f"model 'm' is not ready (version 1: FAILED load_failed: {kind})"

@@ -144,3 +144,116 @@ def test_single_file_is_a_repository(example_repo: Path) -> None:
 def test_missing_repository() -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         Repository(Path("/nonexistent/models"))
+
+
+def test_model_yaml_in_a_version_folder_is_refused(tmp_path: Path) -> None:
+    folder = make_model(tmp_path / "repo", "m", ["1"])
+    (folder / "1" / "model.yaml").write_text("runtime: python\n")
+    with pytest.raises(ConfigError) as caught:
+        Repository(tmp_path / "repo").read("m")
+    assert caught.value.message == (
+        "repo/m/1/model.yaml: model.yaml belongs in the model folder (repo/m/model.yaml), "
+        "not in a version folder"
+    )
+
+
+def test_unknown_model_file_is_named(tmp_path: Path) -> None:
+    (tmp_path / "repo" / "m" / "1").mkdir(parents=True)
+    (tmp_path / "repo" / "m" / "1" / "notes.txt").write_text("")
+    (tmp_path / "repo" / "m" / "1" / "model.pth").write_bytes(b"")
+    with pytest.raises(ConfigError) as caught:
+        Repository(tmp_path / "repo").read("m")
+    assert caught.value.message == (
+        "repo/m/1/model.pth: not a model file inferd knows; expected one of "
+        "['model.onnx', 'model.pt', 'model.py', 'model.ts']"
+    )
+
+
+def test_single_file_of_unknown_type_is_named(tmp_path: Path) -> None:
+    (tmp_path / "model.h5").write_bytes(b"")
+    with pytest.raises(ConfigError) as caught:
+        Repository(tmp_path / "model.h5").read("model")
+    assert caught.value.message == (
+        "model.h5: not a model file inferd knows; expected a file ending in one of "
+        "['.onnx', '.pt', '.ts']"
+    )
+
+
+def test_model_file_outside_a_version_folder(tmp_path: Path) -> None:
+    (tmp_path / "repo" / "m").mkdir(parents=True)
+    (tmp_path / "repo" / "m" / "model.onnx").write_bytes(b"")
+    with pytest.raises(ConfigError) as caught:
+        Repository(tmp_path / "repo").read("m")
+    assert caught.value.message == (
+        "repo/m/model.onnx: model files go in a version folder (repo/m/1/model.onnx)"
+    )
+
+
+def test_empty_repository_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^model repository \S+ holds no model: expected"):
+        Repository(tmp_path).require_models()
+    make_model(tmp_path, "m", ["1"])
+    assert Repository(tmp_path).require_models() == ["m"]
+
+
+SECRET = "password: hunter2\n"
+
+
+def test_model_yaml_symlink_out_of_the_repository_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "secret.yaml").write_text(SECRET)
+    folder = make_model(tmp_path / "repo", "m", ["1"])
+    (folder / "model.yaml").unlink()
+    (folder / "model.yaml").symlink_to(tmp_path / "secret.yaml")
+    with pytest.raises(InvalidArgument) as caught:
+        Repository(tmp_path / "repo").read("m")
+    assert caught.value.message == (
+        "repo/m/model.yaml resolves outside the model repository; refused"
+    )
+
+
+def test_artifact_symlink_out_of_the_repository_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "elsewhere.py").write_text(MODEL_PY)
+    folder = make_model(tmp_path / "repo", "m", ["1"])
+    (folder / "1" / "model.py").unlink()
+    (folder / "1" / "model.py").symlink_to(tmp_path / "elsewhere.py")
+    with pytest.raises(InvalidArgument) as caught:
+        Repository(tmp_path / "repo").read("m")
+    assert caught.value.message == (
+        "repo/m/1/model.py resolves outside the model repository; refused"
+    )
+
+
+def test_broken_model_yaml_quotes_none_of_it(tmp_path: Path) -> None:
+    folder = make_model(tmp_path / "repo", "m", ["1"])
+    (folder / "model.yaml").write_text("runtime: python\ntoken: 'hunter2\ninputs: [\n")
+    with pytest.raises(ConfigError) as caught:
+        Repository(tmp_path / "repo").read("m")
+    assert caught.value.message == "repo/m/model.yaml: not valid YAML (line 4, column 1)"
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("max_batch_sise: 4\n", "unknown key 'max_batch_sise'; did you mean 'max_batch_size'?"),
+        (
+            "batching: {max_queue_delay: 2}\n",
+            "unknown key 'batching.max_queue_delay'; did you mean 'max_queue_delay_ms'?",
+        ),
+    ],
+)
+def test_unknown_model_yaml_key_suggests_the_closest(
+    tmp_path: Path, extra: str, message: str
+) -> None:
+    make_model(tmp_path / "repo", "m", ["1"], extra)
+    with pytest.raises(ConfigError) as caught:
+        Repository(tmp_path / "repo").read("m")
+    assert caught.value.message == f"repo/m/model.yaml: {message}"
+
+
+def test_unknown_tensor_key_suggests_the_closest(tmp_path: Path) -> None:
+    folder = make_model(tmp_path / "repo", "m", ["1"])
+    (folder / "model.yaml").write_text(
+        "runtime: python\ninputs: [{nmae: x, datatype: FP32, shape: [-1, 2]}]\n"
+    )
+    with pytest.raises(ConfigError, match=r"unknown key 'inputs\.0\.nmae'; did you mean 'name'\?"):
+        Repository(tmp_path / "repo").read("m")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 from inferd.core.messages import InferRequest
-from inferd.errors import InvalidArgument, Unavailable
+from inferd.errors import InternalError, InvalidArgument, Unavailable
 from inferd.types import Tensor
 from tests.core.test_repository import make_model
 
@@ -49,3 +50,53 @@ async def test_draining_refuses_new_work(service) -> None:  # type: ignore[no-un
     assert not service.ready()
     with pytest.raises(Unavailable, match="shutting down"):
         await service.infer(request())
+
+
+RAISER = (
+    "class Model:\n"
+    "    def predict(self, inputs):\n"
+    "        raise ValueError('cannot open /srv/secret/weights.bin')\n"
+)
+
+
+def raiser_repository(root: Path) -> Path:
+    """``raiser`` (x: FP32 [-1, 2]; its predict raises, with a path in the message)."""
+    folder = make_model(root, "raiser", ["1"], "warmup: false\n")
+    (folder / "1" / "model.py").write_text(RAISER)
+    return root
+
+
+async def test_a_model_that_raises_is_logged_and_answered_with_the_request_id(
+    tmp_path: Path, service_factory, caplog: pytest.LogCaptureFixture
+) -> None:
+    service = service_factory(raiser_repository(tmp_path))
+    await service.start()
+    raising = InferRequest(
+        "raiser", [Tensor("x", "FP32", np.ones((1, 2), dtype=np.float32))], id="r-1"
+    )
+    with pytest.raises(InternalError) as caught:
+        await service.infer(raising)
+    assert caught.value.message == "internal error (request id r-1)"
+    (record,) = [r for r in caplog.records if r.name == "inferd.service"]
+    assert record.getMessage() == (
+        "model 'raiser' version '1' failed (request id r-1): model 'raiser' failed: "
+        "ValueError: cannot open /srv/secret/weights.bin"
+    )
+    assert record.exc_info is not None and record.exc_info[0] is ValueError
+    assert "raise ValueError" in caplog.text  # the model's own frame is in the traceback
+    assert (
+        b'inferd_model_failures_total{model="raiser",version="1"} 1.0' in service.metrics.render()
+    )
+
+
+async def test_a_request_without_an_id_gets_one(
+    tmp_path: Path, service_factory, caplog: pytest.LogCaptureFixture
+) -> None:
+    service = service_factory(raiser_repository(tmp_path))
+    await service.start()
+    raising = InferRequest("raiser", [Tensor("x", "FP32", np.ones((1, 2), dtype=np.float32))])
+    with pytest.raises(InternalError) as caught:
+        await service.infer(raising)
+    made = re.fullmatch(r"internal error \(request id ([0-9a-f]{32})\)", caught.value.message)
+    assert made is not None
+    assert f"(request id {made.group(1)})" in caplog.text

@@ -264,8 +264,14 @@ class _Stream:
         """A simple message, served as ``POST /predict`` would serve it."""
         data, batched, version = decode_predict(doc, SIMPLE_FIELDS)
         model, version = self._target(doc.get("model"), "model", version)
+        request_id = doc.get("id")
         result = await self.service.predict(
-            model, version, data, batched=batched, protocol=PROTOCOL
+            model,
+            version,
+            data,
+            batched=batched,
+            protocol=PROTOCOL,
+            request_id=request_id if isinstance(request_id, str) else None,
         )
         return {
             "predictions": result.predictions,

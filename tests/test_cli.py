@@ -1,0 +1,143 @@
+"""The inferd command: config, serve's repository checks, validate's report."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from inferd.cli import main
+from tests.conftest import ServerProcess
+from tests.core.test_repository import make_model
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("INFERENCE_")}
+    return subprocess.run(
+        [sys.executable, "-m", "inferd", *args],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def config_rows(output: str) -> dict[str, tuple[str, str]]:
+    rows = {}
+    for line in output.splitlines():
+        name, value, source = line.split(maxsplit=2)
+        rows[name] = (value, source)
+    return rows
+
+
+def test_config_prints_each_value_and_its_source(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "inferd.yaml"
+    config.write_text("performance:\n  max_batch_size: 8\nserver:\n  admin_token: s3cret\n")
+    monkeypatch.setenv("INFERENCE_SERVER__PORT", "9000")
+    assert main(["config", "--config", str(config), "--grpc-port", "0", "/srv/m"]) == 0
+    rows = config_rows(capsys.readouterr().out)
+    assert rows["server.port"] == ("9000", "env INFERENCE_SERVER__PORT")
+    assert rows["server.grpc_port"] == ("0", "flag --grpc-port")
+    assert rows["performance.max_batch_size"] == ("8", f"file {config}")
+    assert rows["models.repository"] == ("/srv/m", "argument REPOSITORY")
+    assert rows["server.host"] == ("127.0.0.1", "default")
+    assert rows["models.allow_empty"] == ("false", "default")
+    assert rows["server.admin_token"] == ("(set)", f"file {config}")
+
+
+def test_config_refuses_a_misspelled_section(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "inferd.yaml"
+    config.write_text("sever:\n  port: 9000\n")
+    assert main(["config", "--config", str(config)]) == 2
+    assert capsys.readouterr().err == (
+        f"inferd: config file {config}: unknown section 'sever'; did you mean 'server'?\n"
+    )
+
+
+def test_serve_refuses_an_empty_repository(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "model.onnx").write_bytes(b"")
+    assert main(["serve", str(tmp_path / "models")]) == 2
+    assert capsys.readouterr().err == (
+        "inferd: model repository models holds no model: expected <model>/<version>/ folders "
+        "holding one of ['model.onnx', 'model.pt', 'model.py', 'model.ts']; models/model.onnx "
+        "is a model file at the repository root: put it in models/<model>/1/model.onnx, or "
+        "serve the file itself (allow_empty / --allow-empty serves it anyway)\n"
+    )
+
+
+def test_serve_without_the_default_repository(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["serve"]) == 2
+    assert capsys.readouterr().err == (
+        "inferd: no model repository: ./models (the default) does not exist; pass REPOSITORY "
+        "or set models.repository (INFERENCE_MODELS__REPOSITORY)\n"
+    )
+
+
+def test_serve_an_empty_repository_when_allowed(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path, "--allow-empty")
+    try:
+        server.wait_ready()
+    finally:
+        assert server.stop() == 0
+
+
+def broken_repository(root: Path) -> Path:
+    make_model(root, "good", ["1"])
+    misplaced = make_model(root, "misplaced", ["1"])
+    (misplaced / "1" / "model.yaml").write_text("runtime: python\n")
+    pickled = root / "pickled" / "1"
+    pickled.mkdir(parents=True)
+    (pickled / "model.pkl").write_bytes(b"\x80")
+    raising = make_model(root, "raising", ["1"])
+    (raising / "1" / "model.py").write_text("raise ValueError('no weights here')\n")
+    return root
+
+
+def test_validate_prints_one_line_per_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = broken_repository(tmp_path / "repo")
+    assert main(["validate", str(repo)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out.splitlines() == [
+        "good                 1          READY",
+        "    input  x: FP32 [-1, 2]",
+        "    output x: FP32 [-1, 2]",
+        "misplaced            -          FAILED       repo/misplaced/1/model.yaml: model.yaml "
+        "belongs in the model folder (repo/misplaced/model.yaml), not in a version folder",
+        "pickled              -          FAILED       repo/pickled/1/model.pkl: not a model file "
+        "inferd knows; expected one of ['model.onnx', 'model.pt', 'model.py', 'model.ts']",
+        "raising              1          FAILED       ValueError: no weights here",
+        "3 problem(s) in 4 model version(s)",
+    ]
+    assert captured.err == ""
+
+
+def test_validate_verbose_shows_tracebacks(tmp_path: Path) -> None:
+    repo = broken_repository(tmp_path / "repo")
+    result = run_cli("validate", str(repo), "--verbose")
+    assert result.returncode == 1
+    assert "Traceback (most recent call last)" in result.stderr
+    assert 'raising/1/model.py", line 1, in <module>' in result.stderr
+
+
+def test_validate_refuses_an_empty_repository(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["validate", str(tmp_path)]) == 2
+    assert "holds no model" in capsys.readouterr().err
+    assert main(["validate", str(tmp_path), "--allow-empty"]) == 0
+    assert capsys.readouterr().out == "0 problem(s) in 0 model version(s)\n"
