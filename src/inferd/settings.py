@@ -204,6 +204,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         loaded = yaml.safe_load(path.read_text())
     except OSError as exc:
         raise ConfigError(f"config file {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path}: not UTF-8 text") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path}: {yaml_problem(exc)}") from exc
     if loaded is None:

@@ -18,10 +18,10 @@ import numpy as np
 
 from inferd.core.batcher import Batcher
 from inferd.core.failures import CONFIG_CLASSES, WarmupFailed, classify, public_reason
-from inferd.core.model_config import ModelConfig
+from inferd.core.model_config import ModelConfig, check_declared_names
 from inferd.core.repository import ModelEntry, Repository, VersionEntry, check_name, natural_key
 from inferd.core.stats import VersionStats
-from inferd.errors import ConfigError, InferdError, NotFound, Unavailable
+from inferd.errors import ConfigError, NotFound, Unavailable
 from inferd.metrics import Metrics
 from inferd.runtimes.base import PLATFORMS, Runtime, runtime_class
 from inferd.settings import PerformanceSettings
@@ -104,21 +104,6 @@ def _specs(
     if read is None:
         raise ConfigError(f"{where}: declare {kind} in model.yaml (the artifact does not say)")
     return tuple(dataclasses.replace(s, allow_nonfinite=allow) for s in read)
-
-
-def _check_names(
-    kind: str, declared: list[str], read: list[str], config_file: str, artifact: str
-) -> None:
-    """Declared names must be the artifact's: all of its inputs, and outputs it has."""
-    unknown = [n for n in declared if n not in read]
-    missing = [n for n in read if n not in declared] if kind == "inputs" else []
-    if unknown:
-        problem = f"{kind[:-1]} {unknown[0]!r} is not an {kind[:-1]} of {artifact}"
-    elif missing:
-        problem = f"{kind[:-1]} {missing[0]!r} of {artifact} is not declared"
-    else:
-        return
-    raise ConfigError(f"{config_file}: {problem}; its {kind} are {read}")
 
 
 def _max_batch_size(
@@ -248,9 +233,15 @@ class ModelManager:
                 wanted = entry.served_versions()
             except NotFound:
                 raise
-            except InferdError as exc:
+            except Exception as exc:
                 kind, reason = classify(exc)
-                log.error("model '%s' failed to load (%s): %s", name, kind, reason)
+                log.error(
+                    "model '%s' failed to load (%s): %s",
+                    name,
+                    kind,
+                    reason,
+                    exc_info=None if kind in CONFIG_CLASSES else exc,
+                )
                 if old is None or not old.served:
                     self._models[name] = _Model(None, {}, {}, reason, error_kind=kind)
                 return [reason]
@@ -320,7 +311,7 @@ class ModelManager:
                 ("outputs", config.outputs, read.outputs),
             ):
                 if declared is not None:
-                    _check_names(
+                    check_declared_names(
                         kind,
                         [t.name for t in declared],
                         [s.name for s in found],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from typing import Any
 
 from inferd.types import Tensor
@@ -25,8 +26,16 @@ class InferRequest:
     #: Absolute ``time.monotonic()`` deadline; None takes the model's or server's default.
     deadline: float | None = None
     protocol: str = "rest"
-    #: The transport's request id (X-Request-Id); else the V2 ``id``; else one is made.
+    #: The transport's request id (X-Request-Id), if any; see :meth:`effective_id`.
     request_id: str | None = None
+
+    def effective_id(self) -> str:
+        """The id the log and an internal error name: the transport's, else the V2 ``id``
+        (when short and printable), else a new one."""
+        for given in (self.request_id, self.id):
+            if given and len(given) <= 128 and given.isprintable():
+                return given
+        return uuid.uuid4().hex
 
 
 @dataclasses.dataclass(slots=True)

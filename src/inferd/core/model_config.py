@@ -116,6 +116,21 @@ class ModelConfig(_Strict):
         return value
 
 
+def check_declared_names(
+    kind: str, declared: list[str], read: list[str], config_file: str, artifact: str
+) -> None:
+    """Declared names must be the artifact's: all of its inputs, and outputs it has."""
+    unknown = [n for n in declared if n not in read]
+    missing = [n for n in read if n not in declared] if kind == "inputs" else []
+    if unknown:
+        problem = f"{kind[:-1]} {unknown[0]!r} is not an {kind[:-1]} of {artifact}"
+    elif missing:
+        problem = f"{kind[:-1]} {missing[0]!r} of {artifact} is not declared"
+    else:
+        return
+    raise ConfigError(f"{config_file}: {problem}; its {kind} are {read}")
+
+
 def read_model_config(path: Path, shown: str | None = None) -> ModelConfig:
     """Parse ``model.yaml`` (absent -> all defaults). Errors name the file (as ``shown``)
     and the field, and never quote the file's content."""

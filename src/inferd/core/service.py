@@ -7,7 +7,6 @@ import contextlib
 import gc
 import logging
 import time
-import uuid
 from typing import Any
 
 import numpy as np
@@ -239,7 +238,7 @@ class InferenceService:
     ) -> InternalError:
         """Log a failure with its traceback and request id, count it against the model
         version that failed; the client learns only the id."""
-        request_id = _request_id(request)
+        request_id = request.effective_id()
         cause = exc.__cause__ if isinstance(exc.__cause__, Exception) else exc
         log.error(
             "model '%s' version '%s' failed (request id %s): %s",
@@ -350,14 +349,6 @@ class InferenceService:
 
     def versions_sorted(self, name: str) -> list[str]:
         return sorted(self.manager.versions(name), key=natural_key)
-
-
-def _request_id(request: InferRequest) -> str:
-    """The caller's id when it is short and printable, else a new one."""
-    for given in (request.request_id, request.id):
-        if given and len(given) <= 128 and given.isprintable():
-            return given
-    return uuid.uuid4().hex
 
 
 def _settle_heap() -> None:
