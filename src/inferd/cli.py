@@ -1,4 +1,4 @@
-"""The ``inferd`` command: serve, config, example, validate."""
+"""The ``inferd`` command: serve, config, example, validate, init."""
 
 from __future__ import annotations
 
@@ -82,6 +82,11 @@ def _parser() -> argparse.ArgumentParser:
         "--allow-empty", action="store_true", help="a repository with no model is no problem"
     )
     validate.add_argument("--verbose", action="store_true", help="log, with tracebacks")
+
+    init = commands.add_parser("init", help="write a new model folder that serves as is")
+    init.add_argument("name", help="model name (the folder's name)")
+    init.add_argument("--runtime", choices=["python", "onnx", "torchscript"], default="python")
+    init.add_argument("--dir", type=Path, default=Path("."), help="repository folder (default .)")
     return parser
 
 
@@ -224,11 +229,21 @@ def _check(args: argparse.Namespace) -> int:
     return asyncio.run(check())
 
 
+def _init(args: argparse.Namespace) -> int:
+    from inferd.scaffold import scaffold
+
+    for path in scaffold(args.dir, args.name, args.runtime):
+        print(f"wrote {path}")
+    print(f"next: inferd validate {args.dir}; inferd serve {args.dir}")
+    return 0
+
+
 COMMANDS = {
     "serve": _serve,
     "config": _config,
     "example": _example,
     "validate": _validate,
+    "init": _init,
 }
 
 

@@ -2,6 +2,7 @@
 
 - ``tiny``: a 4 -> 64 -> 2 MLP as TorchScript (the shape of the seed's model).
 - ``wide``: a 256 -> 2048 -> 2048 -> 16 MLP as ONNX.
+- ``sentiment``: a Python text model (BYTES in, JSON out) using the request hooks.
 
 The same weights can be written in either format, so the two runtimes can be compared on
 one model (tests and benchmarks do).
@@ -9,7 +10,9 @@ one model (tests and benchmarks do).
 
 from __future__ import annotations
 
+import importlib.resources
 import itertools
+import json
 import warnings
 from pathlib import Path
 from typing import Any, Final
@@ -21,6 +24,22 @@ Weights = list[tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]]
 
 TINY: Final = (4, 64, 2)
 WIDE: Final = (256, 2048, 2048, 16)
+
+#: The sentiment model's weights: word -> polarity.
+LEXICON: Final = {
+    "positive": ["good", "great", "excellent", "love", "like", "happy", "fast", "nice", "best"],
+    "negative": ["bad", "awful", "terrible", "hate", "slow", "sad", "broken", "worst", "poor"],
+}
+SENTIMENT_YAML: Final = """\
+runtime: python
+inputs:
+  - {name: text, datatype: BYTES, shape: [-1]}     # one UTF-8 text per row
+outputs:
+  - {name: result, datatype: BYTES, shape: [-1]}   # one JSON answer per row
+max_batch_size: 16
+parameters:
+  neutral_below: 0.2
+"""
 
 
 def mlp_weights(sizes: tuple[int, ...], seed: int = 0) -> Weights:
@@ -115,6 +134,13 @@ def tensor_yaml(sizes: tuple[int, ...], runtime: str, **extra: Any) -> str:
     return yaml.safe_dump(doc, sort_keys=False)
 
 
+def write_starter(starter: str, path: Path) -> None:
+    """Copy one of the model files of ``inferd.starters`` to ``path``."""
+    source = importlib.resources.files("inferd.starters").joinpath(f"{starter}.py").read_text()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(source)
+
+
 def build_example(root: Path) -> list[Path]:
     """Write the example repository under ``root``; returns the artifacts written."""
     tiny = root / "tiny"
@@ -125,4 +151,8 @@ def build_example(root: Path) -> list[Path]:
     (wide / "model.yaml").write_text(
         "# Inputs and outputs are read from the ONNX graph.\nmax_batch_size: 64\n"
     )
-    return [tiny / "1" / "model.pt", wide / "1" / "model.onnx"]
+    sentiment = root / "sentiment"
+    write_starter("sentiment", sentiment / "1" / "model.py")
+    (sentiment / "1" / "lexicon.json").write_text(json.dumps(LEXICON, indent=2) + "\n")
+    (sentiment / "model.yaml").write_text(SENTIMENT_YAML)
+    return [tiny / "1" / "model.pt", wide / "1" / "model.onnx", sentiment / "1" / "model.py"]

@@ -86,9 +86,10 @@ def test_bad_device_is_refused(tmp_path: Path) -> None:
 
 def test_runtime_from_extension(example_repo: Path) -> None:
     repo = Repository(example_repo)
-    assert repo.model_names() == ["tiny", "wide"]
+    assert repo.model_names() == ["sentiment", "tiny", "wide"]
     assert repo.read("tiny").versions[0].runtime == "torchscript"
     assert repo.read("wide").versions[0].runtime == "onnx"
+    assert repo.read("sentiment").versions[0].runtime == "python"
 
 
 def test_unknown_model(tmp_path: Path) -> None:

@@ -87,7 +87,11 @@ def test_statistics_and_repository_index(client: triton.InferenceServerClient) -
     assert stats[0].name == "tiny"
     assert stats[0].inference_stats.success.count >= 1
     index = client.get_model_repository_index().models
-    assert {(m.name, m.state) for m in index} == {("tiny", "READY"), ("wide", "READY")}
+    assert {(m.name, m.state) for m in index} == {
+        ("sentiment", "READY"),
+        ("tiny", "READY"),
+        ("wide", "READY"),
+    }
 
 
 def test_stream_answers_every_request_in_order(client: triton.InferenceServerClient) -> None:

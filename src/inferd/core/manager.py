@@ -301,7 +301,11 @@ class ModelManager:
     def _build(self, entry: ModelEntry, version: VersionEntry, where: str) -> LoadedVersion:
         config = entry.config
         runtime = runtime_class(version.runtime)(
-            version.artifact, config, self._performance.intra_op_threads
+            version.artifact,
+            config,
+            self._performance.intra_op_threads,
+            model=entry.name,
+            version=version.name,
         )
         runtime.load()
         read = runtime.signature()

@@ -46,9 +46,19 @@ class Signature:
 class Runtime(abc.ABC):
     """One loaded model version."""
 
-    def __init__(self, artifact: Path, config: ModelConfig, intra_op_threads: int) -> None:
+    def __init__(
+        self,
+        artifact: Path,
+        config: ModelConfig,
+        intra_op_threads: int,
+        *,
+        model: str = "",
+        version: str = "",
+    ) -> None:
         self.artifact = artifact
         self.config = config
+        self.model_name = model
+        self.version = version
         self.intra_op_threads = (
             config.intra_op_threads if config.intra_op_threads is not None else intra_op_threads
         )

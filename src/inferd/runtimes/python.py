@@ -1,22 +1,29 @@
-"""Plain Python models: ``model.py`` defines ``class Model`` with ``predict(inputs) -> outputs``.
+"""Plain Python models: ``model.py`` defines ``class Model`` (the contract: python_api.py).
 
-``inputs`` and the returned mapping are ``dict[str, numpy.ndarray]``; an optional ``load()``
-runs once before the first request. Inputs and outputs must be declared in ``model.yaml``.
-The file is code: only models from the repository are loaded, never from elsewhere.
+Inputs and outputs must be declared in ``model.yaml``. BYTES inputs reach the model as
+numpy object arrays of ``bytes``. An ``async def predict`` runs on an event loop private to
+the instance thread that calls it, never on the server's loop. The file is code: only
+models from the repository are loaded, never from elsewhere.
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import sys
-from typing import Any
+import threading
+from collections.abc import Callable
+from typing import Any, Final
 
-from inferd.errors import ConfigError, InternalError
+from inferd.errors import ConfigError
 from inferd.runtimes.base import Arrays, Runtime
+from inferd.runtimes.python_api import LoadContext, Pipeline, call_load, check_class, check_hooks
+from inferd.runtimes.python_api import kind as kind_of
 
 
 class PythonRuntime(Runtime):
     _model: Any = None
+    _module_name = ""
 
     def load(self) -> None:
         if self.config.inputs is None or self.config.outputs is None:
@@ -29,22 +36,71 @@ class PythonRuntime(Runtime):
             raise ConfigError(f"{self.artifact}: cannot be imported")
         module = importlib.util.module_from_spec(spec)
         sys.modules[module_name] = module
-        spec.loader.exec_module(module)
-        model_cls = getattr(module, "Model", None)
-        if model_cls is None or not callable(getattr(model_cls, "predict", None)):
-            raise ConfigError(f"{self.artifact}: define class Model with a predict(inputs) method")
-        model = model_cls()
-        if callable(getattr(model, "load", None)):
-            model.load()
-        self._model = model
         self._module_name = module_name
+        self._local = threading.local()
+        self._loops: list[asyncio.AbstractEventLoop] = []
+        self._loops_lock = threading.Lock()
+        try:
+            spec.loader.exec_module(module)
+            model_cls = getattr(module, "Model", None)
+            check_class(model_cls, self.artifact)
+            assert model_cls is not None  # check_class refuses a missing class
+            model = model_cls()
+            check_hooks(model, self.artifact)
+            call_load(model, self._context())
+        except BaseException:
+            sys.modules.pop(module_name, None)
+            raise
+        by_row = self.config.max_batch_size != 0 and all(
+            t.shape and t.shape[0] == -1 for t in self.config.inputs
+        )
+        self._pipeline = Pipeline(model, tuple(self.config.outputs), by_row)
+        self._run = self.RUNNERS[kind_of(model.predict)]
+        self._model = model
+
+    def _context(self) -> LoadContext:
+        return LoadContext(
+            folder=self.artifact.parent,
+            model=self.model_name,
+            version=self.version,
+            device=self.config.device,
+            threads=self.intra_op_threads,
+            config=self.config,
+        )
 
     def infer(self, inputs: Arrays) -> Arrays:
-        result = self._model.predict(inputs)
-        if not isinstance(result, dict):
-            raise InternalError(f"Model.predict returned {type(result).__name__}, expected dict")
-        return result
+        x = self._pipeline.before(inputs)
+        return self._pipeline.after(self._run(self, x), inputs)
+
+    def _call(self, x: Any) -> Any:
+        return self._model.predict(x)
+
+    def _await(self, x: Any) -> Any:
+        return self._thread_loop().run_until_complete(self._model.predict(x))
+
+    #: How ``predict`` is run, by its kind (python_api.kind).
+    RUNNERS: Final[dict[str, Callable[[PythonRuntime, Any], Any]]] = {
+        "function": _call,
+        "coroutine": _await,
+    }
+
+    def _thread_loop(self) -> asyncio.AbstractEventLoop:
+        """This thread's private event loop (made on first use, closed at unload)."""
+        loop: asyncio.AbstractEventLoop | None = getattr(self._local, "loop", None)
+        if loop is None:
+            loop = asyncio.new_event_loop()
+            self._local.loop = loop
+            with self._loops_lock:
+                self._loops.append(loop)
+        return loop
 
     def unload(self) -> None:
-        self._model = None
-        sys.modules.pop(self._module_name, None)
+        model, self._model = self._model, None
+        unload = getattr(model, "unload", None)
+        try:
+            if unload is not None:
+                unload()
+        finally:
+            for loop in getattr(self, "_loops", ()):
+                loop.close()
+            sys.modules.pop(self._module_name, None)

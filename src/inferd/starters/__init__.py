@@ -1,0 +1,1 @@
+"""Model files that ``inferd init`` and ``inferd example`` copy into a repository as ``model.py``."""
