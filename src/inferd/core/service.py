@@ -15,6 +15,7 @@ from inferd import __version__
 from inferd.core.manager import LoadedVersion, ModelManager
 from inferd.core.messages import InferRequest, InferResponse, PredictResult
 from inferd.core.repository import natural_key
+from inferd.core.simple import predictions, simple_array
 from inferd.core.validation import validate_inputs
 from inferd.errors import (
     ErrorCode,
@@ -27,7 +28,7 @@ from inferd.errors import (
 )
 from inferd.metrics import Metrics
 from inferd.settings import Settings
-from inferd.tensors import check_datatype, round_to_bf16
+from inferd.tensors import round_to_bf16
 from inferd.types import DATATYPE_TO_NUMPY, TRITON_CONFIG_DATATYPE, Tensor, TensorSpec
 
 log = logging.getLogger("inferd.service")
@@ -295,8 +296,10 @@ class InferenceService:
         protocol: str,
         deadline: float | None = None,
         request_id: str | None = None,
+        flat: bool = False,
     ) -> PredictResult:
-        """The simple API: a list of numbers (or rows of them) into the model's one input."""
+        """The simple API: one row (or rows, ``batched``) of the model's one input, shaped as
+        the model declares it (core/simple.py); ``flat``: one row given flattened."""
         start = time.perf_counter()
         name = model or self.default_model()
         loaded = self.manager.resolve(name, version or self.settings.models.default_version)
@@ -305,7 +308,8 @@ class InferenceService:
                 f"model '{name}' takes {len(loaded.inputs)} inputs; use the V2 infer endpoint"
             )
         spec = loaded.inputs[0]
-        array = _simple_array(spec, data, batched)
+        batching = loaded.max_batch_size > 0
+        array = simple_array(name, spec, batching, data, batched=batched, flat=flat)
         request = InferRequest(
             model=name,
             version=loaded.version,
@@ -316,11 +320,12 @@ class InferenceService:
             request_id=request_id,
         )
         response = await self.infer(request)
-        first = response.outputs[0].data
-        rows = first if batched else first[0] if loaded.max_batch_size > 0 else first
-        predictions: list[Any] = rows.tolist()
+        first = response.outputs[0]
+        rows = first.data if batched or not batching else first.data[0]
         return PredictResult(
-            predictions, response.version, round((time.perf_counter() - start) * 1000, 3)
+            predictions(rows, first.datatype),
+            response.version,
+            round((time.perf_counter() - start) * 1000, 3),
         )
 
     # -- repository extension ---------------------------------------------------------------
@@ -361,20 +366,6 @@ def _settle_heap() -> None:
     """
     gc.collect()
     gc.freeze()
-
-
-def _simple_array(spec: TensorSpec, data: Any, batched: bool) -> np.ndarray[Any, Any]:
-    from inferd.tensors import from_json_auto
-
-    check_datatype(spec.name, spec.datatype)
-    array = from_json_auto(spec.name, spec.datatype, data)
-    if batched:
-        if array.ndim < 2:
-            raise InvalidArgument("'batch' must be a list of rows (lists of numbers)")
-        return array
-    if array.ndim != 1:
-        raise InvalidArgument("'inputs' must be a flat list of numbers; use 'batch' for rows")
-    return array[None, ...] if len(spec.shape) == 2 else array
 
 
 def _as_datatype(array: np.ndarray[Any, Any], datatype: str) -> np.ndarray[Any, Any]:

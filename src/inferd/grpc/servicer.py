@@ -233,6 +233,7 @@ class SimpleServicer(_Gated, simple_pb2_grpc.InferenceServiceServicer):  # type:
             batched=False,
             protocol="grpc",
             deadline=deadline,
+            flat=True,
         )
         try:
             predictions = np.asarray(result.predictions, dtype=np.float32).reshape(-1)

@@ -19,15 +19,27 @@ JSON = "application/json"
 PREDICT_FIELDS: Final = frozenset({"inputs", "batch", "model_version"})
 
 
+def is_v2_request(doc: Any) -> bool:
+    """An Open Inference Protocol body: ``inputs`` is a list of tensor objects."""
+    inputs = doc.get("inputs") if isinstance(doc, dict) else None
+    return isinstance(inputs, list) and bool(inputs) and isinstance(inputs[0], dict)
+
+
 def decode_predict(
-    doc: Any, allowed: frozenset[str] = PREDICT_FIELDS
+    doc: Any, allowed: frozenset[str] = PREDICT_FIELDS, v2_route: str = "/v2/models/{model}/infer"
 ) -> tuple[Any, bool, str | None]:
-    """``{"inputs": [...]}`` or ``{"batch": [[...], ...]}``, with optional model_version.
+    """``{"inputs": row}`` or ``{"batch": [row, ...]}``, with optional model_version.
 
     ``allowed`` is every field the caller accepts; those beyond these three it reads itself.
+    A V2 body is refused with a pointer to ``v2_route``.
     """
     if not isinstance(doc, dict):
         raise InvalidArgument('the body must be a JSON object: {"inputs": [numbers]}')
+    if is_v2_request(doc):
+        raise InvalidArgument(
+            "this is an Open Inference Protocol (V2) request: post it to "
+            f'{v2_route}; /predict takes {{"inputs": row}} or {{"batch": [rows]}}'
+        )
     unknown = doc.keys() - allowed
     if unknown:
         raise InvalidArgument(f"unknown field(s) {sorted(unknown)}; expected {sorted(allowed)}")
@@ -40,9 +52,22 @@ def decode_predict(
     return doc["batch" if batched else "inputs"], batched, version
 
 
+def _v2_route(service: InferenceService, call: Call) -> str:
+    """The V2 route of the model a /predict call is for (the default model's, when set)."""
+    model = call.model
+    if model is None:
+        try:
+            model = service.default_model()
+        except InvalidArgument:
+            model = "{model}"
+    return f"/v2/models/{model}/infer"
+
+
 async def predict(service: InferenceService, call: Call) -> Answer:
     """POST /predict and /models/{model}/predict (a raw route, see http/raw.py)."""
-    data, batched, version = decode_predict(parse_json(call.body))
+    doc = parse_json(call.body)
+    route = _v2_route(service, call) if is_v2_request(doc) else ""
+    data, batched, version = decode_predict(doc, v2_route=route)
     result = await service.predict(
         call.model,
         version,
