@@ -18,6 +18,7 @@ from inferd.core.service import InferenceService
 from inferd.errors import InferdError, ResourceExhausted
 from inferd.gateway.ratelimit import RateLimiter, rate_limiter
 from inferd.http import simple, v2, websocket
+from inferd.http.docs import add_docs
 from inferd.http.errors import error_response, internal_error_response
 from inferd.http.openapi import document_raw_routes
 from inferd.http.raw import Handler, RawRoutes
@@ -84,6 +85,8 @@ def create_app(service: InferenceService, limiter: RateLimiter | None = None) ->
         version=__version__,
         description="Model inference server: Open Inference Protocol (KServe V2) and a simple API.",
         lifespan=lifespan,
+        docs_url=None,  # served from local files by add_docs
+        redoc_url=None,
     )
     app.state.service = service
     app.state.streams = streams = websocket.Streams()
@@ -104,6 +107,7 @@ def create_app(service: InferenceService, limiter: RateLimiter | None = None) ->
     app.add_exception_handler(InferdError, on_inferd_error)
     app.add_exception_handler(Exception, on_unexpected)
     _install_not_found(app)
+    add_docs(app)
     document_raw_routes(app)
     return app
 

@@ -11,9 +11,11 @@ from starlette.responses import Response
 
 from inferd.core.service import InferenceService
 from inferd.errors import InvalidArgument
+from inferd.http import schemas as S
 from inferd.http.codec import parse_json
 from inferd.http.headers import deadline_from, request_id_from
 from inferd.http.raw import Answer, Call
+from inferd.http.schemas import answers
 
 JSON = "application/json"
 PREDICT_FIELDS: Final = frozenset({"inputs", "batch", "model_version"})
@@ -91,18 +93,26 @@ async def predict(service: InferenceService, call: Call) -> Answer:
 def router() -> APIRouter:
     api = APIRouter(tags=["Operations"])
 
-    @api.get("/healthz", summary="Liveness")
+    @api.get("/healthz", summary="Liveness", responses=answers(S.HEALTHZ))
     async def healthz() -> Response:
         return Response(b'{"status":"ok"}', media_type=JSON)
 
-    @api.get("/ready", summary="Readiness: 503 until every configured model is ready")
+    @api.get(
+        "/ready",
+        summary="Readiness: 503 until every configured model is ready",
+        responses=answers(S.READINESS, not_ready=S.READINESS),
+    )
     async def ready(request: Request) -> Response:
         service: InferenceService = request.app.state.service
         is_ready = service.ready()
         doc = {"ready": is_ready, "models": service.repository_index()}
         return Response(orjson.dumps(doc), status_code=200 if is_ready else 503, media_type=JSON)
 
-    @api.get("/metrics", summary="Prometheus metrics")
+    @api.get(
+        "/metrics",
+        summary="Prometheus metrics",
+        responses={200: {"description": "Prometheus text", "content": {CONTENT_TYPE_LATEST: {}}}},
+    )
     async def metrics(request: Request) -> Response:
         service: InferenceService = request.app.state.service
         return Response(service.metrics.render(), media_type=CONTENT_TYPE_LATEST)

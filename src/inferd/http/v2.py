@@ -11,13 +11,17 @@ from starlette.responses import Response
 from inferd.core.service import InferenceService
 from inferd.errors import InvalidArgument
 from inferd.gateway.auth import check_admin, is_admin
+from inferd.http import schemas as S
 from inferd.http.body import read_body
 from inferd.http.codec import HEADER_LENGTH, decode_request, encode_response, parse_json
 from inferd.http.headers import deadline_from, request_id_from
 from inferd.http.raw import Answer, Call
+from inferd.http.schemas import answers
 
 JSON = "application/json"
 OCTET_STREAM: Final = b"application/octet-stream"
+#: What a route about one model or version answers besides 200.
+MODEL: Final = (400, 404, 429, 503)
 
 
 def _json(doc: Any, status: int = 200) -> Response:
@@ -49,28 +53,42 @@ def router() -> APIRouter:
         svc: InferenceService = request.app.state.service
         return svc
 
-    @api.get("", summary="Server metadata")
+    @api.get("", summary="Server metadata", responses=answers(S.SERVER_METADATA, 429))
     async def server_metadata(request: Request) -> Response:
         return _json(service_of(request).server_metadata())
 
-    @api.get("/health/live", summary="Server liveness")
+    @api.get("/health/live", summary="Server liveness", responses=answers(S.LIVE))
     async def live(request: Request) -> Response:
         return _json({"live": service_of(request).live()})
 
-    @api.get("/health/ready", summary="Server readiness (503 until every model is ready)")
+    @api.get(
+        "/health/ready",
+        summary="Server readiness (503 until every model is ready)",
+        responses=answers(S.READY, not_ready=S.READY),
+    )
     async def ready(request: Request) -> Response:
         is_ready = service_of(request).ready()
         return _json({"ready": is_ready}, 200 if is_ready else 503)
 
-    @api.get("/models/stats", summary="Statistics of every model (Triton extension)")
+    @api.get(
+        "/models/stats",
+        summary="Statistics of every model (Triton extension)",
+        responses=answers(S.STATS, 429),
+    )
     async def all_stats(request: Request) -> Response:
         return _json(service_of(request).model_stats())
 
-    @api.get("/models/{model}", summary="Model metadata")
+    @api.get(
+        "/models/{model}", summary="Model metadata", responses=answers(S.MODEL_METADATA, *MODEL)
+    )
     async def model_metadata(request: Request, model: str) -> Response:
         return _json(service_of(request).model_metadata(model))
 
-    @api.get("/models/{model}/versions/{version}", summary="Model version metadata")
+    @api.get(
+        "/models/{model}/versions/{version}",
+        summary="Model version metadata",
+        responses=answers(S.MODEL_METADATA, *MODEL),
+    )
     async def version_metadata(request: Request, model: str, version: str) -> Response:
         return _json(service_of(request).model_metadata(model, version))
 
@@ -78,31 +96,59 @@ def router() -> APIRouter:
         is_ready = service_of(request).model_ready(model, version)
         return _json({"name": model, "ready": is_ready}, 200 if is_ready else 503)
 
-    @api.get("/models/{model}/ready", summary="Model readiness")
+    @api.get(
+        "/models/{model}/ready",
+        summary="Model readiness",
+        responses=answers(S.MODEL_READY, 400, 404, 429, not_ready=S.MODEL_READY),
+    )
     async def model_ready(request: Request, model: str) -> Response:
         return await _ready(request, model, None)
 
-    @api.get("/models/{model}/versions/{version}/ready", summary="Model version readiness")
+    @api.get(
+        "/models/{model}/versions/{version}/ready",
+        summary="Model version readiness",
+        responses=answers(S.MODEL_READY, 400, 404, 429, not_ready=S.MODEL_READY),
+    )
     async def version_ready(request: Request, model: str, version: str) -> Response:
         return await _ready(request, model, version)
 
-    @api.get("/models/{model}/config", summary="Model configuration (Triton extension)")
+    @api.get(
+        "/models/{model}/config",
+        summary="Model configuration (Triton extension)",
+        responses=answers(S.MODEL_CONFIG, *MODEL),
+    )
     async def model_config(request: Request, model: str) -> Response:
         return _json(service_of(request).model_config(model))
 
-    @api.get("/models/{model}/versions/{version}/config", summary="Model version configuration")
+    @api.get(
+        "/models/{model}/versions/{version}/config",
+        summary="Model version configuration",
+        responses=answers(S.MODEL_CONFIG, *MODEL),
+    )
     async def version_config(request: Request, model: str, version: str) -> Response:
         return _json(service_of(request).model_config(model, version))
 
-    @api.get("/models/{model}/stats", summary="Model statistics (Triton extension)")
+    @api.get(
+        "/models/{model}/stats",
+        summary="Model statistics (Triton extension)",
+        responses=answers(S.STATS, 400, 404, 429),
+    )
     async def model_stats(request: Request, model: str) -> Response:
         return _json(service_of(request).model_stats(model))
 
-    @api.get("/models/{model}/versions/{version}/stats", summary="Model version statistics")
+    @api.get(
+        "/models/{model}/versions/{version}/stats",
+        summary="Model version statistics",
+        responses=answers(S.STATS, 400, 404, 429),
+    )
     async def version_stats(request: Request, model: str, version: str) -> Response:
         return _json(service_of(request).model_stats(model, version))
 
-    @api.post("/repository/index", summary="Models of the repository and their state")
+    @api.post(
+        "/repository/index",
+        summary="Models of the repository and their state",
+        responses=answers(S.INDEX, 400, 413, 429),
+    )
     async def repository_index(request: Request) -> Response:
         service = service_of(request)
         body = await read_body(request, service.settings.safeguards.max_request_bytes)
@@ -132,12 +178,20 @@ def router() -> APIRouter:
         )
         return service
 
-    @api.post("/repository/models/{model}/load", summary="Load or reload a model (admin)")
+    @api.post(
+        "/repository/models/{model}/load",
+        summary="Load or reload a model (admin)",
+        responses=answers(S.EMPTY, 400, 401, 403, 404, 429, 503),
+    )
     async def load(request: Request, model: str) -> Response:
         await _admin(request).load_model(model)
         return _json({})
 
-    @api.post("/repository/models/{model}/unload", summary="Unload a model (admin)")
+    @api.post(
+        "/repository/models/{model}/unload",
+        summary="Unload a model (admin)",
+        responses=answers(S.EMPTY, 400, 401, 403, 404, 429),
+    )
     async def unload(request: Request, model: str) -> Response:
         await _admin(request).unload_model(model)
         return _json({})

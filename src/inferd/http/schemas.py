@@ -1,0 +1,111 @@
+"""JSON schemas of the answers of the metadata, health and repository routes, for OpenAPI.
+
+``answers(ok, *codes)`` is a route's ``responses``: the 200 schema and the error statuses the
+route really answers (each with the one error body). FastAPI's automatic 422 is removed from
+the document (http/openapi.py): inferd answers a bad request 400, never 422.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+Schema = dict[str, Any]
+
+_STRING: Final[Schema] = {"type": "string"}
+_BOOL: Final[Schema] = {"type": "boolean"}
+
+
+def _object(required: list[str], **properties: Schema) -> Schema:
+    return {"type": "object", "required": required, "properties": properties}
+
+
+ERROR: Final = _object(["error"], error=_STRING)
+EMPTY: Final[Schema] = {"type": "object", "additionalProperties": False}
+SERVER_METADATA: Final = _object(
+    ["name", "version", "extensions"],
+    name=_STRING,
+    version=_STRING,
+    extensions={"type": "array", "items": _STRING},
+)
+LIVE: Final = _object(["live"], live=_BOOL)
+READY: Final = _object(["ready"], ready=_BOOL)
+HEALTHZ: Final = _object(["status"], status={"type": "string", "enum": ["ok"]})
+_TENSOR_METADATA: Final = _object(
+    ["name", "datatype", "shape"],
+    name=_STRING,
+    datatype={"type": "string", "example": "FP32"},
+    shape={"type": "array", "items": {"type": "integer", "minimum": -1}, "example": [-1, 4]},
+)
+MODEL_METADATA: Final = _object(
+    ["name", "versions", "platform", "inputs", "outputs"],
+    name=_STRING,
+    versions={"type": "array", "items": _STRING},
+    platform={"type": "string", "example": "onnxruntime_onnx"},
+    inputs={"type": "array", "items": _TENSOR_METADATA},
+    outputs={"type": "array", "items": _TENSOR_METADATA},
+)
+MODEL_READY: Final = _object(["name", "ready"], name=_STRING, ready=_BOOL)
+_CONFIG_TENSOR: Final = _object(
+    ["name", "data_type", "dims"],
+    name=_STRING,
+    data_type={"type": "string", "example": "TYPE_FP32"},
+    dims={"type": "array", "items": {"type": "integer"}},
+)
+MODEL_CONFIG: Final = _object(
+    ["name", "platform", "backend", "max_batch_size", "input", "output"],
+    name=_STRING,
+    platform=_STRING,
+    backend=_STRING,
+    max_batch_size={"type": "integer", "minimum": 0},
+    input={"type": "array", "items": _CONFIG_TENSOR},
+    output={"type": "array", "items": _CONFIG_TENSOR},
+    instance_group={"type": "array", "items": {"type": "object"}},
+    version_policy={"type": "object"},
+    dynamic_batching={"type": "object"},
+)
+STATS: Final = _object(
+    ["model_stats"],
+    model_stats={"type": "array", "items": {"type": "object", "description": "Triton's"}},
+)
+INDEX: Final[Schema] = {
+    "type": "array",
+    "items": _object(
+        ["name", "version", "state", "reason"],
+        name=_STRING,
+        version=_STRING,
+        state={
+            "type": "string",
+            "enum": ["LOADING", "READY", "UNLOADING", "UNAVAILABLE", "FAILED"],
+        },
+        reason=_STRING,
+    ),
+}
+READINESS: Final = _object(["ready", "models"], ready=_BOOL, models=INDEX)
+
+#: Status -> what it means on these routes.
+ERRORS: Final[dict[int, str]] = {
+    400: "Bad input: an unsafe model or version name, or a malformed body",
+    401: "No admin bearer token",
+    403: "Wrong admin token, or a remote client with no token configured",
+    404: "Unknown model or version",
+    413: "Body too large",
+    429: "Rate limited (safeguards.rate_limit)",
+    503: "Not ready, failed to load, or shutting down",
+}
+
+
+def _json(description: str, schema: Schema) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def answers(
+    ok: Schema, *codes: int, not_ready: Schema | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """A route's ``responses``: 200 with ``ok``, each of ``codes`` with the error body;
+    ``not_ready``: a 503 that carries this body instead (readiness routes)."""
+    responses: dict[int | str, dict[str, Any]] = {200: _json("OK", ok)}
+    for code in codes:
+        responses[code] = _json(ERRORS[code], ERROR)
+    if not_ready is not None:
+        responses[503] = _json("Not ready", not_ready)
+    return responses
