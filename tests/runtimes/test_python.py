@@ -376,3 +376,30 @@ async def test_a_wrong_hook_fails_the_version_with_the_reason(
         index = (await client.post("/v2/repository/index")).json()
     assert index[0]["state"] == "FAILED"
     assert "Model.setup() is not called by inferd" in index[0]["reason"]
+
+
+def test_hooks_of_a_model_that_does_not_batch_see_the_whole_input(
+    tmp_path: Path, loaded: list[Runtime]
+) -> None:
+    source = """
+        class Model:
+            def decode_request(self, request):
+                return [item.decode() for item in request["text"]]
+
+            def predict(self, items):
+                return [" ".join(words) for words in items]
+
+            def encode_response(self, sentence):
+                return {"answer": {"sentence": sentence}}
+        """
+    config = {
+        **TEXT_YAML,
+        "inputs": [{"name": "text", "datatype": "BYTES", "shape": [3]}],
+        "outputs": [{"name": "answer", "datatype": "BYTES", "shape": []}],
+        "max_batch_size": 0,
+    }
+    runtime = load_runtime(tmp_path, source, config)
+    loaded.append(runtime)
+    out = runtime.infer({"text": np.array([b"a", b"b", b"c"], dtype=object)})
+    assert out["answer"].shape == ()
+    assert json.loads(out["answer"][()]) == {"sentence": "a b c"}
