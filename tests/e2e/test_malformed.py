@@ -311,7 +311,8 @@ CASES: list[tuple[str, str, str, bytes, dict[str, str], int, str]] = [
         b'{"inputs": [1, 2]}',
         {},
         400,
-        "expected shape [-1, 4]",
+        "'inputs' must be one row of shape [4] (input 'input' of model 'tiny' is [-1, 4]); "
+        "got shape [2]",
     ),
     ("predict-bool", "POST", "/predict", b'{"inputs": [true, false, true, 1]}', {}, 200, ""),
     (

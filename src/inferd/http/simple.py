@@ -22,9 +22,12 @@ PREDICT_FIELDS: Final = frozenset({"inputs", "batch", "model_version"})
 
 
 def is_v2_request(doc: Any) -> bool:
-    """An Open Inference Protocol body: ``inputs`` is a list of tensor objects."""
+    """An Open Inference Protocol body: ``inputs`` is a list of tensor objects (with a
+    ``name`` or a ``datatype``)."""
     inputs = doc.get("inputs") if isinstance(doc, dict) else None
-    return isinstance(inputs, list) and bool(inputs) and isinstance(inputs[0], dict)
+    if not isinstance(inputs, list) or not inputs or not isinstance(inputs[0], dict):
+        return False
+    return "name" in inputs[0] or "datatype" in inputs[0]
 
 
 def decode_predict(

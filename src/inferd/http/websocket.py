@@ -30,7 +30,7 @@ from inferd.errors import InferdError, InvalidArgument, ResourceExhausted
 from inferd.gateway.ratelimit import RateLimiter
 from inferd.http.codec import decode_document, parse_json, response_document
 from inferd.http.errors import HTTP_STATUS
-from inferd.http.simple import PREDICT_FIELDS, decode_predict, is_v2_request
+from inferd.http.simple import PREDICT_FIELDS, decode_predict
 from inferd.settings import RateLimitSettings
 
 log = logging.getLogger("inferd.http")
@@ -255,7 +255,8 @@ class _Stream:
                 'a message must be a JSON object: {"inputs": [numbers]}, {"batch": [rows]} '
                 "or a V2 infer request"
             )
-        if is_v2_request(doc):
+        inputs = doc.get("inputs")
+        if isinstance(inputs, list) and inputs and isinstance(inputs[0], dict):
             return await self._infer(doc)
         return await self._predict(doc)
 
