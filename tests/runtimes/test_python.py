@@ -403,3 +403,30 @@ def test_hooks_of_a_model_that_does_not_batch_see_the_whole_input(
     out = runtime.infer({"text": np.array([b"a", b"b", b"c"], dtype=object)})
     assert out["answer"].shape == ()
     assert json.loads(out["answer"][()]) == {"sentence": "a b c"}
+
+
+async def test_a_hook_that_returns_the_wrong_thing_is_an_internal_error(
+    tmp_path: Path, service_factory: ServiceFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = """
+        class Model:
+            def decode_request(self, request):
+                return request["text"]
+
+            def predict(self, batch):
+                return batch[1:]  # one output short
+
+            def encode_response(self, output):
+                return {"answer": output}
+        """
+    write_model(tmp_path / "short", source, {**TEXT_YAML, "warmup": False})
+    service = service_factory(tmp_path)
+    body = {
+        "id": "r-7",
+        "inputs": [{"name": "text", "datatype": "BYTES", "shape": [2], "data": ["a", "b"]}],
+    }
+    async with await asgi_client(service) as client:
+        response = await client.post("/v2/models/short/infer", json=body)
+    assert response.status_code == 500
+    assert response.json() == {"error": "internal error (request id r-7)"}
+    assert "Model.predict returned 1 outputs for 2 rows" in caplog.text

@@ -89,9 +89,14 @@ def kind(fn: Callable[..., Any]) -> str:
 
 
 def _positional(fn: Callable[..., Any]) -> tuple[int, float]:
-    """(required, most) positional arguments of a bound method."""
+    """(required, most) positional arguments of a bound method; (0, inf) when Python
+    cannot tell (some built-in callables)."""
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return 0, float("inf")
     required, most = 0, 0.0
-    for param in inspect.signature(fn).parameters.values():
+    for param in parameters:
         if param.kind is param.VAR_POSITIONAL:
             most = float("inf")
         elif param.kind in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD):
@@ -123,11 +128,7 @@ def check_class(model_cls: Any, where: Path) -> None:
             f"{where}: Model.predict is a {kind(predict)}; streaming partial answers is not "
             "supported: return the whole answer (def or async def)"
         )
-    try:
-        required = _positional(model_cls)[0]
-    except (TypeError, ValueError):
-        required = 0
-    if required:
+    if _positional(model_cls)[0]:
         raise ConfigError(f"{where}: Model() must take no arguments; read settings in load()")
 
 
