@@ -30,7 +30,8 @@ class PythonRuntime(Runtime):
             raise ConfigError(
                 f"{self.artifact}: a Python model must declare its inputs and outputs in model.yaml"
             )
-        module_name = f"inferd_model_{abs(hash(str(self.artifact)))}"
+        # One module per runtime: a reload imports the file again beside the serving one.
+        module_name = f"inferd_model_{abs(hash(str(self.artifact)))}_{id(self):x}"
         spec = importlib.util.spec_from_file_location(module_name, self.artifact)
         if spec is None or spec.loader is None:
             raise ConfigError(f"{self.artifact}: cannot be imported")
