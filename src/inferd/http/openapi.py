@@ -49,7 +49,10 @@ _PREDICT_REQUEST = {
 _PREDICT_RESPONSE = {
     "type": "object",
     "properties": {
-        "predictions": {"type": "array", "items": {}},
+        "predictions": {
+            "description": "The model's first output for the row (nested lists; strings for "
+            "BYTES), or a list of them for 'batch'"
+        },
         "model_version": {"type": "string"},
         "latency_ms": {"type": "number"},
     },
