@@ -148,19 +148,19 @@ def check_hooks(model: Any, where: Path) -> None:
             raise ConfigError(f"{where}: Model.{name} must take one argument: {name}(self, x)")
         if needs is not None and getattr(model, needs, None) is None:
             raise ConfigError(f"{where}: Model.{name} is used only with {needs}; define {needs}")
-    for name, count in (("load", None), ("unload", 0)):
+    for name in ("load", "unload"):
         hook = getattr(model, name, None)
-        if hook is None:
-            continue
-        if not callable(hook) or kind(hook) != "function":
+        if hook is not None and (not callable(hook) or kind(hook) != "function"):
             raise ConfigError(f"{where}: Model.{name} must be a plain method (def)")
-        if count is None and not (_takes(hook, 0) or _takes(hook, 1)):
-            raise ConfigError(
-                f"{where}: Model.load must take (self) or (self, context); "
-                f"it takes {inspect.signature(hook)}"
-            )
-        if count == 0 and not _takes(hook, 0):
-            raise ConfigError(f"{where}: Model.unload must take no arguments besides self")
+    load = getattr(model, "load", None)
+    if load is not None and not (_takes(load, 0) or _takes(load, 1)):
+        raise ConfigError(
+            f"{where}: Model.load must take (self) or (self, context); "
+            f"it takes {inspect.signature(load)}"
+        )
+    unload = getattr(model, "unload", None)
+    if unload is not None and not _takes(unload, 0):
+        raise ConfigError(f"{where}: Model.unload must take no arguments besides self")
 
 
 def call_load(model: Any, context: LoadContext) -> None:
