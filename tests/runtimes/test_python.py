@@ -272,6 +272,11 @@ BAD_MODELS = [
         "Model.encode_response must take one argument",
     ),
     (
+        "class Model:\n    async def load(self, context):\n        pass\n"
+        "    def predict(self, x):\n        return x",
+        "Model.load must be a plain method (def)",
+    ),
+    (
         "class Model:\n    def unload(self, now):\n        pass\n"
         "    def predict(self, x):\n        return x",
         "Model.unload must take no arguments besides self",
