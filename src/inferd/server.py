@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import resource
 import signal
 import socket
 import sys
+import time
+from typing import Final
 
 import uvicorn
 
@@ -17,17 +20,42 @@ from inferd.core.service import InferenceService
 from inferd.gateway.ratelimit import RateLimiter, rate_limiter
 from inferd.grpc.server import start_grpc
 from inferd.http.app import create_app
+from inferd.http.protocol import LimitedHttpProtocol, protocol_class
 from inferd.http.websocket import close_streams
 from inferd.metrics import Metrics
 from inferd.settings import Settings, metrics_dir
 
 log = logging.getLogger("inferd")
 
+#: How often a draining server looks whether its HTTP connections have closed.
+LINGER_POLL_S: Final = 0.05
+#: Descriptors a process needs beside its HTTP connections (gRPC, models, logs, listeners).
+SPARE_FILES: Final = 1024
+
+
+def raise_open_files_limit(connections: int) -> None:
+    """Lift the soft limit on open files to what ``limits.http.max_connections`` needs (up
+    to the hard limit); say so when it cannot be met."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = connections + SPARE_FILES
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        soft = needed if hard == resource.RLIM_INFINITY else min(hard, needed)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        log.warning(
+            "limits.http.max_connections=%d needs %d open files but the hard limit is %d: "
+            "connections past about %d fail to be accepted",
+            connections,
+            needed,
+            hard,
+            soft - SPARE_FILES,
+        )
+
 
 def build_service(settings: Settings) -> InferenceService:
     repository = Repository(settings.models.repository) if settings.models.repository else None
     metrics = Metrics(metrics_dir())
-    manager = ModelManager(repository, settings.performance, metrics)
+    manager = ModelManager(repository, settings.performance, metrics, settings.limits.models)
     return InferenceService(settings, manager, metrics)
 
 
@@ -39,7 +67,7 @@ def uvicorn_config(
         host=settings.server.host,
         port=settings.server.port,
         loop="none",
-        http="httptools",
+        http=protocol_class(settings.limits.http, lambda: service.draining),
         ws="auto",
         ws_max_size=settings.safeguards.max_request_bytes,
         lifespan="on",
@@ -60,6 +88,15 @@ class HttpServer(uvicorn.Server):
         # Streams get their pending answers and a 1001 before uvicorn drops connections.
         await close_streams(self.config.app, self.config.timeout_graceful_shutdown or 0)
         await super().shutdown(sockets)
+
+    async def linger(self, until: float) -> None:
+        """While draining, keep HTTP/1.1 connections open until each has answered a request
+        (503 with ``Connection: close``) or idled past its keep-alive timeout, or until
+        ``until`` (monotonic): a request sent on an idle connection is answered, not reset."""
+        while time.monotonic() < until and any(
+            isinstance(c, LimitedHttpProtocol) for c in self.server_state.connections
+        ):
+            await asyncio.sleep(LINGER_POLL_S)
 
 
 def bind_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
@@ -97,8 +134,13 @@ async def run(settings: Settings) -> None:
     stopping = asyncio.create_task(stop.wait())
     await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
     if stop.is_set():
-        log.info("signal received: draining (grace %.0f s)", settings.server.shutdown_grace_s)
-        await service.drain(settings.server.shutdown_grace_s)
+        grace = settings.server.shutdown_grace_s
+        log.info("signal received: draining (grace %.0f s)", grace)
+        started = time.monotonic()
+        await service.drain(grace)
+        await http.linger(
+            started + min(grace, settings.limits.http.keepalive_timeout_s + LINGER_POLL_S)
+        )
         http.should_exit = True
     stopping.cancel()
     await serving
@@ -116,4 +158,5 @@ def serve(settings: Settings, worker_id: int | None = None) -> None:
         format=f"%(asctime)s %(levelname)s {prefix}%(name)s: %(message)s",
     )
     sys.setswitchinterval(settings.performance.gil_switch_interval_us / 1e6)
+    raise_open_files_limit(settings.limits.http.max_connections)
     uvloop.run(run(settings))

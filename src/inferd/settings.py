@@ -163,6 +163,100 @@ class StreamSettings(_Section):
     )
 
 
+class HttpLimits(_Section):
+    """Bounds on HTTP/1.1 connections (REST and the WebSocket handshake); see README "Limits"."""
+
+    max_header_bytes: int = Field(
+        65_536,
+        ge=1024,
+        description="Largest request head (request line and headers), counted as it arrives; "
+        "past it the answer is 431 and the connection closes.",
+    )
+    max_headers: int = Field(
+        100, ge=1, description="Most header fields one request may carry; past it, 431 and close."
+    )
+    header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="Time a client has to send a whole request head, from the connection's "
+        "first byte (or its opening, for a silent one); past it, 408 and close.",
+    )
+    body_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        description="Time a client has to send a request body once its head arrived; past "
+        "it, 408 and close.",
+    )
+    keepalive_timeout_s: float = Field(
+        5.0, gt=0, description="An idle keep-alive connection is closed after this long."
+    )
+    max_connections: int = Field(
+        4096,
+        ge=1,
+        description="Open HTTP and WebSocket connections per process; a connection past it "
+        "gets 503 with Retry-After and is closed.",
+    )
+
+
+class GrpcLimits(_Section):
+    """Bounds on gRPC (HTTP/2) connections and calls; see README "Limits"."""
+
+    max_concurrent_streams: int = Field(
+        100,
+        ge=1,
+        description="Streams one connection may have open (HTTP/2 SETTINGS); a client "
+        "queues calls past it.",
+    )
+    max_concurrent_rpcs: int = Field(
+        1000,
+        ge=1,
+        description="Calls (and open streams) per process; past it, RESOURCE_EXHAUSTED.",
+    )
+    min_ping_interval_s: float = Field(
+        10.0,
+        ge=0,
+        description="Shortest interval between client pings the server accepts; a client "
+        "pinging faster is sent GOAWAY (too_many_pings).",
+    )
+    max_connection_idle_s: float = Field(
+        300.0, gt=0, description="A connection with no call for this long is closed (GOAWAY)."
+    )
+    max_connection_age_s: float | None = Field(
+        None,
+        gt=0,
+        description="Close every connection after this long (GOAWAY, calls in flight get "
+        "a grace of the same length), so clients rebalance; unset keeps them.",
+    )
+    max_health_watchers: int = Field(
+        100,
+        ge=1,
+        description="Health Watch calls open at once; past it, RESOURCE_EXHAUSTED.",
+    )
+
+
+class ModelLimits(_Section):
+    """Bounds on model execution; see README "Limits"."""
+
+    max_batch_time_s: float = Field(
+        60.0,
+        gt=0,
+        description="Default for model.yaml's max_batch_time_s: a batch running longer "
+        "marks its version unhealthy (its requests and new ones get 503) until it returns.",
+    )
+    unload_grace_s: float = Field(
+        30.0,
+        ge=0,
+        description="How long an unload waits for a version's queued and running work; "
+        "then what is left fails with 503 and a model thread that never returns is abandoned.",
+    )
+
+
+class LimitsSettings(_Section):
+    http: HttpLimits = Field(default_factory=HttpLimits)
+    grpc: GrpcLimits = Field(default_factory=GrpcLimits)
+    models: ModelLimits = Field(default_factory=ModelLimits)
+
+
 class Settings(BaseSettings):
     """All of inferd's settings. Build with :func:`load_settings`, which reads the
     environment; constructing this class reads nothing but its arguments."""
@@ -174,6 +268,7 @@ class Settings(BaseSettings):
     performance: PerformanceSettings = Field(default_factory=PerformanceSettings)
     safeguards: SafeguardsSettings = Field(default_factory=SafeguardsSettings)
     stream: StreamSettings = Field(default_factory=StreamSettings)
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
 
     @classmethod
     def settings_customise_sources(

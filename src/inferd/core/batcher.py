@@ -12,8 +12,16 @@ Contract:
   dimension is an error.
 - A failure reaches every request of the batch that failed and no other.
 - A full queue refuses at once (ResourceExhausted); a request whose deadline passed is
-  answered DeadlineExceeded and never reaches the runtime.
-- ``close`` finishes what is queued and running, then stops the instance threads.
+  answered DeadlineExceeded and never reaches the runtime. A request that was answered
+  (expired, cancelled) stops counting against the queue at once.
+- A batch that runs longer than ``max_batch_time_s`` marks the batcher faulty (``fault``
+  says why): that batch's requests and every queued one get Unavailable, and new ones are
+  refused with Unavailable until the batch returns.
+- ``close`` finishes what is queued and running, then stops the instance threads. Given a
+  grace, it waits no longer: what is left gets Unavailable and instance threads still
+  running (a model that never returns) are abandoned, reported in the log; it returns
+  False then. Instance threads are daemon threads, so an abandoned one never holds up
+  the process's exit.
 """
 
 from __future__ import annotations
@@ -74,6 +82,7 @@ class _Pending:
     future: asyncio.Future[Arrays]
     enqueued: float
     deadline: float | None
+    queued: bool = True  # counted in the queue's length until it leaves or is answered
 
 
 def _expire(future: asyncio.Future[Arrays]) -> None:
@@ -101,6 +110,7 @@ class Batcher:
         instances: int = 1,
         prepare_thread: Callable[[], None] | None = None,
         observer: BatchObserver | None = None,
+        max_batch_time_s: float | None = None,
     ) -> None:
         if instances < 1:
             raise ValueError("instances must be >= 1")
@@ -114,6 +124,12 @@ class Batcher:
         self._preferred = frozenset(preferred_batch_sizes)
         self._max_queue = max_queue_size
         self._queue: collections.deque[_Pending] = collections.deque()
+        self._waiting = 0  # requests in the queue not yet answered
+        self._max_batch_time = max_batch_time_s
+        # Batches handed to instances, by id: the batch and its overrun timer.
+        self._running: dict[int, tuple[list[_Pending], asyncio.TimerHandle | None]] = {}
+        self._overrunning: set[int] = set()
+        self._fault: str | None = None
         self._instances = instances
         self._free = instances
         # Instance threads take batches from here; None tells one of them to stop.
@@ -132,7 +148,12 @@ class Batcher:
 
     @property
     def queue_depth(self) -> int:
-        return len(self._queue)
+        return self._waiting
+
+    @property
+    def fault(self) -> str | None:
+        """Why the batcher refuses work (a batch ran past ``max_batch_time_s``), or None."""
+        return self._fault
 
     def start(self) -> None:
         """Bind to the running loop and start the instance threads (once)."""
@@ -145,9 +166,11 @@ class Batcher:
         """Queue one request (``inputs`` share their batch dimension) and await its rows."""
         if self._closing:
             raise Unavailable(f"model '{self._stats.name}' is shutting down")
-        if len(self._queue) >= self._max_queue:
+        if self._fault is not None:
+            raise Unavailable(f"model '{self._stats.name}' is unhealthy: {self._fault}")
+        if self._waiting >= self._max_queue:
             raise ResourceExhausted(
-                f"model '{self._stats.name}' has {len(self._queue)} requests queued; retry later",
+                f"model '{self._stats.name}' has {self._waiting} requests queued; retry later",
                 retry_after_s=1.0,
             )
         rows = next(iter(inputs.values())).shape[0] if self._batching and inputs else 1
@@ -156,22 +179,35 @@ class Batcher:
             raise DeadlineExceeded("the request's deadline passed before it was queued")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Arrays] = loop.create_future()
-        self._queue.append(
-            _Pending(inputs, rows, _key(inputs, self._batching), future, now, deadline)
-        )
+        if len(self._queue) > 2 * self._max_queue:
+            # Answered requests stay in the deque while no instance is free: drop them.
+            self._queue = collections.deque(p for p in self._queue if p.queued)
+        pending = _Pending(inputs, rows, _key(inputs, self._batching), future, now, deadline)
+        self._queue.append(pending)
+        self._waiting += 1
         if not self._dispatch_soon:
             # After the other requests decoded in this loop turn, so they share a batch.
             self._dispatch_soon = True
             loop.call_soon(self._dispatch)
-        if deadline is None:
-            return await future
         # One timer per request (cheaper than a timeout scope): it fails the future at the
         # deadline; a batch that finishes later finds the future done and skips it.
-        timer = loop.call_at(loop.time() + (deadline - now), _expire, future)
+        timer = (
+            None
+            if deadline is None
+            else loop.call_at(loop.time() + (deadline - now), _expire, future)
+        )
         try:
             return await future
         finally:
-            timer.cancel()
+            if timer is not None:
+                timer.cancel()
+            self._leave(pending)
+
+    def _leave(self, pending: _Pending) -> None:
+        """The request no longer counts as queued (taken into a batch or answered)."""
+        if pending.queued:
+            pending.queued = False
+            self._waiting -= 1
 
     # -- on the event loop: form batches, hand them to free instances ------------------------
 
@@ -191,12 +227,14 @@ class Batcher:
                 continue  # only finished or expired requests were queued
             self._free -= 1
             self._idle.clear()
+            self._running[id(batch)] = (batch, self._watch(batch))
             self._work.put(batch)
             start = time.monotonic()
             for pending in batch:
+                self._leave(pending)
                 self._stats.queue.add(start - pending.enqueued)
                 self._observer.waited(start - pending.enqueued)
-        self._observer.depth(len(self._queue))
+        self._observer.depth(self._waiting)
 
     def _ready(self) -> bool:
         """A full (or preferred) batch is queued or the oldest waited enough; if neither,
@@ -227,11 +265,13 @@ class Batcher:
         key: BatchKey | None = None
         for pending in self._queue:
             if pending.future.done():
+                self._leave(pending)
                 continue
             if pending.deadline is not None and now >= pending.deadline:
                 pending.future.set_exception(
                     DeadlineExceeded("the request's deadline passed while it was queued")
                 )
+                self._leave(pending)
                 continue
             if key is None:
                 key = pending.key
@@ -266,7 +306,17 @@ class Batcher:
     ) -> None:
         """Back on the loop: hand the instance its next batch first (it idles until then),
         then deliver this batch's rows or its failure."""
+        _, overrun = self._running.pop(id(batch), (batch, None))
+        if overrun is not None:
+            overrun.cancel()
         self._free += 1
+        if id(batch) in self._overrunning:
+            self._overrunning.discard(id(batch))
+            if not self._overrunning:
+                self._fault = None
+                log.warning(
+                    "model '%s': the overrunning batch returned; serving again", self._stats.name
+                )
         self._dispatch()
         if error is None and outputs is not None:
             rows = sum(p.rows for p in batch)
@@ -286,8 +336,37 @@ class Batcher:
             for pending in batch:
                 if not pending.future.done():
                     pending.future.set_exception(failure)
-        if self._free == self._instances and not self._queue:
+        if self._free == self._instances and not self._waiting:
             self._idle.set()
+
+    # -- the watchdog ------------------------------------------------------------------------
+
+    def _watch(self, batch: list[_Pending]) -> asyncio.TimerHandle | None:
+        if self._max_batch_time is None or self._loop is None:
+            return None
+        return self._loop.call_later(self._max_batch_time, self._overran, batch)
+
+    def _overran(self, batch: list[_Pending]) -> None:
+        """A batch ran past ``max_batch_time_s``: refuse work until it returns."""
+        self._overrunning.add(id(batch))
+        self._fault = (
+            f"a batch has been running for over {self._max_batch_time:g} s (max_batch_time_s)"
+        )
+        log.error("model '%s' is unhealthy: %s", self._stats.name, self._fault)
+        self._fail_all(Unavailable(f"model '{self._stats.name}' is unhealthy: {self._fault}"))
+
+    def _fail_all(self, failure: InferdError) -> None:
+        """Answer every queued and running request with ``failure``."""
+        for pending in self._queue:
+            self._leave(pending)
+            if not pending.future.done():
+                pending.future.set_exception(failure)
+        self._queue.clear()
+        for batch, _ in self._running.values():
+            for pending in batch:
+                if not pending.future.done():
+                    pending.future.set_exception(failure)
+        self._observer.depth(0)
 
     # -- in an instance thread ---------------------------------------------------------------
 
@@ -346,14 +425,31 @@ class Batcher:
                 pending.future.set_result({n: a[offset:end] for n, a in outputs.items()})
             offset = end
 
-    async def close(self) -> None:
-        """Finish queued and running work, then stop the instance threads."""
+    async def close(self, grace_s: float | None = None) -> bool:
+        """Finish queued and running work (waiting at most ``grace_s``), then stop the
+        instance threads. False when instance threads were still running and abandoned."""
         self._closing = True
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         self._dispatch()  # what waited for a fuller batch goes now
-        if self._loop is not None and (self._queue or self._free < self._instances):
-            await self._idle.wait()
+        finished = True
+        if self._loop is not None and (self._waiting or self._free < self._instances):
+            try:
+                async with asyncio.timeout(grace_s):
+                    await self._idle.wait()
+            except TimeoutError:
+                finished = self._free == self._instances
+                self._fail_all(
+                    Unavailable(f"model '{self._stats.name}' was unloaded before this finished")
+                )
+                if not finished:
+                    log.error(
+                        "model '%s': %d instance thread(s) still running after %g s; abandoned",
+                        self._stats.name,
+                        self._instances - self._free,
+                        grace_s,
+                    )
         for _ in self._threads:
             self._work.put(None)
+        return finished

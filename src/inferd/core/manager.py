@@ -1,7 +1,9 @@
 """Loading, serving and unloading model versions.
 
 Every model version moves through ``LOADING -> READY -> UNLOADING -> UNAVAILABLE`` or ends
-in ``FAILED`` with its reason. A model that fails does not take the others down. A reload
+in ``FAILED`` with its reason. A serving version whose batch ran past its
+``max_batch_time_s`` is reported ``UNHEALTHY`` (with the reason) until that batch returns;
+the server's readiness does not depend on it, the model's does. A model that fails does not take the others down. A reload
 loads the new versions beside the old ones, switches the served table in one assignment,
 then drains and unloads what is no longer served, so no request fails during a swap.
 """
@@ -24,7 +26,7 @@ from inferd.core.stats import VersionStats
 from inferd.errors import ConfigError, NotFound, Unavailable
 from inferd.metrics import Metrics
 from inferd.runtimes.base import PLATFORMS, Runtime, runtime_class
-from inferd.settings import PerformanceSettings
+from inferd.settings import ModelLimits, PerformanceSettings
 from inferd.types import DATATYPE_TO_NUMPY, TensorSpec
 
 log = logging.getLogger("inferd.models")
@@ -36,6 +38,7 @@ class State(enum.Enum):
     UNLOADING = "UNLOADING"
     UNAVAILABLE = "UNAVAILABLE"
     FAILED = "FAILED"
+    UNHEALTHY = "UNHEALTHY"
 
 
 @dataclasses.dataclass(slots=True)
@@ -137,9 +140,11 @@ class ModelManager:
         repository: Repository | None,
         performance: PerformanceSettings,
         metrics: Metrics | None = None,
+        limits: ModelLimits | None = None,
     ) -> None:
         self._repository = repository
         self._performance = performance
+        self._limits = limits or ModelLimits()
         self._metrics = metrics
         self._models: dict[str, _Model] = {}
         self._lock = asyncio.Lock()
@@ -209,8 +214,22 @@ class ModelManager:
             elif model.error:
                 rows.append(VersionStatus(name, "", State.FAILED, model.error, model.error_kind))
             else:
-                rows.extend(sorted(model.status.values(), key=lambda s: natural_key(s.version)))
+                rows.extend(
+                    self._health(model, status)
+                    for status in sorted(
+                        model.status.values(), key=lambda s: natural_key(s.version)
+                    )
+                )
         return rows
+
+    @staticmethod
+    def _health(model: _Model, status: VersionStatus) -> VersionStatus:
+        loaded = model.served.get(status.version)
+        if loaded is not None and loaded.batcher.fault is not None:
+            return VersionStatus(
+                status.model, status.version, State.UNHEALTHY, loaded.batcher.fault
+            )
+        return status
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -347,6 +366,7 @@ class ModelManager:
             instances=config.instances,
             prepare_thread=runtime.prepare_thread,
             observer=self._metrics.observer(entry.name, version.name) if self._metrics else None,
+            max_batch_time_s=config.max_batch_time_s or self._limits.max_batch_time_s,
         )
         return LoadedVersion(
             entry.name,
@@ -361,7 +381,11 @@ class ModelManager:
             stats,
         )
 
-    async def _retire(self, loaded: LoadedVersion, model: _Model) -> None:
+    async def _retire(
+        self, loaded: LoadedVersion, model: _Model, grace_s: float | None = None
+    ) -> None:
+        """Drain and unload a version that no longer serves, waiting at most ``grace_s``
+        (``limits.models.unload_grace_s`` by default) for its work."""
         status = model.status.get(loaded.version)
         if (
             status is not None
@@ -369,24 +393,32 @@ class ModelManager:
             and loaded.version not in model.served
         ):
             status.state = State.UNLOADING
-        await loaded.batcher.close()
-        await asyncio.to_thread(loaded.runtime.unload)
+        grace = self._limits.unload_grace_s if grace_s is None else grace_s
+        if await loaded.batcher.close(grace):
+            await asyncio.to_thread(loaded.runtime.unload)
+        else:
+            # The runtime is still in use by the abandoned thread: it is dropped, not unloaded.
+            log.error(
+                "model '%s' version '%s': a model thread never returned; runtime dropped",
+                loaded.model,
+                loaded.version,
+            )
         if status is not None and loaded.version not in model.served:
             status.state = State.UNAVAILABLE
             status.reason = "unloaded"
         log.info("model '%s' version '%s' unloaded", loaded.model, loaded.version)
 
-    async def unload(self, name: str) -> None:
+    async def unload(self, name: str, grace_s: float | None = None) -> None:
+        """Stop serving a model and unload its versions (see :meth:`_retire` for ``grace_s``)."""
         model = self._model(name)
         async with self._lock:
             retired = list(model.served.values())
             model.serve({})
-        for loaded in retired:
-            await self._retire(loaded, model)
+        await asyncio.gather(*(self._retire(loaded, model, grace_s) for loaded in retired))
         model.error = ""
         model.wanted = False
 
-    async def close(self) -> None:
-        """Drain and unload everything (shutdown)."""
-        for name in list(self._models):
-            await self.unload(name)
+    async def close(self, grace_s: float | None = None) -> None:
+        """Drain and unload everything (shutdown), all models at once, each waiting at
+        most ``grace_s`` for its work."""
+        await asyncio.gather(*(self.unload(name, grace_s) for name in list(self._models)))

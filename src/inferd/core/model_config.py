@@ -95,6 +95,7 @@ class ModelConfig(_Strict):
     version_policy: VersionPolicy = Field(default_factory=VersionPolicy)
     labels: dict[str, str] = Field(default_factory=dict)
     timeout_s: float | None = Field(None, gt=0)
+    max_batch_time_s: float | None = Field(None, gt=0)
     allow_nonfinite: bool = False
     warmup: bool = True
     parameters: dict[str, Any] = Field(default_factory=dict)

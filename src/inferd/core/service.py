@@ -47,6 +47,7 @@ class InferenceService:
         self.manager = manager
         self.metrics = metrics
         self.draining = False
+        self._stop_by: float | None = None  # when stop() must be done, once draining
         self._started = False
         self._loaded = False
         self._in_flight = 0
@@ -63,8 +64,10 @@ class InferenceService:
 
     async def drain(self, grace_s: float) -> bool:
         """Refuse new work and wait (at most ``grace_s``) for accepted work to finish.
-        True when everything finished in time."""
+        True when everything finished in time. :meth:`stop` then takes no longer than
+        what is left of the grace."""
         self.draining = True
+        self._stop_by = time.monotonic() + grace_s
         try:
             async with asyncio.timeout(grace_s):
                 await self._idle.wait()
@@ -73,9 +76,11 @@ class InferenceService:
         return True
 
     async def stop(self) -> None:
-        """Refuse new work, let queued and running work finish, unload everything."""
+        """Refuse new work, let queued and running work finish, unload everything; after
+        :meth:`drain`, within what is left of its grace."""
         self.draining = True
-        await self.manager.close()
+        grace = None if self._stop_by is None else max(0.0, self._stop_by - time.monotonic())
+        await self.manager.close(grace)
 
     # -- health and metadata -------------------------------------------------------------
 
@@ -90,11 +95,19 @@ class InferenceService:
         return {"name": "inferd", "version": __version__, "extensions": list(EXTENSIONS)}
 
     def model_ready(self, name: str, version: str | None = None) -> bool:
+        return self.model_unready_reason(name, version) is None
+
+    def model_unready_reason(self, name: str, version: str | None = None) -> str | None:
+        """Why a model (version) does not serve now, or None when it does."""
         try:
-            self.manager.resolve(name, version)
-        except Unavailable:
-            return False
-        return not self.draining
+            loaded = self.manager.resolve(name, version)
+        except Unavailable as exc:
+            return exc.message
+        if self.draining:
+            return "the server is shutting down"
+        if loaded.batcher.fault is not None:
+            return f"unhealthy: {loaded.batcher.fault}"
+        return None
 
     def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
         loaded = self.manager.resolve(name, version)
@@ -205,7 +218,7 @@ class InferenceService:
         elapsed = 0.0  # counted in the latency histogram for answered requests only
         try:
             if self.draining:
-                raise Unavailable("the server is shutting down")
+                raise Unavailable("the server is shutting down", retry_after_s=1.0)
             loaded = self.manager.resolve(request.model, request.version)
             version = loaded.version
             try:

@@ -93,8 +93,10 @@ def router() -> APIRouter:
         return _json(service_of(request).model_metadata(model, version))
 
     async def _ready(request: Request, model: str, version: str | None) -> Response:
-        is_ready = service_of(request).model_ready(model, version)
-        return _json({"name": model, "ready": is_ready}, 200 if is_ready else 503)
+        reason = service_of(request).model_unready_reason(model, version)
+        if reason is None:
+            return _json({"name": model, "ready": True}, 200)
+        return _json({"name": model, "ready": False, "reason": reason}, 503)
 
     @api.get(
         "/models/{model}/ready",

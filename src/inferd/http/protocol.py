@@ -1,0 +1,235 @@
+"""The HTTP/1.1 connection: uvicorn's httptools protocol plus the bounds it lacks.
+
+uvicorn with httptools gives an idle keep-alive timeout and, with ``limit_concurrency``, a
+503 for requests past a count (the connection itself is still accepted and held). It sets
+no bound on the size of a request head (httptools buffers a header line of any length),
+on the number of headers, on how long a client may take to send its head or its body, or
+on open connections. This protocol adds them (``limits.http``):
+
+- The request head (request line and headers) is counted as its bytes arrive; past
+  ``max_header_bytes``, or past ``max_headers`` fields, the answer is 431 and the
+  connection closes. Nothing past the bound plus one read is ever buffered.
+- A head must arrive within ``header_timeout_s`` of the connection opening (or of its first
+  byte, for the next request on a keep-alive connection); a body within ``body_timeout_s``
+  of its head. Past either: 408 if anything of the request arrived, then close.
+- Past ``max_connections`` open connections of the process, a new one gets 503 with
+  ``Retry-After`` and is closed at once.
+- A WebSocket upgrade is checked against what the websockets library will read of the
+  handshake (lines of 8 KiB, 128 headers): past it, 431 and close, instead of a handshake
+  that is never answered.
+- While the server drains, every answer carries ``Connection: close``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any, Final
+
+import httptools
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from inferd.settings import HttpLimits
+
+#: What the websockets library reads of a handshake (websockets.legacy.http).
+WS_MAX_LINE: Final = 8192
+WS_MAX_HEADERS: Final = 128
+
+#: Bytes a header field adds to the head beside its name and value (": " and CRLF).
+_FIELD_OVERHEAD: Final = 4
+#: "GET " ... " HTTP/1.1\r\n" around the request target.
+_REQUEST_LINE_OVERHEAD: Final = 20
+
+
+class _Refused(Exception):
+    """Raised from a parser callback to stop parsing a request that is refused."""
+
+
+def _answer(status: int, message: str, extra: bytes = b"") -> bytes:
+    body = message.encode()
+    return b"".join(
+        [
+            STATUS_LINE[status],
+            b"content-type: application/json\r\n",
+            b"connection: close\r\n",
+            extra,
+            b"content-length: %d\r\n\r\n" % (len(body) + 12),
+            b'{"error":"',
+            body,
+            b'"}',
+        ]
+    )
+
+
+TOO_LARGE: Final = _answer(431, "request head too large")
+TOO_MANY: Final = _answer(431, "too many request headers")
+TIMEOUT: Final = _answer(408, "request not received in time")
+OVERLOADED: Final = _answer(503, "too many open connections", b"retry-after: 1\r\n")
+
+
+class LimitedHttpProtocol(HttpToolsProtocol):
+    """One HTTP/1.1 connection with inferd's bounds; built by :func:`protocol_class`."""
+
+    limits: HttpLimits
+    draining: Callable[[], bool]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # uvicorn annotates its keep-alive timeout as whole seconds; call_later takes any.
+        self.timeout_keep_alive = self.limits.keepalive_timeout_s  # type: ignore[assignment]
+        self._in_head = True  # waiting for (part of) a request head
+        self._head_bytes = 0  # bytes received since that head began
+        self._head_size = 0  # the head as parsed: request target and fields
+        self._fields = 0
+        self._body_pending = False
+        self._ws_line = 0  # longest handshake line, for an upgrade
+        self._refusal: bytes | None = None
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._body_timer: asyncio.TimerHandle | None = None
+
+    # -- connection --------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > self.limits.max_connections:
+            transport.write(OVERLOADED)
+            transport.close()
+            return
+        self._head_timer = self.loop.call_later(self.limits.header_timeout_s, self._head_late)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_timers()
+        super().connection_lost(exc)
+
+    def _cancel_timers(self) -> None:
+        for timer in (self._head_timer, self._body_timer):
+            if timer is not None:
+                timer.cancel()
+        self._head_timer = self._body_timer = None
+
+    def data_received(self, data: bytes) -> None:
+        if self.transport.is_closing():
+            return
+        self._unset_keepalive_if_required()
+        if self._in_head:
+            self._head_bytes += len(data)
+            if self._head_timer is None:
+                self._head_timer = self.loop.call_later(
+                    self.limits.header_timeout_s, self._head_late
+                )
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            if self._refusal is None and self._should_upgrade():
+                self.handle_websocket_upgrade()
+                return
+            if self._refusal is None:
+                self._unsupported_upgrade_warning()
+        except httptools.HttpParserError:
+            if self._refusal is None:
+                msg = "Invalid HTTP request received."
+                self.logger.warning(msg)
+                self.send_400_response(msg)
+                return
+        if (
+            self._refusal is None
+            and self._in_head
+            and self._head_bytes > self.limits.max_header_bytes
+        ):
+            self._refusal = TOO_LARGE
+        if self._refusal is not None:
+            self._refuse(self._refusal)
+        elif self._body_pending and self._body_timer is None:
+            self._body_timer = self.loop.call_later(self.limits.body_timeout_s, self._body_late)
+
+    def _refuse(self, answer: bytes) -> None:
+        self._cancel_timers()
+        if self.cycle is None or self.cycle.response_complete:
+            self.transport.write(answer)
+        self.transport.close()
+
+    def handle_websocket_upgrade(self) -> None:
+        self._cancel_timers()
+        super().handle_websocket_upgrade()
+
+    # -- parser callbacks --------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._head_size = 0
+        self._fields = 0
+        self._ws_line = 0
+
+    def on_url(self, url: bytes) -> None:
+        super().on_url(url)
+        self._head_size += len(url)
+        self._ws_line = len(self.url) + _REQUEST_LINE_OVERHEAD
+        if self._head_size > self.limits.max_header_bytes:
+            self._stop(TOO_LARGE)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._fields += 1
+        line = len(name) + len(value) + _FIELD_OVERHEAD
+        self._head_size += line
+        self._ws_line = max(self._ws_line, line)
+        if self._fields > self.limits.max_headers:
+            self._stop(TOO_MANY)
+        if self._head_size > self.limits.max_header_bytes:
+            self._stop(TOO_LARGE)
+        super().on_header(name, value)
+
+    def _stop(self, answer: bytes) -> None:
+        self._refusal = answer
+        raise _Refused
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._head_bytes = 0
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        upgrade = self.parser.should_upgrade() and self._should_upgrade()
+        if upgrade and (self._ws_line > WS_MAX_LINE or self._fields > WS_MAX_HEADERS):
+            self._stop(TOO_LARGE)
+        self._body_pending = True
+        super().on_headers_complete()
+        if self.cycle is not None and self.draining():
+            self.cycle.keep_alive = False
+
+    def on_message_complete(self) -> None:
+        self._body_pending = False
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+        self._in_head = True
+        super().on_message_complete()
+
+    # -- timers ------------------------------------------------------------------------------
+
+    def _head_late(self) -> None:
+        self._head_timer = None
+        if self.cycle is not None and not self.cycle.response_complete:
+            # A pipelined head waits on our answer, not on the client.
+            self._head_timer = self.loop.call_later(self.limits.header_timeout_s, self._head_late)
+            return
+        self._refuse(TIMEOUT if self._head_bytes else b"")
+
+    def _body_late(self) -> None:
+        self._body_timer = None
+        cycle = self.cycle
+        if cycle is not None:
+            if not cycle.response_started:
+                self.transport.write(TIMEOUT)
+            # The application's receive() answers http.disconnect; what it sends is dropped.
+            cycle.disconnected = True
+            cycle.message_event.set()
+        self.transport.close()
+
+
+def protocol_class(limits: HttpLimits, draining: Callable[[], bool]) -> type[LimitedHttpProtocol]:
+    """The protocol class uvicorn builds per connection, bound to these limits."""
+    return type(
+        "InferdHttpProtocol",
+        (LimitedHttpProtocol,),
+        {"limits": limits, "draining": staticmethod(draining)},
+    )
