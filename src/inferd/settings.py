@@ -201,16 +201,18 @@ class HttpLimits(_Section):
 class GrpcLimits(_Section):
     """Bounds on gRPC (HTTP/2) connections and calls; see README "Limits"."""
 
-    max_concurrent_streams: int = Field(
-        100,
-        ge=1,
-        description="Streams one connection may have open (HTTP/2 SETTINGS); a client "
-        "queues calls past it.",
-    )
     max_concurrent_rpcs: int = Field(
-        1000,
+        2048,
         ge=1,
-        description="Calls (and open streams) per process; past it, RESOURCE_EXHAUSTED.",
+        description="Calls (streams included) open at once per process; past it, "
+        "RESOURCE_EXHAUSTED.",
+    )
+    max_concurrent_streams: int = Field(
+        4096,
+        ge=1,
+        description="Streams one connection may have open (HTTP/2 SETTINGS). grpc clients "
+        "do not queue calls past it: the server refuses the stream and the call fails "
+        "UNAVAILABLE, so keep it above max_concurrent_rpcs unless that is wanted.",
     )
     min_ping_interval_s: float = Field(
         10.0,

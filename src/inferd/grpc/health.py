@@ -1,13 +1,18 @@
 """The standard ``grpc.health.v1.Health`` service, answered from the service's readiness.
 
-The status is read from ``InferenceService.ready()`` on every call, so it can never be
-stale: SERVING once every model is loaded, NOT_SERVING while loading and when draining.
-The server ("") and every served service name report the same status.
+``Check`` reads ``InferenceService.ready()`` on every call, so it is never stale: SERVING
+once every model is loaded, NOT_SERVING while loading and when draining. The server ("")
+and every served service name report the same status.
+
+``Watch`` calls share one poll of readiness (every :data:`WATCH_INTERVAL_S`, only while
+anyone watches) and wake when it changes, so a watcher costs nothing between changes; at
+most ``limits.grpc.max_health_watchers`` are open at once, past it RESOURCE_EXHAUSTED.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterable
 from typing import Any, Final
 
@@ -16,16 +21,22 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from inferd.core.service import InferenceService
 
-#: How often a Watch call looks for a change of status.
+#: How often readiness is read while Watch calls are open.
 WATCH_INTERVAL_S: Final = 0.5
 
 Status = health_pb2.HealthCheckResponse.ServingStatus
 
 
 class HealthServicer(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
-    def __init__(self, service: InferenceService, service_names: Iterable[str]) -> None:
+    def __init__(
+        self, service: InferenceService, service_names: Iterable[str], max_watchers: int
+    ) -> None:
         self._service = service
         self._names = frozenset({"", *service_names})
+        self._max_watchers = max_watchers
+        self._watchers = 0
+        self._changed = asyncio.Event()  # replaced by a new one at every change
+        self._poller: asyncio.Task[None] | None = None
 
     def _status(self, name: str) -> Any:
         if name not in self._names:
@@ -40,10 +51,38 @@ class HealthServicer(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
 
     async def Watch(self, request: Any, context: Any) -> AsyncIterator[Any]:
         """Sends the status now and again at every change, until the client leaves."""
-        last = None
+        if self._watchers >= self._max_watchers:
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"{self._watchers} health watchers are open; the limit is {self._max_watchers}",
+            )
+        self._watchers += 1
+        if self._poller is None:
+            self._poller = asyncio.create_task(self._poll())
+        try:
+            last = None
+            while True:
+                changed = self._changed
+                status = self._status(request.service)
+                if status != last:
+                    yield health_pb2.HealthCheckResponse(status=status)
+                    last = status
+                await changed.wait()
+        finally:
+            self._watchers -= 1
+            if self._watchers == 0 and self._poller is not None:
+                poller, self._poller = self._poller, None
+                poller.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await poller
+
+    async def _poll(self) -> None:
+        """Wake every watcher when readiness changes."""
+        ready = self._service.ready()
         while True:
-            status = self._status(request.service)
-            if status != last:
-                yield health_pb2.HealthCheckResponse(status=status)
-                last = status
             await asyncio.sleep(WATCH_INTERVAL_S)
+            now = self._service.ready()
+            if now != ready:
+                ready = now
+                changed, self._changed = self._changed, asyncio.Event()
+                changed.set()

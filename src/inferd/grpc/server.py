@@ -2,6 +2,17 @@
 
 grpc.aio was measured against a thread-pool server handing calls to the loop (docs/grpc.md):
 level on unary throughput, but a thread-pool server holds a thread per open stream.
+
+Limits (``limits.grpc``): calls open at once per process (past it RESOURCE_EXHAUSTED, from
+grpc.aio), streams per connection (HTTP/2 SETTINGS; past it the stream is refused and the
+client sees UNAVAILABLE), keepalive enforcement (a client pinging more often than allowed
+gets GOAWAY), idle and maximum connection age.
+
+grpc's core keeps calls the server has not picked up yet in a backlog and, past
+``grpc.server.max_pending_requests`` (1000 by default), cancels some of them at random:
+the client sees CANCELLED with no message and inferd never sees the call (2,000 calls at
+once on one channel lost ~10 % that way). The backlog is sized from the call limit (twice
+it before any is cancelled, four times at most), so the call limit answers first.
 """
 
 from __future__ import annotations
@@ -26,7 +37,7 @@ from inferd.grpc.protos import (
     simple_pb2_grpc,
 )
 from inferd.grpc.servicer import InferenceServicer, SimpleServicer
-from inferd.settings import Settings
+from inferd.settings import GrpcLimits, Settings
 
 log = logging.getLogger("inferd.grpc")
 
@@ -51,6 +62,27 @@ class GrpcServer:
         await self._server.stop(grace)
 
 
+def _ms(seconds: float) -> int:
+    return int(seconds * 1000)
+
+
+def channel_options(limits: GrpcLimits) -> list[tuple[str, int]]:
+    """grpc core's server arguments for ``limits.grpc``."""
+    options = [
+        ("grpc.max_concurrent_streams", limits.max_concurrent_streams),
+        ("grpc.http2.min_ping_interval_without_data_ms", _ms(limits.min_ping_interval_s)),
+        ("grpc.http2.max_ping_strikes", 2),
+        ("grpc.keepalive_permit_without_calls", 0),
+        ("grpc.max_connection_idle_ms", _ms(limits.max_connection_idle_s)),
+        ("grpc.server.max_pending_requests", 2 * limits.max_concurrent_rpcs),
+        ("grpc.server.max_pending_requests_hard_limit", 4 * limits.max_concurrent_rpcs),
+    ]
+    if limits.max_connection_age_s is not None:
+        age = _ms(limits.max_connection_age_s)
+        options += [("grpc.max_connection_age_ms", age), ("grpc.max_connection_age_grace_ms", age)]
+    return options
+
+
 def _address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
 
@@ -71,17 +103,22 @@ async def start_grpc(
     limiter (by default, one of its own when ``safeguards.rate_limit`` is on).
     """
     limiter = limiter or rate_limiter(settings.safeguards.rate_limit)
+    limits = settings.limits.grpc
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", settings.safeguards.max_request_bytes),
             ("grpc.max_send_message_length", -1),
-        ]
+            *channel_options(limits),
+        ],
+        maximum_concurrent_rpcs=limits.max_concurrent_rpcs,
     )
     grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
         InferenceServicer(service, limiter), server
     )
     simple_pb2_grpc.add_InferenceServiceServicer_to_server(SimpleServicer(service, limiter), server)
-    health_pb2_grpc.add_HealthServicer_to_server(HealthServicer(service, SERVICE_NAMES), server)
+    health_pb2_grpc.add_HealthServicer_to_server(
+        HealthServicer(service, SERVICE_NAMES, limits.max_health_watchers), server
+    )
     _describe_in_pool(health_pb2.DESCRIPTOR, reflection_pb2.DESCRIPTOR)
     reflection.enable_server_reflection(SERVICE_NAMES, server, pool=POOL)
     address = _address(settings.server.host, settings.server.grpc_port)
