@@ -240,3 +240,67 @@ async def test_stats_record_batches() -> None:
     assert doc["execution_count"] == 1
     assert doc["batch_stats"][0]["batch_size"] == 3
     assert doc["inference_stats"]["queue"]["count"] == 1
+
+
+async def test_expired_requests_leave_the_queue_count_at_once() -> None:
+    recorder = Recorder()
+    batcher = make(recorder, max_queue_size=2, max_batch_size=1)
+    recorder.gate.clear()
+    running = asyncio.create_task(batcher.submit(rows(1)))
+    await wait_entered(recorder)
+    for _ in range(2):
+        with pytest.raises(DeadlineExceeded):
+            await batcher.submit(rows(1), deadline=time.monotonic() + 0.01)
+    # The instance is still busy, yet the two expired requests no longer fill the queue.
+    assert batcher.queue_depth == 0
+    queued = asyncio.create_task(batcher.submit(rows(1)))
+    await asyncio.sleep(0)
+    assert batcher.queue_depth == 1
+    recorder.gate.set()
+    await asyncio.gather(running, queued)
+    await batcher.close()
+
+
+async def test_a_batch_past_its_time_marks_the_batcher_faulty_until_it_returns() -> None:
+    recorder = Recorder()
+    batcher = make(recorder, max_batch_size=1, max_batch_time_s=0.05)
+    recorder.gate.clear()
+    running = asyncio.create_task(batcher.submit(rows(1)))
+    await wait_entered(recorder)
+    queued = asyncio.create_task(batcher.submit(rows(1)))
+    with pytest.raises(Unavailable, match="max_batch_time_s"):
+        await running
+    with pytest.raises(Unavailable, match="max_batch_time_s"):
+        await queued
+    assert batcher.fault is not None and "0.05 s" in batcher.fault
+    with pytest.raises(Unavailable, match="unhealthy"):
+        await batcher.submit(rows(1))
+    recorder.gate.set()
+    while batcher.fault is not None:
+        await asyncio.sleep(0.001)
+    result = await batcher.submit(rows(1, 3.0))
+    assert result["y"].tolist() == [[6.0, 6.0]]
+    await batcher.close()
+
+
+async def test_close_within_a_grace_abandons_a_thread_that_never_returns() -> None:
+    recorder = Recorder()
+    batcher = make(recorder, max_batch_size=1)
+    recorder.gate.clear()
+    running = asyncio.create_task(batcher.submit(rows(1)))
+    await wait_entered(recorder)
+    queued = asyncio.create_task(batcher.submit(rows(1)))
+    await asyncio.sleep(0)
+    started = time.monotonic()
+    assert await batcher.close(grace_s=0.05) is False
+    assert time.monotonic() - started < 1.0
+    for task in (running, queued):
+        with pytest.raises(Unavailable, match="unloaded"):
+            await task
+    recorder.gate.set()  # the abandoned thread returns into a closed batcher
+
+
+async def test_close_within_a_grace_reports_finished_work() -> None:
+    batcher = make(Recorder(), max_batch_size=1)
+    await batcher.submit(rows(1))
+    assert await batcher.close(grace_s=0.05) is True

@@ -39,6 +39,9 @@ WS_MAX_HEADERS: Final = 128
 _FIELD_OVERHEAD: Final = 4
 #: "GET " ... " HTTP/1.1\r\n" around the request target.
 _REQUEST_LINE_OVERHEAD: Final = 20
+#: After a refusal, how long what the client still sends is read and dropped before the
+#: connection closes, so that the client reads the answer instead of a reset.
+LINGER_S: Final = 1.0
 
 
 class _Refused(Exception):
@@ -84,6 +87,8 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._body_pending = False
         self._ws_line = 0  # longest handshake line, for an upgrade
         self._refusal: bytes | None = None
+        self._refused = False
+        self._linger: asyncio.TimerHandle | None = None
         self._head_timer: asyncio.TimerHandle | None = None
         self._body_timer: asyncio.TimerHandle | None = None
 
@@ -99,6 +104,8 @@ class LimitedHttpProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timers()
+        if self._linger is not None:
+            self._linger.cancel()
         super().connection_lost(exc)
 
     def _cancel_timers(self) -> None:
@@ -108,8 +115,8 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._head_timer = self._body_timer = None
 
     def data_received(self, data: bytes) -> None:
-        if self.transport.is_closing():
-            return
+        if self._refused or self.transport.is_closing():
+            return  # what follows a refusal is dropped
         self._unset_keepalive_if_required()
         if self._in_head:
             self._head_bytes += len(data)
@@ -138,15 +145,23 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         ):
             self._refusal = TOO_LARGE
         if self._refusal is not None:
-            self._refuse(self._refusal)
+            # A pipelined request refused while an earlier one is answered: no answer.
+            under_way = self.cycle is not None and not self.cycle.response_complete
+            self._refuse(b"" if under_way else self._refusal)
         elif self._body_pending and self._body_timer is None:
             self._body_timer = self.loop.call_later(self.limits.body_timeout_s, self._body_late)
 
     def _refuse(self, answer: bytes) -> None:
+        """Send ``answer``, then close: at once when there is nothing to say, else after
+        the client closes or :data:`LINGER_S`."""
         self._cancel_timers()
-        if self.cycle is None or self.cycle.response_complete:
-            self.transport.write(answer)
-        self.transport.close()
+        self._refused = True
+        if not answer or not self.transport.can_write_eof():
+            self.transport.close()
+            return
+        self.transport.write(answer)
+        self.transport.write_eof()
+        self._linger = self.loop.call_later(LINGER_S, self.transport.close)
 
     def handle_websocket_upgrade(self) -> None:
         self._cancel_timers()
@@ -217,13 +232,14 @@ class LimitedHttpProtocol(HttpToolsProtocol):
     def _body_late(self) -> None:
         self._body_timer = None
         cycle = self.cycle
+        answer = TIMEOUT
         if cycle is not None:
-            if not cycle.response_started:
-                self.transport.write(TIMEOUT)
+            if cycle.response_started:
+                answer = b""
             # The application's receive() answers http.disconnect; what it sends is dropped.
             cycle.disconnected = True
             cycle.message_event.set()
-        self.transport.close()
+        self._refuse(answer)
 
 
 def protocol_class(limits: HttpLimits, draining: Callable[[], bool]) -> type[LimitedHttpProtocol]:
