@@ -236,3 +236,40 @@ def test_sources_of_each_value(yaml_file: Path) -> None:
     assert loaded.source(("models", "repository")) == "argument REPOSITORY"
     assert loaded.source(("performance", "max_batch_size")) == "flag --max-batch-size"
     assert loaded.source(("server", "host")) == "default"
+
+
+def test_limits_from_yaml_and_env(tmp_path: Path) -> None:
+    path = tmp_path / "limits.yaml"
+    path.write_text(
+        "limits:\n  http:\n    max_header_bytes: 8192\n    header_timeout_s: 2.5\n"
+        "  grpc:\n    max_concurrent_rpcs: 64\n  models:\n    max_batch_time_s: 5\n"
+    )
+    env = {"INFERENCE_LIMITS__HTTP__MAX_CONNECTIONS": "100"}
+    limits = load_settings(path, environ=env).limits
+    assert limits.http.max_header_bytes == 8192
+    assert limits.http.header_timeout_s == 2.5
+    assert limits.http.max_connections == 100
+    assert limits.http.max_headers == 100  # left out: the default
+    assert limits.grpc.max_concurrent_rpcs == 64
+    assert limits.models.max_batch_time_s == 5.0
+
+
+@pytest.mark.parametrize(
+    ("env", "field"),
+    [
+        ({"INFERENCE_LIMITS__HTTP__MAX_HEADER_BYTES": "100"}, "limits.http.max_header_bytes"),
+        ({"INFERENCE_LIMITS__HTTP__BODY_TIMEOUT_S": "0"}, "limits.http.body_timeout_s"),
+        ({"INFERENCE_LIMITS__GRPC__MAX_HEALTH_WATCHERS": "0"}, "limits.grpc.max_health_watchers"),
+        ({"INFERENCE_LIMITS__MODELS__MAX_BATCH_TIME_S": "-1"}, "limits.models.max_batch_time_s"),
+    ],
+)
+def test_invalid_limits_name_the_field(env: dict[str, str], field: str) -> None:
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        load_settings(environ=env)
+
+
+def test_unknown_limit_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("limits:\n  http:\n    max_header: 1\n")
+    with pytest.raises(ConfigError, match=r"limits\.http\.max_header"):
+        load_settings(path, environ={})

@@ -180,3 +180,46 @@ async def test_load_failures_have_a_fixed_class(
     with pytest.raises(Unavailable) as caught:
         await service.infer(request("m"))
     assert caught.value.message == f"model 'm' is not ready (version 1: FAILED load_failed: {kind})"
+
+
+HUNG_MODEL = """
+import pathlib
+import time
+
+RELEASE = pathlib.Path(__file__).with_name("release")
+
+class Model:
+    def predict(self, inputs):
+        while not RELEASE.exists():
+            time.sleep(0.01)
+        return inputs
+"""
+
+
+async def test_a_hung_model_is_reported_refused_and_unloaded(
+    tmp_path: Path, service_factory
+) -> None:
+    make_model(tmp_path, "good", ["1"])
+    hung = make_model(tmp_path, "hung", ["1"], "warmup: false\nmax_batch_time_s: 0.2\n")
+    (hung / "1" / "model.py").write_text(HUNG_MODEL)
+    service = service_factory(tmp_path, limits={"models": {"unload_grace_s": 0.1}})
+    await service.start()
+    try:
+        with pytest.raises(Unavailable, match="max_batch_time_s"):
+            await service.infer(request("hung"))
+        index = {r["name"]: r for r in service.repository_index()}
+        assert index["hung"]["state"] == "UNHEALTHY"
+        assert "max_batch_time_s" in index["hung"]["reason"]
+        assert index["good"]["state"] == "READY"
+        reason = service.model_unready_reason("hung")
+        assert reason is not None and reason.startswith("unhealthy")
+        assert service.ready()  # the other models keep the server ready
+        with pytest.raises(Unavailable, match="unhealthy"):
+            await asyncio.wait_for(service.infer(request("hung")), 1)
+        response = await service.infer(request("good", value=2.0))
+        assert response.outputs[0].data.tolist() == [[2.0, 2.0]]
+        await asyncio.wait_for(service.unload_model("hung"), 5)
+        index = {r["name"]: r for r in service.repository_index()}
+        assert index["hung"]["state"] == "UNAVAILABLE"
+    finally:
+        (hung / "1" / "release").touch()

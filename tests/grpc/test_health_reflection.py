@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -83,3 +84,37 @@ async def test_reflection_describes_a_symbol(served: Served, symbol: str, file: 
     assert protos, reply
     first = descriptor_pb2.FileDescriptorProto.FromString(protos[0])
     assert first.name == file
+
+
+async def test_health_watch_is_told_of_a_change(served: Served) -> None:
+    stub = health_pb2_grpc.HealthStub(served.channel)
+    call = stub.Watch(health_pb2.HealthCheckRequest(service=""))
+    assert (await call.read()).status == SERVING
+    await served.service.drain(0)
+    assert (await asyncio.wait_for(call.read(), 10)).status == NOT_SERVING
+    call.cancel()
+
+
+async def test_health_watchers_are_bounded(serve: Callable[..., Any]) -> None:
+    served = await serve(limits={"grpc": {"max_health_watchers": 2}})
+    stub = health_pb2_grpc.HealthStub(served.channel)
+    watching = [stub.Watch(health_pb2.HealthCheckRequest(service="")) for _ in range(2)]
+    for call in watching:
+        assert (await call.read()).status == SERVING
+    refused = stub.Watch(health_pb2.HealthCheckRequest(service=""))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await refused.read()
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    watching[0].cancel()
+    # The slot is given back once the server sees the cancellation.
+    for _ in range(100):
+        again = stub.Watch(health_pb2.HealthCheckRequest(service=""))
+        try:
+            assert (await again.read()).status == SERVING
+            break
+        except grpc.aio.AioRpcError:
+            await asyncio.sleep(0.02)
+    else:
+        raise AssertionError("the cancelled watcher's slot never came back")
+    again.cancel()
+    watching[1].cancel()
