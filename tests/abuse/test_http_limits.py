@@ -1,0 +1,264 @@
+"""Request heads, slow clients and connection floods against a real server."""
+
+from __future__ import annotations
+
+import contextlib
+import selectors
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import numpy as np
+
+from inferd.example import TINY, mlp_reference, mlp_weights
+from tests.abuse.conftest import LIMITS, HealthzProbe, assert_probe_fast
+from tests.conftest import ServerProcess
+
+MB = 1024 * 1024
+X = [[0.5, -1.0, 2.0, 0.25]]
+EXPECTED = mlp_reference(mlp_weights(TINY, seed=0), np.array(X, dtype=np.float32))
+HEADER_TIMEOUT_S = LIMITS["http"]["header_timeout_s"]
+BODY_TIMEOUT_S = LIMITS["http"]["body_timeout_s"]
+#: How much later than its limit a slow connection may be seen closed on a busy machine.
+CLOSE_SLACK_S = 2.0
+
+
+def infer(client: httpx.Client) -> None:
+    """One real request, answered correctly."""
+    body = {"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": X}]}
+    response = client.post("/v2/models/tiny/infer", json=body)
+    assert response.status_code == 200, response.text
+    got = np.array(response.json()["outputs"][0]["data"], dtype=np.float32).reshape(1, 2)
+    np.testing.assert_allclose(got, EXPECTED, rtol=1e-5)
+
+
+def address(server: ServerProcess) -> tuple[str, int]:
+    return ("127.0.0.1", server.http_port)
+
+
+def read_answer(sock: socket.socket, timeout: float = 10.0) -> bytes:
+    sock.settimeout(timeout)
+    chunks = []
+    with contextlib.suppress(ConnectionResetError):
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def push(server: ServerProcess, first: bytes, chunk: bytes, total: int) -> tuple[bytes, int]:
+    """Send ``first``, then ``chunk`` over and over up to ``total`` bytes, stopping as soon
+    as the server answers; the answer and the bytes sent."""
+    with socket.create_connection(address(server)) as sock:
+        sock.sendall(first)
+        sent = len(first)
+        deadline = time.monotonic() + 30
+        with selectors.DefaultSelector() as selector:
+            selector.register(sock, selectors.EVENT_READ | selectors.EVENT_WRITE)
+            while sent < total and time.monotonic() < deadline:
+                events = selector.select(1)
+                if any(mask & selectors.EVENT_READ for _, mask in events):
+                    break
+                if events:
+                    try:
+                        sent += sock.send(chunk)
+                    except (BrokenPipeError, ConnectionResetError):
+                        break
+        return read_answer(sock), sent
+
+
+def status(answer: bytes) -> int:
+    assert answer.startswith(b"HTTP/1.1 "), answer[:80]
+    return int(answer.split(b" ", 2)[1])
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status_file:
+        for line in status_file:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_a_64_mb_header_is_refused_early_with_431(
+    abuse_server: ServerProcess, probe: HealthzProbe
+) -> None:
+    first = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: "
+    answer, sent = push(abuse_server, first, b"a" * 65536, 64 * MB)
+    assert status(answer) == 431
+    assert sent < 64 * MB  # answered while the header was still arriving
+    assert_probe_fast(probe)
+    with httpx.Client(base_url=abuse_server.url) as client:
+        infer(client)
+
+
+def test_100_000_headers_are_refused_with_431(
+    abuse_server: ServerProcess, probe: HealthzProbe
+) -> None:
+    fields = b"".join(b"X-%d: 1\r\n" % i for i in range(1000))
+    answer, _ = push(
+        abuse_server, b"GET /healthz HTTP/1.1\r\nHost: x\r\n", fields, 100 * len(fields)
+    )
+    assert status(answer) == 431
+    assert b"too many request headers" in answer
+    assert_probe_fast(probe)
+
+
+def test_eight_128_mb_header_lines_are_refused_without_holding_memory(
+    abuse_server: ServerProcess, probe: HealthzProbe
+) -> None:
+    before = rss_mb(abuse_server.process.pid)
+    first = b"POST /v2/models/tiny/infer HTTP/1.1\r\nHost: x\r\nX-Line: "
+    with ThreadPoolExecutor(8) as pool:
+        results = list(
+            pool.map(lambda _: push(abuse_server, first, b"b" * 262144, 128 * MB), range(8))
+        )
+    assert [status(answer) for answer, _ in results] == [431] * 8
+    assert rss_mb(abuse_server.process.pid) - before < 32
+    assert_probe_fast(probe)
+
+
+def test_a_websocket_upgrade_with_a_huge_first_line_is_answered_431(
+    abuse_server: ServerProcess, probe: HealthzProbe
+) -> None:
+    request = (
+        b"GET /predict/stream?" + b"q" * 16384 + b" HTTP/1.1\r\nHost: x\r\n"
+        b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    with socket.create_connection(address(abuse_server)) as sock:
+        sock.sendall(request)
+        answer = read_answer(sock)
+    assert status(answer) == 431
+    assert_probe_fast(probe)
+
+
+def p99(latencies: list[float]) -> float:
+    ordered = sorted(latencies)
+    return ordered[int(len(ordered) * 0.99) - 1]
+
+
+def timed_requests(server: ServerProcess, count: int) -> list[float]:
+    latencies = []
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        infer(client)  # opens the connection
+        for _ in range(count):
+            started = time.perf_counter()
+            infer(client)
+            latencies.append(time.perf_counter() - started)
+    return latencies
+
+
+class Opened:
+    """Sockets opened by an attack, with when each was opened and seen closed."""
+
+    def __init__(self) -> None:
+        self.sockets: list[socket.socket] = []
+        self.opened: dict[socket.socket, float] = {}
+        self.answers: dict[socket.socket, bytes] = {}
+        self.closed: dict[socket.socket, float] = {}
+
+    def open(self, server: ServerProcess, first: bytes = b"") -> socket.socket:
+        sock = socket.create_connection(address(server))
+        self.opened[sock] = time.monotonic()
+        if first:
+            sock.sendall(first)
+        self.sockets.append(sock)
+        return sock
+
+    def wait_closed(self, by: float) -> None:
+        """Read every socket until the server closes it, or until ``by`` (monotonic)."""
+        with selectors.DefaultSelector() as selector:
+            for sock in self.sockets:
+                sock.setblocking(False)
+                self.answers[sock] = b""
+                selector.register(sock, selectors.EVENT_READ)
+            while len(self.closed) < len(self.sockets) and time.monotonic() < by:
+                for key, _ in selector.select(0.05):
+                    sock = key.fileobj
+                    assert isinstance(sock, socket.socket)
+                    try:
+                        data = sock.recv(65536)
+                    except ConnectionResetError:
+                        data = b""
+                    if data:
+                        self.answers[sock] += data
+                    else:
+                        self.closed[sock] = time.monotonic()
+                        selector.unregister(sock)
+
+    def close(self) -> None:
+        for sock in self.sockets:
+            sock.close()
+
+
+@contextlib.contextmanager
+def opened() -> Iterator[Opened]:
+    attack = Opened()
+    try:
+        yield attack
+    finally:
+        attack.close()
+
+
+def trickle(attack: Opened, sockets: list[socket.socket], stop: threading.Event) -> None:
+    """A header field to every slow socket every half second; the head never ends."""
+    field = 0
+    while not stop.wait(0.5):
+        field += 1
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.send(b"X-Slow-%d: 1\r\n" % field)
+
+
+def test_idle_and_slow_header_connections_neither_starve_requests_nor_stay(
+    abuse_server: ServerProcess, probe: HealthzProbe
+) -> None:
+    idle_p99 = p99(timed_requests(abuse_server, 300))
+    stop = threading.Event()
+    with opened() as attack:
+        for _ in range(2000):
+            attack.open(abuse_server)
+        slow = [
+            attack.open(abuse_server, b"POST /v2/models/tiny/infer HTTP/1.1\r\nHost: x\r\n")
+            for _ in range(500)
+        ]
+        trickling = threading.Thread(target=trickle, args=(attack, slow, stop))
+        trickling.start()
+        try:
+            attacked_p99 = p99(timed_requests(abuse_server, 300))
+            last_opened = max(attack.opened.values())
+            attack.wait_closed(by=last_opened + HEADER_TIMEOUT_S + CLOSE_SLACK_S)
+        finally:
+            stop.set()
+            trickling.join()
+        print(f"\ninfer p99: {idle_p99 * 1000:.2f} ms idle, {attacked_p99 * 1000:.2f} ms attacked")
+        assert attacked_p99 <= 3 * idle_p99
+        assert len(attack.closed) == 2500
+        lived = [attack.closed[s] - attack.opened[s] for s in attack.sockets]
+        # Not before the limit (the server's clock starts as it accepts, a moment before
+        # the client notes the connection open; its timers have millisecond resolution).
+        assert min(lived) >= HEADER_TIMEOUT_S - 0.05
+        assert max(lived) <= HEADER_TIMEOUT_S + CLOSE_SLACK_S
+        assert {status(attack.answers[s]) for s in slow} == {408}
+        assert {attack.answers[s] for s in attack.sockets if s not in slow} == {b""}
+    assert_probe_fast(probe)
+
+
+def test_slow_bodies_get_408_within_the_body_timeout(
+    abuse_server: ServerProcess, probe: HealthzProbe
+) -> None:
+    head = b"POST /v2/models/tiny/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{"
+    with opened() as attack:
+        for _ in range(200):
+            attack.open(abuse_server, head)
+        last_opened = max(attack.opened.values())
+        attack.wait_closed(by=last_opened + BODY_TIMEOUT_S + CLOSE_SLACK_S)
+        assert len(attack.closed) == 200
+        assert {status(answer) for answer in attack.answers.values()} == {408}
+        assert max(attack.closed.values()) <= last_opened + BODY_TIMEOUT_S + CLOSE_SLACK_S
+    assert_probe_fast(probe)
+    with httpx.Client(base_url=abuse_server.url) as client:
+        infer(client)
