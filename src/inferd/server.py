@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import resource
 import signal
 import socket
@@ -115,9 +116,12 @@ def bind_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
 async def run(settings: Settings) -> None:
     """Serve every transport of one process until SIGTERM/SIGINT, then drain and exit.
 
-    On the signal readiness turns false and new inference gets 503 at once; work already
-    accepted runs to completion (bounded by ``server.shutdown_grace_s``); then the ports
-    close and the models unload.
+    On the signal readiness turns false and new inference gets 503 at once (with
+    ``Connection: close``); work already accepted runs to completion; open HTTP connections
+    get to send one more request (answered 503) until their keep-alive timeout; then the
+    ports close and the models unload. All of it within ``server.shutdown_grace_s`` of the
+    signal (give or take a second of rounding): what is still running then is cancelled,
+    and model threads that never return are abandoned.
     """
     service = build_service(settings)
     limiter = rate_limiter(settings.safeguards.rate_limit)
@@ -136,11 +140,15 @@ async def run(settings: Settings) -> None:
     if stop.is_set():
         grace = settings.server.shutdown_grace_s
         log.info("signal received: draining (grace %.0f s)", grace)
-        started = time.monotonic()
-        await service.drain(grace)
-        await http.linger(
-            started + min(grace, settings.limits.http.keepalive_timeout_s + LINGER_POLL_S)
-        )
+        deadline = time.monotonic() + grace
+        if not await service.drain(grace):
+            log.warning("grace period over: unloading models under the requests still running")
+            await service.stop()  # they are answered 503 rather than cut off
+        keepalive = settings.limits.http.keepalive_timeout_s + LINGER_POLL_S
+        await http.linger(min(deadline, deadline - grace + keepalive))
+        # uvicorn waits this long (whole seconds, 0 would time out at once) for requests
+        # still running.
+        http.config.timeout_graceful_shutdown = max(1, math.ceil(deadline - time.monotonic()))
         http.should_exit = True
     stopping.cancel()
     await serving
