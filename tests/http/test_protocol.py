@@ -176,6 +176,13 @@ async def test_an_idle_keepalive_connection_is_closed() -> None:
         assert 0.2 <= took < 5
 
 
+async def test_between_requests_the_keepalive_timeout_applies_not_the_header_timeout() -> None:
+    async with serving(keepalive_timeout_s=0.6, header_timeout_s=0.2) as served:
+        answer, took = await exchange(served, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert status(answer) == 200
+        assert took >= 0.6
+
+
 async def test_a_connection_past_the_limit_gets_503() -> None:
     async with serving(max_connections=2) as served:
         held = [await served.connect() for _ in range(2)]

@@ -120,10 +120,6 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._unset_keepalive_if_required()
         if self._in_head:
             self._head_bytes += len(data)
-            if self._head_timer is None:
-                self._head_timer = self.loop.call_later(
-                    self.limits.header_timeout_s, self._head_late
-                )
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -148,6 +144,12 @@ class LimitedHttpProtocol(HttpToolsProtocol):
             # A pipelined request refused while an earlier one is answered: no answer.
             under_way = self.cycle is not None and not self.cycle.response_complete
             self._refuse(b"" if under_way else self._refusal)
+        elif self._in_head:
+            # Part of a head arrived (a whole one cancels the timer and resets the count).
+            if self._head_bytes and self._head_timer is None:
+                self._head_timer = self.loop.call_later(
+                    self.limits.header_timeout_s, self._head_late
+                )
         elif self._body_pending and self._body_timer is None:
             self._body_timer = self.loop.call_later(self.limits.body_timeout_s, self._body_late)
 
