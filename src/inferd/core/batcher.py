@@ -39,6 +39,7 @@ from typing import Any, Final, Protocol
 import numpy as np
 
 from inferd.core.stats import VersionStats
+from inferd.core.watchdog import Watchdog
 from inferd.errors import (
     DeadlineExceeded,
     InferdError,
@@ -125,11 +126,9 @@ class Batcher:
         self._max_queue = max_queue_size
         self._queue: collections.deque[_Pending] = collections.deque()
         self._waiting = 0  # requests in the queue not yet answered
-        self._max_batch_time = max_batch_time_s
-        # Batches handed to instances, by id: the batch and its overrun timer.
-        self._running: dict[int, tuple[list[_Pending], asyncio.TimerHandle | None]] = {}
-        self._overrunning: set[int] = set()
-        self._fault: str | None = None
+        self._watchdog: Watchdog[list[_Pending]] = Watchdog(
+            stats.name, max_batch_time_s, self._overran
+        )
         self._instances = instances
         self._free = instances
         # Instance threads take batches from here; None tells one of them to stop.
@@ -153,7 +152,7 @@ class Batcher:
     @property
     def fault(self) -> str | None:
         """Why the batcher refuses work (a batch ran past ``max_batch_time_s``), or None."""
-        return self._fault
+        return self._watchdog.fault
 
     def start(self) -> None:
         """Bind to the running loop and start the instance threads (once)."""
@@ -166,8 +165,8 @@ class Batcher:
         """Queue one request (``inputs`` share their batch dimension) and await its rows."""
         if self._closing:
             raise Unavailable(f"model '{self._stats.name}' is shutting down")
-        if self._fault is not None:
-            raise Unavailable(f"model '{self._stats.name}' is unhealthy: {self._fault}")
+        if self._watchdog.fault is not None:
+            raise Unavailable(f"model '{self._stats.name}' is unhealthy: {self._watchdog.fault}")
         if self._waiting >= self._max_queue:
             raise ResourceExhausted(
                 f"model '{self._stats.name}' has {self._waiting} requests queued; retry later",
@@ -227,7 +226,8 @@ class Batcher:
                 continue  # only finished or expired requests were queued
             self._free -= 1
             self._idle.clear()
-            self._running[id(batch)] = (batch, self._watch(batch))
+            assert self._loop is not None  # started: batches only come from submit
+            self._watchdog.started(batch, self._loop)
             self._work.put(batch)
             start = time.monotonic()
             for pending in batch:
@@ -306,17 +306,8 @@ class Batcher:
     ) -> None:
         """Back on the loop: hand the instance its next batch first (it idles until then),
         then deliver this batch's rows or its failure."""
-        _, overrun = self._running.pop(id(batch), (batch, None))
-        if overrun is not None:
-            overrun.cancel()
+        self._watchdog.finished(batch)
         self._free += 1
-        if id(batch) in self._overrunning:
-            self._overrunning.discard(id(batch))
-            if not self._overrunning:
-                self._fault = None
-                log.warning(
-                    "model '%s': the overrunning batch returned; serving again", self._stats.name
-                )
         self._dispatch()
         if error is None and outputs is not None:
             rows = sum(p.rows for p in batch)
@@ -341,19 +332,9 @@ class Batcher:
 
     # -- the watchdog ------------------------------------------------------------------------
 
-    def _watch(self, batch: list[_Pending]) -> asyncio.TimerHandle | None:
-        if self._max_batch_time is None or self._loop is None:
-            return None
-        return self._loop.call_later(self._max_batch_time, self._overran, batch)
-
-    def _overran(self, batch: list[_Pending]) -> None:
-        """A batch ran past ``max_batch_time_s``: refuse work until it returns."""
-        self._overrunning.add(id(batch))
-        self._fault = (
-            f"a batch has been running for over {self._max_batch_time:g} s (max_batch_time_s)"
-        )
-        log.error("model '%s' is unhealthy: %s", self._stats.name, self._fault)
-        self._fail_all(Unavailable(f"model '{self._stats.name}' is unhealthy: {self._fault}"))
+    def _overran(self, fault: str) -> None:
+        """A batch ran past ``max_batch_time_s``: answer everything it holds up."""
+        self._fail_all(Unavailable(f"model '{self._stats.name}' is unhealthy: {fault}"))
 
     def _fail_all(self, failure: InferdError) -> None:
         """Answer every queued and running request with ``failure``."""
@@ -362,7 +343,7 @@ class Batcher:
             if not pending.future.done():
                 pending.future.set_exception(failure)
         self._queue.clear()
-        for batch, _ in self._running.values():
+        for batch in self._watchdog.running():
             for pending in batch:
                 if not pending.future.done():
                     pending.future.set_exception(failure)
