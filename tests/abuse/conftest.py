@@ -29,7 +29,7 @@ HEALTHZ_BUDGET_S: Final = 0.25
 #: The limits of the shared server: small timeouts so that slow clients are closed quickly.
 LIMITS: Final[dict[str, Any]] = {
     "http": {
-        "header_timeout_s": 3.0,
+        "header_timeout_s": 4.0,
         "body_timeout_s": 3.0,
         "keepalive_timeout_s": 30.0,
         "max_connections": 4000,
