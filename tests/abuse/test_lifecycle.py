@@ -127,7 +127,8 @@ def test_a_hung_model_is_reported_unloaded_and_does_not_hold_up_shutdown(
 def test_requests_on_open_connections_during_drain_get_503_and_close(
     example_repo: Path, tmp_path: Path
 ) -> None:
-    server = ServerProcess(example_repo, "--grpc-port", "0")
+    shutil.copytree(example_repo / "tiny", tmp_path / "models" / "tiny")
+    server = ServerProcess(tmp_path / "models", "--grpc-port", "0")
     try:
         server.wait_ready()
         payload = json.dumps(TINY)
