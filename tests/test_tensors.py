@@ -80,7 +80,7 @@ def test_empty_tensor() -> None:
         ("FP32", (2, 2), [1, 2, 3], "needs 4 elements"),
         ("FP32", (10**12,), [1.0], "needs 1000000000000 elements"),
         ("FP32", (2,), [1, "a"], "must be numbers"),
-        ("FP32", (2,), [[1], [2, 3]], "not a regular array"),
+        ("FP32", (2,), [[1], [2, 3]], "nested deeper than shape"),
         ("INT32", (2,), [1.5, 2], "must be integers"),
         ("INT8", (1,), [300], "out of range"),
         ("UINT8", (1,), [-1], "out of range"),

@@ -1,8 +1,15 @@
 """Prometheus metrics. One registry per service, so tests stay apart; with several worker
-processes every metric is also written to a shared folder and ``render`` sums them."""
+processes every metric is also written to a shared folder and ``render`` sums them.
+
+Labels never come from unvalidated input: a model or version that the request named but
+the server does not serve is counted under :data:`UNKNOWN` (a name no model can have), so
+the series are bounded by what the repository serves. A version that stops being served
+loses its series (:meth:`Metrics.forget`).
+"""
 
 from __future__ import annotations
 
+import contextlib
 from bisect import bisect_left
 from pathlib import Path
 from typing import Any, Final
@@ -27,6 +34,10 @@ LATENCY_BUCKETS: Final = (
     10.0,
 )
 BATCH_BUCKETS: Final = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+#: The model and version label of requests for what the server does not serve (model
+#: names start with a letter or digit, so no model is called this).
+UNKNOWN: Final = "_unknown"
 
 #: Outcome (the core's error code) -> rejection reason label.
 REJECTIONS: Final[dict[str, str]] = {
@@ -157,6 +168,24 @@ class Metrics:
 
     def model_failed(self, model: str, version: str) -> None:
         self.model_failures.labels(model, version).inc()
+
+    def forget(self, model: str, version: str) -> None:
+        """Drop every series of a version that is no longer served."""
+        for key in [k for k in self._children if k[:2] == (model, version)]:
+            del self._children[key]
+            with contextlib.suppress(KeyError):
+                self.requests.remove(*key)
+            with contextlib.suppress(KeyError):
+                self.latency.remove(*key[:3])
+        for metric in (
+            self.queue_depth,
+            self.queue_time,
+            self.compute_time,
+            self.batch_size,
+            self.model_failures,
+        ):
+            with contextlib.suppress(KeyError):
+                metric.remove(model, version)
 
     def started(self) -> None:
         """One more inference request in flight."""

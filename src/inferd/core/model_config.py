@@ -96,6 +96,9 @@ class ModelConfig(_Strict):
     labels: dict[str, str] = Field(default_factory=dict)
     timeout_s: float | None = Field(None, gt=0)
     allow_nonfinite: bool = False
+    #: NaN/Inf in a float output: "error" fails the request (500), "encode" sends them
+    #: (IEEE values in binary and gRPC contents; "NaN", "Infinity", "-Infinity" in JSON).
+    nonfinite_outputs: Literal["error", "encode"] = "error"
     warmup: bool = True
     parameters: dict[str, Any] = Field(default_factory=dict)
 
