@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import Response
 
 from inferd.core.service import InferenceService
-from inferd.errors import InvalidArgument
+from inferd.errors import InvalidArgument, clip
 from inferd.http import schemas as S
 from inferd.http.codec import parse_json
 from inferd.http.headers import deadline_from, request_id_from
@@ -47,7 +47,9 @@ def decode_predict(
         )
     unknown = doc.keys() - allowed
     if unknown:
-        raise InvalidArgument(f"unknown field(s) {sorted(unknown)}; expected {sorted(allowed)}")
+        raise InvalidArgument(
+            f"unknown field(s) {clip(sorted(unknown))}; expected {sorted(allowed)}"
+        )
     version = doc.get("model_version")
     if version is not None and not isinstance(version, str):
         raise InvalidArgument("'model_version' must be a string")

@@ -26,7 +26,7 @@ from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from inferd.core.service import InferenceService
-from inferd.errors import InferdError, InvalidArgument, ResourceExhausted
+from inferd.errors import InferdError, InvalidArgument, ResourceExhausted, clip
 from inferd.gateway.ratelimit import RateLimiter
 from inferd.http.codec import decode_document, parse_json, response_document
 from inferd.http.errors import HTTP_STATUS
@@ -307,13 +307,13 @@ class _Stream:
         if self.model is not None:
             if model not in (None, self.model):
                 raise InvalidArgument(
-                    f"this stream serves model '{self.model}'; the message names '{model}'"
+                    f"this stream serves model '{self.model}'; the message names '{clip(model)}'"
                 )
             model = self.model
         if self.version is not None:
             if version not in (None, self.version):
                 raise InvalidArgument(
-                    f"this stream serves version '{self.version}'; the message names '{version}'"
+                    f"this stream serves version '{self.version}'; the message names '{clip(version)}'"
                 )
             version = self.version
         return model, version
