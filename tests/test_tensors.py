@@ -86,7 +86,7 @@ def test_empty_tensor() -> None:
         ("FP32", (2, 2), [1, 2, 3], "needs 4 elements"),
         ("FP32", (10**12,), [1.0], "needs 1000000000000 elements"),
         ("FP32", (2,), [1, "a"], "must be numbers"),
-        ("FP32", (2,), [[1], [2, 3]], "nested deeper than shape"),
+        ("FP32", (2,), [[1], [2, 3]], "its rows differ at depth 1"),
         ("INT32", (2,), [1.5, 2], "must be integers"),
         ("INT8", (1,), [300], "out of range"),
         ("UINT8", (1,), [-1], "out of range"),
@@ -147,10 +147,10 @@ def test_non_utf8_bytes_cannot_go_to_json() -> None:
         ("INT64", (2,), [-1, 18446744073709551615], "out of range for INT64"),
         ("UINT64", (2,), [-1, 18446744073709551615], "out of range for UINT64"),
         ("FP32", (1,), [10**400], "out of range for FP32"),
-        ("FP32", (2, 2), [[1, 2], [3, [4]]], "nested deeper than shape [2, 2]"),
-        ("FP32", (2, 2), [[[1, 2]], [[3, 4]]], "at depth 1"),
-        ("FP32", (4,), [[1, 2], [3, 4]], "at depth 0"),
-        ("FP32", (2, 2), [[1, 2], 3, 4], "at depth 0"),
+        ("FP32", (2, 2), [[1, 2], [3, [4]]], "is not a regular array: its rows differ at depth 2"),
+        ("FP32", (2, 2), [[[1, 2]], [[3, 4]]], "'data' is nested as [2, 1, 2]; shape is [2, 2]"),
+        ("FP32", (4,), [[1, 2], [3, 4]], "'data' is nested as [2, 2]; shape is [4]"),
+        ("FP32", (2, 2), [[1, 2], 3, 4], "its rows differ at depth 1"),
     ],
 )
 def test_json_is_strict(datatype: str, shape: tuple[int, ...], data: object, message: str) -> None:
@@ -162,7 +162,7 @@ def test_deep_nesting_costs_no_recursion() -> None:
     deep: list[object] = []
     for _ in range(100_000):
         deep = [deep]
-    with pytest.raises(InvalidArgument, match="nested deeper than shape"):
+    with pytest.raises(InvalidArgument, match="nested deeper than 32 levels"):
         from_json("x", "BYTES", (1,), deep)
     with pytest.raises(InvalidArgument, match="nested deeper than 32 levels"):
         auto_tensor("x", "FP32", deep)

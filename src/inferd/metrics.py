@@ -85,7 +85,7 @@ class _Observe:
 class Metrics:
     def __init__(self, multiprocess_dir: Path | None = None) -> None:
         self.multiprocess_dir = multiprocess_dir
-        self._children: dict[tuple[str, ...], tuple[_Count, _Observe]] = {}
+        self._children: dict[tuple[str, ...], tuple[_Count, _Observe | None]] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "inferd_requests",
@@ -156,12 +156,14 @@ class Metrics:
         children = self._children.get(key)
         if children is None:
             # Label lookups take a lock each; a request pays for them once per label set.
+            # Latency is observed for answered requests only: no empty histograms for the rest.
+            latency = self.latency.labels(model, version, protocol) if status == "ok" else None
             children = self._children[key] = (
                 _Count(self.requests.labels(*key)),
-                _Observe(self.latency.labels(model, version, protocol)),
+                None if latency is None else _Observe(latency),
             )
         children[0].add()
-        if status == "ok":
+        if children[1] is not None:
             children[1].observe(seconds)
         elif status in REJECTIONS:
             self.rejections.labels(REJECTIONS[status]).inc()

@@ -15,7 +15,6 @@ UINT types (no ``1.0``), ``true``/``false`` for BOOL, strings for BYTES. ``data`
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import math
 from collections.abc import Callable
 from typing import Any, Final
@@ -23,38 +22,17 @@ from typing import Any, Final
 import numpy as np
 
 from inferd.errors import InvalidArgument, clip
+from inferd.jsondata import MAX_DIMS, JsonData, cast, read
 from inferd.types import DATATYPE_TO_NUMPY, WIRE_ITEMSIZE
 
-MAX_DIMS: Final = 32
 #: Most elements a shape may describe, zero dimensions counted as one: numpy cannot even
 #: describe an empty array whose other dimensions multiply past its index range.
 MAX_SHAPE_ELEMENTS: Final = 2**48
 
-_INT_KINDS: Final = frozenset("iu")
 _LE: Final[dict[str, np.dtype[Any]]] = {
     name: dtype.newbyteorder("<")
     for name, dtype in DATATYPE_TO_NUMPY.items()
     if name not in ("BYTES", "BF16")
-}
-
-#: V2 datatype -> the Python types its JSON values may have, and what to call them.
-_FLOATS: Final = (frozenset({int, float}), "numbers")
-_INTS: Final = (frozenset({int}), "integers")
-JSON_TYPES: Final[dict[str, tuple[frozenset[type], str]]] = {
-    "BOOL": (frozenset({bool}), "true/false values"),
-    "UINT8": _INTS,
-    "UINT16": _INTS,
-    "UINT32": _INTS,
-    "UINT64": _INTS,
-    "INT8": _INTS,
-    "INT16": _INTS,
-    "INT32": _INTS,
-    "INT64": _INTS,
-    "FP16": _FLOATS,
-    "FP32": _FLOATS,
-    "FP64": _FLOATS,
-    "BF16": _FLOATS,
-    "BYTES": (frozenset({str}), "strings"),
 }
 
 
@@ -119,117 +97,59 @@ def element_count(shape: tuple[int, ...]) -> int:
 # -- JSON ------------------------------------------------------------------------------------
 
 
-def json_tensor(name: str, datatype: str, shape: tuple[int, ...], data: Any) -> WireTensor:
-    """A V2 JSON input; a flat ``data`` must hold exactly the shape's element count."""
-    if not isinstance(data, list):
+def json_tensor(
+    name: str, datatype: str, shape: tuple[int, ...], data: list[Any] | JsonData
+) -> WireTensor:
+    """A V2 JSON input: ``data`` as parsed, or already read (``jsondata.read``)."""
+    if not isinstance(data, list | JsonData):
         raise InvalidArgument(
             f"input '{clip(name)}': 'data' must be a list, got {type(data).__name__}"
         )
     count = element_count(shape)
-    if not (data and isinstance(data[0], list)) and len(data) != count:
+    flat = (
+        len(data) if isinstance(data, list) and not (data and isinstance(data[0], list)) else None
+    )
+    if isinstance(data, JsonData) and not data.nested:
+        flat = data.count
+    if flat is not None and flat != count:
         raise InvalidArgument(
-            f"input '{clip(name)}': shape {list(shape)} needs {count} elements, 'data' has "
-            f"{len(data)}"
+            f"input '{clip(name)}': shape {list(shape)} needs {count} elements, 'data' has {flat}"
         )
+    # Read already: numpy casts only (BYTES still encodes each string).
+    cost = count if isinstance(data, list) or datatype == "BYTES" else 0
     return WireTensor(
-        name, datatype, shape, lambda: from_json(name, datatype, shape, data), cost=count
+        name, datatype, shape, lambda: from_json(name, datatype, shape, data), cost=cost
     )
 
 
-def from_json(name: str, datatype: str, shape: tuple[int, ...], data: Any) -> np.ndarray[Any, Any]:
+def from_json(
+    name: str, datatype: str, shape: tuple[int, ...], data: list[Any] | JsonData
+) -> np.ndarray[Any, Any]:
     """Decode a V2 JSON ``data`` field (flat or nested as ``shape``, row-major)."""
-    if not isinstance(data, list):
+    if not isinstance(data, list | JsonData):
         raise InvalidArgument(
             f"input '{clip(name)}': 'data' must be a list, got {type(data).__name__}"
         )
-    flat = _leaves(name, shape, data)
-    allowed, what = JSON_TYPES[datatype]
-    found = set(map(type, flat))
-    if list in found:
-        raise InvalidArgument(
-            f"input '{clip(name)}': 'data' is nested deeper than shape {list(shape)}"
-        )
-    if not found <= allowed:
-        raise InvalidArgument(f"input '{clip(name)}': {datatype} data must be {what}")
-    return _convert(name, datatype, flat).reshape(shape)
+    return cast(name, datatype, shape, data if isinstance(data, JsonData) else read(data))
 
 
-def _leaves(name: str, shape: tuple[int, ...], data: list[Any]) -> list[Any]:
-    """The elements of ``data`` in row-major order: ``data`` flat, or nested exactly as
-    ``shape``. Level by level, without recursion (nesting depth is the client's choice)."""
-    count = element_count(shape)
-    if not (data and isinstance(data[0], list)):
-        if len(data) != count:
-            raise InvalidArgument(
-                f"input '{clip(name)}': shape {list(shape)} needs {count} elements, 'data' "
-                f"has {len(data)}"
-            )
-        return data
-    level: list[Any] = [data]
-    for depth, dim in enumerate(shape):
-        if any(type(item) is not list or len(item) != dim for item in level):
-            raise InvalidArgument(
-                f"input '{clip(name)}': nested 'data' does not match shape {list(shape)} "
-                f"at depth {depth}"
-            )
-        level = list(itertools.chain.from_iterable(level))
-    return level
-
-
-def _convert(name: str, datatype: str, flat: list[Any]) -> np.ndarray[Any, Any]:
-    """Elements already known to be of the datatype's JSON type -> numpy."""
-    target = DATATYPE_TO_NUMPY[datatype]
-    if datatype == "BYTES":
-        out = np.empty(len(flat), dtype=object)
-        try:
-            out[:] = [item.encode() for item in flat]
-        except UnicodeEncodeError as exc:
-            raise InvalidArgument(f"input '{clip(name)}': BYTES data is not valid text") from exc
-        return out
-    if not flat:
-        return np.empty(0, dtype=target)
-    if target.kind in _INT_KINDS:
-        info = np.iinfo(target)
-        if min(flat) < info.min or max(flat) > info.max:
-            raise InvalidArgument(
-                f"input '{clip(name)}': value out of range for {datatype} [{info.min}, {info.max}]"
-            )
-        return np.array(flat, dtype=target)
-    try:
-        with np.errstate(over="ignore"):  # past the type's range is Inf, as in IEEE casts
-            out = np.array(flat, dtype=target)
-    except OverflowError:
-        raise InvalidArgument(
-            f"input '{clip(name)}': a value is out of range for {datatype}"
-        ) from None
-    return round_to_bf16(out) if datatype == "BF16" else out
-
-
-def auto_tensor(name: str, datatype: str, data: Any) -> WireTensor:
-    """JSON values whose shape is given by their nesting (the simple API): the shape is
-    read along the first elements; decoding checks that every row agrees with it."""
-    if not isinstance(data, list) or not data:
+def auto_tensor(name: str, datatype: str, data: list[Any] | JsonData) -> WireTensor:
+    """JSON values whose shape is given by their nesting (the simple API)."""
+    if isinstance(data, list) and data:
+        data = read(data)  # the shape is needed now
+    if not isinstance(data, JsonData) or not data.count:
         raise InvalidArgument(f"input '{clip(name)}': expected a non-empty list of numbers")
-    shape: list[int] = []
-    item: Any = data
-    while isinstance(item, list):
-        if len(shape) == MAX_DIMS:
-            raise InvalidArgument(f"input '{clip(name)}': nested deeper than {MAX_DIMS} levels")
-        shape.append(len(item))
-        item = item[0] if item else None
-    dims = tuple(shape)
-
-    def decode() -> np.ndarray[Any, Any]:
-        try:
-            return from_json(name, datatype, dims, data)
-        except InvalidArgument as exc:
-            if "nested" in exc.message:
-                raise InvalidArgument(
-                    f"input '{clip(name)}': rows must all have the same length"
-                ) from None
-            raise
-
-    return WireTensor(name, datatype, dims, decode, cost=element_count(dims))
+    if data.problem:
+        raise InvalidArgument(f"input '{clip(name)}': 'data' {data.problem}")
+    read_data = data
+    cost = data.count if datatype == "BYTES" else 0
+    return WireTensor(
+        name,
+        datatype,
+        data.shape,
+        lambda: cast(name, datatype, read_data.shape, read_data),
+        cost=cost,
+    )
 
 
 # -- binary ----------------------------------------------------------------------------------

@@ -128,7 +128,7 @@ CASES: list[tuple[str, str, str, bytes, dict[str, str], int, str]] = [
         v2(shape=[2, 4], data=[[1, 2, 3, 4], [3]]),
         {},
         400,
-        "nested 'data' does not match shape [2, 4] at depth 1",
+        "'data' is not a regular array: its rows differ at depth 1",
     ),
     ("data-not-list", "POST", INFER, v2(data=5), {}, 400, "'data' must be a list"),
     ("data-null-item", "POST", INFER, v2(data=[1, None, 3, 4]), {}, 400, "must be numbers"),

@@ -70,6 +70,12 @@ def decode_request(
     body: bytes, header_length: str | None, model: str, version: str | None
 ) -> InferRequest:
     """Decode a V2 REST infer body (JSON, or JSON header + binary tensors)."""
+    header, binary = split_body(body, header_length)
+    return decode_document(parse_json(header), binary, model, version)
+
+
+def split_body(body: bytes, header_length: str | None) -> tuple[memoryview, memoryview]:
+    """A V2 REST infer body as its JSON and the binary tensors that follow it."""
     view = memoryview(body)
     if header_length is not None:
         try:
@@ -82,10 +88,8 @@ def decode_request(
             raise InvalidArgument(
                 f"Inference-Header-Content-Length {split} is outside the body of {len(body)} bytes"
             )
-        doc, binary = parse_json(view[:split]), view[split:]
-    else:
-        doc, binary = parse_json(body), view[len(body) :]
-    return decode_document(doc, binary, model, version)
+        return view[:split], view[split:]
+    return view, view[len(body) :]
 
 
 def decode_document(
