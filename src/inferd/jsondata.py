@@ -128,7 +128,8 @@ def _values(leaves: list[Any], kinds: frozenset[str]) -> tuple[np.ndarray[Any, A
 
 
 def cast(name: str, datatype: str, shape: tuple[int, ...], data: JsonData) -> np.ndarray[Any, Any]:
-    """The data as an array of the datatype and the declared ``shape``."""
+    """The data as an array of the datatype and the declared ``shape`` (BF16 as float32,
+    not yet rounded to what bfloat16 holds: ``tensors`` does that)."""
     where = f"input '{clip(name)}'"
     count = 1
     for dim in shape:
@@ -165,10 +166,6 @@ def cast(name: str, datatype: str, shape: tuple[int, ...], data: JsonData) -> np
         raise InvalidArgument(f"{where}: a value is out of range for {datatype}")
     with np.errstate(over="ignore"):  # past the type's range is Inf, as in IEEE casts
         out = values.astype(target)
-    if datatype == "BF16":
-        from inferd.tensors import round_to_bf16
-
-        out = round_to_bf16(out)
     return out.reshape(shape)
 
 

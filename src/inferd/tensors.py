@@ -130,7 +130,12 @@ def from_json(
         raise InvalidArgument(
             f"input '{clip(name)}': 'data' must be a list, got {type(data).__name__}"
         )
-    return cast(name, datatype, shape, data if isinstance(data, JsonData) else read(data))
+    return _cast(name, datatype, shape, data if isinstance(data, JsonData) else read(data))
+
+
+def _cast(name: str, datatype: str, shape: tuple[int, ...], data: JsonData) -> np.ndarray[Any, Any]:
+    out = cast(name, datatype, shape, data)
+    return round_to_bf16(out) if datatype == "BF16" else out
 
 
 def auto_tensor(name: str, datatype: str, data: list[Any] | JsonData) -> WireTensor:
@@ -147,7 +152,7 @@ def auto_tensor(name: str, datatype: str, data: list[Any] | JsonData) -> WireTen
         name,
         datatype,
         data.shape,
-        lambda: cast(name, datatype, read_data.shape, read_data),
+        lambda: _cast(name, datatype, read_data.shape, read_data),
         cost=cost,
     )
 

@@ -80,13 +80,6 @@ def decode_inputs(checked: Checked, limits: InputValidationSettings) -> Arrays:
     return arrays
 
 
-def validate_inputs(
-    version: LoadedVersion, tensors: list[InputTensor], limits: InputValidationSettings
-) -> Arrays:
-    """Both steps at once: the request's inputs by name, checked and decoded."""
-    return decode_inputs(check_header(version, tensors, limits), limits)
-
-
 def _check_header(
     spec: TensorSpec, tensor: InputTensor, max_batch_size: int, limits: InputValidationSettings
 ) -> None:
