@@ -180,10 +180,11 @@ async def test_warm_up_refuses_outputs_unlike_the_declaration(
     python_model(tmp_path, "bad", body)
     service = service_factory(tmp_path)
     await service.start()
-    (row,) = service.repository_index()
+    (row,) = service.repository_index(full=True)
     assert row["state"] == "FAILED"
     assert reason in row["reason"]
     assert "at warm-up" in row["reason"]
+    assert service.repository_index()[0]["reason"] == "load_failed: warmup_error"
 
 
 async def test_outputs_are_checked_on_every_batch(
@@ -199,13 +200,15 @@ async def test_outputs_are_checked_on_every_batch(
     await service.start()
     ok = InferRequest("drift", [Tensor("x", "FP32", np.ones((1, 2), np.float32))])
     assert (await service.infer(ok)).outputs[0].data.shape == (1, 2)
-    bad = InferRequest("drift", [Tensor("x", "FP32", np.ones((3, 2), np.float32))])
+    bad = InferRequest("drift", [Tensor("x", "FP32", np.ones((3, 2), np.float32))], id="d-1")
     with pytest.raises(InternalError) as caught:
         await service.infer(bad)
-    assert caught.value.message == (
-        "internal error: model 'drift' returned outputs that do not match its declaration"
-    )
+    assert caught.value.message == "internal error (request id d-1)"
     assert "output 'y': declared FP32 [-1, 2], got float32 [3, 3]" in caplog.text
+    assert (
+        "model 'drift' version '1' failed (request id d-1): internal error: model 'drift' "
+        "returned outputs that do not match its declaration"
+    ) in caplog.text
 
 
 @pytest.mark.parametrize(
@@ -214,7 +217,8 @@ async def test_outputs_are_checked_on_every_batch(
 async def test_nonfinite_outputs_follow_the_model_policy(
     tmp_path: Path,
     service_factory,
-    policy: str,  # type: ignore[no-untyped-def]
+    policy: str,
+    caplog: pytest.LogCaptureFixture,  # type: ignore[no-untyped-def]
 ) -> None:
     python_model(
         tmp_path, "nan", "{'y': np.array([[np.nan, np.inf]] * len(x), np.float32)}", policy
@@ -228,5 +232,6 @@ async def test_nonfinite_outputs_follow_the_model_policy(
         result = await service.predict("nan", None, [0.0, -1.0], batched=False, protocol="rest")
         assert result.predictions == ["NaN", "Infinity"]
     else:
-        with pytest.raises(InternalError, match="model 'nan' produced NaN or Inf in output 'y'"):
-            await service.infer(InferRequest("nan", inputs))
+        with pytest.raises(InternalError, match=r"internal error \(request id n-1\)"):
+            await service.infer(InferRequest("nan", inputs, id="n-1"))
+        assert "model 'nan' produced NaN or Inf in output 'y'" in caplog.text
