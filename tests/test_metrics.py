@@ -25,7 +25,6 @@ def test_request_metrics_match_prometheus_client() -> None:
         reference.latency.labels("m", "1", "rest").observe(seconds)
     fast.observe("m", "1", "grpc", "deadline_exceeded", 0.0)
     reference.requests.labels("m", "1", "grpc", "deadline_exceeded").inc()
-    reference.latency.labels("m", "1", "grpc")  # a label set's children come together
     reference.rejections.labels("deadline").inc()
     fast.started()
     fast.started()
@@ -47,3 +46,22 @@ def test_batch_observer_matches_prometheus_client(rows: int) -> None:
     observer.depth(7)
     reference.queue_depth.labels("m", "1").set(7)
     assert exposition(fast) == exposition(reference)
+
+
+def test_forget_drops_every_series_of_a_version() -> None:
+    metrics = Metrics()
+    for version in ("1", "2"):
+        metrics.observe("m", version, "rest", "ok", 0.01)
+        metrics.observe("m", version, "grpc", "invalid_argument", 0.0)
+        observer = metrics.observer("m", version)
+        observer.depth(1)
+        observer.waited(0.001)
+        observer.executed(2, 0.002)
+    metrics.forget("m", "1")
+    text = exposition(metrics)
+    assert 'version="1"' not in text
+    assert text.count('version="2"') > 0
+    metrics.observe("m", "1", "rest", "ok", 0.01)  # served again: counted from zero
+    assert 'inferd_requests_total{model="m",protocol="rest",status="ok",version="1"} 1.0' in (
+        exposition(metrics)
+    )

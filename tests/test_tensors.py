@@ -1,13 +1,19 @@
+import re
+
 import numpy as np
 import pytest
 
-from inferd.errors import InvalidArgument
+from inferd.errors import MESSAGE_LIMIT, InvalidArgument
 from inferd.tensors import (
+    auto_tensor,
     bf16_words,
+    binary_tensor,
     check_datatype,
     check_shape,
     from_binary,
     from_json,
+    json_tensor,
+    json_values,
     round_to_bf16,
     to_binary,
     to_json_data,
@@ -80,7 +86,7 @@ def test_empty_tensor() -> None:
         ("FP32", (2, 2), [1, 2, 3], "needs 4 elements"),
         ("FP32", (10**12,), [1.0], "needs 1000000000000 elements"),
         ("FP32", (2,), [1, "a"], "must be numbers"),
-        ("FP32", (2,), [[1], [2, 3]], "not a regular array"),
+        ("FP32", (2,), [[1], [2, 3]], "its rows differ at depth 1"),
         ("INT32", (2,), [1.5, 2], "must be integers"),
         ("INT8", (1,), [300], "out of range"),
         ("UINT8", (1,), [-1], "out of range"),
@@ -129,3 +135,70 @@ def test_bad_datatypes(datatype: object) -> None:
 def test_non_utf8_bytes_cannot_go_to_json() -> None:
     with pytest.raises(InvalidArgument, match="binary"):
         to_json_data("y", "BYTES", np.array([b"\xff"], dtype=object))
+
+
+@pytest.mark.parametrize(
+    ("datatype", "shape", "data", "message"),
+    [
+        ("FP32", (4,), [True, 1, 2, 3], "FP32 data must be numbers"),
+        ("INT32", (2,), [True, 1], "INT32 data must be integers"),
+        ("INT64", (2,), [1.0, 2], "INT64 data must be integers"),
+        ("BOOL", (2,), [True, 0], "BOOL data must be true/false values"),
+        ("INT64", (2,), [-1, 18446744073709551615], "out of range for INT64"),
+        ("UINT64", (2,), [-1, 18446744073709551615], "out of range for UINT64"),
+        ("FP32", (1,), [10**400], "out of range for FP32"),
+        ("FP32", (2, 2), [[1, 2], [3, [4]]], "is not a regular array: its rows differ at depth 2"),
+        ("FP32", (2, 2), [[[1, 2]], [[3, 4]]], "'data' is nested as [2, 1, 2]; shape is [2, 2]"),
+        ("FP32", (4,), [[1, 2], [3, 4]], "'data' is nested as [2, 2]; shape is [4]"),
+        ("FP32", (2, 2), [[1, 2], 3, 4], "its rows differ at depth 1"),
+    ],
+)
+def test_json_is_strict(datatype: str, shape: tuple[int, ...], data: object, message: str) -> None:
+    with pytest.raises(InvalidArgument, match=re.escape(message)):
+        from_json("x", datatype, shape, data)
+
+
+def test_deep_nesting_costs_no_recursion() -> None:
+    deep: list[object] = []
+    for _ in range(100_000):
+        deep = [deep]
+    with pytest.raises(InvalidArgument, match="nested deeper than 32 levels"):
+        from_json("x", "BYTES", (1,), deep)
+    with pytest.raises(InvalidArgument, match="nested deeper than 32 levels"):
+        auto_tensor("x", "FP32", deep)
+
+
+@pytest.mark.parametrize("shape", [[0, 2**62, 2**62], [0, 2**64 - 1], [2**49]])
+def test_shapes_numpy_cannot_describe_are_refused(shape: list[int]) -> None:
+    with pytest.raises(InvalidArgument, match="too large"):
+        check_shape("x", shape)
+
+
+def test_a_zero_element_shape_with_large_dimensions_decodes() -> None:
+    shape = check_shape("x", [0, 2**24, 2**24])
+    assert from_json("x", "FP32", shape, []).shape == (0, 2**24, 2**24)
+    assert from_binary("x", "FP32", shape, b"").shape == (0, 2**24, 2**24)
+
+
+def test_the_binary_header_is_checked_before_decoding() -> None:
+    with pytest.raises(InvalidArgument, match="needs 16 bytes, got 15"):
+        binary_tensor("x", "FP32", (4,), b"\0" * 15)
+    tensor = binary_tensor("x", "BYTES", (2,), b"\x01\x00\x00\x00a" * 2)
+    assert tensor.cost == 10
+    assert tensor.decode().tolist() == [b"a", b"a"]
+    with pytest.raises(InvalidArgument, match="needs 4 elements, 'data' has 3"):
+        json_tensor("x", "FP32", (4,), [1, 2, 3])
+
+
+def test_nonfinite_values_are_named_in_json() -> None:
+    array = np.array([np.nan, np.inf, -np.inf, 1.5], dtype=np.float32)
+    assert to_json_data("y", "FP32", array) == ["NaN", "Infinity", "-Infinity", 1.5]
+    assert json_values(np.array([1, 2])) == [1, 2]
+
+
+def test_echoed_strings_are_clipped() -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        check_datatype("n" * 10_000, "d" * 10_000)
+    assert len(caught.value.message) < 300
+    assert "n" * 64 + "\u2026" in caught.value.message
+    assert len(InvalidArgument("m" * 100_000).message) == MESSAGE_LIMIT + 1

@@ -8,6 +8,18 @@ each; nothing in the core knows about HTTP or gRPC.
 from __future__ import annotations
 
 import enum
+from typing import Final
+
+#: Most characters of a client's value echoed in an error message.
+ECHO_LIMIT: Final = 64
+#: Most characters of any error message (a gRPC status travels in an 8 KB header).
+MESSAGE_LIMIT: Final = 1024
+
+
+def clip(value: object, limit: int = ECHO_LIMIT) -> str:
+    """A client-given value as an error message may echo it: cut to ``limit`` characters."""
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 class ErrorCode(enum.Enum):
@@ -28,6 +40,7 @@ class InferdError(Exception):
     code: ErrorCode = ErrorCode.INTERNAL
 
     def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
+        message = clip(message, MESSAGE_LIMIT)
         super().__init__(message)
         self.message = message
         self.retry_after_s = retry_after_s

@@ -1,8 +1,15 @@
 """Prometheus metrics. One registry per service, so tests stay apart; with several worker
-processes every metric is also written to a shared folder and ``render`` sums them."""
+processes every metric is also written to a shared folder and ``render`` sums them.
+
+Labels never come from unvalidated input: a model or version that the request named but
+the server does not serve is counted under :data:`UNKNOWN` (a name no model can have), so
+the series are bounded by what the repository serves. A version that stops being served
+loses its series (:meth:`Metrics.forget`).
+"""
 
 from __future__ import annotations
 
+import contextlib
 from bisect import bisect_left
 from pathlib import Path
 from typing import Any, Final
@@ -27,6 +34,10 @@ LATENCY_BUCKETS: Final = (
     10.0,
 )
 BATCH_BUCKETS: Final = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+#: The model and version label of requests for what the server does not serve (model
+#: names start with a letter or digit, so no model is called this).
+UNKNOWN: Final = "_unknown"
 
 #: Outcome (the core's error code) -> rejection reason label.
 REJECTIONS: Final[dict[str, str]] = {
@@ -74,7 +85,7 @@ class _Observe:
 class Metrics:
     def __init__(self, multiprocess_dir: Path | None = None) -> None:
         self.multiprocess_dir = multiprocess_dir
-        self._children: dict[tuple[str, ...], tuple[_Count, _Observe]] = {}
+        self._children: dict[tuple[str, ...], tuple[_Count, _Observe | None]] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "inferd_requests",
@@ -145,18 +156,38 @@ class Metrics:
         children = self._children.get(key)
         if children is None:
             # Label lookups take a lock each; a request pays for them once per label set.
+            # Latency is observed for answered requests only: no empty histograms for the rest.
+            latency = self.latency.labels(model, version, protocol) if status == "ok" else None
             children = self._children[key] = (
                 _Count(self.requests.labels(*key)),
-                _Observe(self.latency.labels(model, version, protocol)),
+                None if latency is None else _Observe(latency),
             )
         children[0].add()
-        if status == "ok":
+        if children[1] is not None:
             children[1].observe(seconds)
         elif status in REJECTIONS:
             self.rejections.labels(REJECTIONS[status]).inc()
 
     def model_failed(self, model: str, version: str) -> None:
         self.model_failures.labels(model, version).inc()
+
+    def forget(self, model: str, version: str) -> None:
+        """Drop every series of a version that is no longer served."""
+        for key in [k for k in self._children if k[:2] == (model, version)]:
+            del self._children[key]
+            with contextlib.suppress(KeyError):
+                self.requests.remove(*key)
+            with contextlib.suppress(KeyError):
+                self.latency.remove(*key[:3])
+        for metric in (
+            self.queue_depth,
+            self.queue_time,
+            self.compute_time,
+            self.batch_size,
+            self.model_failures,
+        ):
+            with contextlib.suppress(KeyError):
+                metric.remove(model, version)
 
     def started(self) -> None:
         """One more inference request in flight."""

@@ -134,6 +134,13 @@ class SafeguardsSettings(_Section):
     max_request_size_mb: float = Field(
         16.0, gt=0, description="Largest request body (REST, WebSocket frame, gRPC message)."
     )
+    json_offload_bytes: int = Field(
+        262_144,
+        ge=0,
+        description="JSON bodies (REST, WebSocket messages) of this many bytes or more are "
+        "parsed in a worker process, so parsing them never holds the event loop; "
+        "0 parses every body on the loop.",
+    )
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
     input_validation: InputValidationSettings = Field(default_factory=InputValidationSettings)
 

@@ -1,53 +1,92 @@
 """Tensor codecs: JSON ``data``, the binary tensor extension and raw protobuf contents
 to numpy and back. Conversions run once, at the edge, with numpy doing the element work.
 
-Every decoder checks the declared shape against the data it was given *before* it
-allocates anything proportional to the declared shape, so a request that claims a huge
-shape costs nothing.
+Decoding is split in two. The header (name, datatype, shape, and the size arithmetic that
+needs nothing but lengths) is checked at once; the elements are decoded later, by
+:meth:`WireTensor.decode`, after the core compared the header with the model's
+declaration. So a request that claims a huge shape, or sends megabytes of the wrong
+datatype, is refused before any element is touched.
+
+JSON is strict: numbers for the FP types (no ``true``/``false``), integers for the INT and
+UINT types (no ``1.0``), ``true``/``false`` for BOOL, strings for BYTES. ``data`` is flat
+(row-major) or nested exactly as the declared shape.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Callable
 from typing import Any, Final
 
 import numpy as np
 
-from inferd.errors import InvalidArgument
+from inferd.errors import InvalidArgument, clip
+from inferd.jsondata import MAX_DIMS, JsonData, cast, read
 from inferd.types import DATATYPE_TO_NUMPY, WIRE_ITEMSIZE
 
-MAX_DIMS: Final = 32
+#: Most elements a shape may describe, zero dimensions counted as one: numpy cannot even
+#: describe an empty array whose other dimensions multiply past its index range.
+MAX_SHAPE_ELEMENTS: Final = 2**48
 
-_INT_KINDS: Final = frozenset("iu")
 _LE: Final[dict[str, np.dtype[Any]]] = {
     name: dtype.newbyteorder("<")
     for name, dtype in DATATYPE_TO_NUMPY.items()
     if name not in ("BYTES", "BF16")
 }
-_BYTES_PREFIX: Final = np.dtype("<u4")
+
+
+@dataclasses.dataclass(slots=True)
+class WireTensor:
+    """An input as it came off the wire: its header checked, its elements not decoded.
+
+    ``cost`` is about how much Python work ``decode`` does (elements or bytes touched one
+    by one; 0 when numpy only reinterprets a buffer), so the core can decide where to run it.
+    """
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+    decoder: Callable[[], np.ndarray[Any, Any]]
+    cost: int = 0
+    parameters: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def declared_shape(self) -> tuple[int, ...]:
+        return self.shape
+
+    def decode(self) -> np.ndarray[Any, Any]:
+        return self.decoder()
 
 
 def check_datatype(name: str, datatype: object) -> str:
     if not isinstance(datatype, str) or datatype not in DATATYPE_TO_NUMPY:
         raise InvalidArgument(
-            f"input '{name}': unknown datatype {datatype!r}; expected one of "
+            f"input '{clip(name)}': unknown datatype {clip(repr(datatype))}; expected one of "
             f"{', '.join(DATATYPE_TO_NUMPY)}"
         )
     return datatype
 
 
 def check_shape(name: str, shape: object) -> tuple[int, ...]:
-    """A shape is a list of non-negative integers (JSON booleans are not integers)."""
+    """A shape is a list of non-negative integers (JSON booleans are not integers) that
+    numpy can describe."""
     if not isinstance(shape, list | tuple) or len(shape) > MAX_DIMS:
         raise InvalidArgument(
-            f"input '{name}': shape must be a list of at most {MAX_DIMS} non-negative "
-            f"integers, got {shape!r}"
+            f"input '{clip(name)}': shape must be a list of at most {MAX_DIMS} non-negative "
+            f"integers, got {clip(repr(shape))}"
         )
     for dim in shape:
         if type(dim) is not int or dim < 0:
             raise InvalidArgument(
-                f"input '{name}': shape must hold non-negative integers, got {list(shape)}"
+                f"input '{clip(name)}': shape must hold non-negative integers, "
+                f"got {clip(repr(list(shape)))}"
             )
+    if math.prod(max(dim, 1) for dim in shape) > MAX_SHAPE_ELEMENTS:
+        raise InvalidArgument(
+            f"input '{clip(name)}': shape {clip(repr(list(shape)))} is too large "
+            f"(its dimensions may multiply to at most {MAX_SHAPE_ELEMENTS})"
+        )
     return tuple(shape)
 
 
@@ -55,119 +94,116 @@ def element_count(shape: tuple[int, ...]) -> int:
     return math.prod(shape)
 
 
-def _flat_len(data: Any) -> int:
-    """Number of leaves of nested lists, counted without building anything."""
-    if isinstance(data, list) and data and isinstance(data[0], list):
-        return sum(_flat_len(item) for item in data)
-    return len(data) if isinstance(data, list) else 1
+# -- JSON ------------------------------------------------------------------------------------
 
 
-def from_json(name: str, datatype: str, shape: tuple[int, ...], data: Any) -> np.ndarray[Any, Any]:
-    """Decode a V2 JSON ``data`` field (flat or nested, row-major) into an array."""
-    if not isinstance(data, list):
-        raise InvalidArgument(f"input '{name}': 'data' must be a list, got {type(data).__name__}")
+def json_tensor(
+    name: str, datatype: str, shape: tuple[int, ...], data: list[Any] | JsonData
+) -> WireTensor:
+    """A V2 JSON input: ``data`` as parsed, or already read (``jsondata.read``)."""
+    if not isinstance(data, list | JsonData):
+        raise InvalidArgument(
+            f"input '{clip(name)}': 'data' must be a list, got {type(data).__name__}"
+        )
+    count = element_count(shape)
+    flat = (
+        len(data) if isinstance(data, list) and not (data and isinstance(data[0], list)) else None
+    )
+    if isinstance(data, JsonData) and not data.nested:
+        flat = data.count
+    if flat is not None and flat != count:
+        raise InvalidArgument(
+            f"input '{clip(name)}': shape {list(shape)} needs {count} elements, 'data' has {flat}"
+        )
+    # Read already: numpy casts only (BYTES still encodes each string).
+    cost = count if isinstance(data, list) or datatype == "BYTES" else 0
+    return WireTensor(
+        name, datatype, shape, lambda: from_json(name, datatype, shape, data), cost=cost
+    )
+
+
+def from_json(
+    name: str, datatype: str, shape: tuple[int, ...], data: list[Any] | JsonData
+) -> np.ndarray[Any, Any]:
+    """Decode a V2 JSON ``data`` field (flat or nested as ``shape``, row-major)."""
+    if not isinstance(data, list | JsonData):
+        raise InvalidArgument(
+            f"input '{clip(name)}': 'data' must be a list, got {type(data).__name__}"
+        )
+    return _cast(name, datatype, shape, data if isinstance(data, JsonData) else read(data))
+
+
+def _cast(name: str, datatype: str, shape: tuple[int, ...], data: JsonData) -> np.ndarray[Any, Any]:
+    out = cast(name, datatype, shape, data)
+    return round_to_bf16(out) if datatype == "BF16" else out
+
+
+def auto_tensor(name: str, datatype: str, data: list[Any] | JsonData) -> WireTensor:
+    """JSON values whose shape is given by their nesting (the simple API)."""
+    if isinstance(data, list) and data:
+        data = read(data)  # the shape is needed now
+    if not isinstance(data, JsonData) or not data.count:
+        raise InvalidArgument(f"input '{clip(name)}': expected a non-empty list of numbers")
+    if data.problem:
+        raise InvalidArgument(f"input '{clip(name)}': 'data' {data.problem}")
+    read_data = data
+    cost = data.count if datatype == "BYTES" else 0
+    return WireTensor(
+        name,
+        datatype,
+        data.shape,
+        lambda: _cast(name, datatype, read_data.shape, read_data),
+        cost=cost,
+    )
+
+
+# -- binary ----------------------------------------------------------------------------------
+
+
+def binary_tensor(
+    name: str, datatype: str, shape: tuple[int, ...], buffer: bytes | memoryview
+) -> WireTensor:
+    """Raw little-endian tensor bytes (binary extension, gRPC raw contents); the size
+    arithmetic is checked here, the elements when decoded."""
+    check_binary_size(name, datatype, shape, len(buffer))
+    cost = len(buffer) if datatype == "BYTES" else 0
+    return WireTensor(
+        name, datatype, shape, lambda: from_binary(name, datatype, shape, buffer), cost=cost
+    )
+
+
+def check_binary_size(name: str, datatype: str, shape: tuple[int, ...], size: int) -> None:
     count = element_count(shape)
     if datatype == "BYTES":
-        return _bytes_from_json(name, shape, data, count)
-    try:
-        array = np.asarray(data)
-    except (ValueError, TypeError) as exc:
-        raise InvalidArgument(f"input '{name}': 'data' is not a regular array: {exc}") from exc
-    if array.size != count:
-        raise InvalidArgument(
-            f"input '{name}': shape {list(shape)} needs {count} elements, 'data' has "
-            f"{_flat_len(data) if array.dtype == object else array.size}"
-        )
-    return _cast_json_array(name, datatype, array, data).reshape(shape)
-
-
-def _cast_json_array(
-    name: str, datatype: str, array: np.ndarray[Any, Any], data: Any
-) -> np.ndarray[Any, Any]:
-    kind = array.dtype.kind
-    target = DATATYPE_TO_NUMPY[datatype]
-    if array.size == 0:
-        return array.astype(target)
-    if datatype == "BOOL":
-        if kind != "b":
-            raise InvalidArgument(f"input '{name}': BOOL data must be true/false values")
-        return array
-    if target.kind in _INT_KINDS:
-        if kind not in _INT_KINDS:
-            array = _python_ints(name, datatype, data).reshape(array.shape)
-        info = np.iinfo(target)
-        if array.min() < info.min or array.max() > info.max:
+        # Each element takes at least its 4-byte length.
+        if count * 4 > size:
             raise InvalidArgument(
-                f"input '{name}': value out of range for {datatype} [{info.min}, {info.max}]"
+                f"input '{clip(name)}': BYTES shape {list(shape)} needs at least {count * 4} "
+                f"bytes, got {size}"
             )
-        return array.astype(target)
-    if kind not in "iuf":
-        raise InvalidArgument(f"input '{name}': {datatype} data must be numbers")
-    out = array.astype(target)
-    if datatype == "BF16":
-        out = round_to_bf16(out)
-    return out
-
-
-def _python_ints(name: str, datatype: str, data: Any) -> np.ndarray[Any, Any]:
-    """Integers numpy could not type on its own (uint64 beside small ints turns float)."""
-    items = _flatten(data) if isinstance(data, list) else [data]
-    if not all(type(v) is int for v in items):
-        raise InvalidArgument(f"input '{name}': {datatype} data must be integers")
-    if not items or min(items) < 0:
-        return np.array(items, dtype=np.int64)
-    if max(items) > np.iinfo(np.uint64).max:
-        raise InvalidArgument(f"input '{name}': value out of range for {datatype}")
-    return np.array(items, dtype=np.uint64)
-
-
-def _bytes_from_json(
-    name: str, shape: tuple[int, ...], data: list[Any], count: int
-) -> np.ndarray[Any, Any]:
-    flat = _flatten(data)
-    if len(flat) != count:
+        return
+    expected = count * WIRE_ITEMSIZE[datatype]
+    if size != expected:
         raise InvalidArgument(
-            f"input '{name}': shape {list(shape)} needs {count} elements, 'data' has {len(flat)}"
+            f"input '{clip(name)}': {datatype} shape {list(shape)} needs {expected} bytes, "
+            f"got {size}"
         )
-    out = np.empty(count, dtype=object)
-    for i, item in enumerate(flat):
-        if not isinstance(item, str):
-            raise InvalidArgument(f"input '{name}': BYTES data must be strings")
-        out[i] = item.encode()
-    return out.reshape(shape)
-
-
-def _flatten(data: list[Any]) -> list[Any]:
-    if data and isinstance(data[0], list):
-        flat: list[Any] = []
-        for item in data:
-            if not isinstance(item, list):
-                raise InvalidArgument("'data' is not a regular nested list")
-            flat.extend(_flatten(item))
-        return flat
-    return data
 
 
 def from_binary(
     name: str, datatype: str, shape: tuple[int, ...], buffer: bytes | memoryview
 ) -> np.ndarray[Any, Any]:
     """Decode raw little-endian tensor bytes (binary extension, gRPC raw contents)."""
-    count = element_count(shape)
+    check_binary_size(name, datatype, shape, len(buffer))
     if datatype == "BYTES":
-        return _bytes_from_binary(name, shape, buffer, count)
-    expected = count * WIRE_ITEMSIZE[datatype]
-    if len(buffer) != expected:
-        raise InvalidArgument(
-            f"input '{name}': {datatype} shape {list(shape)} needs {expected} bytes, got "
-            f"{len(buffer)}"
-        )
+        return _bytes_from_binary(name, shape, buffer, element_count(shape))
     if datatype == "BF16":
         words = np.frombuffer(buffer, dtype="<u2").astype(np.uint32) << 16
         return words.view(np.float32).reshape(shape)
     if datatype == "BOOL":
         raw = np.frombuffer(buffer, dtype=np.uint8)
         if raw.size and raw.max() > 1:
-            raise InvalidArgument(f"input '{name}': BOOL bytes must be 0 or 1")
+            raise InvalidArgument(f"input '{clip(name)}': BOOL bytes must be 0 or 1")
         return raw.view(np.bool_).reshape(shape)
     return np.frombuffer(buffer, dtype=_LE[datatype]).reshape(shape)
 
@@ -176,28 +212,29 @@ def _bytes_from_binary(
     name: str, shape: tuple[int, ...], buffer: bytes | memoryview, count: int
 ) -> np.ndarray[Any, Any]:
     view = memoryview(buffer)
-    # Each element takes at least its 4-byte length: refuse before allocating.
-    if count * 4 > len(view):
-        raise InvalidArgument(
-            f"input '{name}': BYTES shape {list(shape)} needs at least {count * 4} bytes, "
-            f"got {len(view)}"
-        )
     out = np.empty(count, dtype=object)
     offset = 0
     for i in range(count):
         if offset + 4 > len(view):
-            raise InvalidArgument(f"input '{name}': BYTES data ends inside element {i}")
+            raise InvalidArgument(f"input '{clip(name)}': BYTES data ends inside element {i}")
         length = int.from_bytes(view[offset : offset + 4], "little")
         offset += 4
         if offset + length > len(view):
-            raise InvalidArgument(f"input '{name}': BYTES element {i} overruns the buffer")
+            raise InvalidArgument(f"input '{clip(name)}': BYTES element {i} overruns the buffer")
         out[i] = bytes(view[offset : offset + length])
         offset += length
     if offset != len(view):
         raise InvalidArgument(
-            f"input '{name}': {len(view) - offset} bytes left over after {count} BYTES elements"
+            f"input '{clip(name)}': {len(view) - offset} bytes left over after {count} BYTES "
+            "elements"
         )
     return out.reshape(shape)
+
+
+# -- outputs ---------------------------------------------------------------------------------
+
+#: How JSON writes the values it has no number for (the protobuf JSON mapping's names).
+NONFINITE_JSON: Final = (("NaN", np.isnan), ("Infinity", np.isposinf), ("-Infinity", np.isneginf))
 
 
 def to_json_data(name: str, datatype: str, array: np.ndarray[Any, Any]) -> list[Any]:
@@ -210,10 +247,22 @@ def to_json_data(name: str, datatype: str, array: np.ndarray[Any, Any]) -> list[
             ]
         except UnicodeDecodeError as exc:
             raise InvalidArgument(
-                f"output '{name}' holds bytes that are not UTF-8; request it as binary data"
+                f"output '{clip(name)}' holds bytes that are not UTF-8; request it as binary data"
             ) from exc
-    flat: list[Any] = array.reshape(-1).tolist()
-    return flat
+    return json_values(array.reshape(-1))
+
+
+def json_values(array: np.ndarray[Any, Any]) -> list[Any]:
+    """``array.tolist()``, with NaN and Inf as the strings JSON has for them ("NaN",
+    "Infinity", "-Infinity", as in the protobuf JSON mapping) instead of ``null``."""
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        values = array.astype(object)
+        for text, test in NONFINITE_JSON:
+            values[test(array)] = text
+        listed: list[Any] = values.tolist()
+        return listed
+    plain: list[Any] = array.tolist()
+    return plain
 
 
 def to_binary(datatype: str, array: np.ndarray[Any, Any]) -> bytes:
@@ -240,16 +289,3 @@ def bf16_words(array: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
 def round_to_bf16(array: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     """The float32 values that bfloat16 can hold, nearest-even."""
     return (bf16_words(array).astype(np.uint32) << np.uint32(16)).view(np.float32)
-
-
-def from_json_auto(name: str, datatype: str, data: Any) -> np.ndarray[Any, Any]:
-    """Decode JSON numbers whose shape is given by their nesting (the simple API)."""
-    if not isinstance(data, list) or not data:
-        raise InvalidArgument(f"input '{name}': expected a non-empty list of numbers")
-    try:
-        array = np.asarray(data)
-    except (ValueError, TypeError) as exc:
-        raise InvalidArgument(f"input '{name}': rows must all have the same length") from exc
-    if array.dtype == object:
-        raise InvalidArgument(f"input '{name}': rows must all have the same length")
-    return _cast_json_array(name, datatype, array, data)

@@ -58,6 +58,13 @@ TRITON_CONFIG_DATATYPE: Final[dict[str, str]] = {
 }
 
 
+def shape_matches(declared: tuple[int, ...], actual: tuple[int, ...]) -> bool:
+    """``actual`` has the declared rank and every fixed (not -1) dimension."""
+    return len(declared) == len(actual) and all(
+        d == -1 or d == a for d, a in zip(declared, actual, strict=True)
+    )
+
+
 def datatype_of(array: np.ndarray[Any, Any]) -> str:
     """The V2 datatype that holds ``array`` without loss."""
     try:
@@ -94,3 +101,14 @@ class Tensor:
     @property
     def shape(self) -> list[int]:
         return list(self.data.shape)
+
+    # An input decoded already reads as a ``tensors.WireTensor`` whose decoding is free.
+    cost = 0
+
+    @property
+    def declared_shape(self) -> tuple[int, ...]:
+        shape: tuple[int, ...] = self.data.shape
+        return shape
+
+    def decode(self) -> np.ndarray[Any, Any]:
+        return self.data

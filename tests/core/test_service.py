@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from inferd.core.messages import InferRequest
-from inferd.errors import InternalError, InvalidArgument, Unavailable
+from inferd.errors import InferdError, InternalError, InvalidArgument, Unavailable
+from inferd.tensors import WireTensor
 from inferd.types import Tensor
 from tests.core.test_repository import make_model
 
@@ -100,3 +101,137 @@ async def test_a_request_without_an_id_gets_one(
     made = re.fullmatch(r"internal error \(request id ([0-9a-f]{32})\)", caught.value.message)
     assert made is not None
     assert f"(request id {made.group(1)})" in caplog.text
+
+
+async def test_names_not_served_count_under_one_label(service) -> None:  # type: ignore[no-untyped-def]
+    for name in ("nope", "x" * 5000, "../etc"):
+        with pytest.raises(InferdError):
+            await service.infer(InferRequest(name, request().inputs))
+    for version in ("9" * 3000, "7"):
+        with pytest.raises(InferdError):
+            await service.infer(request(version=version))
+    text = service.metrics.render().decode()
+    assert "nope" not in text
+    assert 'version="999' not in text
+    assert 'inferd_requests_total{model="_unknown",protocol="rest",status="not_found",' in text
+    assert 'model="m",protocol="rest",status="invalid_argument",version="_unknown"' in text
+    assert 'model="m",protocol="rest",status="not_found",version="_unknown"' in text
+    assert 'version="7"' not in text
+
+
+async def test_unloading_a_model_drops_its_series(service) -> None:  # type: ignore[no-untyped-def]
+    await service.infer(request())
+    assert 'model="m"' in service.metrics.render().decode()
+    await service.unload_model("m")
+    assert 'model="m"' not in service.metrics.render().decode()
+
+
+async def test_the_header_is_checked_before_any_element_is_decoded(service) -> None:  # type: ignore[no-untyped-def]
+    decoded: list[str] = []
+
+    def decoder() -> np.ndarray:  # type: ignore[type-arg]
+        decoded.append("x")
+        return np.ones((1, 2), dtype=np.float32)
+
+    for datatype, shape, message in [
+        ("BYTES", (1, 2), "expected datatype FP32, got BYTES"),
+        ("FP32", (1, 3), "expected shape [-1, 2], got [1, 3]"),
+    ]:
+        wire = WireTensor("x", datatype, shape, decoder, cost=10**9)
+        with pytest.raises(InvalidArgument, match=re.escape(message)):
+            await service.infer(InferRequest("m", [wire]))
+    assert decoded == []
+    wire = WireTensor("x", "FP32", (1, 2), decoder, cost=10**9)  # decoded in a thread
+    assert (await service.infer(InferRequest("m", [wire]))).outputs[0].data.tolist() == [[1, 1]]
+    assert decoded == ["x"]
+
+
+def python_model(root: Path, name: str, body: str, extra_yaml: str = "") -> None:
+    """A model ``x`` (FP32 [-1, 2]) -> ``y`` (FP32 [-1, 2]) whose predict returns ``body``."""
+    (root / name / "1").mkdir(parents=True)
+    (root / name / "1" / "model.py").write_text(
+        "import numpy as np\n\n\nclass Model:\n    def predict(self, inputs):\n"
+        f"        x = inputs['x']\n        return {body}\n"
+    )
+    (root / name / "model.yaml").write_text(
+        "runtime: python\n"
+        "inputs: [{name: x, datatype: FP32, shape: [-1, 2]}]\n"
+        "outputs: [{name: y, datatype: FP32, shape: [-1, 2]}]\n" + extra_yaml
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (
+            "{'y': np.zeros((1, 3, 5), np.float32)}",
+            "output 'y': declared FP32 [-1, 2], got float32 [1, 3, 5]",
+        ),
+        ("{'y': np.array([['a', 'b']])}", "output 'y': declared FP32 [-1, 2], got <U1 [1, 2]"),
+        ("{'z': x}", "output 'y': declared FP32 [-1, 2], not produced"),
+    ],
+)
+async def test_warm_up_refuses_outputs_unlike_the_declaration(
+    tmp_path: Path,
+    service_factory,
+    body: str,
+    reason: str,  # type: ignore[no-untyped-def]
+) -> None:
+    python_model(tmp_path, "bad", body)
+    service = service_factory(tmp_path)
+    await service.start()
+    (row,) = service.repository_index(full=True)
+    assert row["state"] == "FAILED"
+    assert reason in row["reason"]
+    assert "at warm-up" in row["reason"]
+    assert service.repository_index()[0]["reason"] == "load_failed: warmup_error"
+
+
+async def test_outputs_are_checked_on_every_batch(
+    tmp_path: Path,
+    service_factory,
+    caplog: pytest.LogCaptureFixture,  # type: ignore[no-untyped-def]
+) -> None:
+    # Right at warm-up (one row), wrong for a batch of three.
+    python_model(
+        tmp_path, "drift", "{'y': np.zeros((len(x), 2 if len(x) == 1 else 3), np.float32)}"
+    )
+    service = service_factory(tmp_path)
+    await service.start()
+    ok = InferRequest("drift", [Tensor("x", "FP32", np.ones((1, 2), np.float32))])
+    assert (await service.infer(ok)).outputs[0].data.shape == (1, 2)
+    bad = InferRequest("drift", [Tensor("x", "FP32", np.ones((3, 2), np.float32))], id="d-1")
+    with pytest.raises(InternalError) as caught:
+        await service.infer(bad)
+    assert caught.value.message == "internal error (request id d-1)"
+    assert "output 'y': declared FP32 [-1, 2], got float32 [3, 3]" in caplog.text
+    assert (
+        "model 'drift' version '1' failed (request id d-1): internal error: model 'drift' "
+        "returned outputs that do not match its declaration"
+    ) in caplog.text
+
+
+@pytest.mark.parametrize(
+    "policy", ["", "nonfinite_outputs: error\n", "nonfinite_outputs: encode\n"]
+)
+async def test_nonfinite_outputs_follow_the_model_policy(
+    tmp_path: Path,
+    service_factory,
+    policy: str,
+    caplog: pytest.LogCaptureFixture,  # type: ignore[no-untyped-def]
+) -> None:
+    python_model(
+        tmp_path, "nan", "{'y': np.array([[np.nan, np.inf]] * len(x), np.float32)}", policy
+    )
+    service = service_factory(tmp_path, safeguards={"input_validation": {"enabled": False}})
+    await service.start()
+    inputs = [Tensor("x", "FP32", np.array([[0.0, 1.0]], np.float32))]
+    if "encode" in policy:
+        array = (await service.infer(InferRequest("nan", inputs))).outputs[0].data
+        assert np.isnan(array[0, 0]) and np.isposinf(array[0, 1])
+        result = await service.predict("nan", None, [0.0, -1.0], batched=False, protocol="rest")
+        assert result.predictions == ["NaN", "Infinity"]
+    else:
+        with pytest.raises(InternalError, match=r"internal error \(request id n-1\)"):
+            await service.infer(InferRequest("nan", inputs, id="n-1"))
+        assert "model 'nan' produced NaN or Inf in output 'y'" in caplog.text

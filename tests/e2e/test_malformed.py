@@ -125,10 +125,10 @@ CASES: list[tuple[str, str, str, bytes, dict[str, str], int, str]] = [
         "data-ragged",
         "POST",
         INFER,
-        v2(shape=[2, 2], data=[[1, 2], [3]]),
+        v2(shape=[2, 4], data=[[1, 2, 3, 4], [3]]),
         {},
         400,
-        "not a regular array",
+        "'data' is not a regular array: its rows differ at depth 1",
     ),
     ("data-not-list", "POST", INFER, v2(data=5), {}, 400, "'data' must be a list"),
     ("data-null-item", "POST", INFER, v2(data=[1, None, 3, 4]), {}, 400, "must be numbers"),
@@ -314,7 +314,15 @@ CASES: list[tuple[str, str, str, bytes, dict[str, str], int, str]] = [
         "'inputs' must be one row of shape [4] (input 'input' of model 'tiny' is [-1, 4]); "
         "got shape [2]",
     ),
-    ("predict-bool", "POST", "/predict", b'{"inputs": [true, false, true, 1]}', {}, 200, ""),
+    (
+        "predict-bool",
+        "POST",
+        "/predict",
+        b'{"inputs": [true, false, true, 1]}',
+        {},
+        400,
+        "FP32 data must be numbers",
+    ),
     (
         "predict-nested-object",
         "POST",
@@ -322,7 +330,7 @@ CASES: list[tuple[str, str, str, bytes, dict[str, str], int, str]] = [
         b'{"inputs": [{"a": 1}, 2, 3, 4]}',
         {},
         400,
-        "same length",
+        "FP32 data must be numbers",
     ),
     ("index-bad-body", "POST", "/v2/repository/index", b'{"ready": "yes"}', {}, 400, "ready"),
 ]

@@ -35,8 +35,8 @@ def test_raw_contents_decode_in_input_order() -> None:
     )
     decoded = convert.decode_infer_request(message, deadline=12.5)
     assert [t.name for t in decoded.inputs] == ["a", "b"]
-    np.testing.assert_array_equal(decoded.inputs[0].data, a)
-    np.testing.assert_array_equal(decoded.inputs[1].data, b)
+    np.testing.assert_array_equal(decoded.inputs[0].decode(), a)
+    np.testing.assert_array_equal(decoded.inputs[1].decode(), b)
     assert (decoded.id, decoded.version, decoded.deadline, decoded.protocol) == (
         "r1",
         "2",
@@ -75,7 +75,7 @@ def test_empty_optional_fields_are_none() -> None:
 def test_typed_contents(datatype: str, field: str, values: list[Any], dtype: Any) -> None:
     tensor = Input(name="x", datatype=datatype, shape=[1, 2])
     getattr(tensor.contents, field).extend(values)
-    array = convert.decode_infer_request(request(tensor), None).inputs[0].data
+    array = convert.decode_infer_request(request(tensor), None).inputs[0].decode()
     assert array.dtype == np.dtype(dtype)
     assert array.shape == (1, 2)
     assert array.tolist() == [values]
@@ -84,7 +84,7 @@ def test_typed_contents(datatype: str, field: str, values: list[Any], dtype: Any
 def test_bytes_contents() -> None:
     tensor = Input(name="s", datatype="BYTES", shape=[3])
     tensor.contents.bytes_contents.extend([b"a", b"", b"\xffz"])
-    array = convert.decode_infer_request(request(tensor), None).inputs[0].data
+    array = convert.decode_infer_request(request(tensor), None).inputs[0].decode()
     assert array.dtype == object
     assert array.tolist() == [b"a", b"", b"\xffz"]
 
@@ -109,7 +109,8 @@ def test_decode_errors_name_the_problem() -> None:
     assert "not both" in bad(both, raw=[b"\0\0\0\0"])
     narrow = Input(name="i", datatype="INT8", shape=[1])
     narrow.contents.int_contents.append(300)
-    assert "out of range for INT8" in bad(narrow)
+    with pytest.raises(InvalidArgument, match="out of range for INT8"):
+        convert.decode_infer_request(request(narrow), None).inputs[0].decode()
     shared = Input(name="x", datatype="FP32", shape=[1])
     shared.parameters["shared_memory_region"].string_param = "r"
     assert "shared memory is not supported" in bad(shared, raw=[b"\0\0\0\0"])
@@ -118,9 +119,11 @@ def test_decode_errors_name_the_problem() -> None:
 
 
 def test_a_huge_declared_shape_is_refused_before_allocating() -> None:
-    huge = Input(name="x", datatype="FP32", shape=[2**40, 2**20])
+    huge = Input(name="x", datatype="FP32", shape=[2**30, 2**10])
     assert "bytes, got 4" in bad(huge, raw=[b"1234"])
     assert "contents.fp32_contents has 0" in bad(huge)
+    beyond = Input(name="x", datatype="FP32", shape=[0, 2**62, 2**62])
+    assert "is too large" in bad(beyond, raw=[b""])
 
 
 def test_outputs_and_parameters() -> None:

@@ -66,7 +66,7 @@ async def test_predict_named_model_and_version(example_client: httpx.AsyncClient
             "got shape [1, 4]; send several rows as 'batch'",
         ),
         ("/predict", {"batch": [1, 2, 3, 4]}, 400, "list of rows"),
-        ("/predict", {"batch": [[1, 2, 3, 4], [1, 2]]}, 400, "same length"),
+        ("/predict", {"batch": [[1, 2, 3, 4], [1, 2]]}, 400, "rows differ at depth 1"),
         ("/predict", {"inputs": [1, 2, "x", 4]}, 400, "must be numbers"),
         ("/predict", {"inputs": []}, 400, "non-empty"),
         ("/predict", {"inputs": [1, 2, 3, 4], "extra": 1}, 400, "unknown field"),

@@ -21,6 +21,7 @@ import numpy as np
 from inferd.core.batcher import Batcher
 from inferd.core.failures import CONFIG_CLASSES, WarmupFailed, classify, public_reason
 from inferd.core.model_config import ModelConfig, check_declared_names
+from inferd.core.outputs import checked_run, output_problems
 from inferd.core.repository import ModelEntry, Repository, VersionEntry, check_name, natural_key
 from inferd.core.stats import VersionStats
 from inferd.errors import ConfigError, NotFound, Unavailable
@@ -161,6 +162,10 @@ class ModelManager:
             for m in self._models.values()
             if m.wanted
         )
+
+    def knows(self, name: object) -> bool:
+        """``name`` is a model of the repository (served or not)."""
+        return isinstance(name, str) and name in self._models
 
     def versions(self, name: str) -> list[str]:
         model = self._model(name)
@@ -350,13 +355,16 @@ class ModelManager:
         max_batch = _max_batch_size(config, inputs, self._performance.max_batch_size, where)
         if config.warmup:
             try:
-                runtime.infer(_warmup_inputs(inputs))
+                produced = runtime.infer(_warmup_inputs(inputs))
             except Exception as exc:
                 raise WarmupFailed(f"{where}: warm-up failed: {classify(exc)[1]}") from exc
+            problems = output_problems(outputs, produced)
+            if problems:
+                raise WarmupFailed(f"{where}: at warm-up, {'; '.join(problems)}")
         stats = VersionStats(entry.name, version.name)
         delay_ms = config.batching.max_queue_delay_ms
         batcher = Batcher(
-            runtime.infer,
+            checked_run(entry.name, version.name, outputs, runtime.infer),
             stats=stats,
             max_batch_size=max_batch,
             max_queue_delay_s=(self._performance.batch_timeout_ms if delay_ms is None else delay_ms)
@@ -406,6 +414,8 @@ class ModelManager:
         if status is not None and loaded.version not in model.served:
             status.state = State.UNAVAILABLE
             status.reason = "unloaded"
+        if self._metrics is not None and loaded.version not in model.served:
+            self._metrics.forget(loaded.model, loaded.version)
         log.info("model '%s' version '%s' unloaded", loaded.model, loaded.version)
 
     async def unload(self, name: str, grace_s: float | None = None) -> None:

@@ -6,7 +6,12 @@ import dataclasses
 import uuid
 from typing import Any
 
+from inferd.tensors import WireTensor
 from inferd.types import Tensor
+
+#: A request's input: decoded (in-process callers, the simple API) or as it came off the
+#: wire, its elements decoded once the core checked its header against the model.
+InputTensor = Tensor | WireTensor
 
 
 @dataclasses.dataclass(slots=True)
@@ -18,7 +23,7 @@ class RequestedOutput:
 @dataclasses.dataclass(slots=True)
 class InferRequest:
     model: str
-    inputs: list[Tensor]
+    inputs: list[InputTensor]
     version: str | None = None
     id: str | None = None
     outputs: list[RequestedOutput] | None = None

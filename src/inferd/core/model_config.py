@@ -97,6 +97,9 @@ class ModelConfig(_Strict):
     timeout_s: float | None = Field(None, gt=0)
     max_batch_time_s: float | None = Field(None, gt=0)
     allow_nonfinite: bool = False
+    #: NaN/Inf in a float output: "error" fails the request (500), "encode" sends them
+    #: (IEEE values in binary and gRPC contents; "NaN", "Infinity", "-Infinity" in JSON).
+    nonfinite_outputs: Literal["error", "encode"] = "error"
     warmup: bool = True
     parameters: dict[str, Any] = Field(default_factory=dict)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Final
 
 from inferd.core.model_config import ModelConfig, read_model_config
-from inferd.errors import ConfigError, InvalidArgument, NotFound
+from inferd.errors import ConfigError, InvalidArgument, NotFound, clip
 
 SAFE_NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 
@@ -35,7 +35,7 @@ def check_name(kind: str, name: str) -> str:
     """Refuse names that could address anything but a folder of the repository."""
     if not isinstance(name, str) or not SAFE_NAME.match(name) or ".." in name:
         raise InvalidArgument(
-            f"{kind} name {name!r} is not allowed: use letters, digits, '_', '-' and '.', "
+            f"{kind} name {clip(repr(name))} is not allowed: use letters, digits, '_', '-' and '.', "
             "starting with a letter or digit, at most 128 characters"
         )
     return name

@@ -14,9 +14,10 @@ import numpy as np
 from inferd import __version__
 from inferd.core.manager import LoadedVersion, ModelManager
 from inferd.core.messages import InferRequest, InferResponse, PredictResult
+from inferd.core.outputs import check_finite
 from inferd.core.repository import natural_key
-from inferd.core.simple import predictions, simple_array
-from inferd.core.validation import validate_inputs
+from inferd.core.simple import predictions, simple_tensor
+from inferd.core.validation import INLINE_DECODE_COST, check_header, decode_cost, decode_inputs
 from inferd.errors import (
     ErrorCode,
     InferdError,
@@ -26,7 +27,7 @@ from inferd.errors import (
     NotFound,
     Unavailable,
 )
-from inferd.metrics import Metrics
+from inferd.metrics import UNKNOWN, Metrics
 from inferd.settings import Settings
 from inferd.tensors import round_to_bf16
 from inferd.types import DATATYPE_TO_NUMPY, TRITON_CONFIG_DATATYPE, Tensor, TensorSpec
@@ -209,7 +210,10 @@ class InferenceService:
         """Run one request through its model's batcher; count it, by outcome, in metrics and
         (once its version is known) in the version's statistics."""
         start = time.perf_counter()
-        version = request.version or ""
+        # Labels of what is served only (metrics.UNKNOWN otherwise): the request's names
+        # are the client's to choose.
+        model = request.model if self.manager.knows(request.model) else UNKNOWN
+        version = UNKNOWN
         self.metrics.started()
         self._in_flight += 1
         self._idle.clear()
@@ -241,7 +245,7 @@ class InferenceService:
         except Exception as exc:
             raise self._internal(request, loaded, exc) from None
         finally:
-            self.metrics.observe(request.model, version, request.protocol, status, elapsed)
+            self.metrics.observe(model, version, request.protocol, status, elapsed)
             self.metrics.finished()
             self._in_flight -= 1
             if self._in_flight == 0:
@@ -267,16 +271,25 @@ class InferenceService:
         return InternalError(f"internal error (request id {request_id})")
 
     async def _infer(self, loaded: LoadedVersion, request: InferRequest) -> InferResponse:
-        arrays = validate_inputs(loaded, request.inputs, self.settings.safeguards.input_validation)
+        limits = self.settings.safeguards.input_validation
+        checked = check_header(loaded, request.inputs, limits)
         selected = self._selected_outputs(loaded, request)
         deadline = self.deadline(loaded, request)
+        if decode_cost(checked) > INLINE_DECODE_COST:
+            # Element by element in Python: in a thread, so the loop keeps answering.
+            arrays = await asyncio.to_thread(decode_inputs, checked, limits)
+        else:
+            arrays = decode_inputs(checked, limits)
         results = await loaded.batcher.submit(arrays, deadline)
         outputs = []
         for spec in selected:
             array = results.get(spec.name)
             if array is None:
                 raise InferdError(f"model '{loaded.model}' did not produce output '{spec.name}'")
-            outputs.append(Tensor(spec.name, spec.datatype, _as_datatype(array, spec.datatype)))
+            array = _as_datatype(array, spec.datatype)
+            if loaded.config.nonfinite_outputs == "error":
+                check_finite(loaded.model, spec, array)
+            outputs.append(Tensor(spec.name, spec.datatype, array))
         return InferResponse(
             model=loaded.model,
             version=loaded.version,
@@ -322,11 +335,11 @@ class InferenceService:
             )
         spec = loaded.inputs[0]
         batching = loaded.max_batch_size > 0
-        array = simple_array(name, spec, batching, data, batched=batched, flat=flat)
+        tensor = simple_tensor(name, spec, batching, data, batched=batched, flat=flat)
         request = InferRequest(
             model=name,
             version=loaded.version,
-            inputs=[Tensor(spec.name, spec.datatype, array)],
+            inputs=[tensor],
             outputs=None,
             deadline=deadline,
             protocol=protocol,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from inferd.errors import InvalidArgument, PayloadTooLarge
+from inferd.errors import InvalidArgument, PayloadTooLarge, clip
 
 
 def check_declared_length(declared: str | None, limit: int) -> int | None:
@@ -14,9 +14,9 @@ def check_declared_length(declared: str | None, limit: int) -> int | None:
     try:
         length = int(declared)
     except ValueError:
-        raise InvalidArgument(f"Content-Length {declared!r} is not a number") from None
+        raise InvalidArgument(f"Content-Length {clip(repr(declared))} is not a number") from None
     if length < 0:
-        raise InvalidArgument(f"Content-Length {declared!r} is negative")
+        raise InvalidArgument(f"Content-Length {clip(repr(declared))} is negative")
     if length > limit:
         raise PayloadTooLarge(f"request body of {length} bytes exceeds the {limit}-byte limit")
     return length

@@ -1,9 +1,10 @@
 """Protobuf <-> core messages, done once, here.
 
-Tensor data goes through numpy: raw contents with ``tensors.from_binary``/``to_binary``,
+Tensor data goes through numpy: raw contents with ``tensors.binary_tensor``/``to_binary``,
 typed contents with one ``np.fromiter`` per tensor (Python touches each element only for
 BYTES). Every size is checked against the declared shape before anything proportional
-to that shape is allocated.
+to that shape is allocated; elements are decoded only once the core has compared the
+header with the model's declaration.
 """
 
 from __future__ import annotations
@@ -14,11 +15,18 @@ from typing import Any, Final
 import numpy as np
 from google.protobuf import json_format
 
-from inferd.core.messages import InferRequest, InferResponse, RequestedOutput
-from inferd.errors import InvalidArgument
+from inferd.core.messages import InferRequest, InferResponse, InputTensor, RequestedOutput
+from inferd.errors import InvalidArgument, clip
 from inferd.grpc.protos import grpc_service_pb2 as pb
-from inferd.tensors import check_datatype, check_shape, element_count, from_binary, to_binary
-from inferd.types import DATATYPE_TO_NUMPY, Tensor
+from inferd.tensors import (
+    WireTensor,
+    binary_tensor,
+    check_datatype,
+    check_shape,
+    element_count,
+    to_binary,
+)
+from inferd.types import DATATYPE_TO_NUMPY
 
 #: V2 datatype -> the InferTensorContents field that carries it. FP16 and BF16 have none.
 CONTENTS_FIELD: Final[dict[str, str]] = {
@@ -94,7 +102,7 @@ def decode_infer_request(message: Any, deadline: float | None) -> InferRequest:
             f"raw_input_contents has {len(raw)} entries for {len(message.inputs)} inputs; "
             "send one per input, in the order of inputs"
         )
-    inputs = [
+    inputs: list[InputTensor] = [
         _decode_input(tensor, index, raw[index] if raw else None)
         for index, tensor in enumerate(message.inputs)
     ]
@@ -110,7 +118,7 @@ def decode_infer_request(message: Any, deadline: float | None) -> InferRequest:
     )
 
 
-def _decode_input(tensor: Any, index: int, raw: bytes | None) -> Tensor:
+def _decode_input(tensor: Any, index: int, raw: bytes | None) -> WireTensor:
     name = tensor.name
     if not name:
         raise InvalidArgument(f"inputs[{index}] needs a non-empty 'name'")
@@ -120,35 +128,48 @@ def _decode_input(tensor: Any, index: int, raw: bytes | None) -> Tensor:
     unsupported = UNSUPPORTED_INPUT_PARAMETERS & parameters.keys()
     if unsupported:
         raise InvalidArgument(
-            f"input '{name}': shared memory is not supported ({sorted(unsupported)}); "
+            f"input '{clip(name)}': shared memory is not supported ({sorted(unsupported)}); "
             "send the data in raw_input_contents"
         )
     if raw is None:
-        array = _from_contents(name, datatype, shape, tensor.contents)
+        wire = _contents_tensor(name, datatype, shape, tensor.contents)
     elif tensor.HasField("contents"):
         raise InvalidArgument(
-            f"input '{name}': give its data in raw_input_contents or in contents, not both"
+            f"input '{clip(name)}': give its data in raw_input_contents or in contents, not both"
         )
     else:
-        array = from_binary(name, datatype, shape, raw)
-    return Tensor(name, datatype, array, parameters)
+        wire = binary_tensor(name, datatype, shape, raw)
+    wire.parameters = parameters
+    return wire
 
 
-def _from_contents(
-    name: str, datatype: str, shape: tuple[int, ...], contents: Any
-) -> np.ndarray[Any, Any]:
+def _contents_tensor(name: str, datatype: str, shape: tuple[int, ...], contents: Any) -> WireTensor:
     field = CONTENTS_FIELD.get(datatype)
     if field is None:
         raise InvalidArgument(
-            f"input '{name}': {datatype} has no typed contents field; send it in raw_input_contents"
+            f"input '{clip(name)}': {datatype} has no typed contents field; send it in "
+            "raw_input_contents"
         )
     values = getattr(contents, field)
     count = element_count(shape)
     if len(values) != count:
         raise InvalidArgument(
-            f"input '{name}': shape {list(shape)} needs {count} elements, contents.{field} "
-            f"has {len(values)}"
+            f"input '{clip(name)}': shape {list(shape)} needs {count} elements, "
+            f"contents.{field} has {len(values)}"
         )
+    return WireTensor(
+        name,
+        datatype,
+        shape,
+        lambda: _from_contents(name, datatype, shape, field, values),
+        cost=count,
+    )
+
+
+def _from_contents(
+    name: str, datatype: str, shape: tuple[int, ...], field: str, values: Any
+) -> np.ndarray[Any, Any]:
+    count = element_count(shape)
     if datatype == "BYTES":
         out = np.empty(count, dtype=object)
         out[:] = list(values)
@@ -160,7 +181,7 @@ def _from_contents(
         info = np.iinfo(target)
         if count and (array.min() < info.min or array.max() > info.max):
             raise InvalidArgument(
-                f"input '{name}': value out of range for {datatype} [{info.min}, {info.max}]"
+                f"input '{clip(name)}': value out of range for {datatype} [{info.min}, {info.max}]"
             )
         array = array.astype(target)
     return array.reshape(shape)
@@ -175,7 +196,7 @@ def _decode_outputs(outputs: Any) -> list[RequestedOutput] | None:
         if not output.name:
             raise InvalidArgument(f"outputs[{index}] needs a non-empty 'name'")
         if output.name in seen:
-            raise InvalidArgument(f"output '{output.name}' is requested more than once")
+            raise InvalidArgument(f"output '{clip(output.name)}' is requested more than once")
         seen.add(output.name)
         requested.append(RequestedOutput(output.name, decode_parameters(output.parameters)))
     return requested

@@ -21,21 +21,16 @@ import logging
 from typing import Any, Final
 
 import grpc
-from google.protobuf.descriptor import FileDescriptor
+from google.protobuf.descriptor import FileDescriptor, ServiceDescriptor
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from inferd.core.service import InferenceService
 from inferd.errors import ConfigError
 from inferd.gateway.ratelimit import RateLimiter, rate_limiter
+from inferd.grpc.handlers import add_servicer
 from inferd.grpc.health import HealthServicer
-from inferd.grpc.protos import (
-    POOL,
-    grpc_service_pb2,
-    grpc_service_pb2_grpc,
-    simple_pb2,
-    simple_pb2_grpc,
-)
+from inferd.grpc.protos import POOL, grpc_service_pb2, simple_pb2
 from inferd.grpc.servicer import InferenceServicer, SimpleServicer
 from inferd.settings import GrpcLimits, Settings
 
@@ -87,6 +82,13 @@ def _address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
 
 
+def _service(module: Any) -> ServiceDescriptor:
+    """The one service a generated ``*_pb2`` module describes."""
+    (service,) = module.DESCRIPTOR.services_by_name.values()
+    descriptor: ServiceDescriptor = service
+    return descriptor
+
+
 def _describe_in_pool(*files: FileDescriptor) -> None:
     """Reflection reads one pool: add the health and reflection protos to inferd's."""
     for file in files:
@@ -112,10 +114,8 @@ async def start_grpc(
         ],
         maximum_concurrent_rpcs=limits.max_concurrent_rpcs,
     )
-    grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
-        InferenceServicer(service, limiter), server
-    )
-    simple_pb2_grpc.add_InferenceServiceServicer_to_server(SimpleServicer(service, limiter), server)
+    add_servicer(server, _service(grpc_service_pb2), InferenceServicer(service, limiter))
+    add_servicer(server, _service(simple_pb2), SimpleServicer(service, limiter))
     health_pb2_grpc.add_HealthServicer_to_server(
         HealthServicer(service, SERVICE_NAMES, limits.max_health_watchers), server
     )

@@ -17,6 +17,7 @@ from inferd.gateway.auth import check_admin, is_admin
 from inferd.gateway.ratelimit import RateLimiter
 from inferd.grpc import convert
 from inferd.grpc.errors import Handler, abort, status_of, translated
+from inferd.grpc.handlers import Malformed
 from inferd.grpc.protos import grpc_service_pb2 as pb
 from inferd.grpc.protos import grpc_service_pb2_grpc as pb_grpc
 from inferd.grpc.protos import simple_pb2, simple_pb2_grpc
@@ -151,6 +152,8 @@ class InferenceServicer(_Gated, pb_grpc.GRPCInferenceServiceServicer):  # type: 
             await asyncio.gather(reader, *left, return_exceptions=True)
 
     async def _stream_one(self, request: Any, deadline: float | None) -> Any:
+        if isinstance(request, Malformed):
+            return pb.ModelStreamInferResponse(error_message=request.message)
         try:
             decoded = convert.decode_infer_request(request, deadline)
             response = await self._service.infer(decoded)
@@ -220,6 +223,8 @@ class SimpleServicer(_Gated, simple_pb2_grpc.InferenceServiceServicer):  # type:
         deadline = deadline_of(context)
         async for request in requests:
             try:
+                if isinstance(request, Malformed):
+                    raise InvalidArgument(request.message)
                 response = await self._predict(request, deadline)
             except Exception as exc:
                 await abort(context, exc)

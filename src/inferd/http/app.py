@@ -20,6 +20,7 @@ from inferd.gateway.ratelimit import RateLimiter, rate_limiter
 from inferd.http import simple, v2, websocket
 from inferd.http.docs import add_docs
 from inferd.http.errors import error_response, internal_error_response
+from inferd.http.jsonwork import JsonParser
 from inferd.http.openapi import document_raw_routes
 from inferd.http.raw import Handler, RawRoutes
 
@@ -79,6 +80,7 @@ def create_app(service: InferenceService, limiter: RateLimiter | None = None) ->
             await loading
         await streams.close_all(service.settings.server.shutdown_grace_s)
         await service.stop()
+        json.close()
 
     app = InferdApp(
         title="inferd",
@@ -90,7 +92,8 @@ def create_app(service: InferenceService, limiter: RateLimiter | None = None) ->
     )
     app.state.service = service
     app.state.streams = streams = websocket.Streams()
-    app.raw_routes = RawRoutes(RAW_ROUTES)
+    app.state.json = json = JsonParser(service.settings.safeguards.json_offload_bytes)
+    app.raw_routes = RawRoutes(RAW_ROUTES, json)
     app.limiter = limiter or rate_limiter(service.settings.safeguards.rate_limit)
     for path in websocket.PATHS:
         app.router.routes.append(WebSocketRoute(path, websocket.stream))

@@ -11,17 +11,17 @@ from typing import Any, Final
 
 import orjson
 
-from inferd.core.messages import InferRequest, InferResponse, RequestedOutput
-from inferd.errors import InvalidArgument
+from inferd.core.messages import InferRequest, InferResponse, InputTensor, RequestedOutput
+from inferd.errors import InvalidArgument, clip
 from inferd.tensors import (
+    WireTensor,
+    binary_tensor,
     check_datatype,
     check_shape,
-    from_binary,
-    from_json,
+    json_tensor,
     to_binary,
     to_json_data,
 )
-from inferd.types import Tensor
 
 REQUEST_FIELDS: Final = frozenset({"id", "parameters", "inputs", "outputs"})
 INPUT_FIELDS: Final = frozenset({"name", "shape", "datatype", "parameters", "data"})
@@ -33,7 +33,7 @@ def parse_json(raw: bytes | memoryview | str) -> Any:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise InvalidArgument(f"malformed JSON: {exc}") from None
+        raise InvalidArgument(f"malformed JSON: {clip(str(exc), 200)}") from None
 
 
 def _object(value: Any, what: str, allowed: frozenset[str]) -> dict[str, Any]:
@@ -42,7 +42,7 @@ def _object(value: Any, what: str, allowed: frozenset[str]) -> dict[str, Any]:
     unknown = value.keys() - allowed
     if unknown:
         raise InvalidArgument(
-            f"unknown field(s) {sorted(unknown)} in {what}; expected {sorted(allowed)}"
+            f"unknown field(s) {clip(sorted(unknown))} in {what}; expected {sorted(allowed)}"
         )
     return value
 
@@ -54,7 +54,9 @@ def _parameters(value: Any, what: str) -> dict[str, Any]:
         raise InvalidArgument(f"{what} 'parameters' must be a JSON object")
     for key, item in value.items():
         if not isinstance(item, bool | int | float | str):
-            raise InvalidArgument(f"{what} parameter '{key}' must be a bool, number or string")
+            raise InvalidArgument(
+                f"{what} parameter '{clip(key)}' must be a bool, number or string"
+            )
     return value
 
 
@@ -68,22 +70,26 @@ def decode_request(
     body: bytes, header_length: str | None, model: str, version: str | None
 ) -> InferRequest:
     """Decode a V2 REST infer body (JSON, or JSON header + binary tensors)."""
+    header, binary = split_body(body, header_length)
+    return decode_document(parse_json(header), binary, model, version)
+
+
+def split_body(body: bytes, header_length: str | None) -> tuple[memoryview, memoryview]:
+    """A V2 REST infer body as its JSON and the binary tensors that follow it."""
     view = memoryview(body)
     if header_length is not None:
         try:
             split = int(header_length)
         except ValueError:
             raise InvalidArgument(
-                f"Inference-Header-Content-Length {header_length!r} is not a number"
+                f"Inference-Header-Content-Length {clip(repr(header_length))} is not a number"
             ) from None
         if not 0 < split <= len(body):
             raise InvalidArgument(
                 f"Inference-Header-Content-Length {split} is outside the body of {len(body)} bytes"
             )
-        doc, binary = parse_json(view[:split]), view[split:]
-    else:
-        doc, binary = parse_json(body), view[len(body) :]
-    return decode_document(doc, binary, model, version)
+        return view[:split], view[split:]
+    return view, view[len(body) :]
 
 
 def decode_document(
@@ -97,7 +103,8 @@ def decode_document(
     raw_inputs = doc.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs:
         raise InvalidArgument("'inputs' must be a non-empty list")
-    inputs, offset = [], 0
+    inputs: list[InputTensor] = []
+    offset = 0
     for index, raw in enumerate(raw_inputs):
         tensor, offset = _decode_input(raw, index, binary, offset)
         inputs.append(tensor)
@@ -116,32 +123,35 @@ def decode_document(
     )
 
 
-def _decode_input(raw: Any, index: int, binary: memoryview, offset: int) -> tuple[Tensor, int]:
+def _decode_input(raw: Any, index: int, binary: memoryview, offset: int) -> tuple[WireTensor, int]:
+    """The input's header, checked; its elements are decoded once the core compared the
+    header with the model's declaration."""
     item = _object(raw, f"inputs[{index}]", INPUT_FIELDS)
     name = _name(item.get("name"), f"inputs[{index}]")
     datatype = check_datatype(name, item.get("datatype"))
     shape = check_shape(name, item.get("shape"))
-    parameters = _parameters(item.get("parameters"), f"input '{name}'")
+    parameters = _parameters(item.get("parameters"), f"input '{clip(name)}'")
     size = parameters.get("binary_data_size")
     if size is not None:
         if "data" in item:
             raise InvalidArgument(
-                f"input '{name}': give either 'data' or binary_data_size, not both"
+                f"input '{clip(name)}': give either 'data' or binary_data_size, not both"
             )
         if type(size) is not int or size < 0:
             raise InvalidArgument(
-                f"input '{name}': binary_data_size must be a non-negative integer"
+                f"input '{clip(name)}': binary_data_size must be a non-negative integer"
             )
         if offset + size > len(binary):
             raise InvalidArgument(
-                f"input '{name}': binary_data_size {size} runs past the {len(binary)} bytes of "
+                f"input '{clip(name)}': binary_data_size {size} runs past the {len(binary)} bytes of "
                 "binary data"
             )
-        array = from_binary(name, datatype, shape, binary[offset : offset + size])
-        return Tensor(name, datatype, array), offset + size
-    if "data" not in item:
-        raise InvalidArgument(f"input '{name}' has no 'data' and no binary_data_size")
-    return Tensor(name, datatype, from_json(name, datatype, shape, item["data"])), offset
+        tensor = binary_tensor(name, datatype, shape, binary[offset : offset + size])
+    elif "data" not in item:
+        raise InvalidArgument(f"input '{clip(name)}' has no 'data' and no binary_data_size")
+    else:
+        tensor = json_tensor(name, datatype, shape, item["data"])
+    return tensor, offset + (size or 0)
 
 
 def _decode_outputs(raw: Any) -> list[RequestedOutput] | None:
@@ -155,10 +165,10 @@ def _decode_outputs(raw: Any) -> list[RequestedOutput] | None:
         item = _object(entry, f"outputs[{index}]", OUTPUT_FIELDS)
         name = _name(item.get("name"), f"outputs[{index}]")
         if name in seen:
-            raise InvalidArgument(f"output '{name}' is requested more than once")
+            raise InvalidArgument(f"output '{clip(name)}' is requested more than once")
         seen.add(name)
         outputs.append(
-            RequestedOutput(name, _parameters(item.get("parameters"), f"output '{name}'"))
+            RequestedOutput(name, _parameters(item.get("parameters"), f"output '{clip(name)}'"))
         )
     return outputs
 

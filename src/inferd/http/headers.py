@@ -7,7 +7,7 @@ import time
 from collections.abc import Mapping
 from typing import Final
 
-from inferd.errors import InvalidArgument
+from inferd.errors import InvalidArgument, clip
 
 #: Per-request deadline in milliseconds; overrides the model's and the server's default.
 TIMEOUT_HEADER: Final = "inference-timeout-ms"
@@ -30,5 +30,7 @@ def deadline_from(headers: Mapping[str, str]) -> float | None:
     except ValueError:
         milliseconds = math.nan
     if not math.isfinite(milliseconds) or milliseconds <= 0:
-        raise InvalidArgument(f"Inference-Timeout-Ms must be a positive number, got {raw!r}")
+        raise InvalidArgument(
+            f"Inference-Timeout-Ms must be a positive number, got {clip(repr(raw))}"
+        )
     return time.monotonic() + milliseconds / 1000

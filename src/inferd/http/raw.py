@@ -21,6 +21,7 @@ from inferd.core.service import InferenceService
 from inferd.errors import InferdError, PayloadTooLarge
 from inferd.gateway.limits import check_declared_length, read_limited
 from inferd.http.errors import INTERNAL_ERROR, error_parts
+from inferd.http.jsonwork import JsonParser
 
 log = logging.getLogger("inferd.http")
 
@@ -36,6 +37,7 @@ class Call:
     model: str | None
     version: str | None
     body: bytes
+    json: JsonParser
 
 
 @dataclasses.dataclass(slots=True)
@@ -78,7 +80,8 @@ _MATCH_CACHE_SIZE: Final = 4096
 class RawRoutes:
     """A small table of ``(path pattern, handler)``; POST only (others get 405)."""
 
-    def __init__(self, routes: Sequence[tuple[str, Handler]]) -> None:
+    def __init__(self, routes: Sequence[tuple[str, Handler]], json: JsonParser) -> None:
+        self._json = json
         self._by_length: dict[int, list[_Pattern]] = {}
         for path, handler in routes:
             segments = tuple(path.split("/"))
@@ -95,7 +98,7 @@ class RawRoutes:
         if route is None:
             return None
         handler, model, version = route
-        return handler, Call({}, model, version, b"")
+        return handler, Call({}, model, version, b"", self._json)
 
     def _lookup(self, path: str) -> tuple[Handler, str | None, str | None] | None:
         parts = path.split("/")

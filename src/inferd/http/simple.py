@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Final
 
 import orjson
@@ -10,9 +11,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import Response
 
 from inferd.core.service import InferenceService
-from inferd.errors import InvalidArgument
+from inferd.errors import InvalidArgument, clip
 from inferd.http import schemas as S
-from inferd.http.codec import parse_json
 from inferd.http.headers import deadline_from, request_id_from
 from inferd.http.raw import Answer, Call
 from inferd.http.schemas import answers
@@ -47,7 +47,9 @@ def decode_predict(
         )
     unknown = doc.keys() - allowed
     if unknown:
-        raise InvalidArgument(f"unknown field(s) {sorted(unknown)}; expected {sorted(allowed)}")
+        raise InvalidArgument(
+            f"unknown field(s) {clip(sorted(unknown))}; expected {sorted(allowed)}"
+        )
     version = doc.get("model_version")
     if version is not None and not isinstance(version, str):
         raise InvalidArgument("'model_version' must be a string")
@@ -70,7 +72,7 @@ def _v2_route(service: InferenceService, call: Call) -> str:
 
 async def predict(service: InferenceService, call: Call) -> Answer:
     """POST /predict and /models/{model}/predict (a raw route, see http/raw.py)."""
-    doc = parse_json(call.body)
+    doc = await call.json.parse(call.body)
     route = _v2_route(service, call) if is_v2_request(doc) else ""
     data, batched, version = decode_predict(doc, v2_route=route)
     result = await service.predict(
@@ -118,6 +120,9 @@ def router() -> APIRouter:
     )
     async def metrics(request: Request) -> Response:
         service: InferenceService = request.app.state.service
-        return Response(service.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+        # Rendering is Python work proportional to the series (a few ms): in a thread,
+        # so the loop goes on answering meanwhile.
+        body = await asyncio.to_thread(service.metrics.render)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     return api

@@ -13,7 +13,13 @@ from inferd.errors import InvalidArgument
 from inferd.gateway.auth import check_admin, is_admin
 from inferd.http import schemas as S
 from inferd.http.body import read_body
-from inferd.http.codec import HEADER_LENGTH, decode_request, encode_response, parse_json
+from inferd.http.codec import (
+    HEADER_LENGTH,
+    decode_document,
+    encode_response,
+    parse_json,
+    split_body,
+)
 from inferd.http.headers import deadline_from, request_id_from
 from inferd.http.raw import Answer, Call
 from inferd.http.schemas import answers
@@ -31,7 +37,8 @@ def _json(doc: Any, status: int = 200) -> Response:
 async def infer(service: InferenceService, call: Call) -> Answer:
     """POST /v2/models/{model}[/versions/{version}]/infer (a raw route, see http/raw.py)."""
     assert call.model is not None  # the route's pattern captures it
-    decoded = decode_request(call.body, call.headers.get(HEADER_LENGTH), call.model, call.version)
+    header, binary = split_body(call.body, call.headers.get(HEADER_LENGTH))
+    decoded = decode_document(await call.json.parse(header), binary, call.model, call.version)
     decoded.deadline = deadline_from(call.headers)
     decoded.request_id = request_id_from(call.headers)
     response = await service.infer(decoded)

@@ -26,10 +26,11 @@ from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from inferd.core.service import InferenceService
-from inferd.errors import InferdError, InvalidArgument, ResourceExhausted
+from inferd.errors import InferdError, InvalidArgument, ResourceExhausted, clip
 from inferd.gateway.ratelimit import RateLimiter
-from inferd.http.codec import decode_document, parse_json, response_document
+from inferd.http.codec import decode_document, response_document
 from inferd.http.errors import HTTP_STATUS
+from inferd.http.jsonwork import JsonParser
 from inferd.http.simple import PREDICT_FIELDS, decode_predict
 from inferd.settings import RateLimitSettings
 
@@ -111,6 +112,7 @@ class _Stream:
         self.model: str | None = websocket.path_params.get("model")
         self.version: str | None = websocket.path_params.get("version")
         self.max_bytes = service.settings.safeguards.max_request_bytes
+        self.json: JsonParser = websocket.app.state.json
         self.idle_timeout = limits.idle_timeout_s
         per_minute = max(1, round(limits.max_messages_per_second * 60))
         self.limiter = RateLimiter(RateLimitSettings(requests_per_minute=per_minute))
@@ -235,7 +237,7 @@ class _Stream:
     async def _answer(self, seq: int, frame: str | bytes) -> bytes:
         head: dict[str, Any] = {}
         try:
-            doc = parse_json(frame)
+            doc = await self.json.parse(frame)
             if isinstance(doc, dict) and "id" in doc:
                 if not isinstance(doc["id"], str):
                     raise InvalidArgument("'id' must be a string")
@@ -307,13 +309,13 @@ class _Stream:
         if self.model is not None:
             if model not in (None, self.model):
                 raise InvalidArgument(
-                    f"this stream serves model '{self.model}'; the message names '{model}'"
+                    f"this stream serves model '{self.model}'; the message names '{clip(model)}'"
                 )
             model = self.model
         if self.version is not None:
             if version not in (None, self.version):
                 raise InvalidArgument(
-                    f"this stream serves version '{self.version}'; the message names '{version}'"
+                    f"this stream serves version '{self.version}'; the message names '{clip(version)}'"
                 )
             version = self.version
         return model, version

@@ -1,0 +1,69 @@
+"""JSON tensor data: read once (nesting, element kinds, values), cast per datatype."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+
+from inferd.errors import InvalidArgument
+from inferd.jsondata import JsonData, cast, read
+
+
+def test_read_notes_shape_kinds_and_values() -> None:
+    data = read([[1, 2, 3], [4, 5, 6]])
+    assert (data.shape, data.problem, data.kinds) == ((2, 3), "", frozenset({"int"}))
+    assert data.values is not None and data.values.dtype == np.int64
+    assert data.values.tolist() == [1, 2, 3, 4, 5, 6]
+    mixed = read([1, 2.5, True])
+    assert mixed.kinds == {"int", "float", "bool"} and mixed.values is None
+
+
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        ([[1, 2], [3]], "is not a regular array: its rows differ at depth 1"),
+        ([[1, 2], 3], "is not a regular array: its rows differ at depth 1"),
+        ([1, [2]], "is not a regular array: its rows differ at depth 1"),
+        ([[[1]], [[2, 3]]], "is not a regular array: its rows differ at depth 2"),
+    ],
+)
+def test_read_names_irregular_nesting(data: list[object], problem: str) -> None:
+    assert read(data).problem == problem
+
+
+def test_integers_take_the_narrowest_64_bit_type_that_holds_them() -> None:
+    assert read([-1, 2**63 - 1]).values.dtype == np.int64  # type: ignore[union-attr]
+    assert read([0, 2**64 - 1]).values.dtype == np.uint64  # type: ignore[union-attr]
+    beyond = read([-1, 2**64 - 1])
+    assert beyond.beyond and beyond.values is not None and beyond.values.dtype == np.float64
+    assert read([10**400]).values is None
+
+
+def test_cast_is_the_same_for_read_data_passed_between_processes() -> None:
+    data = pickle.loads(pickle.dumps(read([[1.5, 2], [3, 4]])))
+    assert isinstance(data, JsonData)
+    out = cast("x", "FP32", (2, 2), data)
+    assert out.dtype == np.float32 and out.tolist() == [[1.5, 2.0], [3.0, 4.0]]
+    assert cast("x", "FP32", (4,), read([1, 2, 3, 4])).shape == (4,)
+    assert cast("x", "INT8", (1, 2), read([1, 2])).dtype == np.int8
+
+
+@pytest.mark.parametrize(
+    ("datatype", "data", "message"),
+    [
+        ("UINT64", [-1, 2**64 - 1], "value out of range for UINT64 [0, 18446744073709551615]"),
+        ("INT8", [1, 128], "value out of range for INT8 [-128, 127]"),
+        ("FP64", [10**400], "a value is out of range for FP64"),
+        ("BYTES", ["a", 1], "BYTES data must be strings"),
+        ("BOOL", [True, 1], "BOOL data must be true/false values"),
+    ],
+)
+def test_cast_refuses(datatype: str, data: list[object], message: str) -> None:
+    with pytest.raises(InvalidArgument, match=message.replace("[", r"\[")):
+        cast("x", datatype, (len(data),), read(data))
+
+
+def test_floats_past_a_type_range_are_infinite() -> None:
+    assert np.isposinf(cast("x", "FP16", (1,), read([1e6]))).all()
