@@ -3,14 +3,16 @@
 - ``tiny``: a 4 -> 64 -> 2 MLP as TorchScript (the shape of the seed's model).
 - ``wide``: a 256 -> 2048 -> 2048 -> 16 MLP as ONNX.
 - ``sentiment``: a Python text model (BYTES in, JSON out) using the request hooks.
+- ``tiny-tf``: ``tiny``'s weights as a TensorFlow SavedModel, when TensorFlow is installed.
 
-The same weights can be written in either format, so the two runtimes can be compared on
+The same weights can be written in any of the formats, so the runtimes can be compared on
 one model (tests and benchmarks do).
 """
 
 from __future__ import annotations
 
 import importlib.resources
+import importlib.util
 import itertools
 import json
 import warnings
@@ -124,6 +126,32 @@ def write_onnx(
     onnx.save(model, str(path))
 
 
+def write_savedmodel(
+    weights: Weights, path: Path, input_name: str = "input", output_name: str = "output"
+) -> None:
+    """The MLP as a SavedModel folder whose ``serving_default`` signature maps
+    ``input_name`` [-1, in] to ``output_name`` [-1, out]."""
+    import tensorflow as tf
+
+    class Mlp(tf.Module):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.layers = [(tf.constant(w.T), tf.constant(b)) for w, b in weights]
+
+        def __call__(self, x: Any) -> dict[str, Any]:
+            for i, (weight, bias) in enumerate(self.layers):
+                x = tf.matmul(x, weight) + bias
+                if i < len(self.layers) - 1:
+                    x = tf.nn.relu(x)
+            return {output_name: x}
+
+    module = Mlp()
+    spec = tf.TensorSpec([None, weights[0][0].shape[1]], tf.float32, name=input_name)
+    serve = tf.function(lambda x: module(x), input_signature=[spec])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tf.saved_model.save(module, str(path), signatures={"serving_default": serve})
+
+
 def tensor_yaml(sizes: tuple[int, ...], runtime: str, **extra: Any) -> str:
     doc = {
         "runtime": runtime,
@@ -141,8 +169,13 @@ def write_starter(starter: str, path: Path) -> None:
     path.write_text(source)
 
 
-def build_example(root: Path) -> list[Path]:
-    """Write the example repository under ``root``; returns the artifacts written."""
+def tensorflow_installed() -> bool:
+    return importlib.util.find_spec("tensorflow") is not None
+
+
+def build_example(root: Path, with_tensorflow: bool | None = None) -> list[Path]:
+    """Write the example repository under ``root``; returns the artifacts written.
+    ``tiny-tf`` is written when ``with_tensorflow`` (default: when TensorFlow is installed)."""
     tiny = root / "tiny"
     write_torchscript(mlp_weights(TINY, seed=0), tiny / "1" / "model.pt")
     (tiny / "model.yaml").write_text(tensor_yaml(TINY, "torchscript"))
@@ -155,4 +188,12 @@ def build_example(root: Path) -> list[Path]:
     write_starter("sentiment", sentiment / "1" / "model.py")
     (sentiment / "1" / "lexicon.json").write_text(json.dumps(LEXICON, indent=2) + "\n")
     (sentiment / "model.yaml").write_text(SENTIMENT_YAML)
-    return [tiny / "1" / "model.pt", wide / "1" / "model.onnx", sentiment / "1" / "model.py"]
+    written = [tiny / "1" / "model.pt", wide / "1" / "model.onnx", sentiment / "1" / "model.py"]
+    if not (tensorflow_installed() if with_tensorflow is None else with_tensorflow):
+        return written
+    tiny_tf = root / "tiny-tf"
+    write_savedmodel(mlp_weights(TINY, seed=0), tiny_tf / "1" / "model.savedmodel")
+    (tiny_tf / "model.yaml").write_text(
+        "# Inputs and outputs are read from the serving_default signature.\nmax_batch_size: 32\n"
+    )
+    return [*written, tiny_tf / "1" / "model.savedmodel"]

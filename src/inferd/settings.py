@@ -106,6 +106,12 @@ class PerformanceSettings(_Section):
     intra_op_threads: int = Field(
         1, ge=0, description="Threads a runtime may use inside one operator (0 = framework's)."
     )
+    inter_op_threads: int = Field(
+        1,
+        ge=0,
+        description="Threads a runtime may use to run independent operators at once "
+        "(ONNX Runtime, TensorFlow; 0 = framework's).",
+    )
     gil_switch_interval_us: float = Field(
         200.0,
         gt=0,

@@ -23,7 +23,11 @@ from tests.conftest import ServerProcess
 
 Array = np.ndarray[Any, Any]
 #: model -> (runtime, artifact file, layer sizes) in the example repository.
-MODELS = {"tiny": ("torchscript", "model.pt", TINY), "wide": ("onnx", "model.onnx", WIDE)}
+MODELS = {
+    "tiny": ("torchscript", "model.pt", TINY),
+    "tiny-tf": ("tensorflow", "model.savedmodel", TINY),
+    "wide": ("onnx", "model.onnx", WIDE),
+}
 
 
 def rows(model: str) -> Array:

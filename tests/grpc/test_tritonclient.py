@@ -90,6 +90,7 @@ def test_statistics_and_repository_index(client: triton.InferenceServerClient) -
     assert {(m.name, m.state) for m in index} == {
         ("sentiment", "READY"),
         ("tiny", "READY"),
+        ("tiny-tf", "READY"),
         ("wide", "READY"),
     }
 

@@ -1,4 +1,5 @@
-"""One contract, every runtime: the same MLP served by TorchScript, ONNX Runtime and Python."""
+"""One contract, every runtime: the same MLP served by TorchScript, ONNX Runtime, TensorFlow
+and Python."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from inferd.example import (
     mlp_weights,
     tensor_yaml,
     write_onnx,
+    write_savedmodel,
     write_torchscript,
 )
 from inferd.runtimes.base import Runtime, runtime_class
@@ -49,6 +51,9 @@ def _write(kind: str, folder: Path) -> Path:
     if kind == "onnx":
         write_onnx(WEIGHTS, folder / "model.onnx")
         return folder / "model.onnx"
+    if kind == "tensorflow":
+        write_savedmodel(WEIGHTS, folder / "model.savedmodel")
+        return folder / "model.savedmodel"
     arrays = {}
     for i, (w, b) in enumerate(WEIGHTS):
         arrays[f"w{i}"], arrays[f"b{i}"] = w, b
@@ -57,7 +62,7 @@ def _write(kind: str, folder: Path) -> Path:
     return folder / "model.py"
 
 
-@pytest.fixture(scope="module", params=["torchscript", "onnx", "python"])
+@pytest.fixture(scope="module", params=["torchscript", "onnx", "tensorflow", "python"])
 def runtime(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Runtime]:
@@ -86,8 +91,10 @@ def test_read_only_input_is_accepted(runtime: Runtime) -> None:
 
 def test_signature(runtime: Runtime) -> None:
     signature = runtime.signature()
-    if signature is None:  # TorchScript and Python models declare theirs in model.yaml
+    if runtime.config.runtime in ("torchscript", "python"):
+        assert signature is None  # these declare their tensors in model.yaml
         return
+    assert signature is not None
     assert [(s.name, s.datatype, s.shape) for s in signature.inputs] == [("input", "FP32", (-1, 4))]
     assert [(s.name, s.datatype, s.shape) for s in signature.outputs] == [
         ("output", "FP32", (-1, 2))

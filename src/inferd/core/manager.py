@@ -328,6 +328,7 @@ class ModelManager:
             version.artifact,
             config,
             self._performance.intra_op_threads,
+            self._performance.inter_op_threads,
             model=entry.name,
             version=version.name,
         )

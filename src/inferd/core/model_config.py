@@ -83,7 +83,9 @@ class VersionPolicy(_Strict):
 
 
 class ModelConfig(_Strict):
-    runtime: Literal["torchscript", "onnx", "python"] | None = None
+    runtime: Literal["torchscript", "onnx", "tensorflow", "python"] | None = None
+    #: The SavedModel signature served (tensorflow only); default ``serving_default``.
+    signature: str | None = Field(None, min_length=1, max_length=256)
     inputs: list[TensorConfig] | None = None
     outputs: list[TensorConfig] | None = None
     max_batch_size: int | None = Field(None, ge=0)
@@ -92,6 +94,7 @@ class ModelConfig(_Strict):
     device: str = "cpu"
     precision: Literal["fp32", "fp16", "bf16"] = "fp32"
     intra_op_threads: int | None = Field(None, ge=0)
+    inter_op_threads: int | None = Field(None, ge=0)
     version_policy: VersionPolicy = Field(default_factory=VersionPolicy)
     labels: dict[str, str] = Field(default_factory=dict)
     timeout_s: float | None = Field(None, gt=0)

@@ -1,6 +1,6 @@
 """The model repository on disk: safe names, version folders, artifacts, policies.
 
-Layout: ``<root>/<model>/<version>/model.{pt,onnx,py}`` plus optional
+Layout: ``<root>/<model>/<version>/model.{pt,onnx,savedmodel,py}`` (a SavedModel is a folder) plus optional
 ``<root>/<model>/model.yaml``. A single model file is a repository of one model.
 Nothing outside the root is ever opened.
 """
@@ -22,6 +22,7 @@ ARTIFACTS: Final[dict[str, str]] = {
     "model.pt": "torchscript",
     "model.ts": "torchscript",
     "model.onnx": "onnx",
+    "model.savedmodel": "tensorflow",
     "model.py": "python",
 }
 SUFFIX_RUNTIME: Final[dict[str, str]] = {

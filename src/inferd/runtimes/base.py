@@ -26,6 +26,7 @@ Arrays = dict[str, np.ndarray[Any, Any]]
 RUNTIMES: Final[dict[str, str]] = {
     "torchscript": "inferd.runtimes.torchscript:TorchScriptRuntime",
     "onnx": "inferd.runtimes.onnx:OnnxRuntime",
+    "tensorflow": "inferd.runtimes.tensorflow:TensorFlowRuntime",
     "python": "inferd.runtimes.python:PythonRuntime",
 }
 
@@ -33,7 +34,15 @@ RUNTIMES: Final[dict[str, str]] = {
 PLATFORMS: Final[dict[str, str]] = {
     "torchscript": "pytorch_libtorch",
     "onnx": "onnxruntime_onnx",
+    "tensorflow": "tensorflow_savedmodel",
     "python": "python",
+}
+
+#: The package extra that installs each runtime's framework.
+EXTRAS: Final[dict[str, str]] = {
+    "torchscript": "torch",
+    "onnx": "onnx",
+    "tensorflow": "tensorflow",
 }
 
 
@@ -51,6 +60,7 @@ class Runtime(abc.ABC):
         artifact: Path,
         config: ModelConfig,
         intra_op_threads: int,
+        inter_op_threads: int = 1,
         *,
         model: str = "",
         version: str = "",
@@ -61,6 +71,9 @@ class Runtime(abc.ABC):
         self.version = version
         self.intra_op_threads = (
             config.intra_op_threads if config.intra_op_threads is not None else intra_op_threads
+        )
+        self.inter_op_threads = (
+            config.inter_op_threads if config.inter_op_threads is not None else inter_op_threads
         )
 
     @abc.abstractmethod
@@ -94,7 +107,7 @@ def runtime_class(name: str) -> type[Runtime]:
     except ImportError as exc:
         raise ConfigError(
             f"runtime {name!r} needs a package that is not installed ({exc.name}); "
-            f"install inferd[{'torch' if name == 'torchscript' else name}]"
+            f"install inferd[{EXTRAS.get(name, name)}]"
         ) from exc
     cls: type[Runtime] = getattr(module, attr)
     return cls

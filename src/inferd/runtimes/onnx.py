@@ -47,7 +47,7 @@ class OnnxRuntime(Runtime):
     def load(self) -> None:
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.intra_op_threads
-        options.inter_op_num_threads = 1
+        options.inter_op_num_threads = self.inter_op_threads
         self._session = ort.InferenceSession(
             str(self.artifact), sess_options=options, providers=_providers(self.config.device)
         )
