@@ -153,3 +153,15 @@ def live_server(example_repo: Path) -> Iterator[ServerProcess]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def text_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example repository with minilm, built once by `inferd example --text DIR`."""
+    root = tmp_path_factory.mktemp("text")
+    subprocess.run(
+        [sys.executable, "-m", "inferd", "example", "--text", str(root)],
+        check=True,
+        capture_output=True,
+    )
+    return root

@@ -75,6 +75,11 @@ def _parser() -> argparse.ArgumentParser:
 
     example = commands.add_parser("example", help="write the example model repository")
     example.add_argument("directory", type=Path)
+    example.add_argument(
+        "--text",
+        action="store_true",
+        help="also build minilm, all-MiniLM-L6-v2 sentence embeddings (needs inferd[text])",
+    )
 
     validate = commands.add_parser("validate", help="check a repository without serving it")
     validate.add_argument("repository", type=Path)
@@ -176,9 +181,17 @@ def _show(value: Any) -> str:
 
 
 def _example(args: argparse.Namespace) -> int:
-    from inferd.example import build_example
+    from inferd.example import build_example, tensorflow_installed
 
-    for path in build_example(args.directory):
+    with_tensorflow = tensorflow_installed()
+    if not with_tensorflow:
+        print("skipping tiny-tf: TensorFlow is not installed (pip install 'inferd[tensorflow]')")
+    written = build_example(args.directory, with_tensorflow)
+    if args.text:
+        from inferd.text.build import build_text_example
+
+        written += build_text_example(args.directory)
+    for path in written:
         print(f"wrote {path}")
     return 0
 
