@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 EXAMPLE_REPO := build/models
 PORT ?= 8080
 
-.PHONY: install dev serve test lint typecheck unit bench clean proto
+.PHONY: install dev serve test lint typecheck unit bench bench-text clean proto
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,9 @@ test: lint typecheck unit
 bench: dev
 	bash benchmarks/install-tools.sh
 	$(PY) benchmarks/run.py
+
+bench-text: dev
+	$(PY) benchmarks/text.py
 
 PROTO_DIR := src/inferd/grpc/protos
 
