@@ -69,7 +69,7 @@ def test_serve_refuses_an_empty_repository(
     assert main(["serve", str(tmp_path / "models")]) == 2
     assert capsys.readouterr().err == (
         "inferd: model repository models holds no model: expected <model>/<version>/ folders "
-        "holding one of ['model.onnx', 'model.pt', 'model.py', 'model.ts']; models/model.onnx "
+        "holding one of ['model.onnx', 'model.pt', 'model.py', 'model.savedmodel', 'model.ts']; models/model.onnx "
         "is a model file at the repository root: put it in models/<model>/1/model.onnx, or "
         "serve the file itself (allow_empty / --allow-empty serves it anyway)\n"
     )
@@ -119,7 +119,7 @@ def test_validate_prints_one_line_per_problem(
         "misplaced            -          FAILED       repo/misplaced/1/model.yaml: model.yaml "
         "belongs in the model folder (repo/misplaced/model.yaml), not in a version folder",
         "pickled              -          FAILED       repo/pickled/1/model.pkl: not a model file "
-        "inferd knows; expected one of ['model.onnx', 'model.pt', 'model.py', 'model.ts']",
+        "inferd knows; expected one of ['model.onnx', 'model.pt', 'model.py', 'model.savedmodel', 'model.ts']",
         "raising              1          FAILED       ValueError: no weights here",
         "3 problem(s) in 4 model version(s)",
     ]

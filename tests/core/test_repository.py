@@ -168,7 +168,7 @@ def test_unknown_model_file_is_named(tmp_path: Path) -> None:
         Repository(tmp_path / "repo").read("m")
     assert caught.value.message == (
         "repo/m/1/model.pth: not a model file inferd knows; expected one of "
-        "['model.onnx', 'model.pt', 'model.py', 'model.ts']"
+        "['model.onnx', 'model.pt', 'model.py', 'model.savedmodel', 'model.ts']"
     )
 
 
@@ -189,6 +189,16 @@ def test_model_file_outside_a_version_folder(tmp_path: Path) -> None:
         Repository(tmp_path / "repo").read("m")
     assert caught.value.message == (
         "repo/m/model.onnx: model files go in a version folder (repo/m/1/model.onnx)"
+    )
+
+
+def test_saved_model_outside_a_version_folder(tmp_path: Path) -> None:
+    (tmp_path / "repo" / "m" / "model.savedmodel" / "variables").mkdir(parents=True)
+    (tmp_path / "repo" / "m" / "model.savedmodel" / "saved_model.pb").write_bytes(b"")
+    with pytest.raises(ConfigError) as caught:
+        Repository(tmp_path / "repo").read("m")
+    assert caught.value.message == (
+        "repo/m/model.savedmodel: model files go in a version folder (repo/m/1/model.savedmodel)"
     )
 
 

@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from inferd.core.model_config import ModelConfig
-from inferd.errors import ConfigError
+from inferd.errors import ConfigError, ModelLoadError
 from inferd.example import TINY, mlp_weights, write_savedmodel
 from inferd.runtimes.base import runtime_class
 from inferd.runtimes.tensorflow import TensorFlowRuntime
@@ -100,7 +100,7 @@ def test_a_corrupt_saved_model_is_refused(tmp_path: Path) -> None:
     folder = tmp_path / "model.savedmodel"
     folder.mkdir()
     (folder / "saved_model.pb").write_bytes(b"not a protobuf")
-    with pytest.raises(ConfigError, match="cannot load the SavedModel"):
+    with pytest.raises(ModelLoadError, match="cannot load the SavedModel"):
         _load(folder)
 
 

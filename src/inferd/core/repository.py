@@ -1,7 +1,7 @@
 """The model repository on disk: safe names, version folders, artifacts, policies.
 
-Layout: ``<root>/<model>/<version>/model.{pt,onnx,savedmodel,py}`` (a SavedModel is a folder) plus optional
-``<root>/<model>/model.yaml``. A single model file is a repository of one model.
+Layout: ``<root>/<model>/<version>/model.{pt,onnx,savedmodel,py}`` (a SavedModel is a
+folder) plus optional ``<root>/<model>/model.yaml``. A single model file is a repository of one model.
 Nothing outside the root is ever opened.
 """
 
@@ -154,7 +154,7 @@ class Repository:
         versions = [
             self._read_version(self.root / name / child.name, config)
             for child in folder.iterdir()
-            if child.is_dir() and SAFE_NAME.match(child.name)
+            if child.is_dir() and SAFE_NAME.match(child.name) and child.name not in ARTIFACTS
         ]
         versions.sort(key=lambda v: natural_key(v.name))
         if not versions:
@@ -209,4 +209,5 @@ class Repository:
 
 
 def _is_model_file(path: Path) -> bool:
-    return path.is_file() and (path.name in ARTIFACTS or path.suffix in SUFFIX_RUNTIME)
+    # A SavedModel is a folder named like an artifact.
+    return path.name in ARTIFACTS or (path.is_file() and path.suffix in SUFFIX_RUNTIME)

@@ -15,7 +15,7 @@ from typing import Any, Final
 import numpy as np
 import tensorflow as tf
 
-from inferd.errors import ConfigError
+from inferd.errors import ConfigError, ModelLoadError
 from inferd.runtimes.base import Arrays, Runtime, Signature
 from inferd.types import TensorSpec
 
@@ -73,6 +73,15 @@ class TensorFlowRuntime(Runtime):
                 self.config.device, self.intra_op_threads, self.inter_op_threads
             ),
         )
+        try:
+            self._bind(session, graph)
+        except BaseException:
+            session.close()
+            raise
+        self._session = session
+
+    def _bind(self, session: Any, graph: Any) -> None:
+        """Load the SavedModel into ``session`` and make the signature's callable."""
         # The v1 loader logs a deprecation notice on every load; it is the loader meant here.
         tf_logger = logging.getLogger("tensorflow")
         level = tf_logger.level
@@ -83,42 +92,36 @@ class TensorFlowRuntime(Runtime):
                     session, [SERVE_TAG], str(self.artifact)
                 )
         except (RuntimeError, ValueError, OSError, tf.errors.OpError) as exc:
-            session.close()
-            raise ConfigError(f"{self.artifact}: cannot load the SavedModel: {exc}") from exc
+            raise ModelLoadError(f"{self.artifact}: cannot load the SavedModel: {exc}") from exc
         finally:
             tf_logger.setLevel(level)
         name = self.config.signature or DEFAULT_SIGNATURE
         if name not in meta_graph.signature_def:
-            session.close()
             raise ConfigError(
                 f"{self.artifact}: no signature {name!r}; the SavedModel has "
                 f"{sorted(k for k in meta_graph.signature_def if not k.startswith('__'))}"
             )
         signature = meta_graph.signature_def[name]
-        self._inputs = [self._spec(key, info) for key, info in sorted(signature.inputs.items())]
-        self._outputs = [self._spec(key, info) for key, info in sorted(signature.outputs.items())]
-        self._input_names = [key for key, _ in sorted(signature.inputs.items())]
-        self._output_names = [key for key, _ in sorted(signature.outputs.items())]
-        self._feed_dtypes = [
-            tf.dtypes.as_dtype(signature.inputs[key].dtype).as_numpy_dtype
-            for key in self._input_names
-        ]
+        inputs, outputs = sorted(signature.inputs.items()), sorted(signature.outputs.items())
+        self._inputs = [self._spec(key, info) for key, info in inputs]
+        self._outputs = [self._spec(key, info) for key, info in outputs]
+        self._input_names = [key for key, _ in inputs]
+        self._output_names = [key for key, _ in outputs]
+        self._feed_dtypes = [tf.dtypes.as_dtype(info.dtype).as_numpy_dtype for _, info in inputs]
         self._call = session.make_callable(
-            [signature.outputs[key].name for key in self._output_names],
-            [signature.inputs[key].name for key in self._input_names],
+            [info.name for _, info in outputs], [info.name for _, info in inputs]
         )
-        self._session = session
 
     def _spec(self, key: str, info: Any) -> TensorSpec:
         dtype = tf.dtypes.as_dtype(info.dtype).name
         datatype = TF_DATATYPES.get(dtype)
         if datatype is None:
-            raise ConfigError(
+            raise ModelLoadError(
                 f"{self.artifact}: tensor {key!r} has type {dtype}, which inferd cannot serve; "
                 f"expected one of {sorted(TF_DATATYPES)}"
             )
         if info.tensor_shape.unknown_rank:
-            raise ConfigError(
+            raise ModelLoadError(
                 f"{self.artifact}: tensor {key!r} has an unknown rank; give the signature a "
                 "shape (tf.TensorSpec([None, ...]))"
             )
