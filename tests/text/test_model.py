@@ -66,6 +66,12 @@ def test_a_row_is_the_same_alone_and_padded_in_a_batch(minilm: Runtime) -> None:
     np.testing.assert_allclose(batched[0], alone[0], atol=1e-5)
 
 
+def test_a_batch_of_many_lengths_keeps_its_order(minilm: Runtime) -> None:
+    rows = [s for s in SENTENCES * 5]  # 25 rows: several chunks, lengths interleaved
+    alone = np.stack([embed(minilm, s)[0] for s in SENTENCES])
+    np.testing.assert_allclose(embed(minilm, *rows), np.tile(alone, (5, 1)), atol=1e-5)
+
+
 def test_text_past_256_tokens_is_cut(minilm: Runtime) -> None:
     start = " ".join(["word"] * 254)
     long = embed(minilm, start + " alpha beta gamma", start + " delta epsilon zeta")
