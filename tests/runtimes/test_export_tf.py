@@ -1,6 +1,7 @@
-"""docs/export.md's TensorFlow recipe runs as written where tensorflow is installed.
+"""docs/export.md's TensorFlow recipe runs as written, and inferd serves what it writes.
 
-inferd does not depend on tensorflow; without it this module is skipped.
+tensorflow comes with inferd[tensorflow] (in the dev extras); without it this module is
+skipped.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import numpy as np
 import pytest
 import yaml
 
+from inferd.core.model_config import ModelConfig
+from inferd.runtimes.base import runtime_class
 from tests.test_export_docs import run_recipe
 
 tf = pytest.importorskip("tensorflow")
@@ -32,3 +35,13 @@ def test_tensorflow_recipe_writes_a_savedmodel(
     out = serve(input=tf.constant(x))
     assert list(out) == ["probabilities"]
     np.testing.assert_allclose(out["probabilities"].numpy(), expected, rtol=1e-5, atol=1e-6)
+    served = runtime_class("tensorflow")(
+        folder / "1" / "model.savedmodel", ModelConfig.model_validate(config), 1
+    )
+    served.load()
+    signature = served.signature()
+    assert [(t.name, t.datatype, t.shape) for t in signature.inputs] == [("input", "FP32", (-1, 4))]
+    assert [(t.name, t.shape) for t in signature.outputs] == [("probabilities", (-1, 3))]
+    answer = served.infer({"input": x})["probabilities"]
+    np.testing.assert_allclose(answer, expected, rtol=1e-5, atol=1e-6)
+    served.unload()

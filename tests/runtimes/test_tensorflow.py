@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -108,3 +109,13 @@ def test_thread_counts_come_from_settings_unless_model_yaml_says(tmp_path: Path)
     config = ModelConfig.model_validate({"inter_op_threads": 3})
     runtime = runtime_class("tensorflow")(tmp_path, config, 2, 1)
     assert (runtime.intra_op_threads, runtime.inter_op_threads) == (2, 3)
+
+
+def test_thread_counts_a_process_already_fixed_are_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    write_savedmodel(mlp_weights(TINY), tmp_path / "model.savedmodel")
+    _load(tmp_path / "model.savedmodel").unload()  # TensorFlow has run: its pools are fixed
+    with caplog.at_level(logging.WARNING, logger="inferd.runtimes"):
+        _load(tmp_path / "model.savedmodel", intra_op_threads=3).unload()
+    assert "this model's 3 and 1 are not applied" in caplog.text

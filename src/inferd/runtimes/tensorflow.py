@@ -1,15 +1,20 @@
-"""TensorFlow SavedModels, run through a session of their own.
+"""TensorFlow SavedModels, loaded with ``tf.saved_model.load`` and run through a signature.
 
-Inputs and outputs are read from a signature of the SavedModel's ``serve`` graph:
-``serving_default`` unless ``model.yaml`` names another (``signature:``). The model gets a
-``tf.compat.v1.Session`` of its own rather than the process-wide eager context, so its
-intra- and inter-op thread counts and its device are its own, and one ``Session.run`` (which
-releases the GIL) is the only TensorFlow call per batch.
+Inputs and outputs are read from a signature of the SavedModel: ``serving_default`` unless
+``model.yaml`` names another (``signature:``); their names are the signature's keys. The
+TF2 loader is used rather than a v1 session because only it restores every SavedModel
+that TF2 writes (a Keras 3 model saved inside a ``tf.Module`` leaves variables that a v1
+session never initialises).
+
+TensorFlow's intra- and inter-op thread pools belong to the process and are fixed once the
+first TensorFlow operation has run: the first model to load sets them from its settings,
+and a later model that asks for other counts is logged as not getting them.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any, Final
 
 import numpy as np
@@ -18,6 +23,8 @@ import tensorflow as tf
 from inferd.errors import ConfigError, ModelLoadError
 from inferd.runtimes.base import Arrays, Runtime, Signature
 from inferd.types import TensorSpec
+
+log = logging.getLogger("inferd.runtimes")
 
 #: TensorFlow dtype names -> V2 datatypes.
 TF_DATATYPES: Final[dict[str, str]] = {
@@ -39,24 +46,43 @@ TF_DATATYPES: Final[dict[str, str]] = {
 
 DEFAULT_SIGNATURE: Final = "serving_default"
 SERVE_TAG: Final = "serve"
+_threads_lock = threading.Lock()
 
 
-def _session_config(device: str, intra: int, inter: int) -> Any:
-    config = tf.compat.v1.ConfigProto(
-        intra_op_parallelism_threads=intra,
-        inter_op_parallelism_threads=inter,
-        allow_soft_placement=True,
-    )
+def _apply_threads(intra: int, inter: int, where: str) -> None:
+    """Set the process's TensorFlow thread counts if no TensorFlow operation ran yet;
+    log when they were already fixed at other values."""
+    config = tf.config.threading
+    with _threads_lock:
+        try:
+            config.set_intra_op_parallelism_threads(intra)
+            config.set_inter_op_parallelism_threads(inter)
+        except RuntimeError:
+            pass  # the runtime context exists: the counts are fixed for this process
+        current = (
+            config.get_intra_op_parallelism_threads(),
+            config.get_inter_op_parallelism_threads(),
+        )
+    if current != (intra, inter):
+        log.warning(
+            "%s: TensorFlow's thread counts are per process and were already fixed at "
+            "intra_op_threads=%d, inter_op_threads=%d; this model's %d and %d are not applied",
+            where,
+            *current,
+            intra,
+            inter,
+        )
+
+
+def _device(device: str) -> str:
     if device == "cpu":
-        config.device_count["GPU"] = 0
-    else:
-        config.gpu_options.visible_device_list = device.partition(":")[2] or "0"
-        config.gpu_options.allow_growth = True
-    return config
+        return "/CPU:0"
+    return f"/GPU:{device.partition(':')[2] or '0'}"
 
 
 class TensorFlowRuntime(Runtime):
-    _session: Any = None
+    _loaded: Any = None
+    _function: Any = None
 
     def load(self) -> None:
         if self.config.precision != "fp32":
@@ -66,88 +92,61 @@ class TensorFlowRuntime(Runtime):
             )
         if not (self.artifact / "saved_model.pb").is_file():
             raise ConfigError(f"{self.artifact}: not a SavedModel (no saved_model.pb inside)")
-        graph = tf.Graph()
-        session = tf.compat.v1.Session(
-            graph=graph,
-            config=_session_config(
-                self.config.device, self.intra_op_threads, self.inter_op_threads
-            ),
-        )
+        _apply_threads(self.intra_op_threads, self.inter_op_threads, str(self.artifact))
+        self._device = _device(self.config.device)
         try:
-            self._bind(session, graph)
-        except BaseException:
-            session.close()
-            raise
-        self._session = session
-
-    def _bind(self, session: Any, graph: Any) -> None:
-        """Load the SavedModel into ``session`` and make the signature's callable."""
-        # The v1 loader logs a deprecation notice on every load; it is the loader meant here.
-        tf_logger = logging.getLogger("tensorflow")
-        level = tf_logger.level
-        tf_logger.setLevel(logging.ERROR)
-        try:
-            with graph.as_default():
-                meta_graph = tf.compat.v1.saved_model.loader.load(
-                    session, [SERVE_TAG], str(self.artifact)
-                )
+            with tf.device(self._device):
+                loaded = tf.saved_model.load(str(self.artifact), tags=[SERVE_TAG])
         except (RuntimeError, ValueError, OSError, tf.errors.OpError) as exc:
             raise ModelLoadError(f"{self.artifact}: cannot load the SavedModel: {exc}") from exc
-        finally:
-            tf_logger.setLevel(level)
         name = self.config.signature or DEFAULT_SIGNATURE
-        if name not in meta_graph.signature_def:
+        if name not in loaded.signatures:
             raise ConfigError(
                 f"{self.artifact}: no signature {name!r}; the SavedModel has "
-                f"{sorted(k for k in meta_graph.signature_def if not k.startswith('__'))}"
+                f"{sorted(loaded.signatures)}"
             )
-        signature = meta_graph.signature_def[name]
-        inputs, outputs = sorted(signature.inputs.items()), sorted(signature.outputs.items())
-        self._inputs = [self._spec(key, info) for key, info in inputs]
-        self._outputs = [self._spec(key, info) for key, info in outputs]
-        self._input_names = [key for key, _ in inputs]
-        self._output_names = [key for key, _ in outputs]
-        self._feed_dtypes = [tf.dtypes.as_dtype(info.dtype).as_numpy_dtype for _, info in inputs]
-        self._call = session.make_callable(
-            [info.name for _, info in outputs], [info.name for _, info in inputs]
-        )
+        function = loaded.signatures[name]
+        inputs = sorted(function.structured_input_signature[1].items())
+        outputs = sorted(function.structured_outputs.items())
+        self._inputs = tuple(self._spec(key, spec) for key, spec in inputs)
+        self._outputs = tuple(self._spec(key, spec) for key, spec in outputs)
+        self._feed = [(key, spec.dtype.as_numpy_dtype) for key, spec in inputs]
+        # The signature holds its variables weakly: the loaded object must stay referenced.
+        self._loaded, self._function = loaded, function
 
-    def _spec(self, key: str, info: Any) -> TensorSpec:
-        dtype = tf.dtypes.as_dtype(info.dtype).name
-        datatype = TF_DATATYPES.get(dtype)
+    def _spec(self, key: str, spec: Any) -> TensorSpec:
+        datatype = TF_DATATYPES.get(spec.dtype.name)
         if datatype is None:
             raise ModelLoadError(
-                f"{self.artifact}: tensor {key!r} has type {dtype}, which inferd cannot serve; "
-                f"expected one of {sorted(TF_DATATYPES)}"
+                f"{self.artifact}: tensor {key!r} has type {spec.dtype.name}, which inferd "
+                f"cannot serve; expected one of {sorted(TF_DATATYPES)}"
             )
-        if info.tensor_shape.unknown_rank:
+        if spec.shape.rank is None:
             raise ModelLoadError(
                 f"{self.artifact}: tensor {key!r} has an unknown rank; give the signature a "
                 "shape (tf.TensorSpec([None, ...]))"
             )
-        shape = tuple(dim.size if dim.size >= 0 else -1 for dim in info.tensor_shape.dim)
-        return TensorSpec(key, datatype, shape)
+        return TensorSpec(key, datatype, tuple(-1 if d is None else d for d in spec.shape))
 
     def signature(self) -> Signature:
-        return Signature(tuple(self._inputs), tuple(self._outputs))
+        return Signature(self._inputs, self._outputs)
 
     def infer(self, inputs: Arrays) -> Arrays:
-        feed = []
-        for name, dtype in zip(self._input_names, self._feed_dtypes, strict=True):
+        feed = {}
+        for name, dtype in self._feed:
             array = inputs[name]
             if dtype is not object and array.dtype != dtype:
                 array = array.astype(dtype)
-            feed.append(array)
-        results = self._call(*feed)
+            feed[name] = tf.constant(array)
+        with tf.device(self._device):
+            results = self._function(**feed)
         outputs: Arrays = {}
-        for name, result in zip(self._output_names, results, strict=True):
-            array = np.asarray(result)
+        for name, tensor in results.items():
+            array = tensor.numpy()
             if array.dtype.name == "bfloat16":
                 array = array.astype(np.float32)  # the core holds BF16 as float32
             outputs[name] = array
         return outputs
 
     def unload(self) -> None:
-        if self._session is not None:
-            self._session.close()
-        self._session = None
+        self._loaded = self._function = None
