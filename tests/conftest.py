@@ -165,3 +165,22 @@ def text_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
         capture_output=True,
     )
     return root
+
+
+@pytest.fixture(scope="session")
+def stream_repo(example_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Streaming models that record their steps (see tests/streaming.py)."""
+    from tests.streaming import write_stream_repo
+
+    return write_stream_repo(tmp_path_factory.mktemp("stream-models"), example_repo)
+
+
+@pytest.fixture(scope="session")
+def stream_server(stream_repo: Path) -> Iterator[ServerProcess]:
+    """One real server over the streaming models for the whole session."""
+    server = ServerProcess(stream_repo, "--default-model", "tiny")
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()

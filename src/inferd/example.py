@@ -3,6 +3,7 @@
 - ``tiny``: a 4 -> 64 -> 2 MLP as TorchScript (the shape of the seed's model).
 - ``wide``: a 256 -> 2048 -> 2048 -> 16 MLP as ONNX.
 - ``sentiment``: a Python text model (BYTES in, JSON out) using the request hooks.
+- ``words``: a streaming Python model; it yields the words of its text one at a time.
 - ``tiny-tf``: ``tiny``'s weights as a TensorFlow SavedModel, when TensorFlow is installed.
 
 The same weights can be written in any of the formats, so the runtimes can be compared on
@@ -169,6 +170,16 @@ def write_starter(starter: str, path: Path) -> None:
     path.write_text(source)
 
 
+WORDS_YAML: Final = """\
+# predict is a generator: the model streams (README, Streaming models).
+runtime: python
+inputs:
+  - {name: text_input, datatype: BYTES, shape: [1]}
+outputs:
+  - {name: text_output, datatype: BYTES, shape: [1]}
+"""
+
+
 def tensorflow_installed() -> bool:
     return importlib.util.find_spec("tensorflow") is not None
 
@@ -188,7 +199,15 @@ def build_example(root: Path, with_tensorflow: bool | None = None) -> list[Path]
     write_starter("sentiment", sentiment / "1" / "model.py")
     (sentiment / "1" / "lexicon.json").write_text(json.dumps(LEXICON, indent=2) + "\n")
     (sentiment / "model.yaml").write_text(SENTIMENT_YAML)
-    written = [tiny / "1" / "model.pt", wide / "1" / "model.onnx", sentiment / "1" / "model.py"]
+    words = root / "words"
+    write_starter("words", words / "1" / "model.py")
+    (words / "model.yaml").write_text(WORDS_YAML)
+    written = [
+        tiny / "1" / "model.pt",
+        wide / "1" / "model.onnx",
+        sentiment / "1" / "model.py",
+        words / "1" / "model.py",
+    ]
     if not (tensorflow_installed() if with_tensorflow is None else with_tensorflow):
         return written
     tiny_tf = root / "tiny-tf"

@@ -156,23 +156,32 @@ class SafeguardsSettings(_Section):
 
 
 class StreamSettings(_Section):
+    """Limits of every stream: WebSocket, gRPC ModelStreamInfer and PredictStream."""
+
     idle_timeout_s: float = Field(
         60.0,
         gt=0,
-        description="A WebSocket stream with no message and no answer pending "
-        "for this long is closed (code 1000).",
+        description="A stream with no message and no answer pending for this long is "
+        "closed (WebSocket code 1000, gRPC DEADLINE_EXCEEDED).",
     )
     max_messages_per_second: float = Field(
         100.0,
         gt=0,
-        description="Sustained message rate per WebSocket connection (a burst "
-        "of a second's worth is allowed); past it the stream is closed (code 1008).",
+        description="Sustained message rate per stream (a burst of a second's worth is "
+        "allowed); past it the stream is closed (WebSocket code 1008, gRPC "
+        "RESOURCE_EXHAUSTED).",
     )
     max_in_flight: int = Field(
         16,
         ge=1,
         description="Messages of one stream being served at once; the stream "
         "stops reading while this many answers are pending.",
+    )
+    max_buffered_responses: int = Field(
+        8,
+        ge=1,
+        description="Partial responses of a streaming model buffered per request while "
+        "the client has not taken them; the model's generator waits when the buffer is full.",
     )
 
 

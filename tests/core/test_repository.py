@@ -86,10 +86,11 @@ def test_bad_device_is_refused(tmp_path: Path) -> None:
 
 def test_runtime_from_extension(example_repo: Path) -> None:
     repo = Repository(example_repo)
-    assert repo.model_names() == ["sentiment", "tiny", "tiny-tf", "wide"]
+    assert repo.model_names() == ["sentiment", "tiny", "tiny-tf", "wide", "words"]
     assert repo.read("tiny").versions[0].runtime == "torchscript"
     assert repo.read("wide").versions[0].runtime == "onnx"
     assert repo.read("sentiment").versions[0].runtime == "python"
+    assert repo.read("words").versions[0].runtime == "python"
     tiny_tf = repo.read("tiny-tf").versions[0]
     assert (tiny_tf.runtime, tiny_tf.artifact.name) == ("tensorflow", "model.savedmodel")
 

@@ -18,7 +18,7 @@ from inferd.gateway.ratelimit import rate_limiter
 from inferd.grpc.protos import grpc_service_pb2 as pb
 from inferd.grpc.protos import grpc_service_pb2_grpc as pb_grpc
 from inferd.grpc.server import start_grpc
-from inferd.grpc.servicer import STREAM_WINDOW, client_host
+from inferd.grpc.servicer import client_host
 from inferd.http.app import create_app
 from inferd.tensors import from_binary
 from tests.grpc.conftest import SLOW_S, Served
@@ -255,7 +255,7 @@ async def test_bad_requests_get_their_status_and_the_server_keeps_serving(
 
 async def test_stream_answers_in_order_and_survives_a_bad_request(served: Served) -> None:
     rng = np.random.default_rng(1)
-    rows = [rng.standard_normal((1, 4)).astype(np.float32) for _ in range(3 * STREAM_WINDOW)]
+    rows = [rng.standard_normal((1, 4)).astype(np.float32) for _ in range(96)]
     bad_at = 40
 
     def requests() -> Any:

@@ -92,6 +92,7 @@ def test_statistics_and_repository_index(client: triton.InferenceServerClient) -
         ("tiny", "READY"),
         ("tiny-tf", "READY"),
         ("wide", "READY"),
+        ("words", "READY"),
     }
 
 

@@ -38,7 +38,7 @@ async def test_server_metadata_and_health(example_client: httpx.AsyncClient) -> 
     assert (await example_client.get("/healthz")).json() == {"status": "ok"}
     ready = await example_client.get("/ready")
     assert ready.status_code == 200
-    assert {m["name"] for m in ready.json()["models"]} == {"sentiment", "tiny", "tiny-tf", "wide"}
+    assert {m["name"] for m in ready.json()["models"]} == {"sentiment", "tiny", "tiny-tf", "wide", "words"}
 
 
 async def test_model_metadata(example_client: httpx.AsyncClient) -> None:
@@ -155,7 +155,7 @@ async def test_stats(example_client: httpx.AsyncClient) -> None:
     assert stats[0]["inference_count"] >= 2
     assert stats[0]["inference_stats"]["success"]["count"] >= 1
     everything = (await example_client.get("/v2/models/stats")).json()["model_stats"]
-    assert {s["name"] for s in everything} == {"sentiment", "tiny", "tiny-tf", "wide"}
+    assert {s["name"] for s in everything} == {"sentiment", "tiny", "tiny-tf", "wide", "words"}
 
 
 async def test_metrics(example_client: httpx.AsyncClient) -> None:
@@ -187,11 +187,12 @@ async def test_repository_index_load_unload(example_client: httpx.AsyncClient) -
         ("tiny", "READY"),
         ("tiny-tf", "READY"),
         ("wide", "READY"),
+        ("words", "READY"),
     }
     assert (await example_client.post("/v2/repository/models/wide/unload")).status_code == 200
     assert (await example_client.get("/v2/models/wide/ready")).status_code == 503
     after = (await example_client.post("/v2/repository/index", json={"ready": True})).json()
-    assert [r["name"] for r in after] == ["sentiment", "tiny", "tiny-tf"]
+    assert [r["name"] for r in after] == ["sentiment", "tiny", "tiny-tf", "words"]
     # An explicitly unloaded model does not hold server readiness down.
     assert (await example_client.get("/v2/health/ready")).status_code == 200
     assert (await example_client.post("/v2/repository/models/wide/load")).status_code == 200

@@ -22,6 +22,7 @@ from inferd.example import TINY, mlp_reference, mlp_weights
 from inferd.http.app import create_app
 from inferd.server import build_service
 from tests.conftest import ServerProcess, free_port, make_settings
+from tests.streaming import busy_max, steps
 
 WEIGHTS = mlp_weights(TINY, seed=0)
 ROW = [0.5, -1.0, 2.0, 0.25]
@@ -340,4 +341,87 @@ async def test_shutdown_sends_in_flight_answers_then_1001(tmp_path: Path) -> Non
         assert server.process.wait(30) == 0
     finally:
         release.touch()
+        server.stop()
+
+
+# -- streaming models -----------------------------------------------------------------------
+
+
+def count_message(tag: str, n: int, delay_ms: int = 0, **fields: Any) -> str:
+    tensors = [("n", "INT32", [n]), ("delay_ms", "INT32", [delay_ms]), ("tag", "BYTES", [tag])]
+    return json.dumps(
+        {
+            "model_name": "count",
+            "inputs": [
+                {"name": name, "datatype": datatype, "shape": [1], "data": data}
+                for name, datatype, data in tensors
+            ],
+            **fields,
+        }
+    )
+
+
+async def test_a_streaming_model_answers_each_partial_then_a_final_marker(
+    stream_server: ServerProcess,
+) -> None:
+    async with connect(ws_url(stream_server)) as ws:
+        await ws.send(count_message("ws-partials", 3, id="a"))
+        await ws.send(json.dumps({"inputs": ROW, "id": "b"}))
+        replies = [await answer(ws) for _ in range(5)]
+    partials = replies[:3]
+    assert [r["outputs"][0]["data"] for r in partials] == [[0], [1], [2]]
+    assert {(r["id"], r["seq"], r["final"], r["model_name"]) for r in partials} == {
+        ("a", 1, False, "count")
+    }
+    assert replies[3] == {
+        "id": "a",
+        "seq": 1,
+        "model_name": "count",
+        "model_version": "1",
+        "final": True,
+    }
+    assert (replies[4]["id"], replies[4]["seq"], "final" in replies[4]) == ("b", 2, False)
+
+
+async def test_a_streaming_model_failing_answers_an_error_after_its_partials(
+    stream_server: ServerProcess,
+) -> None:
+    async with connect(ws_url(stream_server)) as ws:
+        await ws.send(count_message("ws-fails", -2))
+        replies = [await answer(ws) for _ in range(3)]
+    assert [r["outputs"][0]["data"] for r in replies[:2]] == [[0], [1]]
+    assert replies[2] == {
+        "error": "model 'count' failed: ValueError: asked to fail",
+        "code": 500,
+        "seq": 1,
+    }
+
+
+async def test_a_client_that_disconnects_stops_the_generator(
+    stream_server: ServerProcess, stream_repo: Path
+) -> None:
+    async with connect(ws_url(stream_server)) as ws:
+        await ws.send(count_message("ws-gone", 1000, 10))
+        assert [(await answer(ws))["outputs"][0]["data"] for _ in range(3)] == [[0], [1], [2]]
+
+    async def closed() -> bool:
+        return "closed" in steps(stream_repo, "ws-gone")
+
+    await eventually(closed, what="the generator to close")
+    assert len(steps(stream_repo, "ws-gone")) < 100
+
+
+async def test_at_most_max_in_flight_messages_run_at_once(stream_repo: Path) -> None:
+    server = ServerProcess(
+        stream_repo, "--default-model", "busy", env={"INFERENCE_STREAM__MAX_IN_FLIGHT": "3"}
+    )
+    try:
+        server.wait_ready()
+        async with connect(ws_url(server)) as ws:
+            for n in range(10):
+                await ws.send(json.dumps({"inputs": [n]}))
+            replies = [await answer(ws) for _ in range(10)]
+        assert [r["predictions"] for r in replies] == [[float(n)] for n in range(10)]
+        assert busy_max(stream_repo) == 3
+    finally:
         server.stop()

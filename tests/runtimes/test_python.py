@@ -228,10 +228,6 @@ BAD_MODELS = [
     ("class Other:\n    pass", "define class Model with a predict(self, inputs) method"),
     ("class Model:\n    def predict(self):\n        pass", "predict must take one argument"),
     (
-        "class Model:\n    def predict(self, x):\n        yield x",
-        "Model.predict is a generator; streaming partial answers is not supported",
-    ),
-    (
         "class Model:\n    def setup(self, device):\n        pass\n"
         "    def predict(self, x):\n        return x",
         "Model.setup() is not called by inferd; name it load(self, context)",
@@ -435,3 +431,56 @@ async def test_a_hook_that_returns_the_wrong_thing_is_an_internal_error(
     assert response.status_code == 500
     assert response.json() == {"error": "internal error (request id r-7)"}
     assert "Model.predict returned 1 outputs for 2 rows" in caplog.text
+
+
+@pytest.mark.parametrize("kind", ["def", "async def"])
+def test_a_generator_predict_streams_its_partials(
+    tmp_path: Path, loaded: list[Runtime], kind: str
+) -> None:
+    pause = "await asyncio.sleep(0)" if kind == "async def" else "pass"
+    source = f"""
+import asyncio
+
+
+class Model:
+    def decode_request(self, request):
+        return request["text"].decode()
+
+    {kind} predict(self, texts):
+        for word in texts[0].split():
+            {pause}
+            yield [word.upper()]
+
+    def encode_response(self, output):
+        return {{"answer": output}}
+"""
+    runtime = load_runtime(tmp_path, source, TEXT_YAML)
+    loaded.append(runtime)
+    assert runtime.decoupled
+    partials = runtime.stream({"text": np.array([b"one two three"], dtype=object)})
+    assert [p["answer"].tolist() for p in partials] == [[b"ONE"], [b"TWO"], [b"THREE"]]
+
+
+def test_closing_a_stream_closes_the_generator(tmp_path: Path, loaded: list[Runtime]) -> None:
+    source = """
+import numpy as np
+
+closed = []
+
+
+class Model:
+    def predict(self, inputs):
+        try:
+            while True:
+                yield {"y": inputs["x"]}
+        finally:
+            closed.append(True)
+
+    def unload(self):
+        assert closed == [True]
+"""
+    runtime = load_runtime(tmp_path, source, TENSOR_YAML)
+    partials = runtime.stream({"x": np.ones((1, 2), np.float32)})
+    assert next(partials)["y"].tolist() == [[1.0, 1.0]]
+    partials.close()  # type: ignore[attr-defined]
+    runtime.unload()  # asserts the generator's finally ran

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from inferd.core.batcher import Batcher
+from inferd.core.decoupled import GeneratorRunner
 from inferd.core.failures import CONFIG_CLASSES, WarmupFailed, classify, public_reason
 from inferd.core.model_config import ModelConfig, check_declared_names
 from inferd.core.outputs import checked_run, output_problems
@@ -56,6 +57,8 @@ class LoadedVersion:
     runtime: Runtime
     batcher: Batcher
     stats: VersionStats
+    #: Set for a streaming (decoupled) model: requests go here, not to the batcher.
+    generator: GeneratorRunner | None = None
 
     @property
     def platform(self) -> str:
@@ -133,6 +136,21 @@ def _warmup_inputs(inputs: tuple[TensorSpec, ...]) -> dict[str, np.ndarray[Any, 
             array[...] = b""
         arrays[spec.name] = array
     return arrays
+
+
+def _warm_up(
+    runtime: Runtime, inputs: dict[str, np.ndarray[Any, Any]]
+) -> dict[str, np.ndarray[Any, Any]]:
+    """One request before serving, its outputs; a streaming model runs to its first partial."""
+    if not runtime.decoupled:
+        return runtime.infer(inputs)
+    partials = runtime.stream(inputs)
+    try:
+        return next(partials, {})
+    finally:
+        close = getattr(partials, "close", None)
+        if close is not None:
+            close()
 
 
 class ModelManager:
@@ -356,10 +374,11 @@ class ModelManager:
         max_batch = _max_batch_size(config, inputs, self._performance.max_batch_size, where)
         if config.warmup:
             try:
-                produced = runtime.infer(_warmup_inputs(inputs))
+                produced = _warm_up(runtime, _warmup_inputs(inputs))
             except Exception as exc:
                 raise WarmupFailed(f"{where}: warm-up failed: {classify(exc)[1]}") from exc
-            problems = output_problems(outputs, produced)
+            # A streaming model's partial may carry some of the outputs only.
+            problems = [] if runtime.decoupled else output_problems(outputs, produced)
             if problems:
                 raise WarmupFailed(f"{where}: at warm-up, {'; '.join(problems)}")
         stats = VersionStats(entry.name, version.name)
@@ -377,6 +396,16 @@ class ModelManager:
             observer=self._metrics.observer(entry.name, version.name) if self._metrics else None,
             max_batch_time_s=config.max_batch_time_s or self._limits.max_batch_time_s,
         )
+        generator = (
+            GeneratorRunner(
+                runtime.stream,
+                name=entry.name,
+                instances=config.instances,
+                prepare_thread=runtime.prepare_thread,
+            )
+            if runtime.decoupled
+            else None
+        )
         return LoadedVersion(
             entry.name,
             version.name,
@@ -388,6 +417,7 @@ class ModelManager:
             runtime,
             batcher,
             stats,
+            generator,
         )
 
     async def _retire(
@@ -403,7 +433,10 @@ class ModelManager:
         ):
             status.state = State.UNLOADING
         grace = self._limits.unload_grace_s if grace_s is None else grace_s
-        if await loaded.batcher.close(grace):
+        finished = await loaded.batcher.close(grace)
+        if loaded.generator is not None:
+            finished = await loaded.generator.close(grace) and finished
+        if finished:
             await asyncio.to_thread(loaded.runtime.unload)
         else:
             # The runtime is still in use by the abandoned thread: it is dropped, not unloaded.

@@ -52,6 +52,9 @@ class InferResponse:
     parameters: dict[str, Any] = dataclasses.field(default_factory=dict)
     #: Per requested output, the transport parameters the client sent with it.
     output_parameters: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    #: False for the partial responses of a streaming model; its stream ends with a
+    #: response that has no outputs and ``final`` set.
+    final: bool = True
 
 
 @dataclasses.dataclass(slots=True)

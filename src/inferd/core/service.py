@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import logging
 import time
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -17,7 +19,13 @@ from inferd.core.messages import InferRequest, InferResponse, PredictResult
 from inferd.core.outputs import check_finite
 from inferd.core.repository import natural_key
 from inferd.core.simple import predictions, simple_tensor
-from inferd.core.validation import INLINE_DECODE_COST, check_header, decode_cost, decode_inputs
+from inferd.core.validation import (
+    INLINE_DECODE_COST,
+    Checked,
+    check_header,
+    decode_cost,
+    decode_inputs,
+)
 from inferd.errors import (
     ErrorCode,
     InferdError,
@@ -39,6 +47,7 @@ EXTENSIONS = (
     "model_configuration",
     "statistics",
     "model_repository",
+    "generate",
 )
 
 
@@ -225,6 +234,12 @@ class InferenceService:
                 raise Unavailable("the server is shutting down", retry_after_s=1.0)
             loaded = self.manager.resolve(request.model, request.version)
             version = loaded.version
+            if loaded.generator is not None:
+                raise InvalidArgument(
+                    f"model '{loaded.model}' streams its outputs; call it on a stream "
+                    f"(POST /v2/models/{loaded.model}/generate_stream, gRPC ModelStreamInfer "
+                    "or a WebSocket stream)"
+                )
             try:
                 response = await self._infer(loaded, request)
             except Exception:
@@ -290,13 +305,83 @@ class InferenceService:
             if loaded.config.nonfinite_outputs == "error":
                 check_finite(loaded.model, spec, array)
             outputs.append(Tensor(spec.name, spec.datatype, array))
-        return InferResponse(
-            model=loaded.model,
-            version=loaded.version,
-            outputs=outputs,
-            id=request.id,
-            output_parameters={o.name: o.parameters for o in request.outputs or ()},
-        )
+        return _response(loaded, request, outputs)
+
+    # -- streaming (decoupled) models -------------------------------------------------------
+
+    def stream(self, request: InferRequest) -> AsyncIterator[InferResponse]:
+        """The responses of a streaming model: one per partial output (``final`` False),
+        then one without outputs (``final`` True). A request it cannot serve is refused
+        here, before anything runs (a model that does not stream is an invalid argument);
+        the inputs' elements are decoded when the stream starts."""
+        if self.draining:
+            raise Unavailable("the server is shutting down", retry_after_s=1.0)
+        loaded = self.manager.resolve(request.model, request.version)
+        if loaded.generator is None:
+            raise InvalidArgument(
+                f"model '{loaded.model}' does not stream its outputs; call "
+                f"/v2/models/{loaded.model}/infer (or /generate) instead"
+            )
+        checked = check_header(loaded, request.inputs, self.settings.safeguards.input_validation)
+        selected = self._selected_outputs(loaded, request)
+        return self._partials(loaded, request, checked, selected, self.deadline(loaded, request))
+
+    async def responses(self, request: InferRequest) -> AsyncIterator[InferResponse]:
+        """What a stream transport sends for one request: the one response of a model that
+        answers once, or every response of a streaming model (see :meth:`stream`)."""
+        loaded = self.manager.resolve(request.model, request.version)
+        if loaded.generator is None:
+            yield await self.infer(request)
+            return
+        async for response in self.stream(request):
+            yield response
+
+    async def _partials(
+        self,
+        loaded: LoadedVersion,
+        request: InferRequest,
+        checked: Checked,
+        selected: list[TensorSpec],
+        deadline: float,
+    ) -> AsyncIterator[InferResponse]:
+        assert loaded.generator is not None
+        start = time.perf_counter()
+        self.metrics.started()
+        self._in_flight += 1
+        self._idle.clear()
+        status = "internal"
+        buffered = self.settings.stream.max_buffered_responses
+        try:
+            limits = self.settings.safeguards.input_validation
+            if decode_cost(checked) > INLINE_DECODE_COST:
+                arrays = await asyncio.to_thread(decode_inputs, checked, limits)
+            else:
+                arrays = decode_inputs(checked, limits)
+            async for partial in loaded.generator.run(arrays, deadline, buffered):
+                outputs = _partial_outputs(loaded, selected, partial)
+                yield dataclasses.replace(_response(loaded, request, outputs), final=False)
+            yield _response(loaded, request, [])
+            status = "ok"
+        except InferdError as exc:
+            status = exc.code.value
+            if exc.code is ErrorCode.INTERNAL:
+                raise self._internal(request, loaded, exc) from None
+            raise
+        except (asyncio.CancelledError, GeneratorExit):
+            status = "cancelled"  # the client went away
+            raise
+        except Exception as exc:
+            raise self._internal(request, loaded, exc) from None
+        finally:
+            elapsed = time.perf_counter() - start
+            (loaded.stats.success if status == "ok" else loaded.stats.fail).add(elapsed)
+            self.metrics.observe(
+                loaded.model, loaded.version, request.protocol, status, elapsed * (status == "ok")
+            )
+            self.metrics.finished()
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.set()
 
     def _selected_outputs(self, loaded: LoadedVersion, request: InferRequest) -> list[TensorSpec]:
         if not request.outputs:
@@ -392,6 +477,38 @@ def _settle_heap() -> None:
     """
     gc.collect()
     gc.freeze()
+
+
+def _response(loaded: LoadedVersion, request: InferRequest, outputs: list[Tensor]) -> InferResponse:
+    return InferResponse(
+        model=loaded.model,
+        version=loaded.version,
+        outputs=outputs,
+        id=request.id,
+        output_parameters={o.name: o.parameters for o in request.outputs or ()},
+    )
+
+
+def _partial_outputs(
+    loaded: LoadedVersion, selected: list[TensorSpec], partial: Any
+) -> list[Tensor]:
+    """The selected outputs a partial carries (a partial may carry some outputs only)."""
+    if not isinstance(partial, Mapping):
+        raise InternalError(
+            f"model '{loaded.model}' yielded {type(partial).__name__}; a streaming model "
+            "yields dicts of arrays"
+        )
+    unknown = [name for name in partial if loaded.output_spec(name) is None]
+    if unknown:
+        raise InternalError(f"model '{loaded.model}' yielded undeclared outputs {unknown}")
+    outputs = []
+    for spec in selected:
+        if spec.name in partial:
+            array = _as_datatype(np.asarray(partial[spec.name]), spec.datatype)
+            if loaded.config.nonfinite_outputs == "error":
+                check_finite(loaded.model, spec, array)
+            outputs.append(Tensor(spec.name, spec.datatype, array))
+    return outputs
 
 
 def _as_datatype(array: np.ndarray[Any, Any], datatype: str) -> np.ndarray[Any, Any]:

@@ -26,6 +26,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from inferd.core.service import InferenceService
+from inferd.core.streams import StreamRegistry
 from inferd.errors import ConfigError
 from inferd.gateway.ratelimit import RateLimiter, rate_limiter
 from inferd.grpc.handlers import add_servicer
@@ -48,12 +49,16 @@ SERVICE_NAMES: Final = (
 class GrpcServer:
     """A started gRPC server listening on ``port``."""
 
-    def __init__(self, server: Any, port: int) -> None:
+    def __init__(self, server: Any, port: int, streams: StreamRegistry) -> None:
         self._server = server
         self.port = port
+        self._streams = streams
 
     async def stop(self, grace: float) -> None:
-        """Refuse new calls, give running ones ``grace`` seconds, then cancel them."""
+        """Stop reading the open streams and let them send what they owe (their calls end
+        UNAVAILABLE), refuse new calls, give running ones ``grace`` seconds, then cancel
+        them."""
+        await self._streams.close_all(grace)
         await self._server.stop(grace)
 
 
@@ -114,8 +119,11 @@ async def start_grpc(
         ],
         maximum_concurrent_rpcs=limits.max_concurrent_rpcs,
     )
-    add_servicer(server, _service(grpc_service_pb2), InferenceServicer(service, limiter))
-    add_servicer(server, _service(simple_pb2), SimpleServicer(service, limiter))
+    streams = StreamRegistry()
+    add_servicer(
+        server, _service(grpc_service_pb2), InferenceServicer(service, limiter, streams)
+    )
+    add_servicer(server, _service(simple_pb2), SimpleServicer(service, limiter, streams))
     health_pb2_grpc.add_HealthServicer_to_server(
         HealthServicer(service, SERVICE_NAMES, limits.max_health_watchers), server
     )
@@ -128,4 +136,4 @@ async def start_grpc(
         raise ConfigError(f"server.grpc_port: cannot listen on {address}: {exc}") from exc
     await server.start()
     log.info("gRPC listening on %s", _address(settings.server.host, port))
-    return GrpcServer(server, port)
+    return GrpcServer(server, port, streams)

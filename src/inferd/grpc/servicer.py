@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import functools
 import time
 import urllib.parse
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Final
 
+import grpc
 import numpy as np
 
 from inferd.core.service import InferenceService
+from inferd.core.streams import End, OrderedStream, StreamLimits, StreamRegistry
 from inferd.errors import InferdError, InvalidArgument
 from inferd.gateway.auth import check_admin, is_admin
 from inferd.gateway.ratelimit import RateLimiter
@@ -22,8 +24,19 @@ from inferd.grpc.protos import grpc_service_pb2 as pb
 from inferd.grpc.protos import grpc_service_pb2_grpc as pb_grpc
 from inferd.grpc.protos import simple_pb2, simple_pb2_grpc
 
-#: Requests of one stream that may be in flight at once; responses still leave in order.
-STREAM_WINDOW: Final = 32
+#: Request parameters of Triton's decoupled streams.
+FINAL: Final = "triton_final_response"
+EMPTY_FINAL: Final = "triton_enable_empty_final_response"
+
+#: How a stream's call ends, by why it stopped reading (None: OK, or nobody to tell).
+STREAM_END: Final[dict[End, tuple[grpc.StatusCode, str] | None]] = {
+    End.CLIENT_DONE: None,
+    End.CLIENT_GONE: None,
+    End.IDLE: (grpc.StatusCode.DEADLINE_EXCEEDED, "idle timeout"),
+    End.TOO_LARGE: (grpc.StatusCode.RESOURCE_EXHAUSTED, "message too large"),
+    End.RATE_LIMITED: (grpc.StatusCode.RESOURCE_EXHAUSTED, "message rate limit exceeded"),
+    End.SHUTDOWN: (grpc.StatusCode.UNAVAILABLE, "server shutting down"),
+}
 
 
 def deadline_of(context: Any) -> float | None:
@@ -41,12 +54,49 @@ def client_host(peer: str) -> str | None:
 
 
 class _Gated:
-    """What both servicers share: the service, and the process's rate limiter keyed by the
-    client's address (probes are not limited, as on REST)."""
+    """What both servicers share: the service, the process's rate limiter keyed by the
+    client's address (probes are not limited, as on REST) and the open streams."""
 
-    def __init__(self, service: InferenceService, limiter: RateLimiter | None = None) -> None:
+    def __init__(
+        self,
+        service: InferenceService,
+        limiter: RateLimiter | None = None,
+        streams: StreamRegistry | None = None,
+    ) -> None:
         self._service = service
         self._limiter = limiter
+        self._streams = streams or StreamRegistry()
+        self._limits = StreamLimits.of(service.settings)
+
+    async def _ordered(
+        self,
+        requests: Any,
+        context: Any,
+        serve: Callable[[int, Any], AsyncIterator[Any]],
+        fail: Callable[[Any, Exception], Any],
+    ) -> AsyncIterator[Any]:
+        """A bidirectional stream through the core's ordered stream; the call ends with the
+        status of why reading ended (OK once the client finished sending)."""
+        iterator = aiter(requests)
+
+        async def receive() -> tuple[Any, int] | None:
+            request = await anext(iterator, None)
+            if request is None:
+                return None
+            return request, 0 if isinstance(request, Malformed) else request.ByteSize()
+
+        ordered = OrderedStream(
+            self._limits, receive, serve, lambda seq, r, exc: fail(r, exc), self._streams
+        )
+        async with contextlib.aclosing(ordered.answers()) as answers:
+            async for answer in answers:
+                yield answer
+        ended = STREAM_END.get(ordered.end) if ordered.end is not None else None
+        if ended is not None:
+            code, message = ended
+            if ordered.end is End.IDLE:
+                message = f"{message} ({self._limits.idle_timeout_s:g} s without a message)"
+            await context.abort(code, message)
 
     def admit(self, context: Any) -> None:
         if self._limiter is not None:
@@ -122,51 +172,31 @@ class InferenceServicer(_Gated, pb_grpc.GRPCInferenceServiceServicer):  # type: 
         return convert.encode_infer_response(await self._service.infer(decoded))
 
     async def ModelStreamInfer(self, requests: Any, context: Any) -> AsyncIterator[Any]:
-        """Answers every request, in order. Up to STREAM_WINDOW requests run at once, so
-        a client that pipelines its stream gets them batched together."""
+        """Answers every request, in order (the core's ordered stream). A streaming model's
+        partials each get a response with ``triton_final_response`` false; with
+        ``triton_enable_empty_final_response`` set, an empty response with it true ends them.
+        A request that fails gets a response with ``error_message`` and the stream goes on."""
         await self.admit_stream(context)
         deadline = deadline_of(context)
-        slots = asyncio.Semaphore(STREAM_WINDOW)
-        queue: asyncio.Queue[asyncio.Task[Any] | None] = asyncio.Queue()
 
-        async def read() -> None:
+        async def serve(seq: int, request: Any) -> AsyncIterator[Any]:
+            if isinstance(request, Malformed):
+                yield pb.ModelStreamInferResponse(error_message=request.message)
+                return
             try:
-                async for request in requests:
-                    await slots.acquire()
-                    queue.put_nowait(asyncio.ensure_future(self._stream_one(request, deadline)))
-            finally:
-                queue.put_nowait(None)
+                decoded = convert.decode_infer_request(request, deadline)
+                empty_final = decoded.parameters.get(EMPTY_FINAL) is True
+                async for response in self._service.responses(decoded):
+                    if response.final and not response.outputs and not empty_final:
+                        continue
+                    encoded = convert.encode_infer_response(response)
+                    encoded.parameters[FINAL].bool_param = response.final
+                    yield pb.ModelStreamInferResponse(infer_response=encoded)
+            except Exception as exc:
+                yield _stream_error(request, exc)
 
-        reader = asyncio.ensure_future(read())
-        try:
-            while (task := await queue.get()) is not None:
-                response = await task
-                slots.release()
-                yield response
-            await reader
-        finally:
-            reader.cancel()
-            left = [t for t in (queue.get_nowait() for _ in range(queue.qsize())) if t]
-            for task in left:
-                task.cancel()
-            await asyncio.gather(reader, *left, return_exceptions=True)
-
-    async def _stream_one(self, request: Any, deadline: float | None) -> Any:
-        if isinstance(request, Malformed):
-            return pb.ModelStreamInferResponse(error_message=request.message)
-        try:
-            decoded = convert.decode_infer_request(request, deadline)
-            response = await self._service.infer(decoded)
-        except Exception as exc:
-            return pb.ModelStreamInferResponse(
-                error_message=status_of(exc)[1],
-                infer_response=pb.ModelInferResponse(
-                    model_name=request.model_name,
-                    model_version=request.model_version,
-                    id=request.id,
-                ),
-            )
-        return pb.ModelStreamInferResponse(infer_response=convert.encode_infer_response(response))
+        async for response in self._ordered(requests, context, serve, _stream_error):
+            yield response
 
     # -- model repository --------------------------------------------------------------------
 
@@ -218,16 +248,20 @@ class SimpleServicer(_Gated, simple_pb2_grpc.InferenceServiceServicer):  # type:
         return await self._predict(request, deadline_of(context))
 
     async def PredictStream(self, requests: Any, context: Any) -> AsyncIterator[Any]:
-        """One response per request, in order; the first failure ends the stream."""
+        """One response per request, in order (the core's ordered stream). A request that
+        fails gets a response with ``error`` and ``code`` set and the stream goes on."""
         await self.admit_stream(context)
         deadline = deadline_of(context)
-        async for request in requests:
+
+        async def serve(seq: int, request: Any) -> AsyncIterator[Any]:
             try:
                 if isinstance(request, Malformed):
                     raise InvalidArgument(request.message)
-                response = await self._predict(request, deadline)
+                yield await self._predict(request, deadline)
             except Exception as exc:
-                await abort(context, exc)
+                yield _predict_error(request, exc)
+
+        async for response in self._ordered(requests, context, serve, _predict_error):
             yield response
 
     async def _predict(self, request: Any, deadline: float | None) -> Any:
@@ -251,3 +285,20 @@ class SimpleServicer(_Gated, simple_pb2_grpc.InferenceServiceServicer):  # type:
             model_version=result.model_version,
             latency_ms=result.latency_ms,
         )
+
+
+def _stream_error(request: Any, exc: Exception) -> Any:
+    if isinstance(request, Malformed):
+        return pb.ModelStreamInferResponse(error_message=status_of(exc)[1])
+    return pb.ModelStreamInferResponse(
+        error_message=status_of(exc)[1],
+        infer_response=pb.ModelInferResponse(
+            model_name=request.model_name, model_version=request.model_version, id=request.id
+        ),
+    )
+
+
+def _predict_error(request: Any, exc: Exception) -> Any:
+    code, message = status_of(exc)
+    version = "" if isinstance(request, Malformed) else request.model_version
+    return simple_pb2.PredictResponse(model_version=version, error=message, code=code.value[0])

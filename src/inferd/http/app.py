@@ -15,9 +15,10 @@ from starlette.types import Receive, Scope, Send
 
 from inferd import __version__
 from inferd.core.service import InferenceService
+from inferd.core.streams import StreamRegistry
 from inferd.errors import InferdError, ResourceExhausted
 from inferd.gateway.ratelimit import RateLimiter, rate_limiter
-from inferd.http import simple, v2, websocket
+from inferd.http import generate, simple, v2, websocket
 from inferd.http.docs import add_docs
 from inferd.http.errors import error_response, internal_error_response
 from inferd.http.jsonwork import JsonParser
@@ -28,6 +29,10 @@ from inferd.http.raw import Handler, RawRoutes
 RAW_ROUTES: Final[list[tuple[str, Handler]]] = [
     ("/v2/models/{model}/infer", v2.infer),
     ("/v2/models/{model}/versions/{version}/infer", v2.infer),
+    ("/v2/models/{model}/generate", generate.generate),
+    ("/v2/models/{model}/versions/{version}/generate", generate.generate),
+    ("/v2/models/{model}/generate_stream", generate.generate_stream),
+    ("/v2/models/{model}/versions/{version}/generate_stream", generate.generate_stream),
     ("/predict", simple.predict),
     ("/models/{model}/predict", simple.predict),
 ]
@@ -91,7 +96,7 @@ def create_app(service: InferenceService, limiter: RateLimiter | None = None) ->
         redoc_url=None,
     )
     app.state.service = service
-    app.state.streams = streams = websocket.Streams()
+    app.state.streams = streams = StreamRegistry()
     app.state.json = json = JsonParser(service.settings.safeguards.json_offload_bytes)
     app.raw_routes = RawRoutes(RAW_ROUTES, json)
     app.limiter = limiter or rate_limiter(service.settings.safeguards.rate_limit)

@@ -58,6 +58,19 @@ _PREDICT_RESPONSE = {
     },
 }
 _ERROR = {"type": "object", "properties": {"error": {"type": "string"}}}
+_GENERATE_REQUEST = {
+    "type": "object",
+    "description": "Input names as keys, each with a value; optional 'parameters'.",
+    "additionalProperties": {},
+    "properties": {"parameters": {"type": "object"}},
+}
+_GENERATE_RESPONSE = {
+    "type": "object",
+    "description": "model_name, model_version and each output by name. generate_stream "
+    "sends one such object per Server-Sent Event (text/event-stream).",
+    "additionalProperties": {},
+    "properties": {"model_name": {"type": "string"}, "model_version": {"type": "string"}},
+}
 
 
 def _operation(
@@ -119,6 +132,16 @@ def document_raw_routes(app: FastAPI) -> None:
         paths["/v2/models/{model}/versions/{version}/infer"] = _operation(
             infer, _INFER_REQUEST, {"type": "object"}, ["model", "version"]
         )
+        for route, summary in [
+            ("generate", "Generate: one answer (Triton's generate extension)"),
+            ("generate_stream", "Generate: a streaming model's partials as Server-Sent Events"),
+        ]:
+            paths[f"/v2/models/{{model}}/{route}"] = _operation(
+                summary, _GENERATE_REQUEST, _GENERATE_RESPONSE, ["model"]
+            )
+            paths[f"/v2/models/{{model}}/versions/{{version}}/{route}"] = _operation(
+                summary, _GENERATE_REQUEST, _GENERATE_RESPONSE, ["model", "version"]
+            )
         paths["/predict"] = _operation(
             "Predict with the default model", _PREDICT_REQUEST, _PREDICT_RESPONSE, []
         )

@@ -10,6 +10,7 @@ model together (``benchmarks/RESULTS.md``). The handlers keep the adapter's thre
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -46,6 +47,9 @@ class Answer:
     content_type: bytes = JSON
     headers: Sequence[tuple[bytes, bytes]] = ()
     status: int = 200
+    #: A streamed body (chunks sent as they come) instead of ``body``; closed, and what
+    #: produces it cancelled, when the client disconnects.
+    stream: AsyncIterator[bytes] | None = None
 
 
 Handler = Callable[[InferenceService, Call], Awaitable[Answer]]
@@ -137,7 +141,47 @@ class RawRoutes:
         except Exception as exc:
             log.exception("unhandled error", exc_info=exc)
             answer = Answer(INTERNAL_ERROR, status=500)
-        await _send(answer, send)
+        if answer.stream is not None:
+            await _send_stream(answer, answer.stream, receive, send)
+        else:
+            await _send(answer, send)
+
+
+async def _send_stream(
+    answer: Answer, chunks: AsyncIterator[bytes], receive: Receive, send: Send
+) -> None:
+    """Send chunks as they come until they end or the client disconnects; then close the
+    iterator (on a disconnect it is cancelled where it waits)."""
+
+    async def pump() -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": answer.status,
+                "headers": [(b"content-type", answer.content_type), *answer.headers],
+            }
+        )
+        async for chunk in chunks:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def disconnected() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    sending = asyncio.ensure_future(pump())
+    watching = asyncio.ensure_future(disconnected())
+    try:
+        await asyncio.wait({sending, watching}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (sending, watching):
+            task.cancel()
+        results = await asyncio.gather(sending, watching, return_exceptions=True)
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
+    if isinstance(results[0], Exception) and not isinstance(results[0], OSError):
+        log.error("unhandled error in a streamed answer", exc_info=results[0])
 
 
 async def _send(answer: Answer, send: Send) -> None:

@@ -14,25 +14,23 @@ Contract:
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import logging
+from collections.abc import AsyncIterator
 from typing import Any, Final
 
 import orjson
 from starlette.applications import Starlette
-from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from inferd.core.service import InferenceService
-from inferd.errors import InferdError, InvalidArgument, ResourceExhausted, clip
-from inferd.gateway.ratelimit import RateLimiter
+from inferd.core.streams import ClientGone, End, OrderedStream, StreamLimits, StreamRegistry
+from inferd.errors import InferdError, InvalidArgument, clip
 from inferd.http.codec import decode_document, response_document
 from inferd.http.errors import HTTP_STATUS
 from inferd.http.jsonwork import JsonParser
 from inferd.http.simple import PREDICT_FIELDS, decode_predict
-from inferd.settings import RateLimitSettings
 
 log = logging.getLogger("inferd.http")
 
@@ -54,45 +52,27 @@ class Close:
     reason: str
 
 
-IDLE: Final = Close(1000, "idle timeout")
 SHUTDOWN: Final = Close(1001, "server shutting down")
-RATE_LIMITED: Final = Close(1008, "message rate limit exceeded")
-
-
-class Streams:
-    """The open streams of one app, closed together when the server shuts down."""
-
-    def __init__(self) -> None:
-        self.closing = False
-        self._open: set[_Stream] = set()
-
-    async def close_all(self, timeout: float) -> None:
-        """Stop reading every stream, send what they owe, close them with 1001.
-
-        Streams opened from now on are closed with 1001 at once. Waits at most ``timeout``
-        seconds for the answers; streams still busy then are left to the server.
-        """
-        self.closing = True
-        streams = list(self._open)
-        for stream in streams:
-            stream.interrupt(SHUTDOWN)
-        if streams:
-            await asyncio.wait([s.finished for s in streams], timeout=timeout)
-
-    def add(self, stream: _Stream) -> None:
-        self._open.add(stream)
-
-    def discard(self, stream: _Stream) -> None:
-        self._open.discard(stream)
+#: How the server closes a stream, by why it stopped reading (None: nothing to send).
+CLOSE: Final[dict[End, Close | None]] = {
+    End.CLIENT_DONE: Close(1000, "done"),
+    End.CLIENT_GONE: None,
+    End.IDLE: Close(1000, "idle timeout"),
+    End.RATE_LIMITED: Close(1008, "message rate limit exceeded"),
+    End.SHUTDOWN: SHUTDOWN,
+}
 
 
 async def close_streams(app: object, timeout: float) -> None:
-    """Close the streams of an app built by ``create_app`` (see :meth:`Streams.close_all`).
+    """Close the streams of an app built by ``create_app`` (see
+    :meth:`StreamRegistry.close_all`): what they owe is sent, then they close with 1001.
 
     A server calls this on shutdown before it drops its connections: uvicorn would close
     them with 1012 and leave their pending answers unsent.
     """
-    if isinstance(app, Starlette) and isinstance(getattr(app.state, "streams", None), Streams):
+    if isinstance(app, Starlette) and isinstance(
+        getattr(app.state, "streams", None), StreamRegistry
+    ):
         await app.state.streams.close_all(timeout)
 
 
@@ -102,165 +82,75 @@ async def stream(websocket: WebSocket) -> None:
 
 
 class _Stream:
-    """One connection: a reader dispatching requests, a writer sending answers in order."""
+    """One connection: decoding and encoding around the core's ordered stream."""
 
-    def __init__(self, websocket: WebSocket, service: InferenceService, streams: Streams) -> None:
-        limits = service.settings.stream
+    def __init__(
+        self, websocket: WebSocket, service: InferenceService, registry: StreamRegistry
+    ) -> None:
         self.ws = websocket
         self.service = service
-        self.streams = streams
         self.model: str | None = websocket.path_params.get("model")
         self.version: str | None = websocket.path_params.get("version")
-        self.max_bytes = service.settings.safeguards.max_request_bytes
         self.json: JsonParser = websocket.app.state.json
-        self.idle_timeout = limits.idle_timeout_s
-        per_minute = max(1, round(limits.max_messages_per_second * 60))
-        self.limiter = RateLimiter(RateLimitSettings(requests_per_minute=per_minute))
-        self.slots = asyncio.Semaphore(limits.max_in_flight)
-        self.answers: asyncio.Queue[asyncio.Task[bytes] | None] = asyncio.Queue()
-        self.loop = asyncio.get_running_loop()
-        self.finished: asyncio.Future[None] = self.loop.create_future()
-        self.seq = 0
-        self.pending = 0
-        self.last_active = self.loop.time()
-        self.client_gone = False
-        self.reader: asyncio.Task[Close | None] | None = None
-        self.interrupted = False
-        self.interrupt_close: Close | None = None
-
-    def interrupt(self, close: Close | None) -> None:
-        """Stop reading; the stream sends what it owes, then closes with ``close`` (None:
-        the client is gone and nothing more is sent)."""
-        if not self.interrupted:
-            self.interrupted = True
-            self.interrupt_close = close
-            if self.reader is not None:
-                self.reader.cancel()
+        self.limits = StreamLimits.of(service.settings)
+        self.registry = registry
 
     async def run(self) -> None:
         await self.ws.accept()
-        if self.streams.closing:
-            await self.ws.close(SHUTDOWN.code, SHUTDOWN.reason)
-            return
-        self.streams.add(self)
-        self.reader = asyncio.create_task(self._read())
-        writer = asyncio.create_task(self._write())
-        try:
-            close = await self._reading()
-            if close is None:
-                return
-            self.answers.put_nowait(None)
-            await writer
-            if not self.client_gone:
-                with contextlib.suppress(WebSocketDisconnect, OSError):
-                    await self.ws.close(close.code, close.reason)
-        finally:
-            self.reader.cancel()
-            writer.cancel()
-            while not self.answers.empty():
-                task = self.answers.get_nowait()
-                if task is not None:
-                    task.cancel()
-            self.streams.discard(self)
-            self.finished.set_result(None)
+        ordered = OrderedStream(self.limits, self._receive, self._answers, _failed, self.registry)
+        async with contextlib.aclosing(ordered.answers()) as answers:
+            async for frame in answers:
+                try:
+                    await self.ws.send_text(frame.decode())
+                except (WebSocketDisconnect, OSError):
+                    return
+        assert ordered.end is not None
+        close = (
+            Close(1009, f"message exceeds the {self.limits.max_message_bytes}-byte limit")
+            if ordered.end is End.TOO_LARGE
+            else CLOSE[ordered.end]
+        )
+        if close is not None:
+            with contextlib.suppress(WebSocketDisconnect, OSError, RuntimeError):
+                await self.ws.close(close.code, close.reason)
 
-    async def _reading(self) -> Close | None:
-        """How reading ended: the close to send, or None when the client is gone."""
-        assert self.reader is not None
-        try:
-            return await self.reader
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if not self.interrupted or (current is not None and current.cancelling()):
-                raise
-            return None if self.client_gone else self.interrupt_close
-
-    # -- reading ----------------------------------------------------------------------------
-
-    async def _read(self) -> Close | None:
-        """Dispatch requests until the stream must close; None when the client left.
-
-        A slot is taken before each read, so a request once read is always dispatched.
-        """
-        while True:
-            await self.slots.acquire()
-            message = await self._receive()
-            if message is None:
-                return IDLE
-            if message["type"] == "websocket.disconnect":
-                self.client_gone = True
-                return None
-            frame: str | bytes = (
-                message["text"] if message.get("text") is not None else message["bytes"]
-            )
-            if _size(frame) > self.max_bytes:
-                return Close(1009, f"message exceeds the {self.max_bytes}-byte limit")
-            try:
-                self.limiter.check("stream")
-            except ResourceExhausted:
-                return RATE_LIMITED
-            self.seq += 1
-            self.pending += 1
-            self.last_active = self.loop.time()
-            self.answers.put_nowait(asyncio.create_task(self._answer(self.seq, frame)))
-
-    async def _receive(self) -> Message | None:
-        """The next ASGI message, or None once nothing came and nothing was pending for the
-        idle timeout."""
-        while True:
-            start = self.loop.time() if self.pending else self.last_active
-            try:
-                async with asyncio.timeout_at(start + self.idle_timeout):
-                    return await self.ws.receive()
-            except TimeoutError:
-                if not self.pending and self.loop.time() >= self.last_active + self.idle_timeout:
-                    return None
-
-    # -- writing ----------------------------------------------------------------------------
-
-    async def _write(self) -> None:
-        """Send the answers in request order; on a failed send, stop the stream."""
-        while (task := await self.answers.get()) is not None:
-            frame = await task
-            try:
-                await self.ws.send_text(frame.decode())
-            except (WebSocketDisconnect, OSError):
-                self.client_gone = True
-                self.interrupt(None)
-                return
-            self.pending -= 1
-            self.last_active = self.loop.time()
-            self.slots.release()
+    async def _receive(self) -> tuple[str | bytes, int] | None:
+        message = await self.ws.receive()
+        if message["type"] == "websocket.disconnect":
+            raise ClientGone
+        frame: str | bytes = (
+            message["text"] if message.get("text") is not None else message["bytes"]
+        )
+        return frame, _size(frame)
 
     # -- one request: decode, call the service, encode ---------------------------------------
 
-    async def _answer(self, seq: int, frame: str | bytes) -> bytes:
+    async def _answers(self, seq: int, frame: str | bytes) -> AsyncIterator[bytes]:
         head: dict[str, Any] = {}
         try:
             doc = await self.json.parse(frame)
-            if isinstance(doc, dict) and "id" in doc:
+            if not isinstance(doc, dict):
+                raise InvalidArgument(
+                    'a message must be a JSON object: {"inputs": [numbers]}, {"batch": [rows]} '
+                    "or a V2 infer request"
+                )
+            if "id" in doc:
                 if not isinstance(doc["id"], str):
                     raise InvalidArgument("'id' must be a string")
                 head["id"] = doc["id"]
             head["seq"] = seq
-            head.update(await self._serve(doc))
-            return orjson.dumps(head, option=orjson.OPT_SERIALIZE_NUMPY)
+            inputs = doc.get("inputs")
+            if isinstance(inputs, list) and inputs and isinstance(inputs[0], dict):
+                async for body in self._infer(doc):
+                    yield orjson.dumps({**head, **body}, option=orjson.OPT_SERIALIZE_NUMPY)
+            else:
+                body = await self._predict(doc)
+                yield orjson.dumps({**head, **body}, option=orjson.OPT_SERIALIZE_NUMPY)
         except InferdError as exc:
-            return _error(head, seq, exc.message, HTTP_STATUS[exc.code], exc.retry_after_s)
+            yield _error(head, seq, exc.message, HTTP_STATUS[exc.code], exc.retry_after_s)
         except Exception:
             log.exception("unhandled error serving a stream message")
-            return _error(head, seq, "internal server error", 500, None)
-
-    async def _serve(self, doc: Any) -> dict[str, Any]:
-        if not isinstance(doc, dict):
-            raise InvalidArgument(
-                'a message must be a JSON object: {"inputs": [numbers]}, {"batch": [rows]} '
-                "or a V2 infer request"
-            )
-        inputs = doc.get("inputs")
-        if isinstance(inputs, list) and inputs and isinstance(inputs[0], dict):
-            return await self._infer(doc)
-        return await self._predict(doc)
+            yield _error(head, seq, "internal server error", 500, None)
 
     async def _predict(self, doc: dict[str, Any]) -> dict[str, Any]:
         """A simple message, served as ``POST /predict`` would serve it."""
@@ -281,8 +171,10 @@ class _Stream:
             "latency_ms": result.latency_ms,
         }
 
-    async def _infer(self, doc: dict[str, Any]) -> dict[str, Any]:
-        """A V2 message, served as ``POST /v2/models/{model}/infer`` would serve it."""
+    async def _infer(self, doc: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """A V2 message, served as ``POST /v2/models/{model}/infer`` would serve it; a
+        streaming model's partials each get an answer with ``"final": false``, then an
+        answer without outputs with ``"final": true``."""
         version = doc.get("model_version")
         if version is not None and not isinstance(version, str):
             raise InvalidArgument("'model_version' must be a string")
@@ -299,8 +191,14 @@ class _Stream:
                 "binary tensor data is not available on a stream; drop 'binary_data' and read "
                 "the outputs' JSON 'data'"
             )
-        body, _ = response_document(await self.service.infer(request), binary_default=False)
-        return body
+        async for response in self.service.responses(request):
+            body, _ = response_document(response, binary_default=False)
+            if response.final and not response.outputs:
+                del body["outputs"]
+                body["final"] = True
+            elif not response.final:
+                body["final"] = False
+            yield body
 
     def _target(self, model: Any, field: str, version: str | None) -> tuple[str | None, str | None]:
         """The model and version a message is for; the path's, where the path names them."""
@@ -338,3 +236,9 @@ def _error(
     if retry_after_s is not None:
         answer["retry_after_s"] = round(retry_after_s, 3)
     return orjson.dumps(answer)
+
+
+def _failed(seq: int, frame: str | bytes, exc: Exception) -> bytes:
+    """The answer for a message whose serving failed outside ``_answers``' own handling."""
+    log.error("unhandled error serving a stream message", exc_info=exc)
+    return _error({}, seq, "internal server error", 500, None)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import importlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
 
@@ -53,7 +54,15 @@ class Signature:
 
 
 class Runtime(abc.ABC):
-    """One loaded model version."""
+    """One loaded model version.
+
+    A streaming (decoupled) runtime sets ``decoupled`` at load and answers through
+    ``stream``, which yields any number of partial outputs per request; its ``infer`` is
+    never called.
+    """
+
+    #: True when the loaded model streams partial outputs (``stream``) instead of answering once.
+    decoupled: bool = False
 
     def __init__(
         self,
@@ -83,6 +92,11 @@ class Runtime(abc.ABC):
     @abc.abstractmethod
     def infer(self, inputs: Arrays) -> Arrays:
         """Run one batch. Called from a worker thread."""
+
+    def stream(self, inputs: Arrays) -> Iterator[Arrays]:
+        """The partial outputs of one request (decoupled runtimes). Called from a worker
+        thread, which advances the iterator and closes it when the client stops."""
+        raise NotImplementedError(f"{type(self).__name__} does not stream")
 
     def prepare_thread(self) -> None:  # noqa: B027 - most runtimes need nothing
         """Called once in each instance thread before its first batch: settings that a

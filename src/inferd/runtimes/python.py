@@ -2,7 +2,9 @@
 
 Inputs and outputs must be declared in ``model.yaml``. BYTES inputs reach the model as
 numpy object arrays of ``bytes``. An ``async def predict`` runs on an event loop private to
-the instance thread that calls it, never on the server's loop. The file is code: only
+the instance thread that calls it, never on the server's loop. A ``predict`` that is a
+generator (or async generator) streams: each ``yield`` is one partial answer (through
+``encode_response`` when the model has it) and the version is decoupled. The file is code: only
 models from the repository are loaded, never from elsewhere.
 """
 
@@ -10,14 +12,22 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import inspect
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Final
 
 from inferd.errors import ConfigError
 from inferd.runtimes.base import Arrays, Runtime
-from inferd.runtimes.python_api import LoadContext, Pipeline, call_load, check_class, check_hooks
+from inferd.runtimes.python_api import (
+    STREAMING_KINDS,
+    LoadContext,
+    Pipeline,
+    call_load,
+    check_class,
+    check_hooks,
+)
 from inferd.runtimes.python_api import kind as kind_of
 
 
@@ -56,7 +66,8 @@ class PythonRuntime(Runtime):
             t.shape and t.shape[0] == -1 for t in self.config.inputs
         )
         self._pipeline = Pipeline(model, tuple(self.config.outputs), by_row)
-        self._run = self.RUNNERS[kind_of(model.predict)]
+        self.decoupled = kind_of(model.predict) in STREAMING_KINDS
+        self._run = self.RUNNERS.get(kind_of(model.predict), PythonRuntime._call)
         self._model = model
 
     def _context(self) -> LoadContext:
@@ -84,6 +95,28 @@ class PythonRuntime(Runtime):
         "function": _call,
         "coroutine": _await,
     }
+
+    def stream(self, inputs: Arrays) -> Iterator[Arrays]:
+        """The partial answers of a generator ``predict``; closing this closes it."""
+        partials = self._model.predict(self._pipeline.before(inputs))
+        source = self._drive(partials) if inspect.isasyncgen(partials) else partials
+        try:
+            for partial in source:
+                yield self._pipeline.after(partial, inputs)
+        finally:
+            source.close()
+
+    def _drive(self, partials: Any) -> Iterator[Any]:
+        """An async generator, driven on this thread's private event loop."""
+        loop = self._thread_loop()
+        try:
+            while True:
+                try:
+                    yield loop.run_until_complete(anext(partials))
+                except StopAsyncIteration:
+                    return
+        finally:
+            loop.run_until_complete(partials.aclose())
 
     def _thread_loop(self) -> asyncio.AbstractEventLoop:
         """This thread's private event loop (made on first use, closed at unload)."""

@@ -8,7 +8,8 @@ wrong name, signature or kind is a ConfigError that says what to write instead.
   input name to that row's value (numpy; a BYTES element is ``bytes``).
 - ``batch(self, items) -> x``: combines the decoded items (default: the list itself).
 - ``predict(self, x)``: the tensors by name when there is no ``decode_request``, otherwise
-  the batch of decoded items. May be ``async def``.
+  the batch of decoded items. May be ``async def``. A generator (or async generator)
+  ``predict`` streams: each ``yield`` is one partial answer, encoded as a whole answer is.
 - ``unbatch(self, output) -> list``: splits ``predict``'s output into one per row
   (default: ``list(output)``).
 - ``encode_response(self, output) -> dict``: one row's outputs by name; BYTES outputs take
@@ -73,8 +74,9 @@ OTHER_NAMES: Final[dict[str, str]] = {
     "teardown": "unload(self)",
 }
 
-#: The kinds of ``predict`` a model may define (see ``kind``).
-PREDICT_KINDS: Final = frozenset({"function", "coroutine"})
+#: The kinds of ``predict`` that stream partial answers (the version is decoupled).
+STREAMING_KINDS: Final = frozenset({"generator", "async generator"})
+
 
 
 def kind(fn: Callable[..., Any]) -> str:
@@ -123,11 +125,6 @@ def check_class(model_cls: Any, where: Path) -> None:
     predict = getattr(model_cls, "predict", None)
     if not callable(predict):
         raise ConfigError(f"{where}: define class Model with a predict(self, inputs) method")
-    if kind(predict) not in PREDICT_KINDS:
-        raise ConfigError(
-            f"{where}: Model.predict is a {kind(predict)}; streaming partial answers is not "
-            "supported: return the whole answer (def or async def)"
-        )
     if _positional(model_cls)[0]:
         raise ConfigError(f"{where}: Model() must take no arguments; read settings in load()")
 

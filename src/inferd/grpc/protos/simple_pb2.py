@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _inferd_protos.POOL.AddSerializedFile(b'\n\x0csimple.proto\x12\rinferd.simple\"K\n\x0ePredictRequest\x12\x0e\n\x06inputs\x18\x01 \x03(\x02\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x12\n\nmodel_name\x18\x03 \x01(\t\"Q\n\x0fPredictResponse\x12\x13\n\x0bpredictions\x18\x01 \x03(\x02\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x12\n\nlatency_ms\x18\x03 \x01(\x02\x32\xb4\x01\n\x10InferenceService\x12J\n\x07Predict\x12\x1d.inferd.simple.PredictRequest\x1a\x1e.inferd.simple.PredictResponse\"\x00\x12T\n\rPredictStream\x12\x1d.inferd.simple.PredictRequest\x1a\x1e.inferd.simple.PredictResponse\"\x00(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _inferd_protos.POOL.AddSerializedFile(b'\n\x0csimple.proto\x12\rinferd.simple\"K\n\x0ePredictRequest\x12\x0e\n\x06inputs\x18\x01 \x03(\x02\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x12\n\nmodel_name\x18\x03 \x01(\t\"n\n\x0fPredictResponse\x12\x13\n\x0bpredictions\x18\x01 \x03(\x02\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x12\n\nlatency_ms\x18\x03 \x01(\x02\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x0c\n\x04\x63ode\x18\x05 \x01(\x05\x32\xb4\x01\n\x10InferenceService\x12J\n\x07Predict\x12\x1d.inferd.simple.PredictRequest\x1a\x1e.inferd.simple.PredictResponse\"\x00\x12T\n\rPredictStream\x12\x1d.inferd.simple.PredictRequest\x1a\x1e.inferd.simple.PredictResponse\"\x00(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,7 +35,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PREDICTREQUEST']._serialized_start=31
   _globals['_PREDICTREQUEST']._serialized_end=106
   _globals['_PREDICTRESPONSE']._serialized_start=108
-  _globals['_PREDICTRESPONSE']._serialized_end=189
-  _globals['_INFERENCESERVICE']._serialized_start=192
-  _globals['_INFERENCESERVICE']._serialized_end=372
+  _globals['_PREDICTRESPONSE']._serialized_end=218
+  _globals['_INFERENCESERVICE']._serialized_start=221
+  _globals['_INFERENCESERVICE']._serialized_end=401
 # @@protoc_insertion_point(module_scope)

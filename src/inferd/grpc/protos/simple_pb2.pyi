@@ -17,11 +17,15 @@ class PredictRequest(_message.Message):
     def __init__(self, inputs: _Optional[_Iterable[float]] = ..., model_version: _Optional[str] = ..., model_name: _Optional[str] = ...) -> None: ...
 
 class PredictResponse(_message.Message):
-    __slots__ = ("predictions", "model_version", "latency_ms")
+    __slots__ = ("predictions", "model_version", "latency_ms", "error", "code")
     PREDICTIONS_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
     predictions: _containers.RepeatedScalarFieldContainer[float]
     model_version: str
     latency_ms: float
-    def __init__(self, predictions: _Optional[_Iterable[float]] = ..., model_version: _Optional[str] = ..., latency_ms: _Optional[float] = ...) -> None: ...
+    error: str
+    code: int
+    def __init__(self, predictions: _Optional[_Iterable[float]] = ..., model_version: _Optional[str] = ..., latency_ms: _Optional[float] = ..., error: _Optional[str] = ..., code: _Optional[int] = ...) -> None: ...

@@ -56,8 +56,8 @@ class InferenceServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def PredictStream(self, request_iterator, context):
-        """One response per request, in order. A request that fails ends the stream with its
-        status (the response has no error field).
+        """One response per request, in order. A request that fails is answered with `error`
+        and `code` set, and the stream goes on.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
