@@ -53,19 +53,22 @@ async def test_a_malformed_stream_message_is_answered_in_its_turn(served: Served
     assert answers[2].infer_response.model_name == "tiny"
 
 
-async def test_a_malformed_simple_stream_message_ends_the_stream(served: Served) -> None:
+async def test_a_malformed_simple_stream_message_is_answered_and_the_stream_goes_on(
+    served: Served,
+) -> None:
     call = served.channel.stream_stream(
         "/inferd.simple.InferenceService/PredictStream",
         request_serializer=None,
         response_deserializer=None,
     )
     good = simple_pb2.PredictRequest(inputs=[1.0, 2.0, 3.0, 4.0]).SerializeToString()
-    stream = call(iter([good, MALFORMED]))
-    assert simple_pb2.PredictResponse.FromString(await stream.read()).predictions
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await stream.read()
-    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "inferd.simple.PredictRequest" in caught.value.details()
+    answers = [
+        simple_pb2.PredictResponse.FromString(raw)
+        async for raw in call(iter([good, MALFORMED, good]))
+    ]
+    assert [bool(a.predictions) for a in answers] == [True, False, True]
+    assert answers[1].code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert "inferd.simple.PredictRequest" in answers[1].error
 
 
 async def test_a_well_formed_raw_message_is_served(served: Served) -> None:

@@ -38,7 +38,13 @@ async def test_server_metadata_and_health(example_client: httpx.AsyncClient) -> 
     assert (await example_client.get("/healthz")).json() == {"status": "ok"}
     ready = await example_client.get("/ready")
     assert ready.status_code == 200
-    assert {m["name"] for m in ready.json()["models"]} == {"sentiment", "tiny", "tiny-tf", "wide", "words"}
+    assert {m["name"] for m in ready.json()["models"]} == {
+        "sentiment",
+        "tiny",
+        "tiny-tf",
+        "wide",
+        "words",
+    }
 
 
 async def test_model_metadata(example_client: httpx.AsyncClient) -> None:

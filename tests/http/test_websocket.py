@@ -390,11 +390,8 @@ async def test_a_streaming_model_failing_answers_an_error_after_its_partials(
         await ws.send(count_message("ws-fails", -2))
         replies = [await answer(ws) for _ in range(3)]
     assert [r["outputs"][0]["data"] for r in replies[:2]] == [[0], [1]]
-    assert replies[2] == {
-        "error": "model 'count' failed: ValueError: asked to fail",
-        "code": 500,
-        "seq": 1,
-    }
+    assert (replies[2]["code"], replies[2]["seq"]) == (500, 1)
+    assert replies[2]["error"].startswith("internal error (request id ")
 
 
 async def test_a_client_that_disconnects_stops_the_generator(

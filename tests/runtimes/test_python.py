@@ -371,7 +371,8 @@ async def test_text_model_over_v2_json(tmp_path: Path, service_factory: ServiceF
 async def test_a_wrong_hook_fails_the_version_with_the_reason(
     tmp_path: Path, service_factory: ServiceFactory
 ) -> None:
-    write_model(tmp_path / "bad", BAD_MODELS[3][0], TEXT_YAML)
+    source = next(model for model, reason in BAD_MODELS if reason.startswith("Model.setup()"))
+    write_model(tmp_path / "bad", source, TEXT_YAML)
     service = service_factory(tmp_path)
     async with await asgi_client(service) as client:
         index = (await client.post("/v2/repository/index")).json()

@@ -120,9 +120,7 @@ async def start_grpc(
         maximum_concurrent_rpcs=limits.max_concurrent_rpcs,
     )
     streams = StreamRegistry()
-    add_servicer(
-        server, _service(grpc_service_pb2), InferenceServicer(service, limiter, streams)
-    )
+    add_servicer(server, _service(grpc_service_pb2), InferenceServicer(service, limiter, streams))
     add_servicer(server, _service(simple_pb2), SimpleServicer(service, limiter, streams))
     health_pb2_grpc.add_HealthServicer_to_server(
         HealthServicer(service, SERVICE_NAMES, limits.max_health_watchers), server

@@ -21,7 +21,7 @@ from typing import Any, Final
 
 import orjson
 
-from inferd.core.messages import InferRequest, InferResponse
+from inferd.core.messages import InferRequest, InferResponse, InputTensor
 from inferd.core.service import InferenceService
 from inferd.errors import InferdError, InvalidArgument
 from inferd.http.headers import deadline_from, request_id_from
@@ -85,7 +85,7 @@ async def decode(service: InferenceService, call: Call) -> InferRequest:
         isinstance(v, bool | int | float | str) for v in parameters.values()
     ):
         raise InvalidArgument(f"'{PARAMETERS}' must be an object of strings, numbers or booleans")
-    inputs = [
+    inputs: list[InputTensor] = [
         Tensor(name, specs[name]["datatype"], _array(name, specs[name], value))
         for name, value in doc.items()
         if name != PARAMETERS

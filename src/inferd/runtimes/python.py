@@ -99,7 +99,7 @@ class PythonRuntime(Runtime):
     def stream(self, inputs: Arrays) -> Iterator[Arrays]:
         """The partial answers of a generator ``predict``; closing this closes it."""
         partials = self._model.predict(self._pipeline.before(inputs))
-        source = self._drive(partials) if inspect.isasyncgen(partials) else partials
+        source: Any = self._drive(partials) if inspect.isasyncgen(partials) else partials
         try:
             for partial in source:
                 yield self._pipeline.after(partial, inputs)

@@ -78,7 +78,6 @@ OTHER_NAMES: Final[dict[str, str]] = {
 STREAMING_KINDS: Final = frozenset({"generator", "async generator"})
 
 
-
 def kind(fn: Callable[..., Any]) -> str:
     """``function``, ``coroutine``, ``generator`` or ``async generator``."""
     if inspect.isasyncgenfunction(fn):
