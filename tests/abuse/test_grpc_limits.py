@@ -13,7 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from inferd.grpc.protos import grpc_service_pb2 as pb
 from inferd.grpc.protos import grpc_service_pb2_grpc as pb_grpc
-from tests.abuse.conftest import LIMITS, HealthzProbe, assert_probe_fast
+from tests.abuse.conftest import LIMITS, Requester, assert_probe_fast
 from tests.conftest import ServerProcess
 
 MAX_RPCS = LIMITS["grpc"]["max_concurrent_rpcs"]
@@ -39,7 +39,7 @@ async def wait_for(condition: Any, what: str, timeout: float = 10.0) -> None:
 
 
 async def test_streams_past_the_call_limit_are_refused_and_the_limit_frees(
-    abuse_server: ServerProcess, probe: HealthzProbe
+    abuse_server: ServerProcess, probe: Requester
 ) -> None:
     silent = asyncio.Event()
 
@@ -79,7 +79,7 @@ async def test_streams_past_the_call_limit_are_refused_and_the_limit_frees(
 
 
 async def test_health_watchers_past_the_limit_are_refused(
-    abuse_server: ServerProcess, probe: HealthzProbe
+    abuse_server: ServerProcess, probe: Requester
 ) -> None:
     extra = 150
     async with grpc.aio.insecure_channel(abuse_server.grpc_target) as channel:
@@ -101,7 +101,7 @@ async def test_health_watchers_past_the_limit_are_refused(
 
 
 async def test_a_client_pinging_too_often_is_sent_away(
-    abuse_server: ServerProcess, probe: HealthzProbe
+    abuse_server: ServerProcess, probe: Requester
 ) -> None:
     options = [
         ("grpc.keepalive_time_ms", 20),

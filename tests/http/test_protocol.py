@@ -91,9 +91,10 @@ async def serving(**limits: Any) -> AsyncIterator[Served]:
 
 
 async def exchange(served: Served, data: bytes, timeout: float = 5.0) -> tuple[bytes, float]:
-    """Send ``data``, read until the server closes; the answer and how long it took."""
-    reader, writer = await served.connect()
+    """Send ``data``, read until the server closes; the answer and how long it took, from
+    before the connection opened (the server's timers start when it accepts)."""
     started = time.monotonic()
+    reader, writer = await served.connect()
     writer.write(data)
     with contextlib.suppress(ConnectionResetError):
         await writer.drain()
