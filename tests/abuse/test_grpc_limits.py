@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -11,9 +12,10 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from inferd.example import TINY, mlp_reference, mlp_weights
 from inferd.grpc.protos import grpc_service_pb2 as pb
 from inferd.grpc.protos import grpc_service_pb2_grpc as pb_grpc
-from tests.abuse.conftest import LIMITS, Requester, assert_probe_fast
+from tests.abuse.conftest import LIMITS, Requester, assert_probe_fast, probing
 from tests.conftest import ServerProcess
 
 MAX_RPCS = LIMITS["grpc"]["max_concurrent_rpcs"]
@@ -117,3 +119,28 @@ async def test_a_client_pinging_too_often_is_sent_away(
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
     assert caught.value.details() == "Too many pings"
     assert_probe_fast(probe)
+
+
+async def test_2000_calls_at_once_on_one_channel_are_all_answered(
+    live_server: ServerProcess,
+) -> None:
+    # Default limits: 2,000 calls stay under max_concurrent_rpcs (2,048), and the backlog
+    # grpc core keeps before the server picks calls up is sized from it, so none is
+    # cancelled there (docs/limits.md, "Where 2,000 concurrent calls lost 7-10 %").
+    with probing(live_server) as probe:
+        async with grpc.aio.insecure_channel(live_server.grpc_target) as channel:
+            stub = pb_grpc.GRPCInferenceServiceStub(channel)
+            outcomes = await asyncio.gather(
+                *(stub.ModelInfer(infer_request()) for _ in range(2000)), return_exceptions=True
+            )
+        codes = Counter(
+            o.code() if isinstance(o, grpc.aio.AioRpcError) else grpc.StatusCode.OK
+            for o in outcomes
+        )
+        assert codes == {grpc.StatusCode.OK: 2000}
+        expected = mlp_reference(mlp_weights(TINY, seed=0), np.ones((1, 4), dtype=np.float32))
+        for outcome in outcomes:
+            assert isinstance(outcome, pb.ModelInferResponse)
+            got = np.frombuffer(outcome.raw_output_contents[0], dtype=np.float32)
+            np.testing.assert_allclose(got.reshape(1, 2), expected, rtol=1e-5)
+        assert_probe_fast(probe)
