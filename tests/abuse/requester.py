@@ -12,8 +12,9 @@ latencies are taken at the same moments. It prints ``ready`` once the first answ
 (after ``--warmup`` untimed rounds), then waits for a line on stdin and sends ``--count``
 rounds back to back; without ``--count`` it sends until stdin closes, ``--pause`` seconds
 apart, and one round more. Last it prints one JSON line: ``latencies`` (seconds, a list
-per URL), ``failures`` (what was not a 200) and ``bodies`` (each distinct answer body and
-how often it came). Standard library only, so that it starts in a few milliseconds.
+per URL), ``failures`` (what was not a 200), ``bodies`` (each distinct answer body and
+how often it came) and ``slowest_at`` (``time.monotonic()`` when the slowest was sent).
+Standard library only, so that it starts in a few milliseconds.
 """
 
 from __future__ import annotations
@@ -78,13 +79,15 @@ def main() -> None:
     latencies: list[list[float]] = [[] for _ in connections]
     failures: list[str] = []
     bodies: Counter[str] = Counter()
+    starts: list[float] = []  # monotonic: the same clock in every process
     rounds = 0
     while True:
         last = stop.is_set()  # the last round starts after the stop: once the attack is over
         for connection, timings in zip(connections, latencies, strict=True):
-            started = time.perf_counter()
+            started = time.monotonic()
             status, body = connection.send()
-            timings.append(time.perf_counter() - started)
+            timings.append(time.monotonic() - started)
+            starts.append(started)
             text = body.decode(errors="replace")
             if status == 200:
                 bodies[text] += 1
@@ -95,7 +98,16 @@ def main() -> None:
             break
         if args.pause:
             stop.wait(args.pause)
-    print(json.dumps({"latencies": latencies, "failures": failures, "bodies": bodies}), flush=True)
+    slowest = max(
+        range(len(starts)), key=lambda i: latencies[i % len(connections)][i // len(connections)]
+    )
+    result = {
+        "latencies": latencies,
+        "failures": failures,
+        "bodies": bodies,
+        "slowest_at": starts[slowest],
+    }
+    print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -21,6 +21,7 @@ from tests.conftest import ServerProcess
 MAX_RPCS = LIMITS["grpc"]["max_concurrent_rpcs"]
 MAX_WATCHERS = LIMITS["grpc"]["max_health_watchers"]
 SERVING = health_pb2.HealthCheckResponse.SERVING
+QUEUE_FULL = re.compile(r"model 'tiny' has \d+ requests queued; retry later")
 
 
 def infer_request() -> Any:
@@ -121,26 +122,34 @@ async def test_a_client_pinging_too_often_is_sent_away(
     assert_probe_fast(probe)
 
 
-async def test_2000_calls_at_once_on_one_channel_are_all_answered(
+async def test_2000_calls_at_once_on_one_channel_are_all_answered_by_inferd(
     live_server: ServerProcess,
 ) -> None:
     # Default limits: 2,000 calls stay under max_concurrent_rpcs (2,048), and the backlog
     # grpc core keeps before the server picks calls up is sized from it, so none is
-    # cancelled there (docs/limits.md, "Where 2,000 concurrent calls lost 7-10 %").
+    # cancelled there (docs/limits.md, "Where 2,000 concurrent calls lost 7-10 %"). Every
+    # call is answered by inferd: served, or refused by the model's queue (256 waiting by
+    # default; how many depends on how fast the model runs on this machine at the time),
+    # with the queue's own message.
     with probing(live_server) as probe:
         async with grpc.aio.insecure_channel(live_server.grpc_target) as channel:
             stub = pb_grpc.GRPCInferenceServiceStub(channel)
             outcomes = await asyncio.gather(
                 *(stub.ModelInfer(infer_request()) for _ in range(2000)), return_exceptions=True
             )
-        codes = Counter(
-            o.code() if isinstance(o, grpc.aio.AioRpcError) else grpc.StatusCode.OK
-            for o in outcomes
-        )
-        assert codes == {grpc.StatusCode.OK: 2000}
+        refused = [o for o in outcomes if isinstance(o, grpc.aio.AioRpcError)]
+        served = [o for o in outcomes if isinstance(o, pb.ModelInferResponse)]
+        assert len(served) + len(refused) == 2000
+        wrong = [
+            (o.code(), o.details())
+            for o in refused
+            if o.code() != grpc.StatusCode.RESOURCE_EXHAUSTED
+            or not QUEUE_FULL.fullmatch(o.details() or "")
+        ]
+        assert wrong == []
         expected = mlp_reference(mlp_weights(TINY, seed=0), np.ones((1, 4), dtype=np.float32))
-        for outcome in outcomes:
-            assert isinstance(outcome, pb.ModelInferResponse)
-            got = np.frombuffer(outcome.raw_output_contents[0], dtype=np.float32)
+        for answer in served:
+            got = np.frombuffer(answer.raw_output_contents[0], dtype=np.float32)
             np.testing.assert_allclose(got.reshape(1, 2), expected, rtol=1e-5)
+        print(f"\n{len(served)} served, {len(refused)} refused by the queue")
         assert_probe_fast(probe)
