@@ -53,6 +53,9 @@ CONFIG: Final[dict[str, Any]] = {"limits": LIMITS, "stream": {"max_messages_per_
 #: The slowest ``/healthz`` answer of each attack, by test, for the summary.
 MEASURED: dict[str, float] = {}
 
+#: Other figures the tests measured, one line each, for the summary.
+FIGURES: list[str] = []
+
 
 def _raise_open_files() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -216,3 +219,5 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.section("slowest /healthz answer during each attack")
         for name, seconds in sorted(MEASURED.items()):
             terminalreporter.write_line(f"{seconds * 1000:8.1f} ms  {name}")
+    for line in FIGURES:
+        terminalreporter.write_line(line)

@@ -15,7 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from inferd.example import TINY, mlp_reference, mlp_weights
 from inferd.grpc.protos import grpc_service_pb2 as pb
 from inferd.grpc.protos import grpc_service_pb2_grpc as pb_grpc
-from tests.abuse.conftest import LIMITS, Requester, assert_probe_fast, probing
+from tests.abuse.conftest import FIGURES, LIMITS, Requester, assert_probe_fast, probing
 from tests.conftest import ServerProcess
 
 MAX_RPCS = LIMITS["grpc"]["max_concurrent_rpcs"]
@@ -151,5 +151,5 @@ async def test_2000_calls_at_once_on_one_channel_are_all_answered_by_inferd(
         for answer in served:
             got = np.frombuffer(answer.raw_output_contents[0], dtype=np.float32)
             np.testing.assert_allclose(got.reshape(1, 2), expected, rtol=1e-5)
-        print(f"\n{len(served)} served, {len(refused)} refused by the queue")
+        FIGURES.append(f"2,000 gRPC calls at once: {len(served)} served, {len(refused)} refused")
         assert_probe_fast(probe)

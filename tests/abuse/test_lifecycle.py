@@ -33,7 +33,7 @@ class Model:
 MAX_BATCH_TIME_S = 1.0
 UNLOAD_GRACE_S = 1.0
 SHUTDOWN_GRACE_S = 3.0
-#: Process start-up and exit (interpreter, torch) on top of a deadline.
+#: What a busy machine may add to a deadline: a request's round trip, process exit.
 SLACK_S = 2.5
 
 
@@ -103,14 +103,14 @@ def test_a_hung_model_is_reported_unloaded_and_does_not_hold_up_shutdown(
         assert "max_batch_time_s" in index["hung"]["reason"]
         assert client.get("/ready").status_code == 200
         assert_echoed(client.post("/v2/models/echo/infer", json=body()))
-        # New requests fail fast.
+        # New requests fail fast: sooner than a batch limit, so they waited for no batch.
         started = time.monotonic()
         assert client.post("/v2/models/hung/infer", json=body()).status_code == 503
-        assert time.monotonic() - started < 0.5
+        assert time.monotonic() - started < MAX_BATCH_TIME_S
         # Unloaded within its grace, though its thread never returns.
         started = time.monotonic()
         assert client.post("/v2/repository/models/hung/unload").status_code == 200
-        assert time.monotonic() - started < UNLOAD_GRACE_S + 1.0
+        assert time.monotonic() - started < UNLOAD_GRACE_S + SLACK_S
         assert_echoed(client.post("/v2/models/echo/infer", json=body()))
     assert_probe_fast(probe)
 

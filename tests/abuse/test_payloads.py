@@ -18,7 +18,7 @@ import websockets.sync.client
 
 from inferd.grpc.protos import grpc_service_pb2 as pb
 from inferd.grpc.protos import grpc_service_pb2_grpc as pb_grpc
-from tests.abuse.conftest import Requester, assert_probe_fast
+from tests.abuse.conftest import FIGURES, Requester, assert_probe_fast
 from tests.conftest import ServerProcess
 
 Input = pb.ModelInferRequest.InferInputTensor
@@ -424,6 +424,6 @@ def test_metrics_stay_bounded_under_random_model_names(
     before = len(client.get("/metrics").content)
     unknown_names(10_000)
     after = len(client.get("/metrics").content)
-    print(f"/metrics {before} bytes before, {after} after 10,000 + 1,000 unknown names")
+    FIGURES.append(f"/metrics: {before} bytes before, {after} after 10,000 + 1,000 unknown names")
     assert abs(after - before) / before < 0.05
     assert_serving(client, probe)
