@@ -1,4 +1,4 @@
-"""The ``inferd`` command: serve, config, example, validate, init."""
+"""The ``inferd`` command: serve, config, example, validate, init, keys."""
 
 from __future__ import annotations
 
@@ -92,6 +92,12 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument("name", help="model name (the folder's name)")
     init.add_argument("--runtime", choices=["python", "onnx", "torchscript"], default="python")
     init.add_argument("--dir", type=Path, default=Path("."), help="repository folder (default .)")
+
+    keys = commands.add_parser("keys", help="API keys")
+    keys_commands = keys.add_subparsers(dest="keys_command", required=True)
+    new = keys_commands.add_parser("new", help="make a key: prints it once, and its config line")
+    new.add_argument("--name", required=True, help="the key's name (in logs and rate limits)")
+    new.add_argument("--scope", choices=["infer", "admin"], required=True)
     return parser
 
 
@@ -139,11 +145,14 @@ def check_repository(loaded: LoadedSettings) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from inferd.server import serve
+    from inferd.gateway.admission import ring_from
+    from inferd.server import serve, tls_options
 
     loaded = _load(args)
     check_repository(loaded)
     settings = loaded.settings
+    ring_from(settings.server)  # a bad key line or TLS file fails here, before any worker
+    tls_options(settings.server)
     if settings.server.workers > 1:
         from inferd.supervisor import Supervisor
 
@@ -251,12 +260,23 @@ def _init(args: argparse.Namespace) -> int:
     return 0
 
 
+def _keys(args: argparse.Namespace) -> int:
+    from inferd.gateway.keys import Scope, new_key
+
+    key, entry = new_key(args.name, Scope(args.scope))
+    print(f"key (shown once; give it to the client): {key}")
+    print("configure it with this line in server.api_keys (or a line of server.api_keys_file):")
+    print(entry.line())
+    return 0
+
+
 COMMANDS = {
     "serve": _serve,
     "config": _config,
     "example": _example,
     "validate": _validate,
     "init": _init,
+    "keys": _keys,
 }
 
 

@@ -9,22 +9,27 @@ import math
 import resource
 import signal
 import socket
+import ssl
 import sys
 import time
-from typing import Final
+from typing import Any, Final
 
 import uvicorn
 
 from inferd.core.manager import ModelManager
 from inferd.core.repository import Repository
 from inferd.core.service import InferenceService
-from inferd.gateway.ratelimit import RateLimiter, rate_limiter
+from inferd.errors import ConfigError
+from inferd.gateway import accesslog, requestid
+from inferd.gateway.admission import Gateway
+from inferd.gateway.ratelimit import rate_limiter
 from inferd.grpc.server import start_grpc
 from inferd.http.app import create_app
+from inferd.http.front import Front
 from inferd.http.protocol import LimitedHttpProtocol, protocol_class
 from inferd.http.websocket import close_streams
 from inferd.metrics import Metrics
-from inferd.settings import Settings, metrics_dir
+from inferd.settings import ServerSettings, Settings, metrics_dir
 
 log = logging.getLogger("inferd")
 
@@ -60,11 +65,28 @@ def build_service(settings: Settings) -> InferenceService:
     return InferenceService(settings, manager, metrics)
 
 
+def tls_options(settings: ServerSettings) -> dict[str, Any]:
+    """uvicorn's TLS arguments from ``server.tls_*`` (none: plain HTTP)."""
+    if settings.tls_cert_file is None:
+        return {}
+    for path in (settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file):
+        if path is not None and not path.is_file():
+            raise ConfigError(f"server.tls: {path} is not a readable file")
+    options: dict[str, Any] = {
+        "ssl_certfile": str(settings.tls_cert_file),
+        "ssl_keyfile": str(settings.tls_key_file),
+    }
+    if settings.tls_client_ca_file is not None:
+        options["ssl_ca_certs"] = str(settings.tls_client_ca_file)
+        options["ssl_cert_reqs"] = ssl.CERT_REQUIRED
+    return options
+
+
 def uvicorn_config(
-    settings: Settings, service: InferenceService, limiter: RateLimiter | None = None
+    settings: Settings, service: InferenceService, gateway: Gateway | None = None
 ) -> uvicorn.Config:
     return uvicorn.Config(
-        create_app(service, limiter),
+        create_app(service, gateway),
         host=settings.server.host,
         port=settings.server.port,
         loop="none",
@@ -76,6 +98,7 @@ def uvicorn_config(
         access_log=False,
         timeout_graceful_shutdown=int(settings.server.shutdown_grace_s),
         server_header=False,
+        **tls_options(settings.server),
     )
 
 
@@ -87,7 +110,10 @@ class HttpServer(uvicorn.Server):
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         # Streams get their pending answers and a 1001 before uvicorn drops connections.
-        await close_streams(self.config.app, self.config.timeout_graceful_shutdown or 0)
+        app = self.config.app
+        await close_streams(
+            app.app if isinstance(app, Front) else app, self.config.timeout_graceful_shutdown or 0
+        )
         await super().shutdown(sockets)
 
     async def linger(self, until: float) -> None:
@@ -124,11 +150,11 @@ async def run(settings: Settings) -> None:
     and model threads that never return are abandoned.
     """
     service = build_service(settings)
-    limiter = rate_limiter(settings.safeguards.rate_limit)
+    gateway = Gateway(settings.server, rate_limiter(settings.safeguards.rate_limit))
     grpc_server = (
-        await start_grpc(service, settings, limiter) if settings.server.grpc_port else None
+        await start_grpc(service, settings, gateway) if settings.server.grpc_port else None
     )
-    http = HttpServer(uvicorn_config(settings, service, limiter))
+    http = HttpServer(uvicorn_config(settings, service, gateway))
     sock = bind_socket(settings.server.host, settings.server.port, settings.server.workers > 1)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -163,8 +189,10 @@ def serve(settings: Settings, worker_id: int | None = None) -> None:
     prefix = "" if worker_id is None else f"[worker {worker_id}] "
     logging.basicConfig(
         level=settings.server.log_level.upper(),
-        format=f"%(asctime)s %(levelname)s {prefix}%(name)s: %(message)s",
+        format=f"%(asctime)s %(levelname)s {prefix}%(name)s [%(request_id)s]: %(message)s",
     )
+    requestid.install(logging.getLogger().handlers)
+    accesslog.configure(settings.server.access_log)
     sys.setswitchinterval(settings.performance.gil_switch_interval_us / 1e6)
     raise_open_files_limit(settings.limits.http.max_connections)
     uvloop.run(run(settings))

@@ -12,10 +12,10 @@ import dataclasses
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from inferd import settings_sources as sources
@@ -57,8 +57,42 @@ class ServerSettings(_Section):
     )
     admin_token: str | None = Field(
         None,
-        description="Bearer token for the repository load/unload endpoints. "
-        "When unset, those endpoints answer only to loopback clients.",
+        description="An admin key given in clear (kept for older deployments): it is "
+        "configured as an admin key named 'admin-token'. Prefer server.api_keys.",
+    )
+    api_keys: list[str] = Field(
+        default_factory=list,
+        description="API keys as NAME:SCOPE:SHA256 lines ('inferd keys new' prints one); "
+        "SCOPE is infer (inference, metadata, streams) or admin (also the control API).",
+    )
+    api_keys_file: Path | None = Field(
+        None, description="A file of more API key lines, one a line ('#' starts a comment)."
+    )
+    require_api_key: bool = Field(
+        False, description="Inference and metadata need a key (else they are open to all)."
+    )
+    metrics_require_key: bool = Field(False, description="/metrics needs a key (of any scope).")
+    allow_local_admin: bool = Field(
+        False,
+        description="Loopback clients may use the control API without a key. Behind a proxy "
+        "or sidecar on the same host every client is loopback: leave it off there.",
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins (https://app.example.com, or *) a browser may call from; "
+        "empty: no CORS headers, and cross-origin control requests are refused.",
+    )
+    tls_cert_file: Path | None = Field(
+        None, description="PEM certificate chain: HTTP and gRPC serve TLS with it."
+    )
+    tls_key_file: Path | None = Field(None, description="PEM private key of tls_cert_file.")
+    tls_client_ca_file: Path | None = Field(
+        None, description="PEM CA bundle: clients must present a certificate it signed (mTLS)."
+    )
+    access_log: Literal["off", "plain", "json"] = Field(
+        "off",
+        description="One line per request on stderr (off, plain or json): method or RPC, "
+        "route, model, version, status, latency, key name, request id.",
     )
 
     @field_validator("log_level")
@@ -67,6 +101,22 @@ class ServerSettings(_Section):
         if value.lower() not in ("debug", "info", "warning", "error"):
             raise ValueError("expected one of debug, info, warning, error")
         return value.lower()
+
+    @field_validator("api_keys", "cors_origins", mode="before")
+    @classmethod
+    def _list(cls, value: Any) -> Any:
+        """From the environment: entries separated by commas or white space."""
+        if isinstance(value, str):
+            return [part for part in value.replace(",", " ").split() if part]
+        return value
+
+    @model_validator(mode="after")
+    def _tls(self) -> ServerSettings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file are set together")
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError("tls_client_ca_file needs tls_cert_file and tls_key_file")
+        return self
 
 
 class ModelsSettings(_Section):

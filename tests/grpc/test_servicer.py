@@ -14,12 +14,11 @@ import numpy as np
 import pytest
 
 from inferd.example import TINY, mlp_reference, mlp_weights
-from inferd.gateway.ratelimit import rate_limiter
+from inferd.gateway.keys import Scope, new_key
 from inferd.grpc.protos import grpc_service_pb2 as pb
 from inferd.grpc.protos import grpc_service_pb2_grpc as pb_grpc
 from inferd.grpc.server import start_grpc
-from inferd.grpc.servicer import client_host
-from inferd.http.app import create_app
+from inferd.http.app import create_app, default_gateway
 from inferd.tensors import from_binary
 from tests.grpc.conftest import SLOW_S, Served
 
@@ -326,53 +325,80 @@ async def test_the_client_deadline_drops_queued_work(served: Served) -> None:
 # -- model repository ---------------------------------------------------------------------------
 
 
-async def test_repository_index(served: Served) -> None:
-    index = await served.infer.RepositoryIndex(pb.RepositoryIndexRequest())
+ADMIN_KEY, ADMIN_ENTRY = new_key("ops", Scope.ADMIN)
+INFER_KEY, INFER_ENTRY = new_key("app", Scope.INFER)
+KEYED = {"api_keys": [ADMIN_ENTRY.line(), INFER_ENTRY.line()]}
+AS_ADMIN = (("authorization", f"Bearer {ADMIN_KEY}"),)
+
+
+async def test_repository_index(serve: Callable[..., Any]) -> None:
+    served = await serve(server=KEYED)
+    index = await served.infer.RepositoryIndex(pb.RepositoryIndexRequest(), metadata=AS_ADMIN)
     assert {(m.name, m.version, m.state) for m in index.models} == {
         ("tiny", "1", "READY"),
         ("slow", "1", "READY"),
         ("echo", "1", "READY"),
     }
-    await served.infer.RepositoryModelUnload(pb.RepositoryModelUnloadRequest(model_name="echo"))
-    ready = await served.infer.RepositoryIndex(pb.RepositoryIndexRequest(ready=True))
+    unload = pb.RepositoryModelUnloadRequest(model_name="echo")
+    await served.infer.RepositoryModelUnload(unload, metadata=AS_ADMIN)
+    ready = await served.infer.RepositoryIndex(
+        pb.RepositoryIndexRequest(ready=True), metadata=AS_ADMIN
+    )
     assert {m.name for m in ready.models} == {"tiny", "slow"}
 
 
-async def test_loopback_may_unload_and_load_without_a_token(served: Served) -> None:
+async def test_without_keys_the_repository_is_off_from_loopback_too(served: Served) -> None:
     stub = served.infer
-    await stub.RepositoryModelUnload(pb.RepositoryModelUnloadRequest(model_name="echo"))
-    assert not (await stub.ModelReady(pb.ModelReadyRequest(name="echo"))).ready
-    await stub.RepositoryModelLoad(pb.RepositoryModelLoadRequest(model_name="echo"))
+    for call in (
+        stub.RepositoryIndex(pb.RepositoryIndexRequest()),
+        stub.RepositoryModelUnload(pb.RepositoryModelUnloadRequest(model_name="echo")),
+        stub.RepositoryModelLoad(pb.RepositoryModelLoadRequest(model_name="echo")),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await call
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert "inferd keys new" in (refused.value.details() or "")
     assert (await stub.ModelReady(pb.ModelReadyRequest(name="echo"))).ready
-    unknown = stub.RepositoryModelLoad(pb.RepositoryModelLoadRequest(model_name="nope"))
+
+
+async def test_an_admin_key_may_unload_and_load(serve: Callable[..., Any]) -> None:
+    stub = (await serve(server=KEYED)).infer
+    unload = pb.RepositoryModelUnloadRequest(model_name="echo")
+    await stub.RepositoryModelUnload(unload, metadata=(("x-api-key", ADMIN_KEY),))
+    assert not (await stub.ModelReady(pb.ModelReadyRequest(name="echo"))).ready
+    await stub.RepositoryModelLoad(
+        pb.RepositoryModelLoadRequest(model_name="echo"), metadata=AS_ADMIN
+    )
+    assert (await stub.ModelReady(pb.ModelReadyRequest(name="echo"))).ready
+    unknown = stub.RepositoryModelLoad(
+        pb.RepositoryModelLoadRequest(model_name="nope"), metadata=AS_ADMIN
+    )
     assert await code_of(unknown) == grpc.StatusCode.NOT_FOUND
 
 
-async def test_with_a_token_the_repository_needs_it(serve: Callable[..., Any]) -> None:
-    served = await serve(server={"admin_token": "s3cret"})
-    stub = served.infer
-    unload = pb.RepositoryModelUnloadRequest(model_name="echo")
-    assert await code_of(stub.RepositoryModelUnload(unload)) == grpc.StatusCode.UNAUTHENTICATED
-    wrong = (("authorization", "Bearer nope"),)
-    denied = stub.RepositoryModelUnload(unload, metadata=wrong)
-    assert await code_of(denied) == grpc.StatusCode.PERMISSION_DENIED
-    assert (await stub.ModelReady(pb.ModelReadyRequest(name="echo"))).ready
-    await stub.RepositoryModelUnload(unload, metadata=(("authorization", "Bearer s3cret"),))
-    assert not (await stub.ModelReady(pb.ModelReadyRequest(name="echo"))).ready
-
-
 @pytest.mark.parametrize(
-    ("peer", "host"),
+    ("metadata", "code"),
     [
-        ("ipv4:127.0.0.1:50001", "127.0.0.1"),
-        ("ipv6:[::1]:50001", "::1"),
-        ("ipv6:%5B::1%5D:50001", "::1"),
-        ("ipv4:10.1.2.3:443", "10.1.2.3"),
-        ("unix:/tmp/socket", None),
+        ((), grpc.StatusCode.UNAUTHENTICATED),
+        ((("authorization", "Bearer nope"),), grpc.StatusCode.UNAUTHENTICATED),
+        ((("authorization", f"Bearer {INFER_KEY}"),), grpc.StatusCode.PERMISSION_DENIED),
     ],
 )
-def test_client_host_of_a_peer(peer: str, host: str | None) -> None:
-    assert client_host(peer) == host
+async def test_the_repository_needs_an_admin_key(
+    serve: Callable[..., Any], metadata: Any, code: grpc.StatusCode
+) -> None:
+    stub = (await serve(server=KEYED)).infer
+    unload = pb.RepositoryModelUnloadRequest(model_name="echo")
+    assert await code_of(stub.RepositoryModelUnload(unload, metadata=metadata)) == code
+    assert (await stub.ModelReady(pb.ModelReadyRequest(name="echo"))).ready
+
+
+async def test_the_admin_token_is_an_admin_key(serve: Callable[..., Any]) -> None:
+    stub = (await serve(server={"admin_token": "s3cret"})).infer
+    unload = pb.RepositoryModelUnloadRequest(model_name="echo")
+    assert await code_of(stub.RepositoryModelUnload(unload)) == grpc.StatusCode.UNAUTHENTICATED
+    await stub.RepositoryModelUnload(unload, metadata=(("authorization", "Bearer s3cret"),))
+    assert not (await stub.ModelReady(pb.ModelReadyRequest(name="echo"))).ready
 
 
 LIMITED = {"rate_limit": {"enabled": True, "requests_per_minute": 60, "burst": 2}}
@@ -407,9 +433,9 @@ async def test_rest_and_grpc_share_one_budget(
         grpc_repo, safeguards=LIMITED, models={"default_model": "tiny"}, server={"grpc_port": 0}
     )
     await service.start()
-    limiter = rate_limiter(service.settings.safeguards.rate_limit)
-    server = await start_grpc(service, service.settings, limiter)
-    transport = httpx.ASGITransport(app=create_app(service, limiter), client=("127.0.0.1", 1))
+    gateway = default_gateway(service)
+    server = await start_grpc(service, service.settings, gateway)
+    transport = httpx.ASGITransport(app=create_app(service, gateway), client=("127.0.0.1", 1))
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://inferd") as client:
             for _ in range(2):

@@ -58,7 +58,10 @@ async def test_raw_routes_answer_other_methods_405(
     answer = await example_client.get(path)
     assert answer.status_code == 405
     assert answer.headers["allow"] == "POST"
-    assert answer.json() == {"error": "Method Not Allowed"}
+    assert answer.json() == {
+        "error": "Method Not Allowed",
+        "request_id": answer.headers["x-request-id"],
+    }
 
 
 @pytest.mark.parametrize(

@@ -92,9 +92,12 @@ async def test_documented_404_is_what_the_route_answers(
 ) -> None:
     not_found = _responses(openapi, "/v2/models/{model}")["404"]
     assert isinstance(not_found, dict)
-    assert not_found["content"]["application/json"]["schema"]["required"] == ["error"]
+    assert not_found["content"]["application/json"]["schema"]["required"] == [
+        "error",
+        "request_id",
+    ]
     response = await example_client.get("/v2/models/nope")
     assert response.status_code == 404
-    assert set(response.json()) == {"error"}
+    assert set(response.json()) == {"error", "request_id"}
     meta = (await example_client.get("/v2/models/tiny")).json()
     assert set(meta) == {"name", "versions", "platform", "inputs", "outputs"}

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 from inferd.example import TINY, WIDE, mlp_reference, mlp_weights
+from inferd.gateway.keys import Scope, new_key
+from tests.conftest import ServiceFactory, asgi_client
 
 TINY_W = mlp_weights(TINY, seed=0)
 WIDE_W = mlp_weights(WIDE, seed=1)
@@ -186,52 +188,46 @@ async def test_openapi_documents_every_route(example_client: httpx.AsyncClient) 
     assert (await example_client.get("/docs")).status_code == 200
 
 
-async def test_repository_index_load_unload(example_client: httpx.AsyncClient) -> None:
-    index = (await example_client.post("/v2/repository/index")).json()
-    assert {(r["name"], r["state"]) for r in index} == {
-        ("sentiment", "READY"),
-        ("tiny", "READY"),
-        ("tiny-tf", "READY"),
-        ("wide", "READY"),
-        ("words", "READY"),
-    }
-    assert (await example_client.post("/v2/repository/models/wide/unload")).status_code == 200
-    assert (await example_client.get("/v2/models/wide/ready")).status_code == 503
-    after = (await example_client.post("/v2/repository/index", json={"ready": True})).json()
-    assert [r["name"] for r in after] == ["sentiment", "tiny", "tiny-tf", "words"]
-    # An explicitly unloaded model does not hold server readiness down.
-    assert (await example_client.get("/v2/health/ready")).status_code == 200
-    assert (await example_client.post("/v2/repository/models/wide/load")).status_code == 200
-    assert (await example_client.get("/v2/models/wide/ready")).status_code == 200
-    missing = await example_client.post("/v2/repository/models/nothing/load")
-    assert missing.status_code == 404
+ADMIN_KEY, ADMIN_ENTRY = new_key("ops", Scope.ADMIN)
+AS_ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+
+async def test_repository_index_load_unload(
+    example_repo: Path, service_factory: ServiceFactory
+) -> None:
+    service = service_factory(example_repo, server={"api_keys": [ADMIN_ENTRY.line()]})
+    async with await asgi_client(service) as client:
+        index = (await client.post("/v2/repository/index", headers=AS_ADMIN)).json()
+        assert {(r["name"], r["state"]) for r in index} == {
+            ("sentiment", "READY"),
+            ("tiny", "READY"),
+            ("tiny-tf", "READY"),
+            ("wide", "READY"),
+            ("words", "READY"),
+        }
+        unload = await client.post("/v2/repository/models/wide/unload", headers=AS_ADMIN)
+        assert unload.status_code == 200
+        assert (await client.get("/v2/models/wide/ready")).status_code == 503
+        after = await client.post("/v2/repository/index", json={"ready": True}, headers=AS_ADMIN)
+        assert [r["name"] for r in after.json()] == ["sentiment", "tiny", "tiny-tf", "words"]
+        # An explicitly unloaded model does not hold server readiness down.
+        assert (await client.get("/v2/health/ready")).status_code == 200
+        load = await client.post("/v2/repository/models/wide/load", headers=AS_ADMIN)
+        assert load.status_code == 200
+        assert (await client.get("/v2/models/wide/ready")).status_code == 200
+        missing = await client.post("/v2/repository/models/nothing/load", headers=AS_ADMIN)
+        assert missing.status_code == 404
 
 
 @pytest.mark.parametrize(
-    ("token", "header", "status"),
-    [("s3cret", None, 401), ("s3cret", "Bearer wrong", 403), ("s3cret", "Bearer s3cret", 200)],
+    ("header", "status"),
+    [(None, 401), ("Bearer wrong", 401), ("Basic czNjcmV0", 401), ("Bearer s3cret", 200)],
 )
-async def test_admin_token(
-    example_repo: Path, service_factory, token: str, header: str | None, status: int
+async def test_the_admin_token_is_an_admin_key(
+    example_repo: Path, service_factory: ServiceFactory, header: str | None, status: int
 ) -> None:
-    from tests.conftest import asgi_client
-
-    service = service_factory(example_repo, server={"admin_token": token})
+    service = service_factory(example_repo, server={"admin_token": "s3cret"})
     async with await asgi_client(service) as client:
         headers = {"Authorization": header} if header else {}
         response = await client.post("/v2/repository/models/tiny/load", headers=headers)
         assert response.status_code == status
-
-
-async def test_admin_from_a_remote_address_without_token(
-    example_repo: Path, service_factory
-) -> None:
-    from inferd.http.app import create_app
-
-    service = service_factory(example_repo)
-    await service.start()
-    transport = httpx.ASGITransport(app=create_app(service), client=("10.1.2.3", 4000))
-    async with httpx.AsyncClient(transport=transport, base_url="http://inferd") as client:
-        response = await client.post("/v2/repository/models/tiny/unload")
-        assert response.status_code == 403
-        assert "loopback" in response.json()["error"]

@@ -28,12 +28,15 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2
 from inferd.core.service import InferenceService
 from inferd.core.streams import StreamRegistry
 from inferd.errors import ConfigError
-from inferd.gateway.ratelimit import RateLimiter, rate_limiter
+from inferd.gateway.accesslog import access_log
+from inferd.gateway.admission import Gateway
+from inferd.gateway.ratelimit import rate_limiter
 from inferd.grpc.handlers import add_servicer
 from inferd.grpc.health import HealthServicer
+from inferd.grpc.interceptor import Admission
 from inferd.grpc.protos import POOL, grpc_service_pb2, simple_pb2
 from inferd.grpc.servicer import InferenceServicer, SimpleServicer
-from inferd.settings import GrpcLimits, Settings
+from inferd.settings import GrpcLimits, ServerSettings, Settings
 
 log = logging.getLogger("inferd.grpc")
 
@@ -100,16 +103,32 @@ def _describe_in_pool(*files: FileDescriptor) -> None:
         POOL.AddSerializedFile(file.serialized_pb)
 
 
+def credentials(settings: ServerSettings) -> Any:
+    """TLS server credentials from ``server.tls_*`` (None: plain text); with a client CA,
+    clients must present a certificate it signed."""
+    if settings.tls_cert_file is None or settings.tls_key_file is None:
+        return None
+    paths = [settings.tls_key_file, settings.tls_cert_file, settings.tls_client_ca_file]
+    try:
+        key, cert, ca = (p.read_bytes() if p is not None else None for p in paths)
+    except OSError as exc:
+        raise ConfigError(f"server.tls: cannot read {exc.filename}: {exc.strerror}") from exc
+    return grpc.ssl_server_credentials(
+        [(key, cert)], root_certificates=ca, require_client_auth=ca is not None
+    )
+
+
 async def start_grpc(
-    service: InferenceService, settings: Settings, limiter: RateLimiter | None = None
+    service: InferenceService, settings: Settings, gateway: Gateway | None = None
 ) -> GrpcServer:
     """Serve ``service`` on ``server.host:server.grpc_port`` (port 0 picks a free port).
 
     Messages larger than ``safeguards.max_request_bytes`` are refused with
-    RESOURCE_EXHAUSTED before they are decoded. ``limiter`` is the process's shared rate
-    limiter (by default, one of its own when ``safeguards.rate_limit`` is on).
+    RESOURCE_EXHAUSTED before they are decoded. ``gateway`` is the process's shared one
+    (by default, one of its own); every call passes it in the :class:`Admission`
+    interceptor. TLS when ``server.tls_cert_file`` is set.
     """
-    limiter = limiter or rate_limiter(settings.safeguards.rate_limit)
+    gateway = gateway or Gateway(settings.server, rate_limiter(settings.safeguards.rate_limit))
     limits = settings.limits.grpc
     server = grpc.aio.server(
         options=[
@@ -118,10 +137,11 @@ async def start_grpc(
             *channel_options(limits),
         ],
         maximum_concurrent_rpcs=limits.max_concurrent_rpcs,
+        interceptors=[Admission(gateway, access_log(settings.server.access_log))],
     )
     streams = StreamRegistry()
-    add_servicer(server, _service(grpc_service_pb2), InferenceServicer(service, limiter, streams))
-    add_servicer(server, _service(simple_pb2), SimpleServicer(service, limiter, streams))
+    add_servicer(server, _service(grpc_service_pb2), InferenceServicer(service, streams))
+    add_servicer(server, _service(simple_pb2), SimpleServicer(service, streams))
     health_pb2_grpc.add_HealthServicer_to_server(
         HealthServicer(service, SERVICE_NAMES, limits.max_health_watchers), server
     )
@@ -129,7 +149,12 @@ async def start_grpc(
     reflection.enable_server_reflection(SERVICE_NAMES, server, pool=POOL)
     address = _address(settings.server.host, settings.server.grpc_port)
     try:
-        port = server.add_insecure_port(address)
+        tls = credentials(settings.server)
+        port = (
+            server.add_insecure_port(address)
+            if tls is None
+            else server.add_secure_port(address, tls)
+        )
     except RuntimeError as exc:
         raise ConfigError(f"server.grpc_port: cannot listen on {address}: {exc}") from exc
     await server.start()

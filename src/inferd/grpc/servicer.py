@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import time
-import urllib.parse
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Final
 
@@ -14,11 +12,9 @@ import numpy as np
 
 from inferd.core.service import InferenceService
 from inferd.core.streams import End, OrderedStream, StreamLimits, StreamRegistry
-from inferd.errors import InferdError, InvalidArgument
-from inferd.gateway.auth import check_admin, is_admin
-from inferd.gateway.ratelimit import RateLimiter
+from inferd.errors import InvalidArgument
 from inferd.grpc import convert
-from inferd.grpc.errors import Handler, abort, status_of, translated
+from inferd.grpc.errors import status_of, translated
 from inferd.grpc.handlers import Malformed
 from inferd.grpc.protos import grpc_service_pb2 as pb
 from inferd.grpc.protos import grpc_service_pb2_grpc as pb_grpc
@@ -45,26 +41,12 @@ def deadline_of(context: Any) -> float | None:
     return None if remaining is None else time.monotonic() + remaining
 
 
-def client_host(peer: str) -> str | None:
-    """The address of a peer string such as ``ipv4:127.0.0.1:5000`` or ``ipv6:[::1]:5000``."""
-    kind, _, address = urllib.parse.unquote(peer).partition(":")
-    if kind not in ("ipv4", "ipv6"):
-        return None
-    return address.rpartition(":")[0].strip("[]") or None
+class _Servicer:
+    """What both servicers share: the service and the open streams. Admission (keys,
+    scopes, the rate limit) is the interceptor's (grpc/interceptor.py)."""
 
-
-class _Gated:
-    """What both servicers share: the service, the process's rate limiter keyed by the
-    client's address (probes are not limited, as on REST) and the open streams."""
-
-    def __init__(
-        self,
-        service: InferenceService,
-        limiter: RateLimiter | None = None,
-        streams: StreamRegistry | None = None,
-    ) -> None:
+    def __init__(self, service: InferenceService, streams: StreamRegistry | None = None) -> None:
         self._service = service
-        self._limiter = limiter
         self._streams = streams or StreamRegistry()
         self._limits = StreamLimits.of(service.settings)
 
@@ -98,30 +80,8 @@ class _Gated:
                 message = f"{message} ({self._limits.idle_timeout_s:g} s without a message)"
             await context.abort(code, message)
 
-    def admit(self, context: Any) -> None:
-        if self._limiter is not None:
-            self._limiter.check(client_host(context.peer()) or "unknown")
 
-    async def admit_stream(self, context: Any) -> None:
-        """A stream is admitted (or refused) once, when it opens."""
-        try:
-            self.admit(context)
-        except InferdError as exc:
-            await abort(context, exc)
-
-
-def limited(handler: Handler) -> Handler:
-    """Unary handlers that count against the caller's rate limit (under ``translated``)."""
-
-    @functools.wraps(handler)
-    async def run(self: _Gated, request: Any, context: Any) -> Any:
-        self.admit(context)
-        return await handler(self, request, context)
-
-    return run  # type: ignore[return-value]
-
-
-class InferenceServicer(_Gated, pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
+class InferenceServicer(_Servicer, pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
     """``inference.GRPCInferenceService``: the Open Inference Protocol with Triton's
     extensions."""
 
@@ -141,24 +101,20 @@ class InferenceServicer(_Gated, pb_grpc.GRPCInferenceServiceServicer):  # type: 
         return pb.ModelReadyResponse(ready=ready)
 
     @translated
-    @limited
     async def ServerMetadata(self, request: Any, context: Any) -> Any:
         return pb.ServerMetadataResponse(**self._service.server_metadata())
 
     @translated
-    @limited
     async def ModelMetadata(self, request: Any, context: Any) -> Any:
         doc = self._service.model_metadata(request.name, request.version or None)
         return convert.model_metadata(doc)
 
     @translated
-    @limited
     async def ModelConfig(self, request: Any, context: Any) -> Any:
         doc = self._service.model_config(request.name, request.version or None)
         return convert.model_config(doc)
 
     @translated
-    @limited
     async def ModelStatistics(self, request: Any, context: Any) -> Any:
         doc = self._service.model_stats(request.name or None, request.version or None)
         return convert.model_statistics(doc)
@@ -166,7 +122,6 @@ class InferenceServicer(_Gated, pb_grpc.GRPCInferenceServiceServicer):  # type: 
     # -- inference ---------------------------------------------------------------------------
 
     @translated
-    @limited
     async def ModelInfer(self, request: Any, context: Any) -> Any:
         decoded = convert.decode_infer_request(request, deadline_of(context))
         return convert.encode_infer_response(await self._service.infer(decoded))
@@ -176,7 +131,6 @@ class InferenceServicer(_Gated, pb_grpc.GRPCInferenceServiceServicer):  # type: 
         partials each get a response with ``triton_final_response`` false; with
         ``triton_enable_empty_final_response`` set, an empty response with it true ends them.
         A request that fails gets a response with ``error_message`` and the stream goes on."""
-        await self.admit_stream(context)
         deadline = deadline_of(context)
 
         async def serve(seq: int, request: Any) -> AsyncIterator[Any]:
@@ -201,20 +155,11 @@ class InferenceServicer(_Gated, pb_grpc.GRPCInferenceServiceServicer):  # type: 
     # -- model repository --------------------------------------------------------------------
 
     @translated
-    @limited
     async def RepositoryIndex(self, request: Any, context: Any) -> Any:
-        metadata = dict(context.invocation_metadata() or ())
-        full = is_admin(
-            self._service.settings.server.admin_token,
-            metadata.get("authorization"),
-            client_host(context.peer()),
-        )
-        return convert.repository_index(self._service.repository_index(full), request.ready)
+        return convert.repository_index(self._service.repository_index(True), request.ready)
 
     @translated
-    @limited
     async def RepositoryModelLoad(self, request: Any, context: Any) -> Any:
-        self._admin(context)
         if request.parameters:
             raise InvalidArgument(
                 f"load parameters {sorted(request.parameters)} are not supported; change "
@@ -224,33 +169,21 @@ class InferenceServicer(_Gated, pb_grpc.GRPCInferenceServiceServicer):  # type: 
         return pb.RepositoryModelLoadResponse()
 
     @translated
-    @limited
     async def RepositoryModelUnload(self, request: Any, context: Any) -> Any:
-        self._admin(context)
         await self._service.unload_model(request.model_name)
         return pb.RepositoryModelUnloadResponse()
 
-    def _admin(self, context: Any) -> None:
-        metadata = dict(context.invocation_metadata() or ())
-        check_admin(
-            self._service.settings.server.admin_token,
-            metadata.get("authorization"),
-            client_host(context.peer()),
-        )
 
-
-class SimpleServicer(_Gated, simple_pb2_grpc.InferenceServiceServicer):  # type: ignore[misc]
+class SimpleServicer(_Servicer, simple_pb2_grpc.InferenceServiceServicer):  # type: ignore[misc]
     """``inferd.simple.InferenceService``: the simple API (POST /predict) over gRPC."""
 
     @translated
-    @limited
     async def Predict(self, request: Any, context: Any) -> Any:
         return await self._predict(request, deadline_of(context))
 
     async def PredictStream(self, requests: Any, context: Any) -> AsyncIterator[Any]:
         """One response per request, in order (the core's ordered stream). A request that
         fails gets a response with ``error`` and ``code`` set and the stream goes on."""
-        await self.admit_stream(context)
         deadline = deadline_of(context)
 
         async def serve(seq: int, request: Any) -> AsyncIterator[Any]:

@@ -1,4 +1,9 @@
-"""Core error codes -> HTTP status, and the one JSON error body."""
+"""Core error codes -> HTTP status, and the one function that renders an error.
+
+Every HTTP error answer (the gateway's refusals, the fast inference routes, FastAPI's
+routes, unknown paths and wrong methods) is ``{"error": message, "request_id": id}``
+built by :func:`error_parts`.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,12 @@ import math
 from typing import Final
 
 import orjson
+from starlette.exceptions import HTTPException
 from starlette.responses import Response
+from starlette.types import Send
 
 from inferd.errors import ErrorCode, InferdError
+from inferd.gateway import requestid
 
 log = logging.getLogger("inferd.http")
 
@@ -25,25 +33,55 @@ HTTP_STATUS: Final[dict[ErrorCode, int]] = {
     ErrorCode.DEADLINE_EXCEEDED: 504,
 }
 
+INTERNAL_MESSAGE: Final = "internal server error"
 
-INTERNAL_ERROR: Final = b'{"error":"internal server error"}'
-
-
-def error_parts(exc: InferdError) -> tuple[int, bytes, dict[str, str]]:
-    """Status, JSON body and headers for a core error."""
-    headers = {}
-    if exc.retry_after_s is not None:
-        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
-    if exc.code is ErrorCode.UNAUTHENTICATED:
-        headers["WWW-Authenticate"] = "Bearer"
-    return HTTP_STATUS[exc.code], orjson.dumps({"error": exc.message}), headers
+Headers = list[tuple[bytes, bytes]]
 
 
-def error_response(exc: InferdError) -> Response:
+def error_parts(exc: BaseException) -> tuple[int, bytes, Headers]:
+    """Status, JSON body and headers (beside content type and length) for any exception:
+    a core error by its code, a router's 404/405 by its status, anything else a logged 500."""
+    headers: Headers = []
+    if isinstance(exc, InferdError):
+        status, message = HTTP_STATUS[exc.code], exc.message
+        if exc.retry_after_s is not None:
+            headers.append((b"retry-after", str(max(1, math.ceil(exc.retry_after_s))).encode()))
+        if exc.code is ErrorCode.UNAUTHENTICATED:
+            headers.append((b"www-authenticate", b"Bearer"))
+    elif isinstance(exc, HTTPException):
+        status, message = exc.status_code, str(exc.detail)
+        headers += [(k.lower().encode(), v.encode()) for k, v in (exc.headers or {}).items()]
+    else:
+        log.error("unhandled error", exc_info=exc)
+        status, message = 500, INTERNAL_MESSAGE
+    body = orjson.dumps({"error": message, "request_id": requestid.current.get()})
+    return status, body, headers
+
+
+def error_response(exc: BaseException) -> Response:
+    """:func:`error_parts` as a Starlette response (FastAPI's exception handlers)."""
     status, body, headers = error_parts(exc)
-    return Response(body, status_code=status, media_type="application/json", headers=headers)
+    response = Response(body, status_code=status, media_type="application/json")
+    response.raw_headers.extend(headers)
+    return response
 
 
-def internal_error_response(exc: BaseException) -> Response:
-    log.exception("unhandled error", exc_info=exc)
-    return Response(INTERNAL_ERROR, status_code=500, media_type="application/json")
+async def send_error(exc: BaseException, send: Send) -> None:
+    """:func:`error_parts` sent on a raw ASGI ``send``."""
+    status, body, headers = error_parts(exc)
+    await send_json(status, body, headers, send)
+
+
+async def send_json(status: int, body: bytes, headers: Headers, send: Send) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

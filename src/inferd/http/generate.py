@@ -24,7 +24,8 @@ import orjson
 from inferd.core.messages import InferRequest, InferResponse, InputTensor
 from inferd.core.service import InferenceService
 from inferd.errors import InferdError, InvalidArgument
-from inferd.http.headers import deadline_from, request_id_from
+from inferd.gateway import requestid
+from inferd.http.headers import deadline_from
 from inferd.http.raw import Answer, Call
 from inferd.tensors import from_json, to_json_data
 from inferd.types import Tensor
@@ -96,7 +97,7 @@ async def decode(service: InferenceService, call: Call) -> InferRequest:
         inputs=inputs,
         parameters=parameters,
         deadline=deadline_from(call.headers),
-        request_id=request_id_from(call.headers),
+        request_id=requestid.current.get(),
     )
 
 

@@ -11,12 +11,6 @@ from inferd.errors import InvalidArgument, clip
 
 #: Per-request deadline in milliseconds; overrides the model's and the server's default.
 TIMEOUT_HEADER: Final = "inference-timeout-ms"
-#: The caller's request id, named in the log and in an internal error's message.
-REQUEST_ID_HEADER: Final = "x-request-id"
-
-
-def request_id_from(headers: Mapping[str, str]) -> str | None:
-    return headers.get(REQUEST_ID_HEADER)
 
 
 def deadline_from(headers: Mapping[str, str]) -> float | None:

@@ -57,7 +57,11 @@ _PREDICT_RESPONSE = {
         "latency_ms": {"type": "number"},
     },
 }
-_ERROR = {"type": "object", "properties": {"error": {"type": "string"}}}
+_ERROR = {
+    "type": "object",
+    "required": ["error", "request_id"],
+    "properties": {"error": {"type": "string"}, "request_id": {"type": "string"}},
+}
 _GENERATE_REQUEST = {
     "type": "object",
     "description": "Input names as keys, each with a value; optional 'parameters'.",
@@ -80,6 +84,8 @@ def _operation(
         str(code): {"description": text, "content": {"application/json": {"schema": _ERROR}}}
         for code, text in [
             (400, "Bad input"),
+            (401, "Missing or unknown API key (server.require_api_key)"),
+            (403, "The API key lacks the infer scope"),
             (404, "Unknown model or version"),
             (413, "Body too large"),
             (429, "Queue full or rate limited"),

@@ -3,9 +3,11 @@
 A request to ``/v2/models/{model}[/versions/{version}]/infer``, ``/predict`` or
 ``/models/{model}/predict`` skips Starlette's request object, the middleware stack and
 the router: on a small model that machinery cost more than decoding, batching and the
-model together (``benchmarks/RESULTS.md``). The handlers keep the adapter's three steps
-(decode, call the service, encode) and the OpenAPI document still describes them
-(``http/openapi.py``). Every other path goes to FastAPI.
+model together (``benchmarks/RESULTS.md``). They still sit behind the one front
+(``http/front.py``): its middleware, the gateway, request ids and the access log cover them,
+and their errors are rendered by the one function (``http/errors.py``). The handlers keep
+the adapter's three steps (decode, call the service, encode) and the OpenAPI document
+still describes them (``http/openapi.py``). Every other path goes to FastAPI.
 """
 
 from __future__ import annotations
@@ -16,18 +18,18 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Final
 
+from starlette.exceptions import HTTPException
 from starlette.types import Receive, Scope, Send
 
 from inferd.core.service import InferenceService
-from inferd.errors import InferdError, PayloadTooLarge
+from inferd.errors import PayloadTooLarge
 from inferd.gateway.limits import check_declared_length, read_limited
-from inferd.http.errors import INTERNAL_ERROR, error_parts
+from inferd.http.errors import error_parts
 from inferd.http.jsonwork import JsonParser
 
 log = logging.getLogger("inferd.http")
 
 JSON: Final = b"application/json"
-ALLOW_POST: Final = ((b"allow", b"POST"),)
 
 
 @dataclasses.dataclass(slots=True)
@@ -121,11 +123,9 @@ class RawRoutes:
         send: Send,
     ) -> None:
         handler, call = matched
-        if scope["method"] != "POST":
-            answer = Answer(b'{"error":"Method Not Allowed"}', headers=ALLOW_POST, status=405)
-            await _send(answer, send)
-            return
         try:
+            if scope["method"] != "POST":
+                raise HTTPException(405, "Method Not Allowed", {"Allow": "POST"})
             call.headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
             limit = service.settings.safeguards.max_request_bytes
             check_declared_length(call.headers.get("content-length"), limit)
@@ -133,14 +133,9 @@ class RawRoutes:
             answer = await handler(service, call)
         except _Disconnected:
             return
-        except InferdError as exc:
-            status, body, headers = error_parts(exc)
-            answer = Answer(
-                body, JSON, [(k.encode(), v.encode()) for k, v in headers.items()], status
-            )
         except Exception as exc:
-            log.exception("unhandled error", exc_info=exc)
-            answer = Answer(INTERNAL_ERROR, status=500)
+            status, body, headers = error_parts(exc)
+            answer = Answer(body, JSON, headers, status)
         if answer.stream is not None:
             await _send_stream(answer, answer.stream, receive, send)
         else:

@@ -19,7 +19,7 @@ def _object(required: list[str], **properties: Schema) -> Schema:
     return {"type": "object", "required": required, "properties": properties}
 
 
-ERROR: Final = _object(["error"], error=_STRING)
+ERROR: Final = _object(["error", "request_id"], error=_STRING, request_id=_STRING)
 EMPTY: Final[Schema] = {"type": "object", "additionalProperties": False}
 SERVER_METADATA: Final = _object(
     ["name", "version", "extensions"],

@@ -12,8 +12,9 @@ from starlette.responses import Response
 
 from inferd.core.service import InferenceService
 from inferd.errors import InvalidArgument, clip
+from inferd.gateway import requestid
 from inferd.http import schemas as S
-from inferd.http.headers import deadline_from, request_id_from
+from inferd.http.headers import deadline_from
 from inferd.http.raw import Answer, Call
 from inferd.http.schemas import answers
 
@@ -82,7 +83,7 @@ async def predict(service: InferenceService, call: Call) -> Answer:
         batched=batched,
         protocol="rest",
         deadline=deadline_from(call.headers),
-        request_id=request_id_from(call.headers),
+        request_id=requestid.current.get(),
     )
     return Answer(
         orjson.dumps(

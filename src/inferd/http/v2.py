@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from inferd.core.service import InferenceService
 from inferd.errors import InvalidArgument
-from inferd.gateway.auth import check_admin, is_admin
+from inferd.gateway import requestid
 from inferd.http import schemas as S
 from inferd.http.body import read_body
 from inferd.http.codec import (
@@ -20,7 +20,7 @@ from inferd.http.codec import (
     parse_json,
     split_body,
 )
-from inferd.http.headers import deadline_from, request_id_from
+from inferd.http.headers import deadline_from
 from inferd.http.raw import Answer, Call
 from inferd.http.schemas import answers
 
@@ -40,7 +40,7 @@ async def infer(service: InferenceService, call: Call) -> Answer:
     header, binary = split_body(call.body, call.headers.get(HEADER_LENGTH))
     decoded = decode_document(await call.json.parse(header), binary, call.model, call.version)
     decoded.deadline = deadline_from(call.headers)
-    decoded.request_id = request_id_from(call.headers)
+    decoded.request_id = requestid.current.get()
     response = await service.infer(decoded)
     binary_default = decoded.parameters.get("binary_data_output") is True
     payload, header_length = encode_response(response, binary_default)
@@ -155,8 +155,8 @@ def router() -> APIRouter:
 
     @api.post(
         "/repository/index",
-        summary="Models of the repository and their state",
-        responses=answers(S.INDEX, 400, 413, 429),
+        summary="Models of the repository and their state (admin)",
+        responses=answers(S.INDEX, 400, 401, 403, 413, 429),
     )
     async def repository_index(request: Request) -> Response:
         service = service_of(request)
@@ -167,25 +167,10 @@ def router() -> APIRouter:
             if not isinstance(doc, dict) or not isinstance(doc.get("ready", False), bool):
                 raise InvalidArgument('the index request is {"ready": true|false}')
             ready_only = doc.get("ready", False)
-        rows = service.repository_index(
-            full=is_admin(
-                service.settings.server.admin_token,
-                request.headers.get("authorization"),
-                request.client.host if request.client else None,
-            )
-        )
+        rows = service.repository_index(full=True)  # admin only (see inferd.gateway)
         if ready_only:
             rows = [r for r in rows if r["state"] == "READY"]
         return _json(rows)
-
-    def _admin(request: Request) -> InferenceService:
-        service = service_of(request)
-        check_admin(
-            service.settings.server.admin_token,
-            request.headers.get("authorization"),
-            request.client.host if request.client else None,
-        )
-        return service
 
     @api.post(
         "/repository/models/{model}/load",
@@ -193,7 +178,7 @@ def router() -> APIRouter:
         responses=answers(S.EMPTY, 400, 401, 403, 404, 429, 503),
     )
     async def load(request: Request, model: str) -> Response:
-        await _admin(request).load_model(model)
+        await service_of(request).load_model(model)
         return _json({})
 
     @api.post(
@@ -202,7 +187,7 @@ def router() -> APIRouter:
         responses=answers(S.EMPTY, 400, 401, 403, 404, 429),
     )
     async def unload(request: Request, model: str) -> Response:
-        await _admin(request).unload_model(model)
+        await service_of(request).unload_model(model)
         return _json({})
 
     return api

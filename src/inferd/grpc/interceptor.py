@@ -1,0 +1,163 @@
+"""gRPC admission: one server interceptor in front of every method of every service.
+
+For each call it takes the request id (``x-request-id`` metadata, or a new one) and
+sends it back as initial metadata, reads the caller's key (``authorization: Bearer <key>``
+or ``x-api-key`` metadata), asks the gateway to admit the method's operation
+(:data:`inferd.gateway.operations.GRPC_METHODS`), and writes the access log line. A refusal
+ends the call with the status of the core error (UNAUTHENTICATED, PERMISSION_DENIED,
+RESOURCE_EXHAUSTED with ``retry-after``) before the method runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import urllib.parse
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from inferd.errors import InferdError
+from inferd.gateway import requestid
+from inferd.gateway.accesslog import AccessLog, Entry
+from inferd.gateway.admission import Gateway, bearer
+from inferd.gateway.operations import grpc_operation
+from inferd.grpc.errors import GRPC_STATUS, abort
+
+
+def client_host(peer: str) -> str | None:
+    """The address of a peer string such as ``ipv4:127.0.0.1:5000`` or ``ipv6:[::1]:5000``."""
+    kind, _, address = urllib.parse.unquote(peer).partition(":")
+    if kind not in ("ipv4", "ipv6"):
+        return None
+    return address.rpartition(":")[0].strip("[]") or None
+
+
+@dataclasses.dataclass(slots=True)
+class _Call:
+    method: str
+    key: str | None
+    request_id: str
+    started: float
+    principal: str | None = None
+
+
+class Admission(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    def __init__(self, gateway: Gateway, log: AccessLog) -> None:
+        self._gateway = gateway
+        self._log = log
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[Any], Awaitable[Any]],
+        details: Any,
+    ) -> Any:
+        handler = await continuation(details)
+        if handler is None:
+            return None
+        key = given_id = None
+        for name, value in details.invocation_metadata or ():
+            if name == "authorization" and isinstance(value, str):
+                key = bearer(value) or key
+            elif name == "x-api-key" and isinstance(value, str):
+                key = key or value.strip() or None
+            elif name == "x-request-id" and isinstance(value, str):
+                given_id = value
+        method: str = details.method
+        wrap = _WRAPPERS[(handler.request_streaming, handler.response_streaming)]
+        make = _FACTORIES[(handler.request_streaming, handler.response_streaming)]
+        behaviour = (
+            handler.unary_unary
+            or handler.unary_stream
+            or handler.stream_unary
+            or handler.stream_stream
+        )
+        call = (method, key, given_id)
+        return make(
+            wrap(self, behaviour, call),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+    async def enter(self, call: tuple[str, str | None, str | None], context: Any) -> _Call:
+        """Set the request id, answer it, admit the call (or abort it)."""
+        method, key, given_id = call
+        state = _Call(method, key, requestid.accept(given_id), time.perf_counter())
+        requestid.current.set(state.request_id)
+        await context.send_initial_metadata((("x-request-id", state.request_id),))
+        principal = self._gateway.principal(key, client_host(context.peer()))
+        state.principal = principal.name
+        try:
+            self._gateway.admit(principal, grpc_operation(method))
+        except InferdError as exc:
+            self.leave(state, context, exc)
+            await abort(context, exc)
+        return state
+
+    def leave(self, state: _Call, context: Any, failure: BaseException | None) -> None:
+        code = context.code()
+        if code is None:
+            code = grpc.StatusCode.UNKNOWN if failure is not None else grpc.StatusCode.OK
+        if isinstance(failure, InferdError):
+            code = GRPC_STATUS[failure.code]
+        name = code.name if isinstance(code, grpc.StatusCode) else str(code)
+        self._log.write(
+            Entry(
+                "GRPC",
+                state.method,
+                name,
+                (time.perf_counter() - state.started) * 1000,
+                state.request_id,
+                principal=state.principal,
+            )
+        )
+
+
+Call = tuple[str, str | None, str | None]
+
+
+def _unary(admission: Admission, behaviour: Any, call: Call) -> Any:
+    async def run(request: Any, context: Any) -> Any:
+        state = await admission.enter(call, context)
+        failure: BaseException | None = None
+        try:
+            return await behaviour(request, context)
+        except BaseException as exc:
+            failure = exc
+            raise
+        finally:
+            admission.leave(state, context, failure)
+
+    return run
+
+
+def _streaming(admission: Admission, behaviour: Any, call: Call) -> Any:
+    async def run(request: Any, context: Any) -> AsyncIterator[Any]:
+        state = await admission.enter(call, context)
+        failure: BaseException | None = None
+        try:
+            async for response in behaviour(request, context):
+                yield response
+        except BaseException as exc:
+            failure = exc
+            raise
+        finally:
+            admission.leave(state, context, failure)
+
+    return run
+
+
+#: (request streams, response streams) -> how the method's behaviour is wrapped.
+_WRAPPERS: dict[tuple[bool, bool], Callable[[Admission, Any, Call], Any]] = {
+    (False, False): _unary,
+    (True, False): _unary,
+    (False, True): _streaming,
+    (True, True): _streaming,
+}
+_FACTORIES: dict[tuple[bool, bool], Callable[..., Any]] = {
+    (False, False): grpc.unary_unary_rpc_method_handler,
+    (True, False): grpc.stream_unary_rpc_method_handler,
+    (False, True): grpc.unary_stream_rpc_method_handler,
+    (True, True): grpc.stream_stream_rpc_method_handler,
+}

@@ -1,0 +1,233 @@
+"""The one ASGI front: every HTTP request and WebSocket of the port passes through it.
+
+Built in one place, outermost first::
+
+    Front            request id (X-Request-Id in, on every answer out), access log line
+      middleware     from settings (:func:`middleware`): CORS when server.cors_origins
+        admission    the caller's key -> Principal; gateway.admit(principal, operation, model)
+          dispatch   the fast inference routes (http/raw.py), else the FastAPI router
+
+The fast routes are behind the same middleware and admission as every other route.
+Refusals are rendered by the one error function (http/errors.py); a refused WebSocket
+handshake gets the same JSON answer (or, where the server cannot send one, close 1008).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from inferd.core.service import InferenceService
+from inferd.errors import InferdError, PermissionDenied
+from inferd.gateway import requestid
+from inferd.gateway.accesslog import AccessLog, Entry, access_log
+from inferd.gateway.admission import Gateway, Principal, bearer
+from inferd.gateway.operations import Operation, PathTable
+from inferd.http.errors import error_parts, send_json
+from inferd.http.raw import RawRoutes
+from inferd.settings import ServerSettings
+
+REQUEST_ID: Final = b"x-request-id"
+#: Where the front leaves what it learned of a request for the layers inside it.
+SCOPE_KEY: Final = "inferd.request"
+CROSS_ORIGIN_ADMIN: Final = (
+    "cross-origin requests to the control API are refused (Origin is not in server.cors_origins)"
+)
+
+
+@dataclasses.dataclass(slots=True)
+class RequestInfo:
+    request_id: str
+    operation: Operation
+    model: str | None
+    version: str | None
+    principal: Principal
+    origin: str | None
+    host: str | None
+    status: int | str = 0
+
+
+def middleware(settings: ServerSettings) -> list[Middleware]:
+    """The middleware every route runs under, outermost first, from the settings."""
+    stack: list[Middleware] = []
+    if settings.cors_origins:
+        stack.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=settings.cors_origins,
+                allow_methods=["GET", "POST", "OPTIONS"],
+                allow_headers=[
+                    "authorization",
+                    "x-api-key",
+                    "content-type",
+                    "x-request-id",
+                    "inference-header-content-length",
+                    "inference-timeout-ms",
+                ],
+                expose_headers=["x-request-id", "retry-after", "inference-header-content-length"],
+            )
+        )
+    return stack
+
+
+class Front:
+    """The ASGI application a server runs: ``app`` is the FastAPI application inside."""
+
+    def __init__(
+        self,
+        app: Any,
+        service: InferenceService,
+        gateway: Gateway,
+        raw: RawRoutes,
+        settings: ServerSettings,
+    ) -> None:
+        self.app = app
+        self.state = app.state
+        self._service = service
+        self._gateway = gateway
+        self._raw = raw
+        self._paths = PathTable()
+        self._log: AccessLog = access_log(settings.access_log)
+        self._origins = frozenset(settings.cors_origins)
+        inner: ASGIApp = self._admit
+        for entry in reversed(middleware(settings)):
+            inner = entry.cls(inner, *entry.args, **entry.kwargs)
+        self._stack = inner
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind != "http" and kind != "websocket":
+            await self.app(scope, receive, send)  # lifespan
+            return
+        info = self._read(scope)
+        token = requestid.current.set(info.request_id)
+        scope[SCOPE_KEY] = info
+        header = (REQUEST_ID, info.request_id.encode())
+        started = time.perf_counter()
+
+        async def answer(message: Message) -> None:
+            kind = message["type"]
+            if kind in ("http.response.start", "websocket.http.response.start"):
+                info.status = message["status"]
+                message["headers"] = [*message.get("headers", ()), header]
+            elif kind == "websocket.accept":
+                info.status = 101
+                message["headers"] = [*message.get("headers", ()), header]
+            elif kind == "websocket.close" and not info.status:
+                info.status = 403
+            await send(message)
+
+        try:
+            await self._stack(scope, receive, answer)
+        finally:
+            requestid.current.reset(token)
+            self._log.write(
+                Entry(
+                    scope["method"] if kind == "http" else "WS",
+                    scope["path"],
+                    info.status or 500,
+                    (time.perf_counter() - started) * 1000,
+                    info.request_id,
+                    info.model,
+                    info.version,
+                    info.principal.name,
+                )
+            )
+
+    def _read(self, scope: Scope) -> RequestInfo:
+        """One pass over the headers for what the front needs."""
+        key = given_id = origin = host = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                key = bearer(value.decode("latin-1")) or key
+            elif name == b"x-api-key":
+                key = key or value.decode("latin-1").strip() or None
+            elif name == REQUEST_ID:
+                given_id = value.decode("latin-1")
+            elif name == b"origin":
+                origin = value.decode("latin-1")
+            elif name == b"host":
+                host = value.decode("latin-1")
+        operation, model, version = self._paths.classify(scope["path"])
+        client = scope.get("client")
+        principal = self._gateway.principal(key, client[0] if client else None)
+        return RequestInfo(
+            requestid.accept(given_id), operation, model, version, principal, origin, host
+        )
+
+    async def _admit(self, scope: Scope, receive: Receive, send: Send) -> None:
+        info: RequestInfo = scope[SCOPE_KEY]
+        try:
+            if info.origin is not None:
+                self._check_origin(info, scope["type"])
+            self._gateway.admit(info.principal, info.operation, info.model)
+        except InferdError as exc:
+            await _refuse(exc, scope, send)
+            return
+        if scope["type"] == "http":
+            matched = self._raw.match(scope["path"])
+            if matched is not None:
+                await self._raw.serve(matched, self._service, scope, receive, send)
+                return
+        elif info.origin is not None and self._origins:
+            send = _allow_origin(info.origin, send)
+        await self.app(scope, receive, send)
+
+    def _check_origin(self, info: RequestInfo, kind: str) -> None:
+        """A browser's cross-origin request may not reach the control API (a simple
+        ``text/plain`` POST needs no preflight), nor open a WebSocket from an origin that
+        ``server.cors_origins`` (when set) does not list."""
+        assert info.origin is not None
+        if info.origin in self._origins or "*" in self._origins:
+            return
+        same_origin = urlsplit(info.origin).netloc == info.host
+        if info.operation is Operation.ADMIN and not same_origin:
+            raise PermissionDenied(CROSS_ORIGIN_ADMIN)
+        if kind == "websocket" and self._origins and not same_origin:
+            raise PermissionDenied("WebSocket from an origin not in server.cors_origins")
+
+
+def _allow_origin(origin: str, send: Send) -> Send:
+    """Name the (allowed) origin on a WebSocket's handshake answer."""
+
+    async def accept(message: Message) -> None:
+        if message["type"] == "websocket.accept":
+            headers: Sequence[tuple[bytes, bytes]] = message.get("headers", ())
+            message["headers"] = [
+                *headers,
+                (b"access-control-allow-origin", origin.encode("latin-1")),
+                (b"vary", b"Origin"),
+            ]
+        await send(message)
+
+    return accept
+
+
+async def _refuse(exc: InferdError, scope: Scope, send: Send) -> None:
+    if scope["type"] == "http":
+        status, body, headers = error_parts(exc)
+        await send_json(status, body, headers, send)
+        return
+    if "websocket.http.response" not in scope.get("extensions", {}):
+        await send({"type": "websocket.close", "code": 1008})
+        return
+    status, body, headers = error_parts(exc)
+    await send(
+        {
+            "type": "websocket.http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "websocket.http.response.body", "body": body})
