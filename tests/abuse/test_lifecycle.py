@@ -35,6 +35,8 @@ UNLOAD_GRACE_S = 1.0
 SHUTDOWN_GRACE_S = 3.0
 #: What a busy machine may add to a deadline: a request's round trip, process exit.
 SLACK_S = 2.5
+ADMIN_TOKEN = "lifecycle-admin"
+AS_ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 def hung_model(root: Path, name: str, max_batch_time_s: float) -> Path:
@@ -74,7 +76,9 @@ def hung_server(tmp_path: Path) -> tuple[ServerProcess, list[Path]]:
         {"models": {"unload_grace_s": UNLOAD_GRACE_S}},
         server={"shutdown_grace_s": SHUTDOWN_GRACE_S},
     )
-    server = ServerProcess(repo, "--config", str(config), "--grpc-port", "0")
+    server = ServerProcess(
+        repo, "--config", str(config), "--grpc-port", "0", "--admin-token", ADMIN_TOKEN
+    )
     try:
         server.wait_ready()
         yield server, releases
@@ -98,7 +102,7 @@ def test_a_hung_model_is_reported_unloaded_and_does_not_hold_up_shutdown(
         ready = client.get("/v2/models/hung/ready")
         assert ready.status_code == 503
         assert ready.json()["reason"].startswith("unhealthy")
-        index = {r["name"]: r for r in client.post("/v2/repository/index").json()}
+        index = {r["name"]: r for r in client.post("/v2/repository/index", headers=AS_ADMIN).json()}
         assert index["hung"]["state"] == "UNHEALTHY"
         assert "max_batch_time_s" in index["hung"]["reason"]
         assert client.get("/ready").status_code == 200
@@ -109,7 +113,7 @@ def test_a_hung_model_is_reported_unloaded_and_does_not_hold_up_shutdown(
         assert time.monotonic() - started < MAX_BATCH_TIME_S
         # Unloaded within its grace, though its thread never returns.
         started = time.monotonic()
-        assert client.post("/v2/repository/models/hung/unload").status_code == 200
+        assert client.post("/v2/repository/models/hung/unload", headers=AS_ADMIN).status_code == 200
         assert time.monotonic() - started < UNLOAD_GRACE_S + SLACK_S
         assert_echoed(client.post("/v2/models/echo/infer", json=body()))
     assert_probe_fast(probe)

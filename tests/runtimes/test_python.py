@@ -373,9 +373,10 @@ async def test_a_wrong_hook_fails_the_version_with_the_reason(
 ) -> None:
     source = next(model for model, reason in BAD_MODELS if reason.startswith("Model.setup()"))
     write_model(tmp_path / "bad", source, TEXT_YAML)
-    service = service_factory(tmp_path)
+    service = service_factory(tmp_path, server={"admin_token": "t"})
     async with await asgi_client(service) as client:
-        index = (await client.post("/v2/repository/index")).json()
+        answer = await client.post("/v2/repository/index", headers={"X-API-Key": "t"})
+        index = answer.json()
     assert index[0]["state"] == "FAILED"
     assert "Model.setup() is not called by inferd" in index[0]["reason"]
 
@@ -428,9 +429,11 @@ async def test_a_hook_that_returns_the_wrong_thing_is_an_internal_error(
         "inputs": [{"name": "text", "datatype": "BYTES", "shape": [2], "data": ["a", "b"]}],
     }
     async with await asgi_client(service) as client:
-        response = await client.post("/v2/models/short/infer", json=body)
+        response = await client.post(
+            "/v2/models/short/infer", json=body, headers={"X-Request-Id": "r-7"}
+        )
     assert response.status_code == 500
-    assert response.json() == {"error": "internal error (request id r-7)"}
+    assert response.json() == {"error": "internal error (request id r-7)", "request_id": "r-7"}
     assert "Model.predict returned 1 outputs for 2 rows" in caplog.text
 
 
