@@ -10,8 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from starlette.testclient import TestClient
-from starlette.websockets import WebSocketDisconnect
+from starlette.testclient import TestClient, WebSocketDenialResponse
 
 from inferd.gateway.keys import Scope, new_key
 from inferd.http.app import create_app
@@ -225,11 +224,12 @@ def test_websocket_handshake_cors_and_keys(
         with client.websocket_connect("/predict/stream", headers=headers) as ws:
             ws.send_json({"inputs": [1, 2, 3, 4]})
             assert len(ws.receive_json()["predictions"]) == 2
-        for refused in (
-            {"Origin": ORIGIN},
-            {"Origin": "https://evil.example", "X-API-Key": INFER_KEY},
+        for refused, status in (
+            ({"Origin": ORIGIN}, 401),
+            ({"Origin": "https://evil.example", "X-API-Key": INFER_KEY}, 403),
         ):
-            with pytest.raises(WebSocketDisconnect) as closed:
+            with pytest.raises(WebSocketDenialResponse) as denied:
                 with client.websocket_connect("/predict/stream", headers=refused):
                     pass
-            assert closed.value.code == 1008
+            assert denied.value.status_code == status
+            assert denied.value.json()["request_id"] == denied.value.headers["x-request-id"]
