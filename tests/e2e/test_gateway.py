@@ -194,7 +194,6 @@ def test_websocket_handshake_names_the_allowed_origin(keyed_server: ServerProces
     with connect(url, origin=ORIGIN, additional_headers={"X-Request-Id": "w-1"}) as ws:  # type: ignore[arg-type]
         assert ws.response.headers["access-control-allow-origin"] == ORIGIN
         assert ws.response.headers["x-request-id"] == "w-1"
-    with pytest.raises(InvalidStatus) as refused:
-        with connect(url, origin="https://evil.example"):  # type: ignore[arg-type]
-            pass
+    with pytest.raises(InvalidStatus) as refused, connect(url, origin="https://evil.example"):  # type: ignore[arg-type]
+        pass
     assert refused.value.response.status_code == 403

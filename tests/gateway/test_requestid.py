@@ -25,11 +25,11 @@ def test_anything_else_is_replaced(given: str | None) -> None:
 def test_the_filter_names_the_current_request() -> None:
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "m", None, None)
     requestid.RequestIdFilter().filter(record)
-    assert getattr(record, "request_id") == "-"
+    assert record.request_id == "-"
     token = requestid.current.set("r-1")
     try:
         record = logging.LogRecord("x", logging.INFO, __file__, 1, "m", None, None)
         requestid.RequestIdFilter().filter(record)
-        assert getattr(record, "request_id") == "r-1"
+        assert record.request_id == "r-1"
     finally:
         requestid.current.reset(token)

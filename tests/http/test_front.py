@@ -228,8 +228,10 @@ def test_websocket_handshake_cors_and_keys(
             ({"Origin": ORIGIN}, 401),
             ({"Origin": "https://evil.example", "X-API-Key": INFER_KEY}, 403),
         ):
-            with pytest.raises(WebSocketDenialResponse) as denied:
-                with client.websocket_connect("/predict/stream", headers=refused):
-                    pass
+            with (
+                pytest.raises(WebSocketDenialResponse) as denied,
+                client.websocket_connect("/predict/stream", headers=refused),
+            ):
+                pass
             assert denied.value.status_code == status
             assert denied.value.json()["request_id"] == denied.value.headers["x-request-id"]
