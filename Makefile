@@ -5,7 +5,11 @@ PY := $(VENV)/bin/python
 EXAMPLE_REPO := build/models
 PORT ?= 8080
 
-.PHONY: install dev serve test lint typecheck unit bench bench-text clean proto
+# What the tests run for real: nginx (the control API behind a same-host proxy), openssl
+# (certificates for the TLS tests).
+SYSTEM_PACKAGES := nginx openssl
+
+.PHONY: install dev serve test lint typecheck unit bench bench-text clean proto system-deps
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,7 +43,15 @@ typecheck: dev
 unit: dev
 	$(PY) -m pytest -q
 
-test: lint typecheck unit
+# Installs the missing SYSTEM_PACKAGES (apt-get update once); nothing when all are there.
+system-deps:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" != 0 ]; then echo "missing system packages:$$missing (run make system-deps as root)" >&2; exit 1; fi; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+test: system-deps lint typecheck unit
 
 bench: dev
 	bash benchmarks/install-tools.sh

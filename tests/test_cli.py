@@ -141,3 +141,31 @@ def test_validate_refuses_an_empty_repository(
     assert "holds no model" in capsys.readouterr().err
     assert main(["validate", str(tmp_path), "--allow-empty"]) == 0
     assert capsys.readouterr().out == "0 problem(s) in 0 model version(s)\n"
+
+
+def test_keys_new_prints_the_key_once_and_the_line_that_configures_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from inferd.gateway.admission import Gateway
+    from inferd.settings import load_settings
+
+    assert main(["keys", "new", "--name", "ci-bot", "--scope", "infer"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    key = lines[0].rpartition(": ")[2]
+    line = lines[-1]
+    assert key.startswith("inferd_") and key not in line
+    assert line.startswith("ci-bot:infer:")
+    settings = load_settings(None, None, environ={"INFERENCE_SERVER__API_KEYS": line})
+    principal = Gateway(settings.server).principal(key, "10.0.0.1")
+    assert principal.name == "ci-bot"
+
+
+def test_serve_refuses_a_bad_key_line_before_loading(example_repo: Path, tmp_path: Path) -> None:
+    config = tmp_path / "inferd.yaml"
+    config.write_text("server:\n  api_keys: ['ci-bot:infer:inferd_abc']\n")
+    result = run_cli("serve", str(example_repo), "--config", str(config))
+    assert result.returncode == 2
+    assert result.stderr == (
+        "inferd: server.api_keys[0]: the hash must be 64 lower-case hex digits "
+        "(a SHA-256, not the key)\n"
+    )
