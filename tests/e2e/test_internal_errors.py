@@ -135,7 +135,8 @@ def test_internal_errors_and_load_failures(server: ServerProcess, tmp_path: Path
     assert server.stop() == 0
     log = (tmp_path / "server.log").read_text()
     for request_id in answers:
-        line = (
+        line = (  # the log line names the request it was written for, and says so
+            f"inferd.service [{request_id}]: "
             f"model 'raiser' version '1' failed (request id {request_id}): model 'raiser' "
             f"failed: ValueError: cannot open {SECRET}/weights.bin"
         )
