@@ -45,7 +45,7 @@ def _serve_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grpc-port", type=int, help="0 disables gRPC")
     parser.add_argument("--workers", type=int)
     parser.add_argument("--log-level")
-    parser.add_argument("--admin-token", help="bearer token for repository load/unload")
+    parser.add_argument("--admin-token", help="an admin key in clear (prefer server.api_keys)")
     parser.add_argument("--default-model", help="model used by /predict")
     parser.add_argument("--default-version", help="version or label used by /predict")
     parser.add_argument(

@@ -141,7 +141,7 @@ async def test_the_access_log_names_the_key_never_the_key_itself(
             headers={"X-API-Key": INFER_KEY, "X-Request-Id": "r-9"},
         )
         await client.post("/v2/repository/index", headers={"Authorization": f"Bearer {INFER_KEY}"})
-    infer, refused = caplog.messages
+    infer, refused = [r.getMessage() for r in caplog.records if r.name == "inferd.access"]
     assert re.fullmatch(
         r"POST /v2/models/tiny/infer 200 [0-9.]+ms model=tiny version=- key=app id=r-9", infer
     )
