@@ -148,6 +148,27 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.cache_lookups = Counter(
+            "inferd_cache_lookups",
+            "Prediction-cache lookups by model and result (hit, miss, bypassed: the "
+            "shared store did not answer and the request was computed).",
+            ["model", "result"],
+            registry=self.registry,
+        )
+        self.cache_evictions = Counter(
+            "inferd_cache_evictions",
+            "Entries the in-process prediction cache pushed out to stay in its bound.",
+            ["model"],
+            registry=self.registry,
+        )
+        self.cache_bytes = Gauge(
+            "inferd_cache_bytes",
+            "Bytes held by the in-process prediction cache.",
+            ["model"],
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
+
     def observer(self, model: str, version: str) -> VersionObserver:
         return VersionObserver(self, model, version)
 
@@ -167,6 +188,16 @@ class Metrics:
             children[1].observe(seconds)
         elif status in REJECTIONS:
             self.rejections.labels(REJECTIONS[status]).inc()
+
+    def cache_lookup(self, model: str, result: str) -> None:
+        self.cache_lookups.labels(model, result).inc()
+
+    def cache_held(self, model: str, held_bytes: int, evicted: int) -> None:
+        """The in-process cache of ``model`` holds ``held_bytes`` after ``evicted`` more
+        evictions."""
+        self.cache_bytes.labels(model).set(held_bytes)
+        if evicted:
+            self.cache_evictions.labels(model).inc(evicted)
 
     def model_failed(self, model: str, version: str) -> None:
         self.model_failures.labels(model, version).inc()

@@ -16,9 +16,11 @@ from typing import Any, Final
 
 import uvicorn
 
+from inferd.core.cache import ResponseCache
 from inferd.core.manager import ModelManager
 from inferd.core.repository import Repository
 from inferd.core.service import InferenceService
+from inferd.core.storage import shared_store
 from inferd.errors import ConfigError
 from inferd.gateway import accesslog, requestid
 from inferd.gateway.admission import Gateway
@@ -61,8 +63,10 @@ def raise_open_files_limit(connections: int) -> None:
 def build_service(settings: Settings) -> InferenceService:
     repository = Repository(settings.models.repository) if settings.models.repository else None
     metrics = Metrics(metrics_dir())
-    manager = ModelManager(repository, settings.performance, metrics, settings.limits.models)
-    return InferenceService(settings, manager, metrics)
+    store = shared_store(settings.storage.redis_uri, settings.storage.timeout_ms / 1000)
+    cache = ResponseCache(store, metrics)
+    manager = ModelManager(repository, settings.performance, metrics, settings.limits.models, cache)
+    return InferenceService(settings, manager, metrics, cache)
 
 
 def tls_options(settings: ServerSettings) -> dict[str, Any]:

@@ -331,6 +331,27 @@ class LimitsSettings(_Section):
     models: ModelLimits = Field(default_factory=ModelLimits)
 
 
+class StorageSettings(_Section):
+    redis_uri: str | None = Field(
+        None,
+        description="Redis that every worker and replica shares (redis://host:6379/0, "
+        "rediss://, unix://); unset: each process keeps its own state in memory.",
+    )
+    timeout_ms: float = Field(
+        50.0,
+        gt=0,
+        le=10_000,
+        description="Longest wait for Redis per call; past it the call counts as failed.",
+    )
+
+    @field_validator("redis_uri")
+    @classmethod
+    def _scheme(cls, value: str | None) -> str | None:
+        if value and value.split("://", 1)[0] not in ("redis", "rediss", "unix"):
+            raise ValueError("expected a redis://, rediss:// or unix:// URI")
+        return value or None
+
+
 class Settings(BaseSettings):
     """All of inferd's settings. Build with :func:`load_settings`, which reads the
     environment; constructing this class reads nothing but its arguments."""
@@ -343,6 +364,7 @@ class Settings(BaseSettings):
     safeguards: SafeguardsSettings = Field(default_factory=SafeguardsSettings)
     stream: StreamSettings = Field(default_factory=StreamSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
 
     @classmethod
     def settings_customise_sources(

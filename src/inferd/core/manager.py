@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from inferd.core.batcher import Batcher
+from inferd.core.cache import ResponseCache, artifact_digest
 from inferd.core.decoupled import GeneratorRunner
 from inferd.core.failures import CONFIG_CLASSES, WarmupFailed, classify, public_reason
 from inferd.core.model_config import ModelConfig, check_declared_names
@@ -59,6 +60,8 @@ class LoadedVersion:
     stats: VersionStats
     #: Set for a streaming (decoupled) model: requests go here, not to the batcher.
     generator: GeneratorRunner | None = None
+    #: SHA-256 of the artifact, computed at load for models that cache ("" otherwise).
+    digest: str = ""
 
     @property
     def platform(self) -> str:
@@ -160,11 +163,13 @@ class ModelManager:
         performance: PerformanceSettings,
         metrics: Metrics | None = None,
         limits: ModelLimits | None = None,
+        cache: ResponseCache | None = None,
     ) -> None:
         self._repository = repository
         self._performance = performance
         self._limits = limits or ModelLimits()
         self._metrics = metrics
+        self._cache = cache
         self._models: dict[str, _Model] = {}
         self._lock = asyncio.Lock()
 
@@ -418,6 +423,7 @@ class ModelManager:
             batcher,
             stats,
             generator,
+            artifact_digest(version.artifact) if config.cache.enabled else "",
         )
 
     async def _retire(
@@ -436,6 +442,8 @@ class ModelManager:
         finished = await loaded.batcher.close(grace)
         if loaded.generator is not None:
             finished = await loaded.generator.close(grace) and finished
+        if self._cache is not None:
+            self._cache.forget(loaded)
         if finished:
             await asyncio.to_thread(loaded.runtime.unload)
         else:

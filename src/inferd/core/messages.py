@@ -55,6 +55,8 @@ class InferResponse:
     #: False for the partial responses of a streaming model; its stream ends with a
     #: response that has no outputs and ``final`` set.
     final: bool = True
+    #: ``"hit"`` or ``"miss"`` for a model with the prediction cache on, else None.
+    cache: str | None = None
 
 
 @dataclasses.dataclass(slots=True)
@@ -64,3 +66,4 @@ class PredictResult:
     predictions: list[Any]
     model_version: str
     latency_ms: float
+    cache: str | None = None

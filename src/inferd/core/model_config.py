@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
@@ -65,6 +65,47 @@ class BatchingConfig(_Strict):
         return sorted(set(value))
 
 
+#: Size suffixes accepted by ``cache.max_bytes`` (``256MiB``, ``1GB``, ``4096``).
+SIZE_UNITS: Final[dict[str, int]] = {
+    "": 1,
+    "B": 1,
+    "KB": 1000,
+    "KIB": 1 << 10,
+    "MB": 1000**2,
+    "MIB": 1 << 20,
+    "GB": 1000**3,
+    "GIB": 1 << 30,
+}
+SIZE_PATTERN: Final = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$")
+
+
+class CacheConfig(_Strict):
+    """The prediction cache, for models whose answer depends only on their inputs."""
+
+    enabled: bool = False
+    ttl_s: float = Field(300.0, gt=0, description="How long an answer is kept.")
+    max_bytes: int = Field(
+        256 << 20,
+        ge=1,
+        description="Bound of the in-process cache (per model); with Redis, Redis's own "
+        "memory policy bounds it.",
+    )
+
+    @field_validator("max_bytes", mode="before")
+    @classmethod
+    def _size(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        match = SIZE_PATTERN.match(value)
+        unit = match.group(2).upper() if match else None
+        if match is None or unit not in SIZE_UNITS:
+            raise ValueError(
+                f"expected a number of bytes with an optional unit {sorted(u for u in SIZE_UNITS if u)}, "
+                f"got {value!r}"
+            )
+        return int(float(match.group(1)) * SIZE_UNITS[unit])
+
+
 class VersionPolicy(_Strict):
     """Which versions are served: the latest N, all of them, or a named list."""
 
@@ -104,6 +145,7 @@ class ModelConfig(_Strict):
     #: (IEEE values in binary and gRPC contents; "NaN", "Infinity", "-Infinity" in JSON).
     nonfinite_outputs: Literal["error", "encode"] = "error"
     warmup: bool = True
+    cache: CacheConfig = Field(default_factory=CacheConfig)
     parameters: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("device")

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from inferd import __version__
+from inferd.core.cache import ResponseCache
 from inferd.core.manager import LoadedVersion, ModelManager
 from inferd.core.messages import InferRequest, InferResponse, PredictResult
 from inferd.core.outputs import check_finite
@@ -52,10 +53,17 @@ EXTENSIONS = (
 
 
 class InferenceService:
-    def __init__(self, settings: Settings, manager: ModelManager, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        manager: ModelManager,
+        metrics: Metrics,
+        cache: ResponseCache | None = None,
+    ) -> None:
         self.settings = settings
         self.manager = manager
         self.metrics = metrics
+        self.cache = cache
         self.draining = False
         self._stop_by: float | None = None  # when stop() must be done, once draining
         self._started = False
@@ -91,6 +99,8 @@ class InferenceService:
         self.draining = True
         grace = None if self._stop_by is None else max(0.0, self._stop_by - time.monotonic())
         await self.manager.close(grace)
+        if self.cache is not None:
+            await self.cache.close()
 
     # -- health and metadata -------------------------------------------------------------
 
@@ -295,17 +305,30 @@ class InferenceService:
             arrays = await asyncio.to_thread(decode_inputs, checked, limits)
         else:
             arrays = decode_inputs(checked, limits)
-        results = await loaded.batcher.submit(arrays, deadline)
-        outputs = []
-        for spec in selected:
-            array = results.get(spec.name)
-            if array is None:
-                raise InferdError(f"model '{loaded.model}' did not produce output '{spec.name}'")
-            array = _as_datatype(array, spec.datatype)
-            if loaded.config.nonfinite_outputs == "error":
-                check_finite(loaded.model, spec, array)
-            outputs.append(Tensor(spec.name, spec.datatype, array))
-        return _response(loaded, request, outputs)
+
+        async def compute() -> list[Tensor]:
+            results = await loaded.batcher.submit(arrays, deadline)
+            outputs = []
+            for spec in selected:
+                array = results.get(spec.name)
+                if array is None:
+                    raise InferdError(
+                        f"model '{loaded.model}' did not produce output '{spec.name}'"
+                    )
+                array = _as_datatype(array, spec.datatype)
+                if loaded.config.nonfinite_outputs == "error":
+                    check_finite(loaded.model, spec, array)
+                outputs.append(Tensor(spec.name, spec.datatype, array))
+            return outputs
+
+        cached: str | None = None
+        if self.cache is not None and loaded.config.cache.enabled:
+            names = [spec.name for spec in selected]
+            outputs, hit = await self.cache.through(loaded, arrays, request, names, compute)
+            cached = "hit" if hit else "miss"
+        else:
+            outputs = await compute()
+        return _response(loaded, request, outputs, cached)
 
     # -- streaming (decoupled) models -------------------------------------------------------
 
@@ -437,6 +460,7 @@ class InferenceService:
             predictions(rows, first.datatype),
             response.version,
             round((time.perf_counter() - start) * 1000, 3),
+            response.cache,
         )
 
     # -- repository extension ---------------------------------------------------------------
@@ -479,13 +503,16 @@ def _settle_heap() -> None:
     gc.freeze()
 
 
-def _response(loaded: LoadedVersion, request: InferRequest, outputs: list[Tensor]) -> InferResponse:
+def _response(
+    loaded: LoadedVersion, request: InferRequest, outputs: list[Tensor], cache: str | None = None
+) -> InferResponse:
     return InferResponse(
         model=loaded.model,
         version=loaded.version,
         outputs=outputs,
         id=request.id,
         output_parameters={o.name: o.parameters for o in request.outputs or ()},
+        cache=cache,
     )
 
 

@@ -2,7 +2,8 @@
 
 Counters only grow; durations are nanoseconds. One ``VersionStats`` per loaded model
 version is shared by the batcher (queue, compute, batch sizes) and the service (success,
-failure, end-to-end).
+failure, end-to-end) and the prediction cache (hits: lookup time; misses: lookup and
+insertion time, as Triton counts them).
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ class VersionStats:
     compute_input: Duration = dataclasses.field(default_factory=Duration)
     compute_infer: Duration = dataclasses.field(default_factory=Duration)
     compute_output: Duration = dataclasses.field(default_factory=Duration)
+    cache_hit: Duration = dataclasses.field(default_factory=Duration)
+    cache_miss: Duration = dataclasses.field(default_factory=Duration)
     batches: dict[int, BatchStat] = dataclasses.field(default_factory=dict)
 
     def record_batch(
@@ -76,8 +79,8 @@ class VersionStats:
                 "compute_input": self.compute_input.as_dict(),
                 "compute_infer": self.compute_infer.as_dict(),
                 "compute_output": self.compute_output.as_dict(),
-                "cache_hit": {"count": 0, "ns": 0},
-                "cache_miss": {"count": 0, "ns": 0},
+                "cache_hit": self.cache_hit.as_dict(),
+                "cache_miss": self.cache_miss.as_dict(),
             },
             "batch_stats": [
                 {

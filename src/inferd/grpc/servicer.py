@@ -33,6 +33,8 @@ STREAM_END: Final[dict[End, tuple[grpc.StatusCode, str] | None]] = {
     End.RATE_LIMITED: (grpc.StatusCode.RESOURCE_EXHAUSTED, "message rate limit exceeded"),
     End.SHUTDOWN: (grpc.StatusCode.UNAVAILABLE, "server shutting down"),
 }
+#: Trailing-metadata key with ``hit`` or ``miss`` for models with the prediction cache on.
+CACHE_METADATA: Final = "x-cache"
 
 
 def deadline_of(context: Any) -> float | None:
@@ -124,7 +126,10 @@ class InferenceServicer(_Servicer, pb_grpc.GRPCInferenceServiceServicer):  # typ
     @translated
     async def ModelInfer(self, request: Any, context: Any) -> Any:
         decoded = convert.decode_infer_request(request, deadline_of(context))
-        return convert.encode_infer_response(await self._service.infer(decoded))
+        response = await self._service.infer(decoded)
+        if response.cache is not None:
+            context.set_trailing_metadata(((CACHE_METADATA, response.cache),))
+        return convert.encode_infer_response(response)
 
     async def ModelStreamInfer(self, requests: Any, context: Any) -> AsyncIterator[Any]:
         """Answers every request, in order (the core's ordered stream). A streaming model's
@@ -179,7 +184,7 @@ class SimpleServicer(_Servicer, simple_pb2_grpc.InferenceServiceServicer):  # ty
 
     @translated
     async def Predict(self, request: Any, context: Any) -> Any:
-        return await self._predict(request, deadline_of(context))
+        return await self._predict(request, deadline_of(context), context)
 
     async def PredictStream(self, requests: Any, context: Any) -> AsyncIterator[Any]:
         """One response per request, in order (the core's ordered stream). A request that
@@ -197,7 +202,7 @@ class SimpleServicer(_Servicer, simple_pb2_grpc.InferenceServiceServicer):  # ty
         async for response in self._ordered(requests, context, serve, _predict_error):
             yield response
 
-    async def _predict(self, request: Any, deadline: float | None) -> Any:
+    async def _predict(self, request: Any, deadline: float | None, context: Any = None) -> Any:
         result = await self._service.predict(
             request.model_name or None,
             request.model_version or None,
@@ -213,6 +218,8 @@ class SimpleServicer(_Servicer, simple_pb2_grpc.InferenceServiceServicer):  # ty
             raise InvalidArgument(
                 "the model's first output is not numeric; call ModelInfer instead"
             ) from None
+        if context is not None and result.cache is not None:
+            context.set_trailing_metadata(((CACHE_METADATA, result.cache),))
         return simple_pb2.PredictResponse(
             predictions=predictions.tolist(),
             model_version=result.model_version,

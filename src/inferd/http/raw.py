@@ -54,6 +54,18 @@ class Answer:
     stream: AsyncIterator[bytes] | None = None
 
 
+#: ``X-Cache`` for answers of models with the prediction cache on.
+CACHE_HEADERS: Final[dict[str | None, tuple[tuple[bytes, bytes], ...]]] = {
+    None: (),
+    "hit": ((b"x-cache", b"hit"),),
+    "miss": ((b"x-cache", b"miss"),),
+}
+
+
+def cache_header(cache: str | None) -> tuple[tuple[bytes, bytes], ...]:
+    return CACHE_HEADERS[cache]
+
+
 Handler = Callable[[InferenceService, Call], Awaitable[Answer]]
 
 

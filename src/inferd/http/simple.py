@@ -15,7 +15,7 @@ from inferd.errors import InvalidArgument, clip
 from inferd.gateway import requestid
 from inferd.http import schemas as S
 from inferd.http.headers import deadline_from
-from inferd.http.raw import Answer, Call
+from inferd.http.raw import Answer, Call, cache_header
 from inferd.http.schemas import answers
 
 JSON = "application/json"
@@ -92,7 +92,8 @@ async def predict(service: InferenceService, call: Call) -> Answer:
                 "model_version": result.model_version,
                 "latency_ms": result.latency_ms,
             }
-        )
+        ),
+        headers=cache_header(result.cache),
     )
 
 

@@ -21,7 +21,7 @@ from inferd.http.codec import (
     split_body,
 )
 from inferd.http.headers import deadline_from
-from inferd.http.raw import Answer, Call
+from inferd.http.raw import Answer, Call, cache_header
 from inferd.http.schemas import answers
 
 JSON = "application/json"
@@ -44,12 +44,13 @@ async def infer(service: InferenceService, call: Call) -> Answer:
     response = await service.infer(decoded)
     binary_default = decoded.parameters.get("binary_data_output") is True
     payload, header_length = encode_response(response, binary_default)
+    headers = cache_header(response.cache)
     if header_length is None:
-        return Answer(payload)
+        return Answer(payload, headers=headers)
     return Answer(
         payload,
         OCTET_STREAM,
-        [(b"inference-header-content-length", str(header_length).encode())],
+        [(b"inference-header-content-length", str(header_length).encode()), *headers],
     )
 
 

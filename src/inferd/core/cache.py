@@ -1,0 +1,251 @@
+"""The prediction cache: answers keyed by content, shared by replicas through Redis.
+
+A key is the SHA-256 of the model name, the content digest of the artifact of the version
+that answers (computed once at load, so new weights under an old version name or label
+never meet old answers), the requested outputs with their parameters, and each input's
+name, datatype, shape and raw bytes. The service looks it up after the version is chosen
+and before the batcher. Identical requests in flight at once are computed once: later
+ones wait for the first (single flight) and count as hits.
+
+Values are the output tensors as raw bytes behind a small header (:func:`encode`), never
+pickle. Without a shared store each model has an in-process LRU bounded by its
+``cache.max_bytes``; with ``storage.redis_uri`` every replica and worker shares Redis, each
+entry living ``cache.ttl_s``. When the shared store does not answer, the request is
+computed as if the model had no cache and counted as ``bypassed``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import struct
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+import numpy as np
+
+from inferd.core.messages import InferRequest
+from inferd.core.storage import MemoryStore, StorageUnavailable, Store
+from inferd.metrics import Metrics
+from inferd.tensors import from_binary, to_binary
+from inferd.types import Tensor
+
+if TYPE_CHECKING:
+    from inferd.core.manager import LoadedVersion
+
+log = logging.getLogger("inferd.cache")
+
+MAGIC: Final = b"IFDC\x01"
+_COUNT: Final = struct.Struct("<H")
+_TENSOR: Final = struct.Struct("<HBBQ")  # name length, datatype length, dims, data length
+_DIM: Final = struct.Struct("<q")
+KEY_PREFIX: Final = "inferd:cache:"
+
+Compute = Callable[[], Awaitable[list[Tensor]]]
+
+
+def artifact_digest(path: Path) -> str:
+    """SHA-256 of a version's artifact: a file's bytes, or a folder's files (relative
+    paths and contents, in sorted order)."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            name = file.relative_to(path).as_posix().encode()
+            digest.update(len(name).to_bytes(4, "little") + name)
+        with file.open("rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _hash_tensor(digest: Any, name: str, datatype: str, array: np.ndarray[Any, Any]) -> None:
+    raw = to_binary(datatype, array) if datatype in ("BYTES", "BF16") else None
+    header = f"{name}\0{datatype}\0{list(array.shape)}\0".encode()
+    digest.update(len(header).to_bytes(4, "little") + header)
+    if raw is not None:
+        digest.update(raw)
+    else:
+        contiguous = np.ascontiguousarray(array)
+        digest.update(contiguous.dtype.str.encode())
+        digest.update(contiguous.data.cast("B"))
+
+
+def cache_key(
+    loaded: LoadedVersion,
+    arrays: Mapping[str, np.ndarray[Any, Any]],
+    request: InferRequest,
+    outputs: Sequence[str],
+) -> str:
+    """The content key of a request's decoded inputs ``arrays`` answered by ``loaded``
+    (see the module docstring). JSON and binary requests of the same tensors share it."""
+    digest = hashlib.sha256()
+    digest.update(f"{loaded.model}\0{loaded.digest}\0".encode())
+    parameters = {o.name: o.parameters for o in request.outputs or ()}
+    for name in outputs:
+        digest.update(f"{name}\0{sorted(parameters.get(name, {}).items())!r}\0".encode())
+    for spec in sorted(loaded.inputs, key=lambda s: s.name):
+        _hash_tensor(digest, spec.name, spec.datatype, arrays[spec.name])
+    return f"{KEY_PREFIX}{loaded.model}:{loaded.digest[:16]}:{digest.hexdigest()}"
+
+
+def encode(tensors: Sequence[Tensor]) -> bytes:
+    """Output tensors as bytes: a magic, a count, then per tensor its name, datatype,
+    shape and raw little-endian data (BYTES: 4-byte lengths, as on the wire)."""
+    parts = [MAGIC, _COUNT.pack(len(tensors))]
+    for tensor in tensors:
+        name, datatype = tensor.name.encode(), tensor.datatype.encode()
+        data = to_binary(tensor.datatype, tensor.data)
+        shape = tensor.data.shape
+        parts += [_TENSOR.pack(len(name), len(datatype), len(shape), len(data)), name, datatype]
+        parts += [_DIM.pack(dim) for dim in shape]
+        parts.append(data)
+    return b"".join(parts)
+
+
+def decode(value: bytes) -> list[Tensor]:
+    """The tensors :func:`encode` wrote; ValueError for anything else."""
+    if not value.startswith(MAGIC):
+        raise ValueError("not a cache entry")
+    view = memoryview(value)
+    offset = len(MAGIC)
+    (count,) = _COUNT.unpack_from(view, offset)
+    offset += _COUNT.size
+    tensors = []
+    for _ in range(count):
+        name_len, type_len, ndim, data_len = _TENSOR.unpack_from(view, offset)
+        offset += _TENSOR.size
+        name = bytes(view[offset : offset + name_len]).decode()
+        offset += name_len
+        datatype = bytes(view[offset : offset + type_len]).decode()
+        offset += type_len
+        shape = tuple(_DIM.unpack_from(view, offset + i * _DIM.size)[0] for i in range(ndim))
+        offset += ndim * _DIM.size
+        data = bytes(view[offset : offset + data_len])
+        offset += data_len
+        tensors.append(Tensor(name, datatype, from_binary(name, datatype, shape, data)))
+    if offset != len(value):
+        raise ValueError("cache entry has trailing bytes")
+    return tensors
+
+
+class ResponseCache:
+    """Looks answers up, computes what is missing once, and stores it.
+
+    ``shared``: the store every replica uses (Redis); None keeps one in-process LRU per
+    model, bounded by that model's ``cache.max_bytes``.
+    """
+
+    def __init__(self, shared: Store | None, metrics: Metrics) -> None:
+        self._shared = shared
+        self._metrics = metrics
+        self._memory: dict[str, MemoryStore] = {}
+        self._flights: dict[str, asyncio.Future[list[Tensor]]] = {}
+
+    @property
+    def shared(self) -> bool:
+        return self._shared is not None
+
+    def _store(self, loaded: LoadedVersion) -> Store:
+        if self._shared is not None:
+            return self._shared
+        store = self._memory.get(loaded.model)
+        if store is None:
+            store = self._memory[loaded.model] = MemoryStore(loaded.config.cache.max_bytes)
+        return store
+
+    async def through(
+        self,
+        loaded: LoadedVersion,
+        arrays: Mapping[str, np.ndarray[Any, Any]],
+        request: InferRequest,
+        outputs: Sequence[str],
+        compute: Compute,
+    ) -> tuple[list[Tensor], bool]:
+        """The outputs for ``request`` (inputs decoded as ``arrays``) and whether they came
+        without computing (a hit)."""
+        start = time.perf_counter()
+        key = cache_key(loaded, arrays, request, outputs)
+        while (flight := self._flights.get(key)) is not None:
+            try:
+                tensors = await asyncio.shield(flight)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise
+                continue  # the first caller went away: compute it ourselves
+            self._hit(loaded, start)
+            return tensors, True
+        future: asyncio.Future[list[Tensor]] = asyncio.get_running_loop().create_future()
+        self._flights[key] = future
+        try:
+            tensors, hit = await self._lookup_or_compute(loaded, key, start, compute)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: only waiters, if any, re-raise it
+            raise
+        else:
+            future.set_result(tensors)
+            return tensors, hit
+        finally:
+            del self._flights[key]
+
+    async def _lookup_or_compute(
+        self, loaded: LoadedVersion, key: str, start: float, compute: Compute
+    ) -> tuple[list[Tensor], bool]:
+        store = self._store(loaded)
+        try:
+            value = await store.get(key)
+        except StorageUnavailable as exc:
+            log.debug("prediction cache bypassed: %s", exc)
+            self._metrics.cache_lookup(loaded.model, "bypassed")
+            return await compute(), False
+        if value is not None:
+            try:
+                tensors = decode(value)
+            except ValueError:
+                log.warning("prediction cache: entry for model '%s' unreadable", loaded.model)
+            else:
+                self._hit(loaded, start)
+                return tensors, True
+        lookup_s = time.perf_counter() - start
+        tensors = await compute()
+        insert_start = time.perf_counter()
+        try:
+            await self._put(loaded, store, key, encode(tensors))
+        except StorageUnavailable as exc:
+            log.debug("prediction cache: answer not stored: %s", exc)
+        loaded.stats.cache_miss.add(lookup_s + time.perf_counter() - insert_start)
+        self._metrics.cache_lookup(loaded.model, "miss")
+        return tensors, False
+
+    async def _put(self, loaded: LoadedVersion, store: Store, key: str, value: bytes) -> None:
+        evicted = store.evictions if isinstance(store, MemoryStore) else 0
+        await store.set(key, value, loaded.config.cache.ttl_s)
+        if isinstance(store, MemoryStore):
+            self._metrics.cache_held(loaded.model, store.bytes, store.evictions - evicted)
+
+    def _hit(self, loaded: LoadedVersion, start: float) -> None:
+        loaded.stats.cache_hit.add(time.perf_counter() - start)
+        self._metrics.cache_lookup(loaded.model, "hit")
+
+    def forget(self, loaded: LoadedVersion) -> None:
+        """Drop what this process holds for a version that stops serving (unload, swap).
+        Shared entries stay: other replicas may serve the same artifact, and entries of
+        other weights are never read (their key holds their digest); they expire."""
+        store = self._memory.get(loaded.model)
+        if store is not None:
+            store.drop_prefix(f"{KEY_PREFIX}{loaded.model}:{loaded.digest[:16]}:")
+            self._metrics.cache_held(loaded.model, store.bytes, 0)
+
+    async def close(self) -> None:
+        if self._shared is not None:
+            await self._shared.close()
+        for store in self._memory.values():
+            await store.close()
