@@ -1,0 +1,267 @@
+"""The prediction cache through the service: keys, hits, single flight, invalidation."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+from inferd.core.cache import decode, encode
+from inferd.core.messages import InferRequest, RequestedOutput
+from inferd.core.service import InferenceService
+from inferd.errors import ConfigError, Unavailable
+from inferd.types import Tensor
+from tests.conftest import RedisServer, ServiceFactory, free_port
+
+#: y is the number of batches the model has run so far: equal answers mean "not computed".
+COUNTING_MODEL = """
+import numpy as np
+
+
+class Model:
+    def load(self, context):
+        self.calls = 0
+
+    def predict(self, inputs):
+        self.calls += 1
+        x = inputs["x"]
+        return {"y": np.full((x.shape[0], 1), self.calls, dtype=np.float32), "z": x * 2}
+"""
+
+
+def counting_repo(
+    root: Path, cache: dict[str, Any] | None = None, code: str = COUNTING_MODEL
+) -> Path:
+    folder = root / "m"
+    (folder / "1").mkdir(parents=True, exist_ok=True)
+    (folder / "1" / "model.py").write_text(code)
+    config: dict[str, Any] = {
+        "runtime": "python",
+        "warmup": False,
+        "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 2]}],
+        "outputs": [
+            {"name": "y", "datatype": "FP32", "shape": [-1, 1]},
+            {"name": "z", "datatype": "FP32", "shape": [-1, 2]},
+        ],
+    }
+    if cache is not None:
+        config["cache"] = cache
+    (folder / "model.yaml").write_text(yaml.safe_dump(config))
+    return root
+
+
+def request(x: list[float], outputs: list[str] | None = None) -> InferRequest:
+    return InferRequest(
+        "m",
+        [Tensor("x", "FP32", np.asarray([x], dtype=np.float32))],
+        outputs=[RequestedOutput(name) for name in outputs] if outputs else None,
+    )
+
+
+async def started(factory: ServiceFactory, root: Path, **sections: Any) -> InferenceService:
+    service = factory(root, **sections)
+    await service.start()
+    return service
+
+
+def y(response: Any) -> float:
+    return float(response.outputs[0].data[0, 0])
+
+
+def cache_stats(service: InferenceService) -> tuple[int, int]:
+    stats = service.model_stats("m")["model_stats"][0]["inference_stats"]
+    return stats["cache_hit"]["count"], stats["cache_miss"]["count"]
+
+
+def test_values_round_trip_without_pickle() -> None:
+    tensors = [
+        Tensor("f", "FP32", np.arange(6, dtype=np.float32).reshape(2, 3)),
+        Tensor("i", "INT64", np.asarray([[-1, 2**40]], dtype=np.int64)),
+        Tensor("b", "BOOL", np.asarray([True, False])),
+        Tensor("s", "BYTES", np.asarray([b"a", b"\x00\xff", b""], dtype=object)),
+        Tensor("e", "FP16", np.zeros((0, 4), dtype=np.float16)),
+    ]
+    back = decode(encode(tensors))
+    assert [(t.name, t.datatype, t.data.shape) for t in back] == [
+        (t.name, t.datatype, t.data.shape) for t in tensors
+    ]
+    for got, sent in zip(back, tensors, strict=True):
+        assert got.data.tolist() == sent.data.tolist()
+
+
+@pytest.mark.parametrize("value", [b"", b"pickle\x80", encode([]) + b"x"])
+def test_a_value_that_is_not_an_entry_is_refused(value: bytes) -> None:
+    with pytest.raises(ValueError, match="cache entry"):
+        decode(value)
+
+
+async def test_a_repeated_request_is_a_hit_with_the_first_answer(
+    tmp_path: Path, service_factory: ServiceFactory
+) -> None:
+    service = await started(service_factory, counting_repo(tmp_path, {"enabled": True}))
+    first = await service.infer(request([1, 2]))
+    second = await service.infer(request([1, 2]))
+    other = await service.infer(request([1, 3]))
+    assert (first.cache, second.cache, other.cache) == ("miss", "hit", "miss")
+    assert (y(first), y(second), y(other)) == (1.0, 1.0, 2.0)
+    assert second.outputs[1].data.tolist() == [[2.0, 4.0]]
+    assert cache_stats(service) == (1, 2)
+    text = service.metrics.render().decode()
+    assert 'inferd_cache_lookups_total{model="m",result="hit"} 1.0' in text
+    assert 'inferd_cache_lookups_total{model="m",result="miss"} 2.0' in text
+
+
+async def test_requested_outputs_are_part_of_the_key(
+    tmp_path: Path, service_factory: ServiceFactory
+) -> None:
+    service = await started(service_factory, counting_repo(tmp_path, {"enabled": True}))
+    both = await service.infer(request([1, 2]))
+    only_y = await service.infer(request([1, 2], ["y"]))
+    assert (both.cache, only_y.cache, y(only_y)) == ("miss", "miss", 2.0)
+    assert [t.name for t in only_y.outputs] == ["y"]
+
+
+async def test_a_model_without_the_cache_computes_every_time(
+    tmp_path: Path, service_factory: ServiceFactory
+) -> None:
+    service = await started(service_factory, counting_repo(tmp_path))
+    first = await service.infer(request([1, 2]))
+    second = await service.infer(request([1, 2]))
+    assert (first.cache, second.cache, y(second)) == (None, None, 2.0)
+    assert cache_stats(service) == (0, 0)
+
+
+async def test_identical_requests_in_flight_are_computed_once(
+    tmp_path: Path, service_factory: ServiceFactory
+) -> None:
+    service = await started(service_factory, counting_repo(tmp_path, {"enabled": True}))
+    assert service.cache is not None
+    loaded = service.manager.resolve("m")
+    release = asyncio.Event()
+    computed = 0
+
+    async def compute() -> list[Tensor]:
+        nonlocal computed
+        computed += 1
+        await release.wait()
+        return [Tensor("y", "FP32", np.ones((1, 1), dtype=np.float32))]
+
+    calls = [
+        asyncio.create_task(service.cache.through(loaded, request([5, 5]), ["y"], compute))
+        for _ in range(5)
+    ]
+    await asyncio.sleep(0)  # let every call reach the cache
+    release.set()
+    results = await asyncio.gather(*calls)
+    assert computed == 1
+    assert sorted(hit for _, hit in results) == [False, True, True, True, True]
+
+
+async def test_a_failure_reaches_every_waiter_and_is_not_stored(
+    tmp_path: Path, service_factory: ServiceFactory
+) -> None:
+    service = await started(service_factory, counting_repo(tmp_path, {"enabled": True}))
+    assert service.cache is not None
+    loaded = service.manager.resolve("m")
+    release = asyncio.Event()
+
+    async def failing() -> list[Tensor]:
+        await release.wait()
+        raise Unavailable("model went away")
+
+    calls = [
+        asyncio.create_task(service.cache.through(loaded, request([7, 7]), ["y"], failing))
+        for _ in range(3)
+    ]
+    await asyncio.sleep(0)
+    release.set()
+    outcomes = await asyncio.gather(*calls, return_exceptions=True)
+    assert [type(o) for o in outcomes] == [Unavailable] * 3
+    answer = await service.infer(request([7, 7], ["y"]))
+    assert answer.cache == "miss"
+
+
+async def test_new_weights_under_the_same_version_are_a_miss(
+    tmp_path: Path, service_factory: ServiceFactory
+) -> None:
+    root = counting_repo(tmp_path, {"enabled": True})
+    service = await started(service_factory, root)
+    assert (await service.infer(request([1, 2]))).cache == "miss"
+    counting_repo(tmp_path, {"enabled": True}, COUNTING_MODEL.replace("x * 2", "x * 3"))
+    await service.load_model("m")
+    again = await service.infer(request([1, 2]))
+    assert (again.cache, again.outputs[1].data.tolist()) == ("miss", [[3.0, 6.0]])
+
+
+async def test_unload_frees_what_the_process_held(
+    tmp_path: Path, service_factory: ServiceFactory
+) -> None:
+    service = await started(service_factory, counting_repo(tmp_path, {"enabled": True}))
+    await service.infer(request([1, 2]))
+    assert 'inferd_cache_bytes{model="m"} 0.0' not in service.metrics.render().decode()
+    await service.unload_model("m")
+    assert 'inferd_cache_bytes{model="m"} 0.0' in service.metrics.render().decode()
+
+
+async def test_the_in_process_cache_stays_in_max_bytes(
+    tmp_path: Path, service_factory: ServiceFactory
+) -> None:
+    # One entry is ~180 bytes (key, header, two small tensors): room for two.
+    service = await started(
+        service_factory, counting_repo(tmp_path, {"enabled": True, "max_bytes": 400})
+    )
+    for x in (1, 2, 3):
+        await service.infer(request([x, x]))
+    assert (await service.infer(request([3, 3]))).cache == "hit"
+    assert (await service.infer(request([1, 1]))).cache == "miss"  # evicted
+    assert 'inferd_cache_evictions_total{model="m"}' in service.metrics.render().decode()
+
+
+async def test_redis_is_shared_by_services(
+    tmp_path: Path, service_factory: ServiceFactory, redis_server: RedisServer
+) -> None:
+    root = counting_repo(tmp_path, {"enabled": True})
+    storage = {"redis_uri": redis_server.uri, "timeout_ms": 1000}
+    one = await started(service_factory, root, storage=storage)
+    two = await started(service_factory, root, storage=storage)
+    made = await one.infer(request([4, 2]))
+    reused = await two.infer(request([4, 2]))
+    assert (made.cache, reused.cache, y(reused)) == ("miss", "hit", y(made))
+
+
+async def test_redis_down_bypasses_the_cache_and_inference_goes_on(
+    tmp_path: Path, service_factory: ServiceFactory
+) -> None:
+    storage = {"redis_uri": f"redis://127.0.0.1:{free_port()}/0", "timeout_ms": 50}
+    service = await started(
+        service_factory, counting_repo(tmp_path, {"enabled": True}), storage=storage
+    )
+    first = await service.infer(request([1, 2]))
+    second = await service.infer(request([1, 2]))
+    assert (first.cache, second.cache, y(second)) == ("miss", "miss", 2.0)
+    text = service.metrics.render().decode()
+    assert 'inferd_cache_lookups_total{model="m",result="bypassed"} 2.0' in text
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"), [("256MiB", 256 << 20), ("1.5KB", 1500), (4096, 4096), ("10 B", 10)]
+)
+async def test_max_bytes_takes_units(
+    tmp_path: Path, service_factory: ServiceFactory, given: object, expected: int
+) -> None:
+    service = await started(
+        service_factory, counting_repo(tmp_path, {"enabled": True, "max_bytes": given})
+    )
+    assert service.manager.resolve("m").config.cache.max_bytes == expected
+
+
+def test_a_bad_size_names_the_field(tmp_path: Path) -> None:
+    from inferd.core.model_config import read_model_config
+
+    path = counting_repo(tmp_path, {"enabled": True, "max_bytes": "12XB"}) / "m" / "model.yaml"
+    with pytest.raises(ConfigError, match=r"cache\.max_bytes: .*got '12XB'"):
+        read_model_config(path)

@@ -1,0 +1,94 @@
+"""The stores behind shared state: the in-process LRU and Redis (a real redis-server)."""
+
+from __future__ import annotations
+
+import pytest
+
+from inferd.core.storage import MemoryStore, RedisStore, StorageUnavailable, shared_store
+from inferd.errors import ConfigError
+from tests.conftest import RedisServer, free_port
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_memory_store_evicts_the_least_recently_used_to_stay_in_its_bound() -> None:
+    store = MemoryStore(max_bytes=30)
+    await store.set("a", b"x" * 9, 60)  # 10 bytes with its key
+    await store.set("b", b"x" * 9, 60)
+    await store.set("c", b"x" * 9, 60)
+    assert await store.get("a") == b"x" * 9  # a is now the most recent
+    await store.set("d", b"x" * 9, 60)
+    assert await store.get("b") is None
+    assert await store.get("a") is not None
+    assert (store.bytes, store.evictions, len(store)) == (30, 1, 3)
+
+
+async def test_memory_store_skips_a_value_larger_than_its_bound() -> None:
+    store = MemoryStore(max_bytes=10)
+    await store.set("k", b"x" * 10, 60)
+    assert (await store.get("k"), store.bytes, store.evictions) == (None, 0, 0)
+
+
+async def test_memory_store_entries_expire() -> None:
+    clock = Clock()
+    store = MemoryStore(max_bytes=100, clock=clock)
+    await store.set("k", b"v", 5)
+    clock.now += 4.9
+    assert await store.get("k") == b"v"
+    clock.now += 0.2
+    assert await store.get("k") is None
+    assert store.bytes == 0
+
+
+async def test_memory_store_replacing_a_key_counts_its_bytes_once() -> None:
+    store = MemoryStore(max_bytes=100)
+    await store.set("k", b"12345", 60)
+    await store.set("k", b"12", 60)
+    assert (store.bytes, len(store)) == (3, 1)
+
+
+async def test_memory_store_drops_a_prefix() -> None:
+    store = MemoryStore(max_bytes=100)
+    for key in ("m:a:1", "m:a:2", "m:b:1"):
+        await store.set(key, b"v", 60)
+    store.drop_prefix("m:a:")
+    assert [await store.get(k) for k in ("m:a:1", "m:a:2", "m:b:1")] == [None, None, b"v"]
+
+
+async def test_redis_store_round_trip_with_expiry(redis_server: RedisServer) -> None:
+    store = RedisStore(redis_server.uri, timeout_s=1.0)
+    try:
+        await store.set("k", b"\x00\xffbytes", 60)
+        assert await store.get("k") == b"\x00\xffbytes"
+        assert await store.get("missing") is None
+        assert await store.get("k") == b"\x00\xffbytes"
+    finally:
+        await store.close()
+
+
+async def test_redis_down_is_unavailable_at_once_after_the_first_failure() -> None:
+    clock = Clock()
+    store = RedisStore(f"redis://127.0.0.1:{free_port()}/0", timeout_s=0.05, clock=clock)
+    try:
+        with pytest.raises(StorageUnavailable, match="redis"):
+            await store.get("k")
+        with pytest.raises(StorageUnavailable, match="a moment ago"):
+            await store.set("k", b"v", 1)
+        clock.now += 1.5  # past retry_after_s: the next call tries Redis again
+        with pytest.raises(StorageUnavailable, match="ConnectionError"):
+            await store.get("k")
+    finally:
+        await store.close()
+
+
+def test_shared_store_is_chosen_by_scheme() -> None:
+    assert shared_store(None, 0.05) is None
+    assert isinstance(shared_store("redis://127.0.0.1:1/0", 0.05), RedisStore)
+    with pytest.raises(ConfigError, match="unknown scheme 'memcached'"):
+        shared_store("memcached://x", 0.05)
