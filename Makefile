@@ -5,11 +5,12 @@ PY := $(VENV)/bin/python
 EXAMPLE_REPO := build/models
 PORT ?= 8080
 
-# What the tests run for real: nginx (the control API behind a same-host proxy), openssl
-# (certificates for the TLS tests).
-SYSTEM_PACKAGES := nginx openssl
+# What the tests run for real: nginx (the control API behind a same-host proxy; the
+# cluster tests), openssl (certificates for the TLS tests), Redis (the shared cache) and
+# HAProxy (tests/cluster).
+SYSTEM_PACKAGES := nginx openssl redis-server haproxy
 
-.PHONY: install dev serve test lint typecheck unit bench bench-text clean proto system-deps
+.PHONY: install dev serve test lint typecheck unit bench bench-text bench-scaleout clean proto system-deps
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +60,9 @@ bench: dev
 
 bench-text: dev
 	$(PY) benchmarks/text.py
+
+bench-scaleout: dev system-deps
+	$(PY) benchmarks/scaleout.py
 
 PROTO_DIR := src/inferd/grpc/protos
 

@@ -17,6 +17,7 @@ from typing import Any, Final
 import uvicorn
 
 from inferd.core.cache import ResponseCache
+from inferd.core.group import ProcessGroup
 from inferd.core.manager import ModelManager
 from inferd.core.repository import Repository
 from inferd.core.service import InferenceService
@@ -66,7 +67,9 @@ def build_service(settings: Settings) -> InferenceService:
     store = shared_store(settings.storage.redis_uri, settings.storage.timeout_ms / 1000)
     cache = ResponseCache(store, metrics)
     manager = ModelManager(repository, settings.performance, metrics, settings.limits.models, cache)
-    return InferenceService(settings, manager, metrics, cache)
+    service = InferenceService(settings, manager, metrics, cache)
+    service.group = ProcessGroup(metrics_dir(), settings.server.workers, service.snapshot)
+    return service
 
 
 def tls_options(settings: ServerSettings) -> dict[str, Any]:
@@ -154,6 +157,7 @@ async def run(settings: Settings) -> None:
     and model threads that never return are abandoned.
     """
     service = build_service(settings)
+    await service.group.start()
     gateway = Gateway(settings.server, rate_limiter(settings.safeguards.rate_limit))
     grpc_server = (
         await start_grpc(service, settings, gateway) if settings.server.grpc_port else None
@@ -184,6 +188,7 @@ async def run(settings: Settings) -> None:
     await serving
     if grpc_server is not None:
         await grpc_server.stop(1.0)  # the service has drained: only idle streams are left
+    await service.group.stop()
 
 
 def serve(settings: Settings, worker_id: int | None = None) -> None:

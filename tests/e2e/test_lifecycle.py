@@ -126,6 +126,12 @@ def test_workers_share_the_port_aggregate_metrics_and_restart(
                 assert client.post("/predict", json={"inputs": [1, 2, 3, 4]}).status_code == 200
         # Whichever worker answers the scrape, it reports all 20.
         assert metric(server.url, "inferd_requests_total") == 20
+        # So do /ready and the Triton statistics, on fresh connections (either worker).
+        for _ in range(6):
+            ready = httpx.get(f"{server.url}/ready").json()
+            assert sorted(w["pid"] for w in ready["workers"]) == sorted(children())
+            stats = httpx.get(f"{server.url}/v2/models/tiny/stats").json()["model_stats"][0]
+            assert stats["inference_stats"]["success"]["count"] == 20
         victim = children()[0]
         os.kill(victim, signal.SIGKILL)
         wait_until(

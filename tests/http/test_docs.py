@@ -74,7 +74,7 @@ async def test_no_route_documents_a_422(openapi: dict[str, object]) -> None:
         ("/v2/models/{model}/stats", {"200", "400", "404", "429"}, ["model_stats"]),
         ("/v2", {"200", "429"}, ["name", "version", "extensions"]),
         ("/v2/health/ready", {"200", "503"}, ["ready"]),
-        ("/ready", {"200", "503"}, ["ready", "models"]),
+        ("/ready", {"200", "503"}, ["ready", "models", "workers"]),
     ],
 )
 async def test_metadata_routes_document_their_answers(

@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import gc
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -15,10 +16,10 @@ import numpy as np
 
 from inferd import __version__
 from inferd.core.cache import ResponseCache
+from inferd.core.group import ProcessGroup
 from inferd.core.manager import LoadedVersion, ModelManager
 from inferd.core.messages import InferRequest, InferResponse, PredictResult
 from inferd.core.outputs import check_finite
-from inferd.core.repository import natural_key
 from inferd.core.simple import predictions, simple_tensor
 from inferd.core.validation import (
     INLINE_DECODE_COST,
@@ -64,6 +65,8 @@ class InferenceService:
         self.manager = manager
         self.metrics = metrics
         self.cache = cache
+        #: The --workers process group; alone, this process (see server.build_service).
+        self.group = ProcessGroup(None, 1, self.snapshot)
         self.draining = False
         self._stop_by: float | None = None  # when stop() must be done, once draining
         self._started = False
@@ -194,6 +197,14 @@ class InferenceService:
         if name and not stats:
             raise NotFound(f"model '{name}' has no serving version to report")
         return {"model_stats": stats}
+
+    def snapshot(self) -> dict[str, Any]:
+        """This process's readiness and statistics, as the process group reads them."""
+        return {
+            "pid": os.getpid(),
+            "ready": self.ready(),
+            "stats": self.model_stats()["model_stats"],
+        }
 
     def default_model(self) -> str:
         configured = self.settings.models.default_model
@@ -486,9 +497,6 @@ class InferenceService:
 
     async def unload_model(self, name: str) -> None:
         await self.manager.unload(name)
-
-    def versions_sorted(self, name: str) -> list[str]:
-        return sorted(self.manager.versions(name), key=natural_key)
 
 
 def _settle_heap() -> None:

@@ -118,7 +118,8 @@ class InferenceServicer(_Servicer, pb_grpc.GRPCInferenceServiceServicer):  # typ
 
     @translated
     async def ModelStatistics(self, request: Any, context: Any) -> Any:
-        doc = self._service.model_stats(request.name or None, request.version or None)
+        local = self._service.model_stats(request.name or None, request.version or None)
+        doc = await self._service.group.stats(local)
         return convert.model_statistics(doc)
 
     # -- inference ---------------------------------------------------------------------------

@@ -80,7 +80,14 @@ INDEX: Final[Schema] = {
         reason=_STRING,
     ),
 }
-READINESS: Final = _object(["ready", "models"], ready=_BOOL, models=INDEX)
+#: With --workers N: each worker's pid and readiness (``ready`` needs all N ready).
+_WORKERS: Final[Schema] = {
+    "type": "array",
+    "items": _object(["pid", "ready"], pid={"type": "integer"}, ready=_BOOL),
+}
+READINESS: Final = _object(
+    ["ready", "models", "workers"], ready=_BOOL, models=INDEX, workers=_WORKERS
+)
 
 #: Status -> what it means on these routes.
 ERRORS: Final[dict[int, str]] = {

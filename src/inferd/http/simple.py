@@ -111,8 +111,8 @@ def router() -> APIRouter:
     )
     async def ready(request: Request) -> Response:
         service: InferenceService = request.app.state.service
-        is_ready = service.ready()
-        doc = {"ready": is_ready, "models": service.repository_index()}
+        is_ready, workers = await service.group.ready()
+        doc = {"ready": is_ready, "models": service.repository_index(), "workers": workers}
         return Response(orjson.dumps(doc), status_code=200 if is_ready else 503, media_type=JSON)
 
     @api.get(

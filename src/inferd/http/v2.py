@@ -84,7 +84,8 @@ def router() -> APIRouter:
         responses=answers(S.STATS, 429),
     )
     async def all_stats(request: Request) -> Response:
-        return _json(service_of(request).model_stats())
+        service = service_of(request)
+        return _json(await service.group.stats(service.model_stats()))
 
     @api.get(
         "/models/{model}", summary="Model metadata", responses=answers(S.MODEL_METADATA, *MODEL)
@@ -144,7 +145,8 @@ def router() -> APIRouter:
         responses=answers(S.STATS, 400, 404, 429),
     )
     async def model_stats(request: Request, model: str) -> Response:
-        return _json(service_of(request).model_stats(model))
+        service = service_of(request)
+        return _json(await service.group.stats(service.model_stats(model)))
 
     @api.get(
         "/models/{model}/versions/{version}/stats",
@@ -152,7 +154,8 @@ def router() -> APIRouter:
         responses=answers(S.STATS, 400, 404, 429),
     )
     async def version_stats(request: Request, model: str, version: str) -> Response:
-        return _json(service_of(request).model_stats(model, version))
+        service = service_of(request)
+        return _json(await service.group.stats(service.model_stats(model, version)))
 
     @api.post(
         "/repository/index",
