@@ -106,6 +106,8 @@ def test_cli_flags_left_out_do_not_override(yaml_file: Path) -> None:
             {"INFERENCE_PERFORMANCE__GIL_SWITCH_INTERVAL_US": "0"},
             "performance.gil_switch_interval_us",
         ),
+        ({"INFERENCE_STORAGE__REDIS_URI": "memcached://x:1"}, "storage.redis_uri"),
+        ({"INFERENCE_STORAGE__TIMEOUT_MS": "0"}, "storage.timeout_ms"),
     ],
 )
 def test_invalid_values_name_the_field(env: dict[str, str], field: str) -> None:
@@ -273,3 +275,9 @@ def test_unknown_limit_is_refused(tmp_path: Path) -> None:
     path.write_text("limits:\n  http:\n    max_header: 1\n")
     with pytest.raises(ConfigError, match=r"limits\.http\.max_header"):
         load_settings(path, environ={})
+
+
+def test_redis_uri_from_the_environment() -> None:
+    settings = load_settings(environ={"INFERENCE_STORAGE__REDIS_URI": "redis://cache:6379/1"})
+    assert settings.storage.redis_uri == "redis://cache:6379/1"
+    assert load_settings(environ={}).storage.redis_uri is None

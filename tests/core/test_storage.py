@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+import time
+
 import pytest
 
 from inferd.core.storage import MemoryStore, RedisStore, StorageUnavailable, shared_store
@@ -92,3 +95,32 @@ def test_shared_store_is_chosen_by_scheme() -> None:
     assert isinstance(shared_store("redis://127.0.0.1:1/0", 0.05), RedisStore)
     with pytest.raises(ConfigError, match="unknown scheme 'memcached'"):
         shared_store("memcached://x", 0.05)
+
+
+async def test_redis_store_writes_the_ttl(redis_server: RedisServer) -> None:
+    import redis.asyncio
+
+    store = RedisStore(redis_server.uri, timeout_s=1.0)
+    client = redis.asyncio.Redis.from_url(redis_server.uri)
+    try:
+        await store.set("k", b"v", 300)
+        assert 299_000 < await client.pttl("k") <= 300_000
+    finally:
+        await store.close()
+        await client.aclose()
+
+
+async def test_a_redis_that_never_answers_costs_one_timeout() -> None:
+    with socket.socket() as silent:  # accepts connections (backlog), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        uri = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
+        store = RedisStore(uri, timeout_s=0.05)
+        try:
+            started = time.monotonic()
+            with pytest.raises(StorageUnavailable, match="Timeout"):
+                await store.get("k")
+            # 50 ms per call; a generous bound so that a busy machine does not fail it.
+            assert time.monotonic() - started < 1.0
+        finally:
+            await store.close()
