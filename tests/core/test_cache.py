@@ -54,6 +54,10 @@ def counting_repo(
     return root
 
 
+X55 = np.asarray([[5, 5]], dtype=np.float32)
+X77 = np.asarray([[7, 7]], dtype=np.float32)
+
+
 def request(x: list[float], outputs: list[str] | None = None) -> InferRequest:
     return InferRequest(
         "m",
@@ -151,7 +155,9 @@ async def test_identical_requests_in_flight_are_computed_once(
         return [Tensor("y", "FP32", np.ones((1, 1), dtype=np.float32))]
 
     calls = [
-        asyncio.create_task(service.cache.through(loaded, request([5, 5]), ["y"], compute))
+        asyncio.create_task(
+            service.cache.through(loaded, {"x": X55}, request([5, 5]), ["y"], compute)
+        )
         for _ in range(5)
     ]
     await asyncio.sleep(0)  # let every call reach the cache
@@ -174,7 +180,9 @@ async def test_a_failure_reaches_every_waiter_and_is_not_stored(
         raise Unavailable("model went away")
 
     calls = [
-        asyncio.create_task(service.cache.through(loaded, request([7, 7]), ["y"], failing))
+        asyncio.create_task(
+            service.cache.through(loaded, {"x": X77}, request([7, 7]), ["y"], failing)
+        )
         for _ in range(3)
     ]
     await asyncio.sleep(0)
