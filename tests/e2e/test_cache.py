@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import grpc
 import httpx
 import numpy as np
+import orjson
 import pytest
 
 from inferd.grpc.protos import grpc_service_pb2 as pb
@@ -82,3 +83,33 @@ def test_models_without_the_cache_send_no_header(live_server: ServerProcess) -> 
     answer = httpx.post(f"{live_server.url}/predict", json={"inputs": [0.0] * 4})
     assert answer.status_code == 200
     assert "x-cache" not in answer.headers
+
+
+def test_json_and_binary_requests_of_the_same_tensor_share_an_entry(
+    cached_server: ServerProcess,
+) -> None:
+    url = f"{cached_server.url}/v2/models/m/infer"
+    first = httpx.post(url, json=v2_body(50.0))
+    raw = np.asarray([[50.0, 50.0]], dtype=np.float32).tobytes()
+    header = orjson.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "x",
+                    "datatype": "FP32",
+                    "shape": [1, 2],
+                    "parameters": {"binary_data_size": len(raw)},
+                }
+            ]
+        }
+    )
+    second = httpx.post(
+        url,
+        content=header + raw,
+        headers={
+            "Content-Type": "application/octet-stream",
+            "Inference-Header-Content-Length": str(len(header)),
+        },
+    )
+    assert (first.headers["x-cache"], second.status_code) == ("miss", 200)
+    assert second.headers["x-cache"] == "hit"
