@@ -163,6 +163,8 @@ class Load:
 
     def __init__(self, url: str, rest: int = 4, grpc_target: str | None = None) -> None:
         self.outcomes: list[Outcome] = []
+        #: Requests sent again after the proxy closed an idle connection unanswered.
+        self.resent = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads = [
@@ -184,7 +186,7 @@ class Load:
                 value += 1
                 started = time.monotonic()
                 try:
-                    answer = client.post("/v2/models/m/infer", json=v2_body(value))
+                    answer = self._post(client, value)
                     ok = answer.status_code == 200 and answer.json()["outputs"][0]["data"] == [
                         value * 2,
                         2.0,
@@ -192,6 +194,20 @@ class Load:
                     self._record(started, ok, f"{answer.status_code} {answer.text[:200]}")
                 except httpx.HTTPError as exc:
                     self._record(started, False, f"{type(exc).__name__}: {exc}")
+
+    def _post(self, client: httpx.Client, value: float) -> httpx.Response:
+        """One inference; sent a second time only when the proxy closed the keep-alive
+        connection without answering (nginx does so to idle connections when it reloads):
+        what HTTP clients do for a request marked idempotent (Go's net/http: Idempotency-Key)."""
+        headers = {"Idempotency-Key": f"{threading.get_ident()}-{value}"}
+        try:
+            return client.post("/v2/models/m/infer", json=v2_body(value), headers=headers)
+        except httpx.RemoteProtocolError as exc:
+            if "without sending a response" not in str(exc):
+                raise
+            with self._lock:
+                self.resent += 1
+            return client.post("/v2/models/m/infer", json=v2_body(value), headers=headers)
 
     def _grpc(self, target: str) -> None:
         with grpc.insecure_channel(target) as channel:

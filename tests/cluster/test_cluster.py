@@ -2,7 +2,9 @@
 
 Rolling restarts take each replica out of the proxy first (nginx: marked ``down`` and
 reloaded; HAProxy: ``drain`` through its runtime API), then SIGTERM it, start it again and
-put it back: no client sees an error. A SIGKILL fails at most the requests in flight on
+put it back: no client sees an error. The REST clients behave like HTTP clients do with
+requests marked idempotent: one that nginx's reload closes unanswered on an idle
+keep-alive connection is sent once more (counted, see ``Load._post``). A SIGKILL fails at most the requests in flight on
 that replica, and the proxy stops sending to it within a bound (see KILL_BOUND_S).
 """
 
@@ -63,6 +65,8 @@ def test_rolling_restart_behind_nginx_has_no_errors(cluster: Cluster) -> None:
         outcomes = load.stop()
     assert failures(outcomes) == []
     assert sum(o.detail.startswith("grpc") for o in outcomes) > 20
+    # At most one resend per client per reload (six reloads).
+    assert load.resent <= REST_CLIENTS * 6
 
 
 def set_state(cluster: Cluster, number: int, state: str) -> None:
