@@ -182,6 +182,9 @@ def stream_server(stream_repo: Path) -> Iterator[ServerProcess]:
     server = ServerProcess(stream_repo, "--default-model", "tiny")
     try:
         server.wait_ready()
+        yield server
+    finally:
+        server.stop()
 
 
 def system_binary(name: str) -> str:
