@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 from inferd.errors import InvalidArgument
-from inferd.jsondata import JsonData, cast, read
+from inferd.jsondata import SLICE, JsonData, cast, read
 
 
 def test_read_notes_shape_kinds_and_values() -> None:
     data = read([[1, 2, 3], [4, 5, 6]])
     assert (data.shape, data.problem, data.kinds) == ((2, 3), "", frozenset({"int"}))
-    assert data.values is not None and data.values.dtype == np.int64
+    assert data.values is not None and data.values.dtype == np.uint8
     assert data.values.tolist() == [1, 2, 3, 4, 5, 6]
     mixed = read([1, 2.5, True])
     assert mixed.kinds == {"int", "float", "bool"} and mixed.values is None
@@ -33,7 +33,11 @@ def test_read_names_irregular_nesting(data: list[object], problem: str) -> None:
     assert read(data).problem == problem
 
 
-def test_integers_take_the_narrowest_64_bit_type_that_holds_them() -> None:
+def test_integers_take_the_narrowest_integer_type_that_holds_them() -> None:
+    assert read([0, 255]).values.dtype == np.uint8  # type: ignore[union-attr]
+    assert read([-1, 127]).values.dtype == np.int8  # type: ignore[union-attr]
+    assert read([-1, 255]).values.dtype == np.int16  # type: ignore[union-attr]
+    assert read([0, 2**32 - 1]).values.dtype == np.uint32  # type: ignore[union-attr]
     assert read([-1, 2**63 - 1]).values.dtype == np.int64  # type: ignore[union-attr]
     assert read([0, 2**64 - 1]).values.dtype == np.uint64  # type: ignore[union-attr]
     beyond = read([-1, 2**64 - 1])
@@ -48,6 +52,23 @@ def test_cast_is_the_same_for_read_data_passed_between_processes() -> None:
     assert out.dtype == np.float32 and out.tolist() == [[1.5, 2.0], [3.0, 4.0]]
     assert cast("x", "FP32", (4,), read([1, 2, 3, 4])).shape == (4,)
     assert cast("x", "INT8", (1, 2), read([1, 2])).dtype == np.int8
+
+
+def test_strings_are_read_into_one_buffer_and_cast_to_bytes() -> None:
+    strings = ["", "a", "h\u00e9", *(f"s{i}" for i in range(2 * SLICE + 5))]
+    data = pickle.loads(pickle.dumps(read(strings)))
+    assert data.values is None and data.texts is not None
+    assert data.texts.blob == "".join(strings).encode()
+    out = cast("s", "BYTES", (len(strings),), data)
+    assert out.dtype == object and out.tolist() == [s.encode() for s in strings]
+    nested = cast("s", "BYTES", (2, 2), read([["a", "b"], ["c", "d"]]))
+    assert nested.tolist() == [[b"a", b"b"], [b"c", b"d"]]
+    assert cast("s", "BYTES", (0,), read([])).shape == (0,)
+
+
+def test_strings_that_are_not_text_are_refused_when_cast() -> None:
+    with pytest.raises(InvalidArgument, match="input 's': BYTES data is not valid text"):
+        cast("s", "BYTES", (2,), read(["a", "\ud800"]))
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,13 @@ It needs no declaration, so it can run where it does not hold the event loop
 (:func:`cast`) is numpy work on that array, after the core has compared the request's
 header with the model's declaration.
 
+What reading makes is cheap to send between processes, because a worker's result is
+unpickled in one call that holds the GIL: integers in the narrowest integer type that holds
+them (8 million small ones are 8 MB, not 64), and strings as :class:`Texts`, their UTF-8
+bytes end to end in one buffer (one copy to unpickle instead of a million string objects).
+BYTES elements become Python objects only when cast, slice by slice, where the core runs
+large decodes (a thread).
+
 JSON is strict: numbers for the FP types (not ``true``/``false``), integers for the INT and
 UINT types (not ``1.0``), ``true``/``false`` for BOOL, strings for BYTES. ``data`` is flat
 (row-major) or nested exactly as the declared shape.
@@ -24,8 +31,12 @@ from inferd.errors import InvalidArgument, clip
 from inferd.types import DATATYPE_TO_NUMPY
 
 MAX_DIMS: Final = 32
-_INT64: Final = np.iinfo(np.int64)
-_UINT64: Final = np.iinfo(np.uint64)
+
+#: Elements made into Python objects per step (numpy calls that hold the GIL stay short).
+SLICE: Final = 65_536
+
+#: Integer types tried in turn for JSON integers: the first that holds them all.
+_INTEGER_TYPES: Final = tuple(np.dtype(t) for t in ("u1", "i1", "u2", "i2", "u4", "i4", "i8", "u8"))
 
 #: JSON element type -> its name in JsonData.kinds (anything else is "other").
 _KIND: Final[dict[type, str]] = {bool: "bool", int: "int", float: "float", str: "str"}
@@ -52,14 +63,46 @@ JSON_KINDS: Final[dict[str, tuple[frozenset[str], str]]] = {
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Texts:
+    """Strings as UTF-8, end to end in ``blob``: element i is ``blob[ends[i - 1]:ends[i]]``
+    (from 0 for the first)."""
+
+    blob: bytes
+    ends: np.ndarray[Any, Any]
+
+    @classmethod
+    def pack(cls, strings: list[str]) -> Texts:
+        """Raises UnicodeEncodeError for a string that is not valid text (a lone surrogate)."""
+        encoded = [item.encode() for item in strings]
+        ends = np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)))
+        if not ends.size or ends[-1] < 2**32:
+            ends = ends.astype(np.uint32)  # half the bytes to send
+        return cls(b"".join(encoded), ends)
+
+    def unpacked(self, shape: tuple[int, ...]) -> np.ndarray[Any, Any]:
+        """An object array of ``shape`` holding the elements as bytes, filled :data:`SLICE`
+        elements at a time."""
+        out = np.empty(shape, dtype=object)
+        flat = out.reshape(-1)
+        blob, start = self.blob, 0
+        for low in range(0, self.ends.size, SLICE):
+            stops = self.ends[low : low + SLICE].tolist()
+            starts = [start, *stops[:-1]]
+            flat[low : low + len(stops)] = [blob[a:b] for a, b in zip(starts, stops, strict=True)]
+            start = stops[-1]
+        return out
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class JsonData:
     """A JSON list of tensor data, read.
 
     ``shape`` is its nesting ((n,) for a flat list); ``problem`` says what is wrong with
     the nesting when it is not a regular array ("" otherwise). ``kinds`` names the types
     of the elements; ``values`` holds them row-major when they share one JSON type (bool,
-    int, number, string), else it is None. ``beyond`` marks integers that neither int64
-    nor uint64 holds (then ``values`` holds them as float64, or is None past its range).
+    int, number), else it is None; strings are in ``texts`` instead (None also when one
+    is not valid text). ``beyond`` marks integers that neither int64 nor uint64 holds (then
+    ``values`` holds them as float64, or is None past its range).
     """
 
     shape: tuple[int, ...]
@@ -67,6 +110,7 @@ class JsonData:
     kinds: frozenset[str] = frozenset()
     values: np.ndarray[Any, Any] | None = None
     beyond: bool = False
+    texts: Texts | None = None
 
     @property
     def nested(self) -> bool:
@@ -100,6 +144,11 @@ def read(data: list[Any]) -> JsonData:
         return JsonData(
             tuple(dims), f"is not a regular array: its rows differ at depth {len(dims)}"
         )
+    if kinds == {"str"}:
+        try:
+            return JsonData(tuple(dims), "", kinds, texts=Texts.pack(level))
+        except UnicodeEncodeError:
+            return JsonData(tuple(dims), "", kinds)
     values, beyond = _values(level, kinds)
     return JsonData(tuple(dims), "", kinds, values, beyond)
 
@@ -109,16 +158,12 @@ def _values(leaves: list[Any], kinds: frozenset[str]) -> tuple[np.ndarray[Any, A
         return np.empty(0), False
     if kinds == {"bool"}:
         return np.array(leaves, dtype=np.bool_), False
-    if kinds == {"str"}:
-        out = np.empty(len(leaves), dtype=object)
-        out[:] = leaves
-        return out, False
     if kinds == {"int"}:
         low, high = min(leaves), max(leaves)
-        if low >= _INT64.min and high <= _INT64.max:
-            return np.array(leaves, dtype=np.int64), False
-        if low >= 0 and high <= _UINT64.max:
-            return np.array(leaves, dtype=np.uint64), False
+        for dtype in _INTEGER_TYPES:
+            info = np.iinfo(dtype)
+            if info.min <= low and high <= info.max:
+                return np.array(leaves, dtype=dtype), False
     if kinds <= {"int", "float"}:
         try:
             return np.array(leaves, dtype=np.float64), "float" not in kinds
@@ -147,10 +192,12 @@ def cast(name: str, datatype: str, shape: tuple[int, ...], data: JsonData) -> np
     allowed, what = JSON_KINDS[datatype]
     if not data.kinds <= allowed:
         raise InvalidArgument(f"{where}: {datatype} data must be {what}")
-    assert data.values is not None or data.beyond  # elements of one allowed kind
     target = DATATYPE_TO_NUMPY[datatype]
     if datatype == "BYTES":
-        return _encoded(where, data.values).reshape(shape)
+        if data.texts is None and data.count:
+            raise InvalidArgument(f"{where}: BYTES data is not valid text")
+        return (data.texts or Texts.pack([])).unpacked(shape)
+    assert data.values is not None or data.beyond  # elements of one allowed kind
     values = data.values
     if target.kind in "iu":
         info = np.iinfo(target)
@@ -167,13 +214,3 @@ def cast(name: str, datatype: str, shape: tuple[int, ...], data: JsonData) -> np
     with np.errstate(over="ignore"):  # past the type's range is Inf, as in IEEE casts
         out = values.astype(target)
     return out.reshape(shape)
-
-
-def _encoded(where: str, values: np.ndarray[Any, Any] | None) -> np.ndarray[Any, Any]:
-    assert values is not None
-    out = np.empty(values.size, dtype=object)
-    try:
-        out[:] = [item.encode() for item in values]
-    except UnicodeEncodeError as exc:
-        raise InvalidArgument(f"{where}: BYTES data is not valid text") from exc
-    return out
