@@ -27,6 +27,7 @@ from inferd.core.validation import (
     check_header,
     decode_cost,
     decode_inputs,
+    release_inputs,
 )
 from inferd.errors import (
     ErrorCode,
@@ -311,7 +312,8 @@ class InferenceService:
         checked = check_header(loaded, request.inputs, limits)
         selected = self._selected_outputs(loaded, request)
         deadline = self.deadline(loaded, request)
-        if decode_cost(checked) > INLINE_DECODE_COST:
+        heavy = decode_cost(checked) > INLINE_DECODE_COST
+        if heavy:
             # Element by element in Python: in a thread, so the loop keeps answering.
             arrays = await asyncio.to_thread(decode_inputs, checked, limits)
         else:
@@ -333,12 +335,16 @@ class InferenceService:
             return outputs
 
         cached: str | None = None
-        if self.cache is not None and loaded.config.cache.enabled:
-            names = [spec.name for spec in selected]
-            outputs, hit = await self.cache.through(loaded, arrays, request, names, compute)
-            cached = "hit" if hit else "miss"
-        else:
-            outputs = await compute()
+        try:
+            if self.cache is not None and loaded.config.cache.enabled:
+                names = [spec.name for spec in selected]
+                outputs, hit = await self.cache.through(loaded, arrays, request, names, compute)
+                cached = "hit" if hit else "miss"
+            else:
+                outputs = await compute()
+        finally:
+            if heavy:  # freed in the thread, slice by slice, not at once on the loop
+                await asyncio.to_thread(release_inputs, arrays)
         return _response(loaded, request, outputs, cached)
 
     # -- streaming (decoupled) models -------------------------------------------------------

@@ -11,6 +11,7 @@ otherwise fail inside the runtime); NaN/Inf and the per-row size limit are the
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any, Final
 
 import numpy as np
@@ -18,6 +19,7 @@ import numpy as np
 from inferd.core.manager import LoadedVersion
 from inferd.core.messages import InputTensor
 from inferd.errors import InvalidArgument, clip
+from inferd.jsondata import SLICE
 from inferd.settings import InputValidationSettings
 from inferd.types import FLOAT_DATATYPES, TensorSpec, shape_matches
 
@@ -105,3 +107,23 @@ def _check_header(
             f"input '{spec.name}': {per_row} elements per row exceed max_sequence_length "
             f"{limits.max_sequence_length}"
         )
+
+
+def release_inputs(arrays: Arrays) -> None:
+    """Empty ``arrays``, freeing large object arrays (BYTES) a slice at a time.
+
+    Freeing a million-element object array is one call that holds the GIL while it frees
+    every element (tens of milliseconds), wherever it runs. Run in a thread, this lets
+    the event loop in between slices. An array someone else still refers to (a model that
+    kept its input, a view) is only let go: its elements are not ours to clear.
+    """
+    while arrays:
+        _, array = arrays.popitem()
+        # 2: ``array`` and getrefcount's argument.
+        if array.dtype == object and array.size > SLICE and sys.getrefcount(array) == 2:
+            flat = array.reshape(-1)
+            if flat.base is array:  # contiguous: a view that writes through
+                for low in range(0, flat.size, SLICE):
+                    flat[low : low + SLICE] = None
+            del flat
+        del array
