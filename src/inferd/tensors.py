@@ -212,7 +212,10 @@ def _bytes_from_binary(
     name: str, shape: tuple[int, ...], buffer: bytes | memoryview, count: int
 ) -> np.ndarray[Any, Any]:
     view = memoryview(buffer)
-    out = np.empty(count, dtype=object)
+    # Filled through a flat view: the array returned owns its elements, so that
+    # core.validation.release_inputs may free them a slice at a time.
+    shaped = np.empty(shape, dtype=object)
+    out = shaped.reshape(-1)
     offset = 0
     for i in range(count):
         if offset + 4 > len(view):
@@ -228,7 +231,7 @@ def _bytes_from_binary(
             f"input '{clip(name)}': {len(view) - offset} bytes left over after {count} BYTES "
             "elements"
         )
-    return out.reshape(shape)
+    return shaped
 
 
 # -- outputs ---------------------------------------------------------------------------------
