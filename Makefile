@@ -6,7 +6,7 @@ EXAMPLE_REPO := build/models
 PORT ?= 8080
 
 # What the tests run for real: nginx (the control API behind a same-host proxy; the
-# cluster tests), openssl (certificates for the TLS tests), Redis (the shared cache) and
+# cluster tests), openssl (certificates for the TLS tests), Redis (the shared cache and rate limits) and
 # HAProxy (tests/cluster).
 SYSTEM_PACKAGES := nginx openssl redis-server haproxy
 

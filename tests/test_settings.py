@@ -199,9 +199,9 @@ def test_env_outside_the_prefix_is_not_read() -> None:
 
 
 def test_a_section_from_the_environment_as_json() -> None:
-    env = {"INFERENCE_SAFEGUARDS__RATE_LIMIT": '{"enabled": true, "burst": 5}'}
+    env = {"INFERENCE_SAFEGUARDS__RATE_LIMIT": '{"enabled": true, "per_model": true}'}
     limit = load_settings(environ=env).safeguards.rate_limit
-    assert (limit.enabled, limit.burst) == (True, 5)
+    assert (limit.enabled, limit.per_model) == (True, True)
 
 
 def test_flag_error_names_the_flag() -> None:
@@ -281,3 +281,11 @@ def test_redis_uri_from_the_environment() -> None:
     settings = load_settings(environ={"INFERENCE_STORAGE__REDIS_URI": "redis://cache:6379/1"})
     assert settings.storage.redis_uri == "redis://cache:6379/1"
     assert load_settings(environ={}).storage.redis_uri is None
+
+
+def test_trusted_proxies_must_be_addresses_or_networks() -> None:
+    env = {"INFERENCE_SERVER__TRUSTED_PROXIES": "10.0.0.0/8,proxy.local"}
+    with pytest.raises(ConfigError, match=r"'proxy\.local' is not an IP address or network"):
+        load_settings(environ=env)
+    env = {"INFERENCE_SERVER__TRUSTED_PROXIES": "10.0.0.0/8, ::1"}
+    assert load_settings(environ=env).server.trusted_proxies == ["10.0.0.0/8", "::1"]

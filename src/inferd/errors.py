@@ -8,6 +8,7 @@ each; nothing in the core knows about HTTP or gRPC.
 from __future__ import annotations
 
 import enum
+import math
 from typing import Final
 
 #: Most characters of a client's value echoed in an error message.
@@ -60,6 +61,25 @@ class Unavailable(InferdError):
 
 class ResourceExhausted(InferdError):
     code = ErrorCode.RESOURCE_EXHAUSTED
+
+
+class RateLimited(ResourceExhausted):
+    """A principal's rate limit is spent: ``limit`` per window, ``remaining`` of it, the
+    window resetting in ``reset_s`` seconds (also the retry delay)."""
+
+    def __init__(self, message: str, *, limit: int, remaining: int, reset_s: float) -> None:
+        super().__init__(message, retry_after_s=reset_s)
+        self.limit = limit
+        self.remaining = remaining
+        self.reset_s = reset_s
+
+    def fields(self) -> dict[str, str]:
+        """The RateLimit-* header fields (lower case, as gRPC metadata wants them)."""
+        return {
+            "ratelimit-limit": str(self.limit),
+            "ratelimit-remaining": str(self.remaining),
+            "ratelimit-reset": str(max(1, math.ceil(self.reset_s))),
+        }
 
 
 class PayloadTooLarge(InferdError):

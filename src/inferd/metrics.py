@@ -106,6 +106,13 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
+        self.rate_limit_storage_failures = Counter(
+            "inferd_rate_limit_storage_failures",
+            "Rate limit checks decided without the storage (it failed or was failing), "
+            "by what the failure mode made of them.",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.model_failures = Counter(
             "inferd_model_failures",
             "Requests failed by their model (it raised or answered wrongly).",

@@ -103,6 +103,8 @@ def uvicorn_config(
         lifespan="on",
         log_level=settings.server.log_level,
         access_log=False,
+        # X-Forwarded-For is read by the gateway, from server.trusted_proxies only.
+        proxy_headers=False,
         timeout_graceful_shutdown=int(settings.server.shutdown_grace_s),
         server_header=False,
         **tls_options(settings.server),
@@ -158,7 +160,8 @@ async def run(settings: Settings) -> None:
     """
     service = build_service(settings)
     await service.group.start()
-    gateway = Gateway(settings.server, rate_limiter(settings.safeguards.rate_limit))
+    limiter = rate_limiter(settings.safeguards.rate_limit, settings.storage, service.metrics)
+    gateway = Gateway(settings.server, limiter)
     grpc_server = (
         await start_grpc(service, settings, gateway) if settings.server.grpc_port else None
     )
@@ -189,6 +192,8 @@ async def run(settings: Settings) -> None:
     if grpc_server is not None:
         await grpc_server.stop(1.0)  # the service has drained: only idle streams are left
     await service.group.stop()
+    if limiter is not None:
+        await limiter.close()
 
 
 def serve(settings: Settings, worker_id: int | None = None) -> None:

@@ -9,6 +9,7 @@ reads the environment.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -94,6 +95,29 @@ class ServerSettings(_Section):
         description="One line per request on stderr (off, plain or json): method or RPC, "
         "route, model, version, status, latency, key name, request id.",
     )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses or networks (10.0.0.0/8, ::1) of proxies whose "
+        "X-Forwarded-For names the client; from anyone else the header is ignored. "
+        "In the environment: comma-separated.",
+    )
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [entry.strip() for entry in value.split(",") if entry.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network") from None
+        return value
 
     @field_validator("log_level")
     @classmethod
@@ -174,9 +198,36 @@ class PerformanceSettings(_Section):
 
 
 class RateLimitSettings(_Section):
-    enabled: bool = Field(False, description="Limit requests per client address.")
-    requests_per_minute: int = Field(600, ge=1, description="Sustained rate per client.")
-    burst: int | None = Field(None, ge=1, description="Bucket size; defaults to a second's worth.")
+    enabled: bool = Field(
+        False, description="Limit requests per principal (API key name, else client address)."
+    )
+    requests_per_minute: int = Field(600, ge=1, description="Requests per principal per minute.")
+    strategy: Literal["fixed-window", "sliding-window", "moving-window"] = Field(
+        "sliding-window",
+        description="How the minute is counted (the `limits` library's strategies): "
+        "fixed-window (cheapest, allows twice the rate across a window edge), sliding-window "
+        "(two counters, weighted) or moving-window (exact, one entry per request).",
+    )
+    per_model: bool = Field(
+        False, description="A separate budget per principal and model (else one per principal)."
+    )
+    storage_uri: str | None = Field(
+        None,
+        description="Where counters live: memory:// (this process) or redis://, rediss://, "
+        "unix:// (shared by every worker and replica). Unset: storage.redis_uri, else memory.",
+    )
+    failure_mode: Literal["open", "closed"] = Field(
+        "open",
+        description="When the storage does not answer within storage.timeout_ms: admit the "
+        "request (open) or refuse it with 503 (closed).",
+    )
+
+    @field_validator("storage_uri")
+    @classmethod
+    def _scheme(cls, value: str | None) -> str | None:
+        if value and value.split("://", 1)[0] not in ("memory", "redis", "rediss", "unix"):
+            raise ValueError("expected memory://, redis://, rediss:// or unix://")
+        return value or None
 
 
 class InputValidationSettings(_Section):
@@ -233,6 +284,27 @@ class StreamSettings(_Section):
         description="Partial responses of a streaming model buffered per request while "
         "the client has not taken them; the model's generator waits when the buffer is full.",
     )
+
+
+class StorageSettings(_Section):
+    redis_uri: str | None = Field(
+        None,
+        description="Redis that every worker and replica shares (redis://host:6379/0, "
+        "rediss://, unix://); unset: each process keeps its own state in memory.",
+    )
+    timeout_ms: float = Field(
+        50.0,
+        gt=0,
+        le=10_000,
+        description="Longest wait for Redis per call; past it the call counts as failed.",
+    )
+
+    @field_validator("redis_uri")
+    @classmethod
+    def _scheme(cls, value: str | None) -> str | None:
+        if value and value.split("://", 1)[0] not in ("redis", "rediss", "unix"):
+            raise ValueError("expected a redis://, rediss:// or unix:// URI")
+        return value or None
 
 
 class HttpLimits(_Section):

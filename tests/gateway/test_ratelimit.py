@@ -1,73 +1,191 @@
-"""Per-client token buckets."""
+"""The rate limiter on `limits`: budgets per principal and model, storage failure modes."""
 
 from __future__ import annotations
 
+import asyncio
+import socket
+import time
+from typing import Any
+
 import pytest
+from limits import RateLimitItemPerMinute
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
-from inferd.errors import ResourceExhausted
-from inferd.gateway.ratelimit import RateLimiter, rate_limiter
-from inferd.settings import RateLimitSettings
+from inferd.errors import ConfigError, RateLimited, Unavailable
+from inferd.gateway.ratelimit import (
+    RETRY_S,
+    SWEEP_S,
+    RateLimiter,
+    SweptMemoryStorage,
+    rate_limiter,
+    storage_uri,
+)
+from inferd.metrics import Metrics
+from inferd.settings import RateLimitSettings, StorageSettings
+from tests.conftest import free_port
 
 
-def limiter(per_minute: int = 60, burst: int | None = 3, max_clients: int = 100) -> RateLimiter:
-    settings = RateLimitSettings(enabled=True, requests_per_minute=per_minute, burst=burst)
-    return RateLimiter(settings, max_clients=max_clients)
+def limiter(
+    per_minute: int = 3, storage: StorageSettings | None = None, **settings: Any
+) -> RateLimiter:
+    limit = RateLimitSettings(enabled=True, requests_per_minute=per_minute, **settings)
+    return RateLimiter(limit, storage or StorageSettings())
 
 
-def test_a_burst_then_refusal_with_the_wait() -> None:
-    bucket = limiter(per_minute=60, burst=3)
+def test_off_by_default() -> None:
+    assert rate_limiter(RateLimitSettings(), StorageSettings()) is None
+
+
+@pytest.mark.parametrize("strategy", ["fixed-window", "sliding-window", "moving-window"])
+async def test_the_budget_then_refusal_with_the_window(strategy: str) -> None:
+    limit = limiter(per_minute=3, strategy=strategy)
     for _ in range(3):
-        bucket.check("a", now=100.0)
-    with pytest.raises(ResourceExhausted, match="60 requests per minute") as refused:
-        bucket.check("a", now=100.0)
-    assert refused.value.retry_after_s == pytest.approx(1.0)
+        await limit.check("addr:a")
+    with pytest.raises(RateLimited, match="3 requests per minute") as refused:
+        await limit.check("addr:a")
+    assert (refused.value.limit, refused.value.remaining) == (3, 0)
+    assert 0 < refused.value.reset_s <= 60
+    assert refused.value.retry_after_s == refused.value.reset_s
+    assert refused.value.fields()["ratelimit-limit"] == "3"
 
 
-def test_tokens_come_back_at_the_sustained_rate() -> None:
-    bucket = limiter(per_minute=120, burst=1)  # one token every half second
-    bucket.check("a", now=0.0)
-    with pytest.raises(ResourceExhausted):
-        bucket.check("a", now=0.25)
-    bucket.check("a", now=0.5)
-    with pytest.raises(ResourceExhausted) as refused:
-        bucket.check("a", now=0.6)
-    assert refused.value.retry_after_s == pytest.approx(0.4)
+async def test_principals_have_separate_budgets() -> None:
+    limit = limiter(per_minute=1)
+    await limit.check("addr:10.0.0.1")
+    await limit.check("addr:10.0.0.2")
+    with pytest.raises(RateLimited):
+        await limit.check("addr:10.0.0.1")
 
 
-def test_a_refused_request_takes_no_token() -> None:
-    bucket = limiter(per_minute=60, burst=1)
-    bucket.check("a", now=0.0)
-    for moment in (0.2, 0.4, 0.6):
-        with pytest.raises(ResourceExhausted):
-            bucket.check("a", now=moment)
-    bucket.check("a", now=1.0)
+async def test_one_budget_for_every_model_unless_per_model() -> None:
+    shared = limiter(per_minute=1)
+    await shared.check("addr:a", "tiny")
+    with pytest.raises(RateLimited):
+        await shared.check("addr:a", "wide")
+    separate = limiter(per_minute=1, per_model=True)
+    await separate.check("addr:a", "tiny")
+    await separate.check("addr:a", "wide")
+    with pytest.raises(RateLimited):
+        await separate.check("addr:a", "tiny")
 
 
-def test_clients_have_separate_budgets() -> None:
-    bucket = limiter(burst=1)
-    bucket.check("10.0.0.1", now=0.0)
-    bucket.check("10.0.0.2", now=0.0)
-    with pytest.raises(ResourceExhausted):
-        bucket.check("10.0.0.1", now=0.0)
+def test_the_storage_is_the_limits_own_then_the_shared_redis_then_memory() -> None:
+    shared = StorageSettings(redis_uri="redis://cache:6379/0")
+    own = RateLimitSettings(storage_uri="redis://limits:6379/1")
+    assert storage_uri(own, shared) == "redis://limits:6379/1"
+    assert storage_uri(RateLimitSettings(), shared) == "redis://cache:6379/0"
+    assert storage_uri(RateLimitSettings(), StorageSettings()) == "memory://"
+    forced = RateLimitSettings(storage_uri="memory://")
+    assert storage_uri(forced, shared) == "memory://"
 
 
-def test_the_number_of_clients_remembered_is_capped() -> None:
-    bucket = limiter(burst=1, max_clients=2)
-    for client in ("a", "b", "c"):  # "a" is the least recently seen: forgotten
-        bucket.check(client, now=0.0)
-    bucket.check("a", now=0.0)  # a full bucket again
-    with pytest.raises(ResourceExhausted):
-        bucket.check("c", now=0.0)
+def test_an_unknown_storage_scheme_is_refused() -> None:
+    with pytest.raises(ValueError, match="expected memory://, redis://"):
+        RateLimitSettings(storage_uri="memcached://x")
+    settings = RateLimitSettings.model_construct(storage_uri="mongodb://x")
+    with pytest.raises(ConfigError, match="unknown scheme 'mongodb'"):
+        RateLimiter(settings, StorageSettings())
 
 
-def test_the_default_burst_is_a_second_of_the_rate() -> None:
-    bucket = limiter(per_minute=600, burst=None)  # 10 a second
-    for _ in range(10):
-        bucket.check("a", now=0.0)
-    with pytest.raises(ResourceExhausted):
-        bucket.check("a", now=0.0)
+def closed_port() -> int:
+    """A loopback port nothing listens on (connecting is refused at once)."""
+    return free_port()
 
 
-def test_no_limiter_when_disabled() -> None:
-    assert rate_limiter(RateLimitSettings(enabled=False)) is None
-    assert isinstance(rate_limiter(RateLimitSettings(enabled=True)), RateLimiter)
+def silent_port() -> tuple[socket.socket, int]:
+    """A loopback port that accepts connections and never answers (backlog only)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    return sock, sock.getsockname()[1]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def unreachable(mode: str, port: int, clock: Clock, metrics: Metrics) -> RateLimiter:
+    settings = RateLimitSettings(
+        enabled=True,
+        requests_per_minute=1,
+        storage_uri=f"redis://127.0.0.1:{port}/0",
+        failure_mode=mode,  # type: ignore[arg-type]
+    )
+    return RateLimiter(settings, StorageSettings(timeout_ms=50), metrics, clock=clock)
+
+
+def failures(metrics: Metrics, outcome: str) -> float:
+    value = metrics.registry.get_sample_value(
+        "inferd_rate_limit_storage_failures_total", {"outcome": outcome}
+    )
+    return value or 0.0
+
+
+async def test_storage_down_fail_open_admits_and_counts(caplog: pytest.LogCaptureFixture) -> None:
+    metrics, clock = Metrics(), Clock()
+    limit = unreachable("open", closed_port(), clock, metrics)
+    for _ in range(3):  # past the limit of 1: nothing is counted, everything admitted
+        await limit.check("addr:a")
+    assert failures(metrics, "admitted") == 3
+    warnings = [r for r in caplog.records if "rate limit storage" in r.getMessage()]
+    assert len(warnings) == 1  # logged once per interval
+    assert "failure_mode: open" in warnings[0].getMessage()
+    await limit.close()
+
+
+async def test_storage_down_fail_closed_refuses_503() -> None:
+    metrics, clock = Metrics(), Clock()
+    limit = unreachable("closed", closed_port(), clock, metrics)
+    with pytest.raises(Unavailable, match="rate limit storage unreachable") as refused:
+        await limit.check("addr:a")
+    assert refused.value.retry_after_s == RETRY_S
+    assert failures(metrics, "refused") == 1
+    await limit.close()
+
+
+async def test_a_silent_storage_costs_one_timeout_then_none_until_the_retry() -> None:
+    """A storage that accepts and never answers: the first check waits the timeout, the
+    next ones (until RETRY_S has passed) do not try it at all."""
+    sock, port = silent_port()
+    metrics, clock = Metrics(), Clock()
+    limit = unreachable("open", port, clock, metrics)
+    try:
+        started = time.monotonic()
+        await limit.check("addr:a")
+        first = time.monotonic() - started
+        started = time.monotonic()
+        for _ in range(20):
+            await limit.check("addr:a")
+        rest = time.monotonic() - started
+        assert first < 0.2  # 50 ms timeout, with room for a loaded machine
+        assert rest < 0.05
+        assert failures(metrics, "admitted") == 21
+        clock.now += RETRY_S  # past the retry: the storage is tried (and times out) again
+        started = time.monotonic()
+        await limit.check("addr:a")
+        assert 0.04 < time.monotonic() - started < 0.2
+    finally:
+        sock.close()
+        await limit.close()
+
+
+async def test_the_memory_sweep_runs_once_per_interval_not_per_hit() -> None:
+    """The library would start a scan of every key after each hit; here, one per SWEEP_S."""
+    clock = Clock()
+    storage = SweptMemoryStorage(clock)
+    strategy = SlidingWindowCounterRateLimiter(storage)
+    item = RateLimitItemPerMinute(1000)
+    await strategy.hit(item, "addr:0")
+    first = storage.timer
+    assert first is not None
+    for i in range(1, 50):
+        await strategy.hit(item, f"addr:{i}")
+        await asyncio.sleep(0)  # the sweep task, if any, runs and ends
+    assert storage.timer is first
+    clock.now += SWEEP_S
+    await strategy.hit(item, "addr:0")
+    assert storage.timer is not first

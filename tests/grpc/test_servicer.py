@@ -401,7 +401,7 @@ async def test_the_admin_token_is_an_admin_key(serve: Callable[..., Any]) -> Non
     assert not (await stub.ModelReady(pb.ModelReadyRequest(name="echo"))).ready
 
 
-LIMITED = {"rate_limit": {"enabled": True, "requests_per_minute": 60, "burst": 2}}
+LIMITED = {"rate_limit": {"enabled": True, "requests_per_minute": 2}}
 
 
 async def test_the_rate_limit_applies_per_client_and_spares_probes(
@@ -415,7 +415,9 @@ async def test_the_rate_limit_applies_per_client_and_spares_probes(
         await served.infer.ModelInfer(request)
     assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "requests per minute" in (refused.value.details() or "")
-    assert ("retry-after", "1") in tuple(refused.value.trailing_metadata() or ())
+    metadata = dict(tuple(refused.value.trailing_metadata() or ()))
+    assert 1 <= int(metadata["retry-after"]) <= 60
+    assert (metadata["ratelimit-limit"], metadata["ratelimit-remaining"]) == ("2", "0")
     with pytest.raises(grpc.aio.AioRpcError) as streamed:
         async for _ in served.infer.ModelStreamInfer(iter([request])):
             pass
@@ -448,3 +450,19 @@ async def test_rest_and_grpc_share_one_budget(
         assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     finally:
         await server.stop(0)
+
+
+async def test_x_forwarded_for_is_read_from_trusted_proxies_only(
+    serve: Callable[..., Any],
+) -> None:
+    """The test's channel comes from 127.0.0.1: listed as a proxy, the metadata names the
+    client; each rotated address gets a budget of its own."""
+    served = await serve(safeguards=LIMITED, server={"trusted_proxies": ["127.0.0.1"]})
+    request = tiny_request(np.zeros((1, 4)))
+    for i in range(4):
+        await served.infer.ModelInfer(request, metadata=(("x-forwarded-for", f"203.0.113.{i}"),))
+    for _ in range(2):
+        await served.infer.ModelInfer(request)  # the proxy's own address: its own budget
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await served.infer.ModelInfer(request)
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED

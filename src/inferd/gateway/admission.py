@@ -18,6 +18,7 @@ from inferd.errors import PermissionDenied, Unauthenticated
 from inferd.gateway import keys
 from inferd.gateway.keys import GRANTS, KeyEntry, KeyRing, Scope
 from inferd.gateway.operations import Operation
+from inferd.gateway.principal import TrustedProxies
 from inferd.gateway.ratelimit import RateLimiter
 from inferd.settings import ServerSettings
 
@@ -102,23 +103,35 @@ class Gateway:
     def __init__(self, settings: ServerSettings, limiter: RateLimiter | None = None) -> None:
         self.keys = ring_from(settings)
         self._settings = settings
+        self._trusted = TrustedProxies(settings.trusted_proxies)
         self._limiter = limiter
         self._has_admin = self.keys.has_scope(Scope.ADMIN)
 
-    def principal(self, key: str | None, address: str | None) -> Principal:
-        """The caller presenting ``key`` (None: no key) from ``address``."""
+    def principal(
+        self, key: str | None, address: str | None, forwarded_for: str | None = None
+    ) -> Principal:
+        """The caller presenting ``key`` (None: no key) from ``address``, or from the
+        address that trusted proxies (``server.trusted_proxies``) say in ``forwarded_for``."""
+        address = self._trusted.client(address, forwarded_for)
         if key is None:
             return Principal(None, address)
         entry = self.keys.find(key)
         return Principal(entry, address, unknown_key=entry is None)
 
-    def admit(self, principal: Principal, operation: Operation, model: str | None = None) -> None:
+    async def admit(
+        self, principal: Principal, operation: Operation, model: str | None = None
+    ) -> None:
         """Raise unless ``principal`` may perform ``operation`` (on ``model``) now."""
         rule = RULES[operation]
         if rule.scope is not None:
             self._authorize(principal, rule)
         if rule.limited and self._limiter is not None:
-            self._limiter.check(principal.rate_key)
+            await self._limiter.check(principal.rate_key, model)
+
+    async def count(self, principal: Principal, model: str | None) -> None:
+        """Count one message of an admitted stream against the principal's rate limit."""
+        if self._limiter is not None:
+            await self._limiter.check(principal.rate_key, model)
 
     def _authorize(self, principal: Principal, rule: Rule) -> None:
         assert rule.scope is not None

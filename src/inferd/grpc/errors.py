@@ -10,7 +10,7 @@ from typing import Any, Final, NoReturn, TypeVar
 
 import grpc
 
-from inferd.errors import ErrorCode, InferdError
+from inferd.errors import ErrorCode, InferdError, RateLimited
 
 log = logging.getLogger("inferd.grpc")
 
@@ -41,7 +41,10 @@ async def abort(context: Any, exc: Exception) -> NoReturn:
     """End the call with the status of ``exc`` (raises, as ``context.abort`` does)."""
     code, message = status_of(exc)
     if isinstance(exc, InferdError) and exc.retry_after_s is not None:
-        context.set_trailing_metadata((("retry-after", str(max(1, math.ceil(exc.retry_after_s)))),))
+        metadata = [("retry-after", str(max(1, math.ceil(exc.retry_after_s))))]
+        if isinstance(exc, RateLimited):
+            metadata.extend(exc.fields().items())
+        context.set_trailing_metadata(tuple(metadata))
     await context.abort(code, message)
     raise AssertionError("context.abort returned")  # pragma: no cover - it always raises
 

@@ -86,10 +86,12 @@ class Admission(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         state = _Call(method, key, requestid.accept(given_id), time.perf_counter())
         requestid.current.set(state.request_id)
         await context.send_initial_metadata((("x-request-id", state.request_id),))
-        principal = self._gateway.principal(key, client_host(context.peer()))
+        principal = self._gateway.principal(
+            key, client_host(context.peer()), forwarded_for(context)
+        )
         state.principal = principal.name
         try:
-            self._gateway.admit(principal, grpc_operation(method))
+            await self._gateway.admit(principal, grpc_operation(method))
         except InferdError as exc:
             self.leave(state, context, exc)
             await abort(context, exc)
@@ -161,3 +163,9 @@ _FACTORIES: dict[tuple[bool, bool], Callable[..., Any]] = {
     (False, True): grpc.unary_stream_rpc_method_handler,
     (True, True): grpc.stream_stream_rpc_method_handler,
 }
+
+
+def forwarded_for(context: Any) -> str | None:
+    """Every ``x-forwarded-for`` metadata value of a call, joined (None when absent)."""
+    values = [v for k, v in context.invocation_metadata() or () if k == "x-forwarded-for"]
+    return ",".join(values) if values else None

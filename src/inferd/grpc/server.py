@@ -128,7 +128,10 @@ async def start_grpc(
     (by default, one of its own); every call passes it in the :class:`Admission`
     interceptor. TLS when ``server.tls_cert_file`` is set.
     """
-    gateway = gateway or Gateway(settings.server, rate_limiter(settings.safeguards.rate_limit))
+    gateway = gateway or Gateway(
+        settings.server,
+        rate_limiter(settings.safeguards.rate_limit, settings.storage, service.metrics),
+    )
     limits = settings.limits.grpc
     server = grpc.aio.server(
         options=[

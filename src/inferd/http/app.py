@@ -44,7 +44,10 @@ def default_gateway(service: InferenceService) -> Gateway:
     """A gateway of the service's settings, with a rate limiter of its own when
     ``safeguards.rate_limit`` is on."""
     settings = service.settings
-    return Gateway(settings.server, rate_limiter(settings.safeguards.rate_limit))
+    return Gateway(
+        settings.server,
+        rate_limiter(settings.safeguards.rate_limit, settings.storage, service.metrics),
+    )
 
 
 def create_app(service: InferenceService, gateway: Gateway | None = None) -> Front:
@@ -87,4 +90,5 @@ def create_app(service: InferenceService, gateway: Gateway | None = None) -> Fro
     add_docs(app)
     document_raw_routes(app)
     raw = RawRoutes(RAW_ROUTES, json)
-    return Front(app, service, gateway or default_gateway(service), raw, service.settings.server)
+    app.state.gateway = gateway = gateway or default_gateway(service)
+    return Front(app, service, gateway, raw, service.settings.server)

@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import Send
 
-from inferd.errors import ErrorCode, InferdError
+from inferd.errors import ErrorCode, InferdError, RateLimited
 from inferd.gateway import requestid
 
 log = logging.getLogger("inferd.http")
@@ -46,6 +46,8 @@ def error_parts(exc: BaseException) -> tuple[int, bytes, Headers]:
         status, message = HTTP_STATUS[exc.code], exc.message
         if exc.retry_after_s is not None:
             headers.append((b"retry-after", str(max(1, math.ceil(exc.retry_after_s))).encode()))
+        if isinstance(exc, RateLimited):
+            headers += [(k.encode(), v.encode()) for k, v in exc.fields().items()]
         if exc.code is ErrorCode.UNAUTHENTICATED:
             headers.append((b"www-authenticate", b"Bearer"))
     elif isinstance(exc, HTTPException):

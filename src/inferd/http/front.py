@@ -143,7 +143,7 @@ class Front:
 
     def _read(self, scope: Scope) -> RequestInfo:
         """One pass over the headers for what the front needs."""
-        key = given_id = origin = host = None
+        key = given_id = origin = host = forwarded = None
         for name, value in scope["headers"]:
             if name == b"authorization":
                 key = bearer(value.decode("latin-1")) or key
@@ -155,9 +155,12 @@ class Front:
                 origin = value.decode("latin-1")
             elif name == b"host":
                 host = value.decode("latin-1")
+            elif name == b"x-forwarded-for":
+                text = value.decode("latin-1")
+                forwarded = text if forwarded is None else f"{forwarded},{text}"
         operation, model, version = self._paths.classify(scope["path"])
         client = scope.get("client")
-        principal = self._gateway.principal(key, client[0] if client else None)
+        principal = self._gateway.principal(key, client[0] if client else None, forwarded)
         return RequestInfo(
             requestid.accept(given_id), operation, model, version, principal, origin, host
         )
@@ -167,7 +170,7 @@ class Front:
         try:
             if info.origin is not None:
                 self._check_origin(info, scope["type"])
-            self._gateway.admit(info.principal, info.operation, info.model)
+            await self._gateway.admit(info.principal, info.operation, info.model)
         except InferdError as exc:
             await _refuse(exc, scope, send)
             return

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+
+from inferd.core.repository import SAFE_NAME
+from inferd.errors import InferdError
+from inferd.types import DATATYPE_TO_NUMPY
+
+#: Path parameters that name a model or version: safe names (core/repository.py).
+NAME_PARAMETERS: Final = ("model", "version")
 
 _TENSOR = {
     "type": "object",
@@ -13,7 +20,7 @@ _TENSOR = {
     "properties": {
         "name": {"type": "string"},
         "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
-        "datatype": {"type": "string", "example": "FP32"},
+        "datatype": {"type": "string", "enum": sorted(DATATYPE_TO_NUMPY), "example": "FP32"},
         "parameters": {"type": "object"},
         "data": {"type": "array", "items": {}},
     },
@@ -75,6 +82,19 @@ _GENERATE_RESPONSE = {
     "additionalProperties": {},
     "properties": {"model_name": {"type": "string"}, "model_version": {"type": "string"}},
 }
+_RATE_LIMITED = {
+    "description": "Queue full or rate limited (safeguards.rate_limit)",
+    "content": {"application/json": {"schema": _ERROR}},
+    "headers": {
+        name: {"description": text, "schema": {"type": "integer"}}
+        for name, text in (
+            ("Retry-After", "Seconds to wait before trying again"),
+            ("RateLimit-Limit", "Requests per window (rate limited answers only)"),
+            ("RateLimit-Remaining", "Requests left in the window (rate limited answers only)"),
+            ("RateLimit-Reset", "Seconds until the window resets (rate limited answers only)"),
+        )
+    },
+}
 
 
 def _operation(
@@ -88,11 +108,11 @@ def _operation(
             (403, "The API key lacks the infer scope"),
             (404, "Unknown model or version"),
             (413, "Body too large"),
-            (429, "Queue full or rate limited"),
             (503, "Not ready or shutting down"),
             (504, "Deadline exceeded"),
         ]
     }
+    errors["429"] = _RATE_LIMITED
     return {
         "post": {
             "summary": summary,
@@ -120,6 +140,30 @@ def _drop_validation_errors(schema: dict[str, Any]) -> None:
         schema["components"].pop("schemas")
     if schema.get("components") == {}:
         schema.pop("components")
+
+
+def _describe_names(schema: dict[str, Any], example: str | None) -> None:
+    """Model and version path parameters are safe names; the model's example is the
+    default one, so generated requests reach a model."""
+    for path in schema.get("paths", {}).values():
+        for operation in path.values():
+            for parameter in operation.get("parameters", ()):
+                if parameter.get("in") == "path" and parameter["name"] in NAME_PARAMETERS:
+                    parameter["schema"] = {
+                        "type": "string",
+                        "pattern": SAFE_NAME.pattern,
+                        "maxLength": 128,
+                    }
+                    if parameter["name"] == "model" and example is not None:
+                        parameter["schema"]["example"] = example
+
+
+def _default_model(app: FastAPI) -> str | None:
+    try:
+        name: str = app.state.service.default_model()
+    except InferdError:  # several models and none configured: no example
+        return None
+    return name
 
 
 def document_raw_routes(app: FastAPI) -> None:
@@ -154,6 +198,7 @@ def document_raw_routes(app: FastAPI) -> None:
         paths["/models/{model}/predict"] = _operation(
             "Predict with a named model", _PREDICT_REQUEST, _PREDICT_RESPONSE, ["model"]
         )
+        _describe_names(schema, _default_model(app))
         app.openapi_schema = schema
         return schema
 

@@ -8,6 +8,8 @@ Contract:
   are served at once, through the same service and batcher as unary requests.
 - A bad request is answered ``{"error", "code", "id"?, "seq"}``, ``code`` being the HTTP
   status REST would give, and the stream goes on.
+- Each message counts against the caller's rate limit (``safeguards.rate_limit``) as a
+  request would; one past it is answered ``{"error", "code": 429, "retry_after_s"}``.
 - The server closes a stream only after sending the answers to every request it read:
   1000 when idle, 1008 past the message rate, 1009 for an oversized frame, 1001 on shutdown.
 """
@@ -27,8 +29,10 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from inferd.core.service import InferenceService
 from inferd.core.streams import ClientGone, End, OrderedStream, StreamLimits, StreamRegistry
 from inferd.errors import InferdError, InvalidArgument, clip
+from inferd.gateway.admission import Gateway, Principal
 from inferd.http.codec import decode_document, response_document
 from inferd.http.errors import HTTP_STATUS
+from inferd.http.front import SCOPE_KEY
 from inferd.http.jsonwork import JsonParser
 from inferd.http.simple import PREDICT_FIELDS, decode_predict
 
@@ -94,6 +98,8 @@ class _Stream:
         self.json: JsonParser = websocket.app.state.json
         self.limits = StreamLimits.of(service.settings)
         self.registry = registry
+        self.gateway: Gateway = websocket.app.state.gateway
+        self.caller: Principal = websocket.scope[SCOPE_KEY].principal
 
     async def run(self) -> None:
         await self.ws.accept()
@@ -156,6 +162,7 @@ class _Stream:
         """A simple message, served as ``POST /predict`` would serve it."""
         data, batched, version = decode_predict(doc, SIMPLE_FIELDS)
         model, version = self._target(doc.get("model"), "model", version)
+        await self._admit(model)
         request_id = doc.get("id")
         result = await self.service.predict(
             model,
@@ -179,6 +186,7 @@ class _Stream:
         if version is not None and not isinstance(version, str):
             raise InvalidArgument("'model_version' must be a string")
         model, version = self._target(doc.get("model_name"), "model_name", version)
+        await self._admit(model)
         fields = {k: v for k, v in doc.items() if k not in V2_TARGET_FIELDS}
         request = decode_document(
             fields, NO_BINARY, model or self.service.default_model(), version, PROTOCOL
@@ -199,6 +207,10 @@ class _Stream:
             elif not response.final:
                 body["final"] = False
             yield body
+
+    async def _admit(self, model: str | None) -> None:
+        """Each message counts against the caller's rate limit, as a request would."""
+        await self.gateway.count(self.caller, model)
 
     def _target(self, model: Any, field: str, version: str | None) -> tuple[str | None, str | None]:
         """The model and version a message is for; the path's, where the path names them."""
