@@ -11,7 +11,7 @@ from inferd.gateway.admission import ADMIN_OFF, NEED_KEY, Gateway, bearer
 from inferd.gateway.keys import Scope, new_key
 from inferd.gateway.operations import Operation
 from inferd.gateway.ratelimit import RateLimiter
-from inferd.settings import RateLimitSettings, ServerSettings
+from inferd.settings import RateLimitSettings, ServerSettings, StorageSettings
 
 ADMIN_KEY, ADMIN = new_key("ops", Scope.ADMIN)
 INFER_KEY, INFER = new_key("app", Scope.INFER)
@@ -20,14 +20,16 @@ OK = None
 ALL = list(Operation)
 
 
-def outcome(settings: dict[str, Any], key: str | None, address: str = "127.0.0.1") -> list[Any]:
+async def outcome(
+    settings: dict[str, Any], key: str | None, address: str = "127.0.0.1"
+) -> list[Any]:
     """Per operation (in ALL's order): None when admitted, else the error class."""
     gateway = Gateway(ServerSettings(**settings))
     principal = gateway.principal(key, address)
     results: list[Any] = []
     for operation in ALL:
         try:
-            gateway.admit(principal, operation, "tiny")
+            await gateway.admit(principal, operation, "tiny")
         except InferdError as exc:
             results.append(type(exc))
         else:
@@ -60,37 +62,37 @@ DENIED, UNAUTH = PermissionDenied, Unauthenticated
         ({**KEYS, "require_api_key": True}, INFER_KEY, "::1", [OK, OK, OK, OK, OK, DENIED]),
     ],
 )
-def test_rules(
+async def test_rules(
     settings: dict[str, Any], key: str | None, address: str, expected: list[Any]
 ) -> None:
-    assert outcome(settings, key, address) == expected
+    assert await outcome(settings, key, address) == expected
 
 
-def test_messages_say_what_to_do() -> None:
+async def test_messages_say_what_to_do() -> None:
     gateway = Gateway(ServerSettings())
     with pytest.raises(PermissionDenied) as off:
-        gateway.admit(gateway.principal(None, "127.0.0.1"), Operation.ADMIN)
+        await gateway.admit(gateway.principal(None, "127.0.0.1"), Operation.ADMIN)
     assert off.value.message == ADMIN_OFF
     keyed = Gateway(ServerSettings(**KEYS, require_api_key=True))
     with pytest.raises(Unauthenticated) as missing:
-        keyed.admit(keyed.principal(None, "10.0.0.1"), Operation.INFER)
+        await keyed.admit(keyed.principal(None, "10.0.0.1"), Operation.INFER)
     assert missing.value.message == NEED_KEY
     with pytest.raises(PermissionDenied) as scope:
-        keyed.admit(keyed.principal(INFER_KEY, "10.0.0.1"), Operation.ADMIN)
+        await keyed.admit(keyed.principal(INFER_KEY, "10.0.0.1"), Operation.ADMIN)
     assert scope.value.message == "the key 'app' has scope 'infer'; this needs 'admin'"
     assert INFER_KEY not in scope.value.message
 
 
-def test_the_rate_limit_counts_a_key_across_addresses_and_spares_probes() -> None:
-    limiter = RateLimiter(RateLimitSettings(enabled=True, requests_per_minute=60, burst=2))
+async def test_the_rate_limit_counts_a_key_across_addresses_and_spares_probes() -> None:
+    limiter = RateLimiter(RateLimitSettings(enabled=True, requests_per_minute=2), StorageSettings())
     gateway = Gateway(ServerSettings(**KEYS), limiter)
     for address in ("10.0.0.1", "10.0.0.2"):
-        gateway.admit(gateway.principal(INFER_KEY, address), Operation.INFER)
+        await gateway.admit(gateway.principal(INFER_KEY, address), Operation.INFER)
     with pytest.raises(ResourceExhausted):
-        gateway.admit(gateway.principal(INFER_KEY, "10.0.0.3"), Operation.METADATA)
+        await gateway.admit(gateway.principal(INFER_KEY, "10.0.0.3"), Operation.METADATA)
     for operation in (Operation.HEALTH, Operation.METRICS):
-        gateway.admit(gateway.principal(INFER_KEY, "10.0.0.3"), operation)
-    gateway.admit(gateway.principal(None, "10.0.0.3"), Operation.INFER)  # its own budget
+        await gateway.admit(gateway.principal(INFER_KEY, "10.0.0.3"), operation)
+    await gateway.admit(gateway.principal(None, "10.0.0.3"), Operation.INFER)  # its own budget
 
 
 @pytest.mark.parametrize(

@@ -2,12 +2,13 @@
 be smuggled exactly as written), gRPC and WebSocket.
 
 Every case asserts the exact answer, then that the server is live and still serves a good
-request correctly. Auth cases are written against ``server.admin_token``.
+request correctly. Auth cases use ``server.admin_token`` (an admin key) and an infer key.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,9 +36,13 @@ from tests.gateway.corpus_support import (
 )
 
 TOKEN: Final = "corpus-admin-token"
+INFER_KEY: Final = "corpus-infer-key"
 MAX_BYTES: Final = 262_144  # safeguards.max_request_size_mb: 0.25
 SETTINGS: Final = {
-    "server": {"admin_token": TOKEN},
+    "server": {
+        "admin_token": TOKEN,
+        "api_keys": [f"corpus-infer:infer:{hashlib.sha256(INFER_KEY.encode()).hexdigest()}"],
+    },
     "safeguards": {"max_request_size_mb": 0.25},
     "limits": {"http": {"body_timeout_s": 0.5}},
 }
@@ -407,23 +412,23 @@ AUTH_CASES = [
     pytest.param(request("POST", LOAD), 401, id="load-no-key"),
     pytest.param(request("POST", UNLOAD), 401, id="unload-no-key"),
     pytest.param(
-        request("POST", LOAD, b"", {"Authorization": "Bearer wrong"}), 403, id="load-wrong-key"
+        request("POST", LOAD, b"", {"Authorization": "Bearer wrong"}), 401, id="load-wrong-key"
     ),
     pytest.param(
-        request("POST", UNLOAD, b"", {"Authorization": "Bearer wrong"}), 403, id="unload-wrong-key"
+        request("POST", UNLOAD, b"", {"Authorization": "Bearer wrong"}), 401, id="unload-wrong-key"
     ),
     pytest.param(
-        request("POST", LOAD, b"", {"Authorization": "Bearer " + TOKEN[:-1]}), 403, id="key-prefix"
+        request("POST", LOAD, b"", {"Authorization": "Bearer " + TOKEN[:-1]}), 401, id="key-prefix"
     ),
     pytest.param(
         request("POST", LOAD, b"", {"Authorization": "Bearer " + TOKEN + "x"}),
-        403,
+        401,
         id="key-extended",
     ),
     pytest.param(
-        request("POST", LOAD, b"", {"Authorization": f"bearer {TOKEN}"}),
-        401,
-        id="scheme-lower-case",
+        request("POST", LOAD, b"", {"Authorization": f"Bearer {INFER_KEY}"}),
+        403,
+        id="infer-scope-key",
     ),
     pytest.param(request("POST", LOAD, b"", {"Authorization": BASIC}), 401, id="basic-auth"),
     pytest.param(
@@ -456,7 +461,7 @@ AUTH_CASES = [
         id="nul-in-key",
     ),
     pytest.param(
-        request("POST", LOAD, b"", {"Authorization": "Bearer " + "k" * 4096}), 403, id="key-4k"
+        request("POST", LOAD, b"", {"Authorization": "Bearer " + "k" * 4096}), 401, id="key-4k"
     ),
     pytest.param(
         request("POST", "/v2/repository/models/../load", b"", ADMIN), 400, id="traversal-with-key"
@@ -551,13 +556,13 @@ GRPC_AUTH_CASES = [
     for method in ("RepositoryModelLoad", "RepositoryModelUnload")
     for label, metadata, code in (
         ("no-key", (), grpc.StatusCode.UNAUTHENTICATED),
-        ("wrong-key", (("authorization", "Bearer wrong"),), grpc.StatusCode.PERMISSION_DENIED),
+        ("wrong-key", (("authorization", "Bearer wrong"),), grpc.StatusCode.UNAUTHENTICATED),
         (
-            "lower-case-scheme",
-            (("authorization", f"bearer {TOKEN}"),),
-            grpc.StatusCode.UNAUTHENTICATED,
+            "infer-scope-key",
+            (("authorization", f"Bearer {INFER_KEY}"),),
+            grpc.StatusCode.PERMISSION_DENIED,
         ),
-        ("x-api-key", (("x-api-key", TOKEN),), grpc.StatusCode.UNAUTHENTICATED),
+        ("wrong-x-api-key", (("x-api-key", "wrong"),), grpc.StatusCode.UNAUTHENTICATED),
     )
 ]
 
