@@ -1,8 +1,9 @@
 """The gateway's cost: tiny REST JSON at 64 connections, with and without the gateway's work.
 
 Two inferd processes over the same tiny model run side by side: ``bare`` (rate limit off)
-and ``gateway`` (an in-memory rate limit set far above the load, the client sending an
-``Authorization`` header; ``--gateway-env NAME=VALUE`` adds settings, such as API keys).
+and ``gateway`` (an API key required, ``server.require_api_key``, and an in-memory rate
+limit set far above the load; the client sends the key; ``--gateway-env NAME=VALUE`` adds
+settings).
 wrk runs against them in turns, ``--rounds`` times each, so that noise from the rest of the
 machine falls on both. It prints the ratio of the median throughputs, and the ratio of the
 median server CPU time per request, which a machine shared with other work disturbs less.
@@ -13,6 +14,7 @@ median server CPU time per request, which a machine shared with other work distu
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -91,6 +93,8 @@ def main() -> None:
     repo.mkdir()
     shutil.copytree(work / "example" / "tiny", repo / "tiny")
     gateway_env = {
+        "INFERENCE_SERVER__API_KEYS": f"bench:infer:{hashlib.sha256(KEY.encode()).hexdigest()}",
+        "INFERENCE_SERVER__REQUIRE_API_KEY": "true",
         "INFERENCE_SAFEGUARDS__RATE_LIMIT__ENABLED": "true",
         "INFERENCE_SAFEGUARDS__RATE_LIMIT__REQUESTS_PER_MINUTE": str(HIGH_LIMIT),
         **dict(item.split("=", 1) for item in options.gateway_env),
