@@ -286,27 +286,6 @@ class StreamSettings(_Section):
     )
 
 
-class StorageSettings(_Section):
-    redis_uri: str | None = Field(
-        None,
-        description="Redis that every worker and replica shares (redis://host:6379/0, "
-        "rediss://, unix://); unset: each process keeps its own state in memory.",
-    )
-    timeout_ms: float = Field(
-        50.0,
-        gt=0,
-        le=10_000,
-        description="Longest wait for Redis per call; past it the call counts as failed.",
-    )
-
-    @field_validator("redis_uri")
-    @classmethod
-    def _scheme(cls, value: str | None) -> str | None:
-        if value and value.split("://", 1)[0] not in ("redis", "rediss", "unix"):
-            raise ValueError("expected a redis://, rediss:// or unix:// URI")
-        return value or None
-
-
 class HttpLimits(_Section):
     """Bounds on HTTP/1.1 connections (REST and the WebSocket handshake); see README "Limits"."""
 
