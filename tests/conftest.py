@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -184,3 +186,29 @@ def stream_server(stream_repo: Path) -> Iterator[ServerProcess]:
         yield server
     finally:
         server.stop()
+
+
+def worker_pids(supervisor: int) -> list[int]:
+    """The worker processes of a ``--workers`` supervisor (its resource tracker left out)."""
+    try:
+        text = Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text()
+    except OSError:
+        return []
+    pids = [int(p) for p in text.split()]
+    return [
+        p
+        for p in pids
+        if "resource_tracker" not in Path(f"/proc/{p}/cmdline").read_text(errors="ignore")
+    ]
+
+
+@contextlib.contextmanager
+def paused(*pids: int) -> Iterator[None]:
+    """Stop the processes (SIGSTOP) for the block: their sockets stay open, they serve nothing."""
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)

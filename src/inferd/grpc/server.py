@@ -119,7 +119,11 @@ def credentials(settings: ServerSettings) -> Any:
 
 
 async def start_grpc(
-    service: InferenceService, settings: Settings, gateway: Gateway | None = None
+    service: InferenceService,
+    settings: Settings,
+    gateway: Gateway | None = None,
+    *,
+    shared: bool = False,
 ) -> GrpcServer:
     """Serve ``service`` on ``server.host:server.grpc_port`` (port 0 picks a free port).
 
@@ -127,6 +131,8 @@ async def start_grpc(
     RESOURCE_EXHAUSTED before they are decoded. ``gateway`` is the process's shared one
     (by default, one of its own); every call passes it in the :class:`Admission`
     interceptor. TLS when ``server.tls_cert_file`` is set.
+    The port is bound with SO_REUSEPORT only when ``shared`` (the workers of one
+    supervisor, see ``inferd.ports``); grpcio would set it by default.
     """
     gateway = gateway or Gateway(settings.server, rate_limiter(settings.safeguards.rate_limit))
     limits = settings.limits.grpc
@@ -134,6 +140,7 @@ async def start_grpc(
         options=[
             ("grpc.max_receive_message_length", settings.safeguards.max_request_bytes),
             ("grpc.max_send_message_length", -1),
+            ("grpc.so_reuseport", int(shared)),
             *channel_options(limits),
         ],
         maximum_concurrent_rpcs=limits.max_concurrent_rpcs,
@@ -158,5 +165,5 @@ async def start_grpc(
     except RuntimeError as exc:
         raise ConfigError(f"server.grpc_port: cannot listen on {address}: {exc}") from exc
     await server.start()
-    log.info("gRPC listening on %s", _address(settings.server.host, port))
+    log.debug("gRPC listening on %s", _address(settings.server.host, port))
     return GrpcServer(server, port, streams)
