@@ -21,9 +21,7 @@ import logging
 from typing import Any, Final
 
 import grpc
-from google.protobuf.descriptor import FileDescriptor, ServiceDescriptor
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection, reflection_pb2
+from google.protobuf.descriptor import ServiceDescriptor
 
 from inferd.core.service import InferenceService
 from inferd.core.streams import StreamRegistry
@@ -34,7 +32,15 @@ from inferd.gateway.ratelimit import rate_limiter
 from inferd.grpc.handlers import add_servicer
 from inferd.grpc.health import HealthServicer
 from inferd.grpc.interceptor import Admission
-from inferd.grpc.protos import POOL, grpc_service_pb2, simple_pb2
+from inferd.grpc.protos import (
+    grpc_service_pb2,
+    health_pb2,
+    health_pb2_grpc,
+    reflection_pb2_grpc,
+    simple_pb2,
+)
+from inferd.grpc.reflection import SERVICE_NAME as REFLECTION_SERVICE
+from inferd.grpc.reflection import ReflectionServicer
 from inferd.grpc.servicer import InferenceServicer, SimpleServicer
 from inferd.settings import GrpcLimits, ServerSettings, Settings
 
@@ -45,7 +51,7 @@ SERVICE_NAMES: Final = (
     grpc_service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name,
     simple_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name,
     health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-    reflection.SERVICE_NAME,
+    REFLECTION_SERVICE,
 )
 
 
@@ -97,12 +103,6 @@ def _service(module: Any) -> ServiceDescriptor:
     return descriptor
 
 
-def _describe_in_pool(*files: FileDescriptor) -> None:
-    """Reflection reads one pool: add the health and reflection protos to inferd's."""
-    for file in files:
-        POOL.AddSerializedFile(file.serialized_pb)
-
-
 def credentials(settings: ServerSettings) -> Any:
     """TLS server credentials from ``server.tls_*`` (None: plain text); with a client CA,
     clients must present a certificate it signed."""
@@ -152,8 +152,9 @@ async def start_grpc(
     health_pb2_grpc.add_HealthServicer_to_server(
         HealthServicer(service, SERVICE_NAMES, limits.max_health_watchers), server
     )
-    _describe_in_pool(health_pb2.DESCRIPTOR, reflection_pb2.DESCRIPTOR)
-    reflection.enable_server_reflection(SERVICE_NAMES, server, pool=POOL)
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+        ReflectionServicer(SERVICE_NAMES), server
+    )
     address = _address(settings.server.host, settings.server.grpc_port)
     try:
         tls = credentials(settings.server)
