@@ -120,16 +120,17 @@ class Supervisor:
         Raises :class:`inferd.ports.PortInUse` before any worker starts.
         """
         server = self.settings.server
-        ports = open_ports(server)
-        if server.grpc_port:
-            log_grpc_url(server.host, server.grpc_port)
-        self.http_socket = ports.http
-        set_metrics_dir(self.metrics_dir)
-        signal.signal(signal.SIGTERM, self._on_signal)
-        signal.signal(signal.SIGINT, self._on_signal)
+        ports = None
         backoff = 0.0
         failed = False
         try:
+            ports = open_ports(server)
+            if server.grpc_port:
+                log_grpc_url(server.host, server.grpc_port)
+            self.http_socket = ports.http
+            set_metrics_dir(self.metrics_dir)
+            signal.signal(signal.SIGTERM, self._on_signal)
+            signal.signal(signal.SIGINT, self._on_signal)
             for worker_id in range(self.settings.server.workers):
                 self._spawn(worker_id)
             while not self.stopping:
@@ -158,7 +159,8 @@ class Supervisor:
             code = self._wait_all()
             return 1 if failed else code
         finally:
-            ports.close()
+            if ports is not None:
+                ports.close()
             shutil.rmtree(self.metrics_dir, ignore_errors=True)
 
     def _forget(self, process: BaseProcess) -> None:
