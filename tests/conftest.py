@@ -212,3 +212,19 @@ def paused(*pids: int) -> Iterator[None]:
     finally:
         for pid in pids:
             os.kill(pid, signal.SIGCONT)
+
+
+def ready(url: str) -> bool:
+    """``GET /ready`` on a new connection answers 200."""
+    try:
+        return httpx.get(f"{url}/ready", timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def wait_workers_ready(url: str, pids: list[int], timeout: float = 60.0) -> None:
+    """Wait until every worker answers ``/ready``: each alone, the others paused (a paused
+    worker accepts no connection on the shared port)."""
+    for pid in pids:
+        with paused(*(other for other in pids if other != pid)):
+            wait_until(lambda: ready(url), timeout, f"worker {pid} ready")

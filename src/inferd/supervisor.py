@@ -87,9 +87,7 @@ class Supervisor:
         )
         # The worker starts with the stop signals blocked (the mask survives exec) and
         # unblocks them once it handles them: a SIGTERM at any moment of its start-up is a
-        # drain. Here they wait until the worker is listed, so that a stop reaches it too,
-        # and no worker starts after a stop. The resource tracker unblocks them when it
-        # starts, so it starts first.
+        # drain. The resource tracker unblocks them when it starts, so it starts first.
         resource_tracker.ensure_running()
         mask = block_stop_signals()
         try:
@@ -100,6 +98,10 @@ class Supervisor:
         finally:
             restore_mask(mask)
         log.info("worker %d started (pid %s)", worker_id, process.pid)
+        if self.stopping:
+            # A signal that arrived just before the mask may have been handled while the
+            # worker started, before it was listed: it is told here.
+            process.terminate()
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if not self.stopping:

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from inferd.grpc.protos import grpc_service_pb2, grpc_service_pb2_grpc
-from tests.conftest import ServerProcess, free_port, paused, wait_until, worker_pids
+from tests.conftest import ServerProcess, free_port, paused, ready, wait_until, worker_pids
 
 MODES = {"single": (), "workers": ("--workers", "2")}
 
@@ -123,13 +123,6 @@ def test_workers_share_both_ports(repo: Path) -> None:
                 )
     finally:
         assert server.stop() == 0
-
-
-def ready(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/ready", timeout=5).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 class LogReader:
