@@ -120,11 +120,13 @@ class Ports:
     http: socket.socket
     #: The claim on the gRPC port; None when gRPC is off or a supervisor holds it.
     grpc_claim: socket.socket | None = None
+    #: ``https`` when the server has a TLS certificate.
+    scheme: str = "http"
 
     @property
     def http_url(self) -> str:
         host, port = self.http.getsockname()[:2]
-        return f"http://{address(host, port)}"
+        return f"{self.scheme}://{address(host, port)}"
 
     def close(self) -> None:
         self.http.close()
@@ -145,6 +147,6 @@ def open_ports(server: ServerSettings) -> Ports:
     except ConfigError:
         http.close()
         raise
-    ports = Ports(http, claim)
+    ports = Ports(http, claim, "https" if server.tls_cert_file is not None else "http")
     log.info("REST on %s", ports.http_url)
     return ports
