@@ -155,9 +155,10 @@ class LogReader:
 def test_start_up_logs_one_url_per_listener(repo: Path, mode: str) -> None:
     grpc_port = free_port()
     server = LogReader(serve_command(repo, 0, grpc_port, "--log-level", "info", *MODES[mode]))
-    # The level, the logger's name, the request id ("-" outside a request).
-    rest = r" INFO inferd \[-\]: REST on (http://127\.0\.0\.1:(\d+))$"
-    grpc_line = rf" INFO inferd \[-\]: gRPC on 127\.0\.0\.1:{grpc_port}$"
+    # A server's lines carry the request id ("-" outside a request); the supervisor's do not.
+    name = {"single": r"inferd \[-\]", "workers": "inferd"}[mode]
+    rest = rf" INFO {name}: REST on (http://127\.0\.0\.1:(\d+))$"
+    grpc_line = rf" INFO {name}: gRPC on 127\.0\.0\.1:{grpc_port}$"
     try:
         wait_until(lambda: bool(server.matching(rest)), what="the REST line")
         [found] = server.matching(rest)
