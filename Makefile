@@ -65,11 +65,21 @@ bench-scaleout: dev system-deps
 	$(PY) benchmarks/scaleout.py
 
 PROTO_DIR := src/inferd/grpc/protos
+# The protoc of this grpcio-tools stamps the generated modules with protobuf gencode 6.31.1,
+# the lowest protobuf that pyproject.toml declares (tests/grpc/test_protos.py checks it);
+# it runs from a venv of its own so that the project's protobuf is never touched.
+PROTO_TOOLS := grpcio-tools==1.80.1
+PROTO_VENV := build/proto-venv
+
+$(PROTO_VENV)/.installed: Makefile
+	$(PYTHON) -m venv $(PROTO_VENV)
+	$(PROTO_VENV)/bin/pip install -q '$(PROTO_TOOLS)'
+	touch $@
 
 # Generated modules import each other as inferd.grpc.protos.* and register their
 # descriptors in the package's own pool (see $(PROTO_DIR)/__init__.py).
-proto: dev
-	$(PY) -m grpc_tools.protoc -I $(PROTO_DIR) --python_out=$(PROTO_DIR) \
+proto: $(PROTO_VENV)/.installed
+	$(PROTO_VENV)/bin/python -m grpc_tools.protoc -I $(PROTO_DIR) --python_out=$(PROTO_DIR) \
 		--pyi_out=$(PROTO_DIR) --grpc_python_out=$(PROTO_DIR) $(PROTO_DIR)/*.proto
 	sed -i -E \
 		-e 's/^import ([a-z_]+_pb2) as /from inferd.grpc.protos import \1 as /' \

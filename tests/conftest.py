@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -244,3 +246,45 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+def worker_pids(supervisor: int) -> list[int]:
+    """The worker processes of a ``--workers`` supervisor (its resource tracker left out)."""
+    try:
+        text = Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text()
+    except OSError:
+        return []
+    pids = [int(p) for p in text.split()]
+    return [
+        p
+        for p in pids
+        if "resource_tracker" not in Path(f"/proc/{p}/cmdline").read_text(errors="ignore")
+    ]
+
+
+@contextlib.contextmanager
+def paused(*pids: int) -> Iterator[None]:
+    """Stop the processes (SIGSTOP) for the block: their sockets stay open, they serve nothing."""
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+
+
+def ready(url: str) -> bool:
+    """``GET /ready`` on a new connection answers 200."""
+    try:
+        return httpx.get(f"{url}/ready", timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def wait_workers_ready(url: str, pids: list[int], timeout: float = 60.0) -> None:
+    """Wait until every worker answers ``/ready``: each alone, the others paused (a paused
+    worker accepts no connection on the shared port)."""
+    for pid in pids:
+        with paused(*(other for other in pids if other != pid)):
+            wait_until(lambda: ready(url), timeout, f"worker {pid} ready")

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from inferd import __version__
 from inferd.errors import ConfigError, InferdError
+from inferd.ports import PortInUse
 
 if TYPE_CHECKING:
     from inferd.settings import LoadedSettings
@@ -279,6 +280,9 @@ COMMANDS = {
     "keys": _keys,
 }
 
+#: Exit status by error class (the first that matches); any other InferdError exits 2.
+EXIT_STATUS: dict[type[InferdError], int] = {PortInUse: 1}
+
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
@@ -286,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except InferdError as exc:
         print(f"inferd: {exc.message}", file=sys.stderr)
-        return 2
+        return next((code for kind, code in EXIT_STATUS.items() if isinstance(exc, kind)), 2)
 
 
 if __name__ == "__main__":

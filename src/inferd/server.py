@@ -7,7 +7,6 @@ import contextlib
 import logging
 import math
 import resource
-import signal
 import socket
 import ssl
 import sys
@@ -32,7 +31,9 @@ from inferd.http.front import Front
 from inferd.http.protocol import LimitedHttpProtocol, protocol_class
 from inferd.http.websocket import close_streams
 from inferd.metrics import Metrics
+from inferd.ports import Ports, check_grpc_shared, log_grpc_url, open_ports
 from inferd.settings import ServerSettings, Settings, metrics_dir
+from inferd.signals import STOP_SIGNALS, block_stop_signals, unblock_stop_signals
 
 log = logging.getLogger("inferd")
 
@@ -135,20 +136,7 @@ class HttpServer(uvicorn.Server):
             await asyncio.sleep(LINGER_POLL_S)
 
 
-def bind_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
-    """The listening HTTP socket; with several workers each binds it with SO_REUSEPORT."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if reuse_port:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
-    sock.setblocking(False)
-    return sock
-
-
-async def run(settings: Settings) -> None:
+async def run(settings: Settings, ports: Ports, *, shared: bool = False) -> None:
     """Serve every transport of one process until SIGTERM/SIGINT, then drain and exit.
 
     On the signal readiness turns false and new inference gets 503 at once (with
@@ -157,21 +145,27 @@ async def run(settings: Settings) -> None:
     ports close and the models unload. All of it within ``server.shutdown_grace_s`` of the
     signal (give or take a second of rounding): what is still running then is cancelled,
     and model threads that never return are abandoned.
+    ``shared``: this process is one of a supervisor's workers, which bind the gRPC port
+    together.
     """
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in STOP_SIGNALS:
+        loop.add_signal_handler(signum, stop.set)
+    unblock_stop_signals()  # blocked since serve() started (inferd.signals)
     service = build_service(settings)
     await service.group.start()
     limiter = rate_limiter(settings.safeguards.rate_limit, settings.storage, service.metrics)
     gateway = Gateway(settings.server, limiter)
-    grpc_server = (
-        await start_grpc(service, settings, gateway) if settings.server.grpc_port else None
-    )
+    grpc_server = None
+    if settings.server.grpc_port:
+        if shared:
+            check_grpc_shared(settings.server.host, settings.server.grpc_port)
+        grpc_server = await start_grpc(service, settings, gateway, shared=shared)
+        if not shared:  # the supervisor logs the workers' URLs
+            log_grpc_url(settings.server.host, grpc_server.port)
     http = HttpServer(uvicorn_config(settings, service, gateway))
-    sock = bind_socket(settings.server.host, settings.server.port, settings.server.workers > 1)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    serving = asyncio.create_task(http.serve(sockets=[sock]))
+    serving = asyncio.create_task(http.serve(sockets=[ports.http]))
     stopping = asyncio.create_task(stop.wait())
     await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
     if stop.is_set():
@@ -196,10 +190,18 @@ async def run(settings: Settings) -> None:
         await limiter.close()
 
 
-def serve(settings: Settings, worker_id: int | None = None) -> None:
-    """Run one server process on uvloop until it is told to stop."""
+def serve(
+    settings: Settings, worker_id: int | None = None, http_socket: socket.socket | None = None
+) -> None:
+    """Run one server process on uvloop until it is told to stop.
+
+    A server of its own binds its ports first (:func:`inferd.ports.open_ports`) and raises
+    :class:`inferd.ports.PortInUse` before it loads anything. A worker gets its HTTP socket
+    from the supervisor, which also claimed the gRPC port for it.
+    """
     import uvloop
 
+    block_stop_signals()
     prefix = "" if worker_id is None else f"[worker {worker_id}] "
     logging.basicConfig(
         level=settings.server.log_level.upper(),
@@ -209,4 +211,8 @@ def serve(settings: Settings, worker_id: int | None = None) -> None:
     accesslog.configure(settings.server.access_log)
     sys.setswitchinterval(settings.performance.gil_switch_interval_us / 1e6)
     raise_open_files_limit(settings.limits.http.max_connections)
-    uvloop.run(run(settings))
+    ports = open_ports(settings.server) if http_socket is None else Ports(http_socket)
+    try:
+        uvloop.run(run(settings, ports, shared=http_socket is not None))
+    finally:
+        ports.close()

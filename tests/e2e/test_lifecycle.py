@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ServerProcess, wait_until
+from tests.conftest import ServerProcess, wait_until, wait_workers_ready, worker_pids
 
 SLOW_MODEL = """
 import time
@@ -114,13 +114,9 @@ def test_workers_share_the_port_aggregate_metrics_and_restart(
         example_repo, "--workers", str(workers), "--default-model", "tiny", "--grpc-port", "0"
     )
     try:
-        children = lambda: _children(server.process.pid)  # noqa: E731
+        children = lambda: worker_pids(server.process.pid)  # noqa: E731
         wait_until(lambda: len(children()) == workers, what="the workers")
-        wait_until(
-            lambda: all(_ready(server.url) for _ in range(10)),
-            timeout=60,
-            what="every worker ready",
-        )
+        wait_workers_ready(server.url, children())
         with httpx.Client(base_url=server.url, timeout=30) as client:
             for _ in range(20):
                 assert client.post("/predict", json={"inputs": [1, 2, 3, 4]}).status_code == 200
@@ -138,33 +134,16 @@ def test_workers_share_the_port_aggregate_metrics_and_restart(
             lambda: len(children()) == workers and victim not in children(),
             what="a replacement worker",
         )
-        # Fresh connections land on either worker; all must be ready.
-        wait_until(
-            lambda: all(_ready(server.url) for _ in range(10)),
-            timeout=60,
-            what="both workers ready",
-        )
+        # Each worker, the replacement too, serves on the port by itself.
+        wait_workers_ready(server.url, children())
         assert httpx.post(f"{server.url}/predict", json={"inputs": [1, 2, 3, 4]}).status_code == 200
     finally:
         assert server.stop() == 0
 
 
-def _ready(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/ready", timeout=5).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return []
-    # multiprocessing's resource tracker is a child too; workers run inferd.
-    pids = [int(p) for p in text.split()]
-    return [
-        p
-        for p in pids
-        if "resource_tracker" not in Path(f"/proc/{p}/cmdline").read_text(errors="ignore")
-    ]
+def test_a_stop_at_any_moment_of_worker_start_up_drains(example_repo: Path) -> None:
+    # The workers are told to stop while they start (they are spawned with the stop
+    # signals blocked until their loop handles them): each drains and exits 0.
+    server = ServerProcess(example_repo, "--workers", "2")
+    wait_until(lambda: len(worker_pids(server.process.pid)) == 2, what="the workers")
+    assert server.stop() == 0

@@ -8,9 +8,12 @@ from typing import Any
 
 import grpc
 import pytest
-from google.protobuf import descriptor_pb2
+from google.protobuf import descriptor_pb2, descriptor_pool
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+    ProtoReflectionDescriptorDatabase,
+)
 
 from inferd.grpc.server import SERVICE_NAMES
 from tests.grpc.conftest import Served
@@ -74,7 +77,7 @@ async def test_reflection_lists_every_service(served: Served) -> None:
         ("inference.GRPCInferenceService", "grpc_service.proto"),
         ("inference.ModelConfig", "model_config.proto"),
         ("inferd.simple.InferenceService", "simple.proto"),
-        ("grpc.health.v1.Health", "grpc_health/v1/health.proto"),
+        ("grpc.health.v1.Health", "health.proto"),
     ],
 )
 async def test_reflection_describes_a_symbol(served: Served, symbol: str, file: str) -> None:
@@ -118,3 +121,46 @@ async def test_health_watchers_are_bounded(serve: Callable[..., Any]) -> None:
         raise AssertionError("the cancelled watcher's slot never came back")
     again.cancel()
     watching[1].cancel()
+
+
+async def test_reflection_sends_a_file_with_its_dependencies(served: Served) -> None:
+    request = reflection_pb2.ServerReflectionRequest(file_by_filename="grpc_service.proto")
+    reply = await reflect(served, request)
+    protos = reply.file_descriptor_response.file_descriptor_proto
+    names = [descriptor_pb2.FileDescriptorProto.FromString(p).name for p in protos]
+    assert names == ["grpc_service.proto", "model_config.proto"]
+    assert reply.original_request == request
+
+
+async def test_reflection_of_an_unknown_name_answers_not_found(served: Served) -> None:
+    stub = reflection_pb2_grpc.ServerReflectionStub(served.channel)
+    requests = [
+        reflection_pb2.ServerReflectionRequest(file_containing_symbol="no.such.Symbol"),
+        reflection_pb2.ServerReflectionRequest(list_services=""),
+    ]
+    unknown, listed = [r async for r in stub.ServerReflectionInfo(iter(requests))]
+    assert unknown.error_response.error_code == grpc.StatusCode.NOT_FOUND.value[0]
+    assert unknown.error_response.error_message == "file_containing_symbol: not found"
+    # The stream goes on after the error.
+    assert len(listed.list_services_response.service) == len(SERVICE_NAMES)
+
+
+async def test_reflection_lists_extension_numbers(served: Served) -> None:
+    request = reflection_pb2.ServerReflectionRequest(
+        all_extension_numbers_of_type="inference.ModelConfig"
+    )
+    reply = await reflect(served, request)
+    assert reply.all_extension_numbers_response.base_type_name == "inference.ModelConfig"
+    assert list(reply.all_extension_numbers_response.extension_number) == []
+
+
+async def test_grpc_reflection_client_rebuilds_the_services(served: Served) -> None:
+    # grpcio-reflection's own client: a descriptor pool fed by the server's answers.
+    def describe(target: str) -> list[str]:
+        with grpc.insecure_channel(target) as channel:
+            pool = descriptor_pool.DescriptorPool(ProtoReflectionDescriptorDatabase(channel))
+            service = pool.FindServiceByName("inference.GRPCInferenceService")
+            return [method.name for method in service.methods]
+
+    methods = await asyncio.to_thread(describe, f"127.0.0.1:{served.server.port}")
+    assert {"ServerLive", "ModelInfer", "ModelStreamInfer", "ModelConfig"} <= set(methods)

@@ -17,10 +17,10 @@ from collections.abc import AsyncIterator, Iterable
 from typing import Any, Final
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from inferd.core.service import InferenceService
 from inferd.errors import clip
+from inferd.grpc.protos import health_pb2, health_pb2_grpc
 
 #: How often readiness is read while Watch calls are open.
 WATCH_INTERVAL_S: Final = 0.5

@@ -21,9 +21,7 @@ import logging
 from typing import Any, Final
 
 import grpc
-from google.protobuf.descriptor import FileDescriptor, ServiceDescriptor
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection, reflection_pb2
+from google.protobuf.descriptor import ServiceDescriptor
 
 from inferd.core.service import InferenceService
 from inferd.core.streams import StreamRegistry
@@ -34,7 +32,15 @@ from inferd.gateway.ratelimit import rate_limiter
 from inferd.grpc.handlers import add_servicer
 from inferd.grpc.health import HealthServicer
 from inferd.grpc.interceptor import Admission
-from inferd.grpc.protos import POOL, grpc_service_pb2, simple_pb2
+from inferd.grpc.protos import (
+    grpc_service_pb2,
+    health_pb2,
+    health_pb2_grpc,
+    reflection_pb2_grpc,
+    simple_pb2,
+)
+from inferd.grpc.reflection import SERVICE_NAME as REFLECTION_SERVICE
+from inferd.grpc.reflection import ReflectionServicer
 from inferd.grpc.servicer import InferenceServicer, SimpleServicer
 from inferd.settings import GrpcLimits, ServerSettings, Settings
 
@@ -45,7 +51,7 @@ SERVICE_NAMES: Final = (
     grpc_service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name,
     simple_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name,
     health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-    reflection.SERVICE_NAME,
+    REFLECTION_SERVICE,
 )
 
 
@@ -97,12 +103,6 @@ def _service(module: Any) -> ServiceDescriptor:
     return descriptor
 
 
-def _describe_in_pool(*files: FileDescriptor) -> None:
-    """Reflection reads one pool: add the health and reflection protos to inferd's."""
-    for file in files:
-        POOL.AddSerializedFile(file.serialized_pb)
-
-
 def credentials(settings: ServerSettings) -> Any:
     """TLS server credentials from ``server.tls_*`` (None: plain text); with a client CA,
     clients must present a certificate it signed."""
@@ -119,7 +119,11 @@ def credentials(settings: ServerSettings) -> Any:
 
 
 async def start_grpc(
-    service: InferenceService, settings: Settings, gateway: Gateway | None = None
+    service: InferenceService,
+    settings: Settings,
+    gateway: Gateway | None = None,
+    *,
+    shared: bool = False,
 ) -> GrpcServer:
     """Serve ``service`` on ``server.host:server.grpc_port`` (port 0 picks a free port).
 
@@ -127,6 +131,8 @@ async def start_grpc(
     RESOURCE_EXHAUSTED before they are decoded. ``gateway`` is the process's shared one
     (by default, one of its own); every call passes it in the :class:`Admission`
     interceptor. TLS when ``server.tls_cert_file`` is set.
+    The port is bound with SO_REUSEPORT only when ``shared`` (the workers of one
+    supervisor, see ``inferd.ports``); grpcio would set it by default.
     """
     gateway = gateway or Gateway(
         settings.server,
@@ -137,6 +143,7 @@ async def start_grpc(
         options=[
             ("grpc.max_receive_message_length", settings.safeguards.max_request_bytes),
             ("grpc.max_send_message_length", -1),
+            ("grpc.so_reuseport", int(shared)),
             *channel_options(limits),
         ],
         maximum_concurrent_rpcs=limits.max_concurrent_rpcs,
@@ -148,8 +155,9 @@ async def start_grpc(
     health_pb2_grpc.add_HealthServicer_to_server(
         HealthServicer(service, SERVICE_NAMES, limits.max_health_watchers), server
     )
-    _describe_in_pool(health_pb2.DESCRIPTOR, reflection_pb2.DESCRIPTOR)
-    reflection.enable_server_reflection(SERVICE_NAMES, server, pool=POOL)
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+        ReflectionServicer(SERVICE_NAMES), server
+    )
     address = _address(settings.server.host, settings.server.grpc_port)
     try:
         tls = credentials(settings.server)
@@ -161,5 +169,5 @@ async def start_grpc(
     except RuntimeError as exc:
         raise ConfigError(f"server.grpc_port: cannot listen on {address}: {exc}") from exc
     await server.start()
-    log.info("gRPC listening on %s", _address(settings.server.host, port))
+    log.debug("gRPC listening on %s", _address(settings.server.host, port))
     return GrpcServer(server, port, streams)
