@@ -274,17 +274,19 @@ def paused(*pids: int) -> Iterator[None]:
             os.kill(pid, signal.SIGCONT)
 
 
-def ready(url: str) -> bool:
-    """``GET /ready`` on a new connection answers 200."""
+def ready(url: str, path: str = "/ready") -> bool:
+    """``GET path`` (``/ready`` by default) on a new connection answers 200."""
     try:
-        return httpx.get(f"{url}/ready", timeout=5).status_code == 200
+        return httpx.get(f"{url}{path}", timeout=5).status_code == 200
     except httpx.HTTPError:
         return False
 
 
 def wait_workers_ready(url: str, pids: list[int], timeout: float = 60.0) -> None:
-    """Wait until every worker answers ``/ready``: each alone, the others paused (a paused
-    worker accepts no connection on the shared port)."""
+    """Wait until every worker is ready: each alone, the others paused (a paused worker
+    accepts no connection on the shared port). Each is asked ``/v2/health/ready``, its own
+    readiness: ``/ready`` asks the whole group, paused workers included, and would wait on
+    them."""
     for pid in pids:
         with paused(*(other for other in pids if other != pid)):
-            wait_until(lambda: ready(url), timeout, f"worker {pid} ready")
+            wait_until(lambda: ready(url, "/v2/health/ready"), timeout, f"worker {pid} ready")

@@ -114,7 +114,11 @@ def test_workers_share_both_ports(repo: Path) -> None:
         # A stopped worker accepts nothing: whatever answers is the other one.
         for serving, stopped in ((one, other), (other, one)):
             with paused(stopped):
-                wait_until(lambda: ready(server.url), timeout=60, what=f"worker {serving} ready")
+                wait_until(
+                    lambda: ready(server.url, "/v2/health/ready"),
+                    timeout=60,
+                    what=f"worker {serving} ready",
+                )
                 # New gRPC connections that the kernel gives the stopped worker time out.
                 wait_until(
                     lambda: server_live(server.grpc_target, timeout=1),
