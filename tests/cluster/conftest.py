@@ -197,13 +197,15 @@ class Load:
 
     def _post(self, client: httpx.Client, value: float) -> httpx.Response:
         """One inference; sent a second time only when the proxy closed the keep-alive
-        connection without answering (nginx does so to idle connections when it reloads):
+        connection without answering (nginx does so to idle connections when it reloads; the
+        client sees the close, or a reset when its request crossed the close on the wire):
         what HTTP clients do for a request marked idempotent (Go's net/http: Idempotency-Key)."""
         headers = {"Idempotency-Key": f"{threading.get_ident()}-{value}"}
         try:
             return client.post("/v2/models/m/infer", json=v2_body(value), headers=headers)
-        except httpx.RemoteProtocolError as exc:
-            if "without sending a response" not in str(exc):
+        except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+            closed = "without sending a response" in str(exc) or "reset by peer" in str(exc)
+            if not closed:
                 raise
             with self._lock:
                 self.resent += 1
