@@ -254,12 +254,15 @@ def worker_pids(supervisor: int) -> list[int]:
         text = Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text()
     except OSError:
         return []
-    pids = [int(p) for p in text.split()]
-    return [
-        p
-        for p in pids
-        if "resource_tracker" not in Path(f"/proc/{p}/cmdline").read_text(errors="ignore")
-    ]
+    workers = []
+    for pid in (int(p) for p in text.split()):
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_text(errors="ignore")
+        except OSError:  # it exited (and was reaped) since the list was read
+            continue
+        if "resource_tracker" not in command:
+            workers.append(pid)
+    return workers
 
 
 @contextlib.contextmanager
