@@ -91,6 +91,31 @@ async def example_client(
         yield client
 
 
+def serve_command(repository: Path, http_port: int, grpc_port: int, *extra: str) -> list[str]:
+    """``inferd serve`` on loopback ports, quiet but for warnings."""
+    return [
+        sys.executable,
+        "-m",
+        "inferd",
+        "serve",
+        str(repository),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(http_port),
+        "--grpc-port",
+        str(grpc_port),
+        "--log-level",
+        "warning",
+        *extra,
+    ]
+
+
+def clean_environment() -> dict[str, str]:
+    """This process's environment without settings (``INFERENCE_*``) that would leak in."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("INFERENCE_")}
+
+
 class ServerProcess:
     """A real ``inferd serve`` process on free loopback ports."""
 
@@ -105,23 +130,8 @@ class ServerProcess:
         self.grpc_port = free_port()
         self.url = f"http://127.0.0.1:{self.http_port}"
         self.grpc_target = f"127.0.0.1:{self.grpc_port}"
-        command = [
-            sys.executable,
-            "-m",
-            "inferd",
-            "serve",
-            str(repository),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.http_port),
-            "--grpc-port",
-            str(self.grpc_port),
-            "--log-level",
-            "warning",
-            *extra,
-        ]
-        environment = {k: v for k, v in os.environ.items() if not k.startswith("INFERENCE_")}
+        command = serve_command(repository, self.http_port, self.grpc_port, *extra)
+        environment = clean_environment()
         environment.update(env or {})
         self.process = subprocess.Popen(command, env=environment, stderr=stderr)
 

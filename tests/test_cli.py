@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,15 +9,14 @@ from pathlib import Path
 import pytest
 
 from inferd.cli import main
-from tests.conftest import ServerProcess
+from tests.conftest import ServerProcess, clean_environment
 from tests.core.test_repository import make_model
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("INFERENCE_")}
     return subprocess.run(
         [sys.executable, "-m", "inferd", *args],
-        env=environment,
+        env=clean_environment(),
         capture_output=True,
         text=True,
         timeout=120,

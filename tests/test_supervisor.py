@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -10,6 +9,7 @@ from pathlib import Path
 
 from inferd.settings import Settings
 from inferd.supervisor import CANNOT_START
+from tests.conftest import clean_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,7 +34,7 @@ def cannot_start(settings: Settings, worker_id: int, http_socket: socket.socket)
 
 
 def test_workers_that_cannot_start_stop_the_supervisor_without_restarts(tmp_path: Path) -> None:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("INFERENCE_")}
+    environment = clean_environment()
     finished = subprocess.run(
         [sys.executable, "-c", SUPERVISE, str(tmp_path)],
         cwd=ROOT,

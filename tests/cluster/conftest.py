@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,7 +19,7 @@ import yaml
 from inferd.grpc.protos import grpc_service_pb2 as pb
 from inferd.grpc.protos import grpc_service_pb2_grpc as pb_grpc
 from tests.cluster.proxies import HAProxy, Nginx, Replica
-from tests.conftest import RedisServer, free_port, wait_until
+from tests.conftest import RedisServer, clean_environment, free_port, serve_command, wait_until
 
 #: Each batch takes a few milliseconds, so that requests are in flight when a replica goes.
 MODEL = """
@@ -56,26 +54,12 @@ class InferdReplica(Replica):
         super().__init__(free_port(), free_port())
         self.url = f"http://127.0.0.1:{self.http_port}"
         self.repository = repository
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("INFERENCE_")}
+        self.env = clean_environment()
         self.env["INFERENCE_STORAGE__REDIS_URI"] = redis_uri
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        command = [
-            sys.executable,
-            "-m",
-            "inferd",
-            "serve",
-            str(self.repository),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.http_port),
-            "--grpc-port",
-            str(self.grpc_port),
-            "--log-level",
-            "warning",
-        ]
+        command = serve_command(self.repository, self.http_port, self.grpc_port)
         self.process = subprocess.Popen(command, env=self.env)
 
     def ready(self) -> bool:

@@ -3,7 +3,6 @@ once; the workers of one supervisor share both ports; start-up logs one URL per 
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -16,7 +15,15 @@ import httpx
 import pytest
 
 from inferd.grpc.protos import grpc_service_pb2, grpc_service_pb2_grpc
-from tests.conftest import ServerProcess, free_port, paused, ready, wait_until, worker_pids
+from tests.conftest import (
+    ServerProcess,
+    clean_environment,
+    free_port,
+    paused,
+    ready,
+    wait_until,
+    worker_pids,
+)
 
 MODES = {"single": (), "workers": ("--workers", "2")}
 
@@ -58,10 +65,6 @@ def serve_command(repository: Path, http_port: int, grpc_port: int, *extra: str)
     ]
 
 
-def environment() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("INFERENCE_")}
-
-
 @pytest.fixture(scope="module", params=list(MODES))
 def first(request: pytest.FixtureRequest, repo: Path) -> Iterator[ServerProcess]:
     """A running server, single or with workers, that owns its two ports."""
@@ -82,7 +85,7 @@ def test_a_second_server_on_a_used_port_exits_1(
     http_port, grpc_port = (used, free_port()) if kind == "http" else (free_port(), used)
     finished = subprocess.run(
         serve_command(repo, http_port, grpc_port, *MODES[second]),
-        env=environment(),
+        env=clean_environment(),
         capture_output=True,
         text=True,
         timeout=60,
@@ -134,7 +137,7 @@ class LogReader:
 
     def __init__(self, command: list[str]) -> None:
         self.process = subprocess.Popen(
-            command, env=environment(), stderr=subprocess.PIPE, text=True
+            command, env=clean_environment(), stderr=subprocess.PIPE, text=True
         )
         self.lines: list[str] = []
         self._thread = threading.Thread(target=self._read, daemon=True)
