@@ -160,6 +160,20 @@ class ModelsSettings(_Section):
     )
 
 
+class RoutingSettings(_Section):
+    key_header: str = Field(
+        "X-Routing-Key",
+        min_length=1,
+        pattern=r"^[A-Za-z0-9-]+$",
+        description="Header (gRPC metadata, lower-case) whose value is a request's routing "
+        "key: the same key reaches the same version of a traffic split. Without it, the "
+        "caller's API key name is the routing key.",
+    )
+    max_key_length: int = Field(
+        256, ge=1, le=65536, description="Longest routing key accepted (longer: 400)."
+    )
+
+
 class PerformanceSettings(_Section):
     max_batch_size: int = Field(
         32, ge=0, description="Default max rows per batch for models that batch."
@@ -411,6 +425,7 @@ class Settings(BaseSettings):
 
     server: ServerSettings = Field(default_factory=ServerSettings)
     models: ModelsSettings = Field(default_factory=ModelsSettings)
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
     performance: PerformanceSettings = Field(default_factory=PerformanceSettings)
     safeguards: SafeguardsSettings = Field(default_factory=SafeguardsSettings)
     stream: StreamSettings = Field(default_factory=StreamSettings)

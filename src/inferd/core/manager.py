@@ -14,6 +14,7 @@ import asyncio
 import dataclasses
 import enum
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -129,6 +130,22 @@ def _max_batch_size(
     return config.max_batch_size
 
 
+def _check_traffic(entry: ModelEntry, wanted: tuple[VersionEntry, ...]) -> None:
+    """Warn when model.yaml's split names a version the version policy does not serve:
+    that share goes to the split's other versions (see inferd.core.router)."""
+    names = [v.name for v in wanted]
+    unknown = [v for v, w in (entry.config.traffic or {}).items() if w and v not in names]
+    if unknown:
+        log.warning(
+            "model '%s': %s: traffic names versions %s, which are not served (the version "
+            "policy serves %s); their share goes to the other versions of the split",
+            entry.name,
+            entry.config_file,
+            unknown,
+            names,
+        )
+
+
 def _warmup_inputs(inputs: tuple[TensorSpec, ...]) -> dict[str, np.ndarray[Any, Any]]:
     arrays = {}
     for spec in inputs:
@@ -172,6 +189,17 @@ class ModelManager:
         self._cache = cache
         self._models: dict[str, _Model] = {}
         self._lock = asyncio.Lock()
+        self._listeners: list[Callable[[str, ModelConfig | None], None]] = []
+
+    def on_serve(self, listener: Callable[[str, ModelConfig | None], None]) -> None:
+        """Call ``listener(model, config)`` whenever a model's served table is switched by
+        a (re)load (with the model.yaml it loaded), or the model is unloaded (None); called
+        in the same step as the switch."""
+        self._listeners.append(listener)
+
+    def _switched(self, name: str, config: ModelConfig | None) -> None:
+        for listener in self._listeners:
+            listener(name, config)
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -201,20 +229,29 @@ class ModelManager:
             raise NotFound(f"model '{name}' is not known; known models: {self.model_names()}")
         return model
 
-    def resolve(self, name: str, version: str | None = None) -> LoadedVersion:
-        """The serving version for a name and an optional version or label."""
+    def served(self, name: str) -> dict[str, LoadedVersion]:
+        """The versions of a model that serve now (not empty: Unavailable otherwise)."""
         model = self._model(name)
         if not model.served:
-            reason = (public_reason(model.error_kind) if model.error else "") or "; ".join(
-                f"version {s.version}: {s.state.value} {s.public_reason()}".strip()
-                for s in model.status.values()
-            )
-            raise Unavailable(f"model '{name}' is not ready ({reason or 'not loaded'})")
+            raise self._unavailable(name, model)
+        return model.served
+
+    def _unavailable(self, name: str, model: _Model) -> Unavailable:
+        reason = (public_reason(model.error_kind) if model.error else "") or "; ".join(
+            f"version {s.version}: {s.state.value} {s.public_reason()}".strip()
+            for s in model.status.values()
+        )
+        return Unavailable(f"model '{name}' is not ready ({reason or 'not loaded'})")
+
+    def resolve(self, name: str, version: str | None = None) -> LoadedVersion:
+        """The serving version ``version`` of a model, the latest when None (labels and
+        traffic splits are the router's: :mod:`inferd.core.router`)."""
+        model = self._model(name)
+        if not model.served:
+            raise self._unavailable(name, model)
         if version is None or version == "":
             assert model.latest is not None  # set with every non-empty served table
             return model.latest
-        if model.entry is not None and version in model.entry.config.labels:
-            version = model.entry.config.labels[version]
         check_name("version", version)
         loaded = model.served.get(version)
         if loaded is None:
@@ -278,6 +315,7 @@ class ModelManager:
             try:
                 entry = self._repository.read(name)
                 wanted = entry.served_versions()
+                _check_traffic(entry, wanted)
             except NotFound:
                 raise
             except Exception as exc:
@@ -312,6 +350,7 @@ class ModelManager:
             model.serve(served)
             model.status = {k: s for k, s in model.status.items() if k in {v.name for v in wanted}}
             self._models[name] = model
+            self._switched(name, entry.config)
         for version in retired:
             await self._retire(version, model)
         return [
@@ -466,6 +505,7 @@ class ModelManager:
         async with self._lock:
             retired = list(model.served.values())
             model.serve({})
+            self._switched(name, None)
         await asyncio.gather(*(self._retire(loaded, model, grace_s) for loaded in retired))
         model.error = ""
         model.wanted = False

@@ -33,6 +33,8 @@ class InferRequest:
     protocol: str = "rest"
     #: The transport's request id (X-Request-Id), if any; see :meth:`effective_id`.
     request_id: str | None = None
+    #: Keeps a caller on one version of a traffic split (see inferd.core.router).
+    routing_key: str | None = None
 
     def effective_id(self) -> str:
         """The id the log and an internal error name: the transport's, else the V2 ``id``

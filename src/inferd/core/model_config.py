@@ -13,13 +13,22 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from inferd.errors import ConfigError
 from inferd.settings_sources import unknown_key
 from inferd.types import DATATYPE_TO_NUMPY, TensorSpec
 
 DEVICE_PATTERN = re.compile(r"^(cpu|cuda(:\d+)?)$")
+#: What the weights of a traffic split add up to.
+TRAFFIC_TOTAL: Final = 100
 
 
 class _Strict(BaseModel):
@@ -138,6 +147,9 @@ class ModelConfig(_Strict):
     inter_op_threads: int | None = Field(None, ge=0)
     version_policy: VersionPolicy = Field(default_factory=VersionPolicy)
     labels: dict[str, str] = Field(default_factory=dict)
+    #: The initial traffic split of requests that name no version: version -> integer
+    #: weight >= 0, summing to 100 (see inferd.core.router).
+    traffic: dict[str, StrictInt] | None = None
     timeout_s: float | None = Field(None, gt=0)
     max_batch_time_s: float | None = Field(None, gt=0)
     allow_nonfinite: bool = False
@@ -153,6 +165,26 @@ class ModelConfig(_Strict):
     def _device(cls, value: str) -> str:
         if not DEVICE_PATTERN.match(value):
             raise ValueError("expected cpu, cuda or cuda:N")
+        return value
+
+    @field_validator("traffic", mode="before")
+    @classmethod
+    def _traffic_names(cls, value: object) -> object:
+        # YAML reads `1: 90` with an integer key: version names are strings.
+        if isinstance(value, dict):
+            return {str(k): v for k, v in value.items()}
+        return value
+
+    @field_validator("traffic")
+    @classmethod
+    def _traffic(cls, value: dict[str, int] | None) -> dict[str, int] | None:
+        if value is None:
+            return None
+        negative = [v for v, w in value.items() if w < 0]
+        if negative:
+            raise ValueError(f"the weight of version '{negative[0]}' is below 0")
+        if sum(value.values()) != TRAFFIC_TOTAL:
+            raise ValueError(f"weights must sum to {TRAFFIC_TOTAL}, got {sum(value.values())}")
         return value
 
     @field_validator("inputs", "outputs")

@@ -20,6 +20,7 @@ from inferd.core.group import ProcessGroup
 from inferd.core.manager import LoadedVersion, ModelManager
 from inferd.core.messages import InferRequest, InferResponse, PredictResult
 from inferd.core.outputs import check_finite
+from inferd.core.router import Router
 from inferd.core.simple import predictions, simple_tensor
 from inferd.core.validation import (
     INLINE_DECODE_COST,
@@ -64,6 +65,8 @@ class InferenceService:
     ) -> None:
         self.settings = settings
         self.manager = manager
+        #: Which version answers a request (labels, traffic split).
+        self.router = Router(manager, settings.routing)
         self.metrics = metrics
         self.cache = cache
         #: The --workers process group; alone, this process (see server.build_service).
@@ -124,7 +127,7 @@ class InferenceService:
     def model_unready_reason(self, name: str, version: str | None = None) -> str | None:
         """Why a model (version) does not serve now, or None when it does."""
         try:
-            loaded = self.manager.resolve(name, version)
+            loaded = self.router.named(name, version)
         except Unavailable as exc:
             return exc.message
         if self.draining:
@@ -134,7 +137,7 @@ class InferenceService:
         return None
 
     def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
-        loaded = self.manager.resolve(name, version)
+        loaded = self.router.named(name, version)
         return {
             "name": name,
             "versions": self.manager.versions(name) if version is None else [loaded.version],
@@ -145,7 +148,7 @@ class InferenceService:
 
     def model_config(self, name: str, version: str | None = None) -> dict[str, Any]:
         """Triton's model-configuration shape (dims exclude the batch dimension)."""
-        loaded = self.manager.resolve(name, version)
+        loaded = self.router.named(name, version)
         batching = loaded.max_batch_size > 0
 
         def dims(spec: TensorSpec) -> list[int]:
@@ -194,7 +197,7 @@ class InferenceService:
             versions = [version] if version else self.manager.versions(model)
             for v in versions:
                 with contextlib.suppress(Unavailable):
-                    stats.append(self.manager.resolve(model, v).stats.as_triton())
+                    stats.append(self.router.named(model, v).stats.as_triton())
         if name and not stats:
             raise NotFound(f"model '{name}' has no serving version to report")
         return {"model_stats": stats}
@@ -237,9 +240,12 @@ class InferenceService:
         seconds = loaded.config.timeout_s or self.settings.performance.inference_timeout_s
         return time.monotonic() + seconds
 
-    async def infer(self, request: InferRequest) -> InferResponse:
+    async def infer(
+        self, request: InferRequest, loaded: LoadedVersion | None = None
+    ) -> InferResponse:
         """Run one request through its model's batcher; count it, by outcome, in metrics and
-        (once its version is known) in the version's statistics."""
+        (once its version is known) in the version's statistics. The router chooses the
+        version unless ``loaded`` (a version already chosen for this request) is given."""
         start = time.perf_counter()
         # Labels of what is served only (metrics.UNKNOWN otherwise): the request's names
         # are the client's to choose.
@@ -249,12 +255,12 @@ class InferenceService:
         self._in_flight += 1
         self._idle.clear()
         status = "internal"
-        loaded: LoadedVersion | None = None
         elapsed = 0.0  # counted in the latency histogram for answered requests only
         try:
             if self.draining:
                 raise Unavailable("the server is shutting down", retry_after_s=1.0)
-            loaded = self.manager.resolve(request.model, request.version)
+            if loaded is None:
+                loaded = self.router.resolve(request.model, request.version, request.routing_key)
             version = loaded.version
             if loaded.generator is not None:
                 raise InvalidArgument(
@@ -356,7 +362,10 @@ class InferenceService:
         the inputs' elements are decoded when the stream starts."""
         if self.draining:
             raise Unavailable("the server is shutting down", retry_after_s=1.0)
-        loaded = self.manager.resolve(request.model, request.version)
+        loaded = self.router.resolve(request.model, request.version, request.routing_key)
+        return self._stream(loaded, request)
+
+    def _stream(self, loaded: LoadedVersion, request: InferRequest) -> AsyncIterator[InferResponse]:
         if loaded.generator is None:
             raise InvalidArgument(
                 f"model '{loaded.model}' does not stream its outputs; call "
@@ -369,11 +378,13 @@ class InferenceService:
     async def responses(self, request: InferRequest) -> AsyncIterator[InferResponse]:
         """What a stream transport sends for one request: the one response of a model that
         answers once, or every response of a streaming model (see :meth:`stream`)."""
-        loaded = self.manager.resolve(request.model, request.version)
+        loaded = self.router.resolve(request.model, request.version, request.routing_key)
         if loaded.generator is None:
-            yield await self.infer(request)
+            yield await self.infer(request, loaded)
             return
-        async for response in self.stream(request):
+        if self.draining:
+            raise Unavailable("the server is shutting down", retry_after_s=1.0)
+        async for response in self._stream(loaded, request):
             yield response
 
     async def _partials(
@@ -448,12 +459,15 @@ class InferenceService:
         deadline: float | None = None,
         request_id: str | None = None,
         flat: bool = False,
+        routing_key: str | None = None,
     ) -> PredictResult:
         """The simple API: one row (or rows, ``batched``) of the model's one input, shaped as
         the model declares it (core/simple.py); ``flat``: one row given flattened."""
         start = time.perf_counter()
         name = model or self.default_model()
-        loaded = self.manager.resolve(name, version or self.settings.models.default_version)
+        loaded = self.router.resolve(
+            name, version or self.settings.models.default_version, routing_key
+        )
         if len(loaded.inputs) != 1:
             raise InvalidArgument(
                 f"model '{name}' takes {len(loaded.inputs)} inputs; use the V2 infer endpoint"
@@ -470,7 +484,7 @@ class InferenceService:
             protocol=protocol,
             request_id=request_id,
         )
-        response = await self.infer(request)
+        response = await self.infer(request, loaded)
         first = response.outputs[0]
         rows = first.data if batched or not batching else first.data[0]
         return PredictResult(
