@@ -518,6 +518,22 @@ class InferenceService:
     async def unload_model(self, name: str) -> None:
         await self.manager.unload(name)
 
+    # -- traffic ----------------------------------------------------------------------------
+
+    def traffic(self, name: str) -> dict[str, Any]:
+        """A model's traffic split (None: requests that name no version get the latest)
+        and the versions it serves."""
+        return {
+            "model": name,
+            "traffic": self.router.traffic(name),
+            "versions": self.manager.versions(name),
+        }
+
+    def set_traffic(self, name: str, weights: Mapping[str, int] | None) -> dict[str, Any]:
+        self.router.set_traffic(name, weights)
+        log.info("model '%s': traffic set to %s", name, weights)
+        return self.traffic(name)
+
 
 def _settle_heap() -> None:
     """Move what startup allocated (frameworks, models) out of the collector's sight.

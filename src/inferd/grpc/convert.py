@@ -17,7 +17,7 @@ from google.protobuf import json_format
 
 from inferd.core.messages import InferRequest, InferResponse, InputTensor, RequestedOutput
 from inferd.errors import InvalidArgument, clip
-from inferd.gateway import requestid
+from inferd.gateway import requestid, routingkey
 from inferd.grpc.protos import grpc_service_pb2 as pb
 from inferd.tensors import (
     WireTensor,
@@ -117,6 +117,7 @@ def decode_infer_request(message: Any, deadline: float | None) -> InferRequest:
         deadline=deadline,
         protocol="grpc",
         request_id=requestid.current.get(),
+        routing_key=routingkey.current.get(),
     )
 
 

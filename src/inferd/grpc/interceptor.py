@@ -19,7 +19,7 @@ from typing import Any
 import grpc
 
 from inferd.errors import InferdError
-from inferd.gateway import requestid
+from inferd.gateway import requestid, routingkey
 from inferd.gateway.accesslog import AccessLog, Entry
 from inferd.gateway.admission import Gateway, bearer
 from inferd.gateway.operations import grpc_operation
@@ -44,9 +44,12 @@ class _Call:
 
 
 class Admission(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    def __init__(self, gateway: Gateway, log: AccessLog) -> None:
+    def __init__(
+        self, gateway: Gateway, log: AccessLog, routing_key: str = "x-routing-key"
+    ) -> None:
         self._gateway = gateway
         self._log = log
+        self._routing_key = routing_key.lower()
 
     async def intercept_service(
         self,
@@ -56,7 +59,7 @@ class Admission(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         handler = await continuation(details)
         if handler is None:
             return None
-        key = given_id = None
+        key = given_id = routing = None
         for name, value in details.invocation_metadata or ():
             if name == "authorization" and isinstance(value, str):
                 key = bearer(value) or key
@@ -64,6 +67,8 @@ class Admission(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 key = key or value.strip() or None
             elif name == "x-request-id" and isinstance(value, str):
                 given_id = value
+            elif name == self._routing_key and isinstance(value, str):
+                routing = value
         method: str = details.method
         wrap = _WRAPPERS[(handler.request_streaming, handler.response_streaming)]
         make = _FACTORIES[(handler.request_streaming, handler.response_streaming)]
@@ -73,16 +78,16 @@ class Admission(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             or handler.stream_unary
             or handler.stream_stream
         )
-        call = (method, key, given_id)
+        call = (method, key, given_id, routing)
         return make(
             wrap(self, behaviour, call),
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
 
-    async def enter(self, call: tuple[str, str | None, str | None], context: Any) -> _Call:
-        """Set the request id, answer it, admit the call (or abort it)."""
-        method, key, given_id = call
+    async def enter(self, call: Call, context: Any) -> _Call:
+        """Set the request id and routing key, answer the id, admit the call (or abort it)."""
+        method, key, given_id, routing = call
         state = _Call(method, key, requestid.accept(given_id), time.perf_counter())
         requestid.current.set(state.request_id)
         await context.send_initial_metadata((("x-request-id", state.request_id),))
@@ -90,6 +95,7 @@ class Admission(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             key, client_host(context.peer()), forwarded_for(context)
         )
         state.principal = principal.name
+        routingkey.current.set(routingkey.choose(routing, principal.name))
         try:
             await self._gateway.admit(principal, grpc_operation(method))
         except InferdError as exc:
@@ -116,7 +122,8 @@ class Admission(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         )
 
 
-Call = tuple[str, str | None, str | None]
+#: A call's method, API key, request id and routing key, as its metadata gave them.
+Call = tuple[str, str | None, str | None, str | None]
 
 
 def _unary(admission: Admission, behaviour: Any, call: Call) -> Any:

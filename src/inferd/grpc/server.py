@@ -147,7 +147,9 @@ async def start_grpc(
             *channel_options(limits),
         ],
         maximum_concurrent_rpcs=limits.max_concurrent_rpcs,
-        interceptors=[Admission(gateway, access_log(settings.server.access_log))],
+        interceptors=[
+            Admission(gateway, access_log(settings.server.access_log), settings.routing.key_header)
+        ],
     )
     streams = StreamRegistry()
     add_servicer(server, _service(grpc_service_pb2), InferenceServicer(service, streams))

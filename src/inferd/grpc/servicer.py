@@ -13,6 +13,7 @@ import numpy as np
 from inferd.core.service import InferenceService
 from inferd.core.streams import End, OrderedStream, StreamLimits, StreamRegistry
 from inferd.errors import InvalidArgument
+from inferd.gateway import routingkey
 from inferd.grpc import convert
 from inferd.grpc.errors import status_of, translated
 from inferd.grpc.handlers import Malformed
@@ -212,6 +213,7 @@ class SimpleServicer(_Servicer, simple_pb2_grpc.InferenceServiceServicer):  # ty
             protocol="grpc",
             deadline=deadline,
             flat=True,
+            routing_key=routingkey.current.get(),
         )
         try:
             predictions = np.asarray(result.predictions, dtype=np.float32).reshape(-1)

@@ -13,6 +13,7 @@ import orjson
 
 from inferd.core.messages import InferRequest, InferResponse, InputTensor, RequestedOutput
 from inferd.errors import InvalidArgument, clip
+from inferd.gateway import routingkey
 from inferd.tensors import (
     WireTensor,
     binary_tensor,
@@ -120,6 +121,7 @@ def decode_document(
         outputs=_decode_outputs(doc.get("outputs")),
         parameters=_parameters(doc.get("parameters"), "the request"),
         protocol=protocol,
+        routing_key=routingkey.current.get(),
     )
 
 

@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from inferd.core.service import InferenceService
 from inferd.errors import InferdError, PermissionDenied
-from inferd.gateway import requestid
+from inferd.gateway import requestid, routingkey
 from inferd.gateway.accesslog import AccessLog, Entry, access_log
 from inferd.gateway.admission import Gateway, Principal, bearer
 from inferd.gateway.operations import Operation, PathTable
@@ -52,6 +52,8 @@ class RequestInfo:
     origin: str | None
     host: str | None
     status: int | str = 0
+    #: The routing key header's value, else the caller's key name.
+    routing_key: str | None = None
 
 
 def middleware(settings: ServerSettings) -> list[Middleware]:
@@ -71,7 +73,12 @@ def middleware(settings: ServerSettings) -> list[Middleware]:
                     "inference-header-content-length",
                     "inference-timeout-ms",
                 ],
-                expose_headers=["x-request-id", "retry-after", "inference-header-content-length"],
+                expose_headers=[
+                    "x-request-id",
+                    "retry-after",
+                    "inference-header-content-length",
+                    "x-model-version",
+                ],
             )
         )
     return stack
@@ -96,6 +103,7 @@ class Front:
         self._paths = PathTable()
         self._log: AccessLog = access_log(settings.access_log)
         self._origins = frozenset(settings.cors_origins)
+        self._routing_header = service.settings.routing.key_header.lower().encode()
         inner: ASGIApp = self._admit
         for entry in reversed(middleware(settings)):
             inner = entry.cls(inner, *entry.args, **entry.kwargs)
@@ -108,6 +116,7 @@ class Front:
             return
         info = self._read(scope)
         token = requestid.current.set(info.request_id)
+        routing = routingkey.current.set(info.routing_key)
         scope[SCOPE_KEY] = info
         header = (REQUEST_ID, info.request_id.encode())
         started = time.perf_counter()
@@ -128,6 +137,7 @@ class Front:
             await self._stack(scope, receive, answer)
         finally:
             requestid.current.reset(token)
+            routingkey.current.reset(routing)
             self._log.write(
                 Entry(
                     scope["method"] if kind == "http" else "WS",
@@ -143,7 +153,7 @@ class Front:
 
     def _read(self, scope: Scope) -> RequestInfo:
         """One pass over the headers for what the front needs."""
-        key = given_id = origin = host = forwarded = None
+        key = given_id = origin = host = forwarded = routing = None
         for name, value in scope["headers"]:
             if name == b"authorization":
                 key = bearer(value.decode("latin-1")) or key
@@ -155,6 +165,8 @@ class Front:
                 origin = value.decode("latin-1")
             elif name == b"host":
                 host = value.decode("latin-1")
+            elif name == self._routing_header:
+                routing = value.decode("latin-1")
             elif name == b"x-forwarded-for":
                 text = value.decode("latin-1")
                 forwarded = text if forwarded is None else f"{forwarded},{text}"
@@ -162,7 +174,14 @@ class Front:
         client = scope.get("client")
         principal = self._gateway.principal(key, client[0] if client else None, forwarded)
         return RequestInfo(
-            requestid.accept(given_id), operation, model, version, principal, origin, host
+            requestid.accept(given_id),
+            operation,
+            model,
+            version,
+            principal,
+            origin,
+            host,
+            routing_key=routingkey.choose(routing, principal.name),
         )
 
     async def _admit(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -24,9 +24,9 @@ import orjson
 from inferd.core.messages import InferRequest, InferResponse, InputTensor
 from inferd.core.service import InferenceService
 from inferd.errors import InferdError, InvalidArgument
-from inferd.gateway import requestid
+from inferd.gateway import requestid, routingkey
 from inferd.http.headers import deadline_from
-from inferd.http.raw import Answer, Call
+from inferd.http.raw import Answer, Call, answer_headers
 from inferd.tensors import from_json, to_json_data
 from inferd.types import Tensor
 
@@ -40,7 +40,10 @@ PARAMETERS: Final = "parameters"
 
 async def generate(service: InferenceService, call: Call) -> Answer:
     response = await service.infer(await decode(service, call))
-    return Answer(orjson.dumps(encode(response), option=orjson.OPT_SERIALIZE_NUMPY))
+    return Answer(
+        orjson.dumps(encode(response), option=orjson.OPT_SERIALIZE_NUMPY),
+        headers=answer_headers(response.version, response.cache),
+    )
 
 
 async def generate_stream(service: InferenceService, call: Call) -> Answer:
@@ -98,6 +101,7 @@ async def decode(service: InferenceService, call: Call) -> InferRequest:
         parameters=parameters,
         deadline=deadline_from(call.headers),
         request_id=requestid.current.get(),
+        routing_key=routingkey.current.get(),
     )
 
 

@@ -62,8 +62,9 @@ CACHE_HEADERS: Final[dict[str | None, tuple[tuple[bytes, bytes], ...]]] = {
 }
 
 
-def cache_header(cache: str | None) -> tuple[tuple[bytes, bytes], ...]:
-    return CACHE_HEADERS[cache]
+def answer_headers(version: str, cache: str | None) -> tuple[tuple[bytes, bytes], ...]:
+    """``X-Model-Version`` (the version that answered) and ``X-Cache`` (when cached)."""
+    return ((b"x-model-version", version.encode()), *CACHE_HEADERS[cache])
 
 
 Handler = Callable[[InferenceService, Call], Awaitable[Answer]]

@@ -89,6 +89,21 @@ READINESS: Final = _object(
     ["ready", "models", "workers"], ready=_BOOL, models=INDEX, workers=_WORKERS
 )
 
+_WEIGHTS: Final[Schema] = {
+    "type": ["object", "null"],
+    "additionalProperties": {"type": "integer", "minimum": 0},
+    "description": "Version -> integer weight, summing to 100; null: the latest version "
+    "answers requests that name none.",
+    "example": {"1": 90, "2": 10},
+}
+TRAFFIC: Final = _object(
+    ["model", "traffic", "versions"],
+    model=_STRING,
+    traffic=_WEIGHTS,
+    versions={"type": "array", "items": _STRING},
+)
+SET_TRAFFIC: Final = _object(["traffic"], traffic=_WEIGHTS)
+
 #: Status -> what it means on these routes.
 ERRORS: Final[dict[int, str]] = {
     400: "Bad input: an unsafe model or version name, or a malformed body",

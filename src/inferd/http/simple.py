@@ -12,10 +12,10 @@ from starlette.responses import Response
 
 from inferd.core.service import InferenceService
 from inferd.errors import InvalidArgument, clip
-from inferd.gateway import requestid
+from inferd.gateway import requestid, routingkey
 from inferd.http import schemas as S
 from inferd.http.headers import deadline_from
-from inferd.http.raw import Answer, Call, cache_header
+from inferd.http.raw import Answer, Call, answer_headers
 from inferd.http.schemas import answers
 
 JSON = "application/json"
@@ -84,6 +84,7 @@ async def predict(service: InferenceService, call: Call) -> Answer:
         protocol="rest",
         deadline=deadline_from(call.headers),
         request_id=requestid.current.get(),
+        routing_key=routingkey.current.get(),
     )
     return Answer(
         orjson.dumps(
@@ -93,7 +94,7 @@ async def predict(service: InferenceService, call: Call) -> Answer:
                 "latency_ms": result.latency_ms,
             }
         ),
-        headers=cache_header(result.cache),
+        headers=answer_headers(result.model_version, result.cache),
     )
 
 

@@ -21,7 +21,7 @@ from inferd.http.codec import (
     split_body,
 )
 from inferd.http.headers import deadline_from
-from inferd.http.raw import Answer, Call, cache_header
+from inferd.http.raw import Answer, Call, answer_headers
 from inferd.http.schemas import answers
 
 JSON = "application/json"
@@ -44,7 +44,7 @@ async def infer(service: InferenceService, call: Call) -> Answer:
     response = await service.infer(decoded)
     binary_default = decoded.parameters.get("binary_data_output") is True
     payload, header_length = encode_response(response, binary_default)
-    headers = cache_header(response.cache)
+    headers = answer_headers(response.version, response.cache)
     if header_length is None:
         return Answer(payload, headers=headers)
     return Answer(
@@ -184,6 +184,36 @@ def router() -> APIRouter:
     async def load(request: Request, model: str) -> Response:
         await service_of(request).load_model(model)
         return _json({})
+
+    @api.get(
+        "/models/{model}/traffic",
+        summary="The model's traffic split (admin)",
+        responses=answers(S.TRAFFIC, 400, 401, 403, 404, 429),
+    )
+    async def get_traffic(request: Request, model: str) -> Response:
+        return _json(service_of(request).traffic(model))
+
+    @api.put(
+        "/models/{model}/traffic",
+        summary="Set the model's traffic split, or clear it with null (admin)",
+        responses=answers(S.TRAFFIC, 400, 401, 403, 404, 413, 429),
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {JSON: {"schema": S.SET_TRAFFIC}},
+            }
+        },
+    )
+    async def set_traffic(request: Request, model: str) -> Response:
+        service = service_of(request)
+        body = await read_body(request, service.settings.safeguards.max_request_bytes)
+        doc = parse_json(body)
+        if not isinstance(doc, dict) or set(doc) != {"traffic"}:
+            raise InvalidArgument(
+                'the traffic request is {"traffic": {"<version>": <weight>, ...}} '
+                '(weights summing to 100) or {"traffic": null}'
+            )
+        return _json(service.set_traffic(model, doc["traffic"]))
 
     @api.post(
         "/repository/models/{model}/unload",

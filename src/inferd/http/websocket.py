@@ -29,6 +29,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from inferd.core.service import InferenceService
 from inferd.core.streams import ClientGone, End, OrderedStream, StreamLimits, StreamRegistry
 from inferd.errors import InferdError, InvalidArgument, clip
+from inferd.gateway import routingkey
 from inferd.gateway.admission import Gateway, Principal
 from inferd.http.codec import decode_document, response_document
 from inferd.http.errors import HTTP_STATUS
@@ -171,6 +172,7 @@ class _Stream:
             batched=batched,
             protocol=PROTOCOL,
             request_id=request_id if isinstance(request_id, str) else None,
+            routing_key=routingkey.current.get(),
         )
         return {
             "predictions": result.predictions,
