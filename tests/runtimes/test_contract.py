@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from inferd.core.model_config import ModelConfig
+from inferd.core.versions import runtime_options
 from inferd.errors import ConfigError
 from inferd.example import (
     TINY,
@@ -69,7 +70,7 @@ def runtime(
     kind: str = request.param
     artifact = _write(kind, tmp_path_factory.mktemp(kind))
     config = ModelConfig.model_validate(yaml.safe_load(tensor_yaml(TINY, kind)))
-    instance = runtime_class(kind)(artifact, config, intra_op_threads=1)
+    instance = runtime_class(kind)(runtime_options(config, artifact))
     instance.load()
     yield instance
     instance.unload()
@@ -91,7 +92,7 @@ def test_read_only_input_is_accepted(runtime: Runtime) -> None:
 
 def test_signature(runtime: Runtime) -> None:
     signature = runtime.signature()
-    if runtime.config.runtime in ("torchscript", "python"):
+    if runtime.options.model_yaml.runtime in ("torchscript", "python"):
         assert signature is None  # these declare their tensors in model.yaml
         return
     assert signature is not None
@@ -105,7 +106,7 @@ def test_signature(runtime: Runtime) -> None:
 def test_undeclared_tensors_are_refused(kind: str, tmp_path: Path) -> None:
     artifact = _write(kind, tmp_path)
     with pytest.raises(ConfigError, match=r"declare its inputs and outputs in model\.yaml"):
-        runtime_class(kind)(artifact, ModelConfig(), intra_op_threads=1).load()
+        runtime_class(kind)(runtime_options(ModelConfig(), artifact)).load()
 
 
 def test_unknown_runtime() -> None:
@@ -119,7 +120,7 @@ def test_torchscript_reduced_precision(precision: str, tmp_path: Path) -> None:
     config = ModelConfig.model_validate(
         {**yaml.safe_load(tensor_yaml(TINY, "torchscript")), "precision": precision}
     )
-    instance = runtime_class("torchscript")(artifact, config, intra_op_threads=1)
+    instance = runtime_class("torchscript")(runtime_options(config, artifact))
     instance.load()
     x = np.random.default_rng(0).standard_normal((4, 4), dtype=np.float32)
     out = instance.infer({"input": x})["output"]

@@ -14,6 +14,7 @@ import tensorflow as tf
 import yaml
 
 from inferd.core.model_config import ModelConfig
+from inferd.core.versions import runtime_options
 from inferd.runtimes.base import runtime_class
 from tests.test_export_docs import run_recipe
 
@@ -35,7 +36,7 @@ def test_tensorflow_recipe_writes_a_savedmodel(
     assert list(out) == ["probabilities"]
     np.testing.assert_allclose(out["probabilities"].numpy(), expected, rtol=1e-5, atol=1e-6)
     served = runtime_class("tensorflow")(
-        folder / "1" / "model.savedmodel", ModelConfig.model_validate(config), 1
+        runtime_options(ModelConfig.model_validate(config), folder / "1" / "model.savedmodel")
     )
     served.load()
     signature = served.signature()

@@ -14,8 +14,10 @@ import pytest
 import yaml
 
 from inferd.core.model_config import ModelConfig
+from inferd.core.versions import runtime_options
 from inferd.errors import ConfigError, InternalError
 from inferd.runtimes.base import Runtime, runtime_class
+from inferd.settings import PerformanceSettings
 from tests.conftest import ServiceFactory, asgi_client
 
 TEXT_YAML: dict[str, Any] = {
@@ -41,7 +43,13 @@ def write_model(folder: Path, source: str, config: dict[str, Any]) -> Path:
 def load_runtime(tmp_path: Path, source: str, config: dict[str, Any]) -> Runtime:
     artifact = write_model(tmp_path / "m", source, config)
     runtime = runtime_class("python")(
-        artifact, ModelConfig.model_validate(config), 3, model="m", version="1"
+        runtime_options(
+            ModelConfig.model_validate(config),
+            artifact,
+            PerformanceSettings(intra_op_threads=3),
+            model="m",
+            version="1",
+        )
     )
     runtime.load()
     return runtime

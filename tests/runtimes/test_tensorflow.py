@@ -11,10 +11,12 @@ import pytest
 import tensorflow as tf
 
 from inferd.core.model_config import ModelConfig
+from inferd.core.versions import runtime_options
 from inferd.errors import ConfigError, ModelLoadError
 from inferd.example import TINY, mlp_weights, write_savedmodel
 from inferd.runtimes.base import runtime_class
 from inferd.runtimes.tensorflow import TensorFlowRuntime
+from inferd.settings import PerformanceSettings
 
 
 class _TwoSignatures(tf.Module):  # type: ignore[misc]
@@ -40,7 +42,7 @@ def two_signatures(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _load(path: Path, **config: Any) -> TensorFlowRuntime:
-    runtime = runtime_class("tensorflow")(path, ModelConfig.model_validate(config), 1)
+    runtime = runtime_class("tensorflow")(runtime_options(ModelConfig.model_validate(config), path))
     assert isinstance(runtime, TensorFlowRuntime)
     runtime.load()
     return runtime
@@ -107,7 +109,8 @@ def test_a_corrupt_saved_model_is_refused(tmp_path: Path) -> None:
 
 def test_thread_counts_come_from_settings_unless_model_yaml_says(tmp_path: Path) -> None:
     config = ModelConfig.model_validate({"inter_op_threads": 3})
-    runtime = runtime_class("tensorflow")(tmp_path, config, 2, 1)
+    performance = PerformanceSettings(intra_op_threads=2, inter_op_threads=1)
+    runtime = runtime_class("tensorflow")(runtime_options(config, tmp_path, performance))
     assert (runtime.intra_op_threads, runtime.inter_op_threads) == (2, 3)
 
 

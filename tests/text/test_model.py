@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from inferd.core.model_config import ModelConfig
+from inferd.core.versions import runtime_options
 from inferd.runtimes.base import Runtime, runtime_class
 from inferd.text.build import package_dir
 
@@ -32,7 +33,7 @@ def texts(*items: str) -> np.ndarray[Any, Any]:
 def minilm(text_repo: Path) -> Iterator[Runtime]:
     folder = text_repo / "minilm"
     config = ModelConfig.model_validate(yaml.safe_load((folder / "model.yaml").read_text()))
-    runtime = runtime_class("python")(folder / "1" / "model.py", config, intra_op_threads=1)
+    runtime = runtime_class("python")(runtime_options(config, folder / "1" / "model.py"))
     runtime.load()
     yield runtime
     runtime.unload()

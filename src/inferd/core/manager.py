@@ -27,6 +27,7 @@ from inferd.core.model_config import ModelConfig, check_declared_names
 from inferd.core.outputs import checked_run, output_problems
 from inferd.core.repository import ModelEntry, Repository, VersionEntry, check_name, natural_key
 from inferd.core.stats import VersionStats
+from inferd.core.versions import VersionSettings, runtime_options, version_settings
 from inferd.errors import ConfigError, NotFound, Unavailable
 from inferd.metrics import Metrics
 from inferd.runtimes.base import PLATFORMS, Runtime, runtime_class
@@ -53,9 +54,10 @@ class LoadedVersion:
     version: str
     runtime_name: str
     config: ModelConfig
+    #: What the version's settings resolved to at load (the service and batcher read these).
+    settings: VersionSettings
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
-    max_batch_size: int
     runtime: Runtime
     batcher: Batcher
     stats: VersionStats
@@ -63,6 +65,10 @@ class LoadedVersion:
     generator: GeneratorRunner | None = None
     #: SHA-256 of the artifact, computed at load for models that cache ("" otherwise).
     digest: str = ""
+
+    @property
+    def max_batch_size(self) -> int:
+        return self.settings.max_batch_size
 
     @property
     def platform(self) -> str:
@@ -115,19 +121,6 @@ def _specs(
     if read is None:
         raise ConfigError(f"{where}: declare {kind} in model.yaml (the artifact does not say)")
     return tuple(dataclasses.replace(s, allow_nonfinite=allow) for s in read)
-
-
-def _max_batch_size(
-    config: ModelConfig, inputs: tuple[TensorSpec, ...], default: int, where: str
-) -> int:
-    batchable = all(s.shape and s.shape[0] == -1 for s in inputs)
-    if config.max_batch_size is None:
-        return default if batchable else 0
-    if config.max_batch_size > 0 and not batchable:
-        raise ConfigError(
-            f"{where}: max_batch_size > 0 needs -1 as the first dimension of every input"
-        )
-    return config.max_batch_size
 
 
 def _check_traffic(entry: ModelEntry, wanted: tuple[VersionEntry, ...]) -> None:
@@ -381,19 +374,20 @@ class ModelManager:
             return None
         loaded.batcher.start()
         status.state = State.READY
-        log.info("%s ready (%s, max_batch_size=%d)", where, version.runtime, loaded.max_batch_size)
+        log.info(
+            "%s ready (%s, max_batch_size=%d)",
+            where,
+            version.runtime,
+            loaded.settings.max_batch_size,
+        )
         return loaded
 
     def _build(self, entry: ModelEntry, version: VersionEntry, where: str) -> LoadedVersion:
         config = entry.config
-        runtime = runtime_class(version.runtime)(
-            version.artifact,
-            config,
-            self._performance.intra_op_threads,
-            self._performance.inter_op_threads,
-            model=entry.name,
-            version=version.name,
+        options = runtime_options(
+            config, version.artifact, self._performance, model=entry.name, version=version.name
         )
+        runtime = runtime_class(version.runtime)(options)
         runtime.load()
         read = runtime.signature()
         if read is not None:
@@ -415,7 +409,7 @@ class ModelManager:
         outputs = _specs(
             config.outputs, read.outputs if read else None, config.allow_nonfinite, "outputs", where
         )
-        max_batch = _max_batch_size(config, inputs, self._performance.max_batch_size, where)
+        settings = version_settings(config, inputs, self._performance, self._limits, where)
         if config.warmup:
             try:
                 produced = _warm_up(runtime, _warmup_inputs(inputs))
@@ -426,25 +420,23 @@ class ModelManager:
             if problems:
                 raise WarmupFailed(f"{where}: at warm-up, {'; '.join(problems)}")
         stats = VersionStats(entry.name, version.name)
-        delay_ms = config.batching.max_queue_delay_ms
         batcher = Batcher(
             checked_run(entry.name, version.name, outputs, runtime.infer),
             stats=stats,
-            max_batch_size=max_batch,
-            max_queue_delay_s=(self._performance.batch_timeout_ms if delay_ms is None else delay_ms)
-            / 1000,
-            preferred_batch_sizes=config.batching.preferred_batch_sizes,
-            max_queue_size=config.batching.max_queue_size or self._performance.max_queue_size,
-            instances=config.instances,
+            max_batch_size=settings.max_batch_size,
+            max_queue_delay_s=settings.max_queue_delay_s,
+            preferred_batch_sizes=settings.preferred_batch_sizes,
+            max_queue_size=settings.max_queue_size,
+            instances=settings.instances,
             prepare_thread=runtime.prepare_thread,
             observer=self._metrics.observer(entry.name, version.name) if self._metrics else None,
-            max_batch_time_s=config.max_batch_time_s or self._limits.max_batch_time_s,
+            max_batch_time_s=settings.max_batch_time_s,
         )
         generator = (
             GeneratorRunner(
                 runtime.stream,
                 name=entry.name,
-                instances=config.instances,
+                instances=settings.instances,
                 prepare_thread=runtime.prepare_thread,
             )
             if runtime.decoupled
@@ -455,14 +447,14 @@ class ModelManager:
             version.name,
             version.runtime,
             config,
+            settings,
             inputs,
             outputs,
-            max_batch,
             runtime,
             batcher,
             stats,
             generator,
-            artifact_digest(version.artifact) if config.cache.enabled else "",
+            artifact_digest(version.artifact) if settings.cache else "",
         )
 
     async def _retire(

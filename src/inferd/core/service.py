@@ -149,7 +149,8 @@ class InferenceService:
     def model_config(self, name: str, version: str | None = None) -> dict[str, Any]:
         """Triton's model-configuration shape (dims exclude the batch dimension)."""
         loaded = self.router.named(name, version)
-        batching = loaded.max_batch_size > 0
+        settings = loaded.settings
+        batching = settings.batching
 
         def dims(spec: TensorSpec) -> list[int]:
             return list(spec.shape[1:] if batching else spec.shape)
@@ -165,28 +166,21 @@ class InferenceService:
             "name": name,
             "platform": loaded.platform,
             "backend": loaded.runtime_name,
-            "max_batch_size": loaded.max_batch_size,
+            "max_batch_size": settings.max_batch_size,
             "input": [tensor(s) for s in loaded.inputs],
             "output": [tensor(s) for s in loaded.outputs],
             "instance_group": [
                 {
-                    "count": loaded.config.instances,
-                    "kind": "KIND_GPU" if loaded.config.device.startswith("cuda") else "KIND_CPU",
+                    "count": settings.instances,
+                    "kind": "KIND_GPU" if settings.device.startswith("cuda") else "KIND_CPU",
                 }
             ],
             "version_policy": loaded.config.version_policy.model_dump(exclude_none=True),
         }
         if batching:
             config["dynamic_batching"] = {
-                "preferred_batch_size": loaded.config.batching.preferred_batch_sizes,
-                "max_queue_delay_microseconds": int(
-                    (
-                        loaded.config.batching.max_queue_delay_ms
-                        if loaded.config.batching.max_queue_delay_ms is not None
-                        else self.settings.performance.batch_timeout_ms
-                    )
-                    * 1000
-                ),
+                "preferred_batch_size": list(settings.preferred_batch_sizes),
+                "max_queue_delay_microseconds": round(settings.max_queue_delay_s * 1e6),
             }
         return config
 
@@ -237,8 +231,7 @@ class InferenceService:
             candidates.append(time.monotonic() + timeout / 1e6)
         if candidates:
             return min(candidates)
-        seconds = loaded.config.timeout_s or self.settings.performance.inference_timeout_s
-        return time.monotonic() + seconds
+        return time.monotonic() + loaded.settings.timeout_s
 
     async def infer(
         self, request: InferRequest, loaded: LoadedVersion | None = None
@@ -335,14 +328,14 @@ class InferenceService:
                         f"model '{loaded.model}' did not produce output '{spec.name}'"
                     )
                 array = _as_datatype(array, spec.datatype)
-                if loaded.config.nonfinite_outputs == "error":
+                if loaded.settings.nonfinite_outputs == "error":
                     check_finite(loaded.model, spec, array)
                 outputs.append(Tensor(spec.name, spec.datatype, array))
             return outputs
 
         cached: str | None = None
         try:
-            if self.cache is not None and loaded.config.cache.enabled:
+            if self.cache is not None and loaded.settings.cache:
                 names = [spec.name for spec in selected]
                 outputs, hit = await self.cache.through(loaded, arrays, request, names, compute)
                 cached = "hit" if hit else "miss"
@@ -473,7 +466,7 @@ class InferenceService:
                 f"model '{name}' takes {len(loaded.inputs)} inputs; use the V2 infer endpoint"
             )
         spec = loaded.inputs[0]
-        batching = loaded.max_batch_size > 0
+        batching = loaded.settings.batching
         tensor = simple_tensor(name, spec, batching, data, batched=batched, flat=flat)
         request = InferRequest(
             model=name,
@@ -576,7 +569,7 @@ def _partial_outputs(
     for spec in selected:
         if spec.name in partial:
             array = _as_datatype(np.asarray(partial[spec.name]), spec.datatype)
-            if loaded.config.nonfinite_outputs == "error":
+            if loaded.settings.nonfinite_outputs == "error":
                 check_finite(loaded.model, spec, array)
             outputs.append(Tensor(spec.name, spec.datatype, array))
     return outputs

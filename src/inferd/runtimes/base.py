@@ -12,13 +12,12 @@ from __future__ import annotations
 import abc
 import dataclasses
 import importlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
 
-from inferd.core.model_config import ModelConfig
 from inferd.errors import ConfigError
 from inferd.types import TensorSpec
 
@@ -48,6 +47,34 @@ EXTRAS: Final[dict[str, str]] = {
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class RuntimeOptions:
+    """What a runtime needs of its version's settings (resolved once, at load, by
+    :func:`inferd.core.versions.runtime_options`)."""
+
+    artifact: Path
+    model: str = ""
+    version: str = ""
+    #: ``cpu``, ``cuda`` or ``cuda:N``.
+    device: str = "cpu"
+    #: ``fp32``, ``fp16`` or ``bf16``.
+    precision: str = "fp32"
+    #: Threads per operator and for independent operators (0: the framework's default).
+    intra_op_threads: int = 1
+    inter_op_threads: int = 1
+    #: The SavedModel signature served (tensorflow); None: ``serving_default``.
+    signature: str | None = None
+    #: Inputs and outputs declared in model.yaml (None: not declared).
+    inputs: tuple[TensorSpec, ...] | None = None
+    outputs: tuple[TensorSpec, ...] | None = None
+    #: The first dimension of every tensor is the batch dimension (one request per row).
+    by_row: bool = False
+    #: model.yaml's ``parameters``: the model's own settings.
+    parameters: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    #: The whole model.yaml, as Python models' ``load(context)`` receives it.
+    model_yaml: Any = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Signature:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
@@ -64,26 +91,13 @@ class Runtime(abc.ABC):
     #: True when the loaded model streams partial outputs (``stream``) instead of answering once.
     decoupled: bool = False
 
-    def __init__(
-        self,
-        artifact: Path,
-        config: ModelConfig,
-        intra_op_threads: int,
-        inter_op_threads: int = 1,
-        *,
-        model: str = "",
-        version: str = "",
-    ) -> None:
-        self.artifact = artifact
-        self.config = config
-        self.model_name = model
-        self.version = version
-        self.intra_op_threads = (
-            config.intra_op_threads if config.intra_op_threads is not None else intra_op_threads
-        )
-        self.inter_op_threads = (
-            config.inter_op_threads if config.inter_op_threads is not None else inter_op_threads
-        )
+    def __init__(self, options: RuntimeOptions) -> None:
+        self.options = options
+        self.artifact = options.artifact
+        self.model_name = options.model
+        self.version = options.version
+        self.intra_op_threads = options.intra_op_threads
+        self.inter_op_threads = options.inter_op_threads
 
     @abc.abstractmethod
     def load(self) -> None:

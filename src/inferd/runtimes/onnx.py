@@ -49,7 +49,7 @@ class OnnxRuntime(Runtime):
         options.intra_op_num_threads = self.intra_op_threads
         options.inter_op_num_threads = self.inter_op_threads
         self._session = ort.InferenceSession(
-            str(self.artifact), sess_options=options, providers=_providers(self.config.device)
+            str(self.artifact), sess_options=options, providers=_providers(self.options.device)
         )
         self._output_names = [o.name for o in self._session.get_outputs()]
         self._feed_dtypes = {

@@ -36,7 +36,8 @@ class PythonRuntime(Runtime):
     _module_name = ""
 
     def load(self) -> None:
-        if self.config.inputs is None or self.config.outputs is None:
+        outputs = self.options.outputs
+        if self.options.inputs is None or outputs is None:
             raise ConfigError(
                 f"{self.artifact}: a Python model must declare its inputs and outputs in model.yaml"
             )
@@ -62,10 +63,7 @@ class PythonRuntime(Runtime):
         except BaseException:
             sys.modules.pop(module_name, None)
             raise
-        by_row = self.config.max_batch_size != 0 and all(
-            t.shape and t.shape[0] == -1 for t in self.config.inputs
-        )
-        self._pipeline = Pipeline(model, tuple(self.config.outputs), by_row)
+        self._pipeline = Pipeline(model, outputs, self.options.by_row)
         self.decoupled = kind_of(model.predict) in STREAMING_KINDS
         self._run = self.RUNNERS.get(kind_of(model.predict), PythonRuntime._call)
         self._model = model
@@ -75,9 +73,10 @@ class PythonRuntime(Runtime):
             folder=self.artifact.parent,
             model=self.model_name,
             version=self.version,
-            device=self.config.device,
+            device=self.options.device,
             threads=self.intra_op_threads,
-            config=self.config,
+            config=self.options.model_yaml,
+            parameters=self.options.parameters,
         )
 
     def infer(self, inputs: Arrays) -> Arrays:

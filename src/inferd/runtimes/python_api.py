@@ -23,16 +23,15 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
 import orjson
 
-from inferd.core.model_config import ModelConfig, TensorConfig
 from inferd.errors import ConfigError, InternalError
-from inferd.types import DATATYPE_TO_NUMPY
+from inferd.types import DATATYPE_TO_NUMPY, TensorSpec
 
 Arrays = dict[str, np.ndarray[Any, Any]]
 
@@ -49,12 +48,10 @@ class LoadContext:
     device: str
     #: Threads per operator the model should use (``intra_op_threads``; 0 = its own default).
     threads: int
-    #: The whole model.yaml; ``config.parameters`` holds the model's own settings.
-    config: ModelConfig
-
-    @property
-    def parameters(self) -> dict[str, Any]:
-        return self.config.parameters
+    #: The whole model.yaml (``config.max_batch_size``, ...).
+    config: Any
+    #: model.yaml's ``parameters``: the model's own settings.
+    parameters: Mapping[str, Any]
 
 
 #: Hooks that take one argument besides ``self``, and the hook each one needs.
@@ -174,7 +171,7 @@ class Pipeline:
     """The hooks around ``predict`` for one model: request rows in, output tensors out."""
 
     model: Any
-    outputs: tuple[TensorConfig, ...]
+    outputs: tuple[TensorSpec, ...]
     #: True when the first dimension of every tensor is the batch (one request per row).
     by_row: bool
 
@@ -219,7 +216,7 @@ class Pipeline:
             raise InternalError(f"{source} returned {len(items)} outputs for {rows} rows")
         return list(items)
 
-    def _assemble(self, spec: TensorConfig, encoded: list[Any]) -> np.ndarray[Any, Any]:
+    def _assemble(self, spec: TensorSpec, encoded: list[Any]) -> np.ndarray[Any, Any]:
         values = []
         for answer in encoded:
             if not isinstance(answer, dict) or spec.name not in answer:

@@ -85,21 +85,21 @@ class TensorFlowRuntime(Runtime):
     _function: Any = None
 
     def load(self) -> None:
-        if self.config.precision != "fp32":
+        if self.options.precision != "fp32":
             raise ConfigError(
-                f"{self.artifact}: precision {self.config.precision!r} is not supported by the "
+                f"{self.artifact}: precision {self.options.precision!r} is not supported by the "
                 "tensorflow runtime; save the model in the precision to serve (fp32 here)"
             )
         if not (self.artifact / "saved_model.pb").is_file():
             raise ConfigError(f"{self.artifact}: not a SavedModel (no saved_model.pb inside)")
         _apply_threads(self.intra_op_threads, self.inter_op_threads, str(self.artifact))
-        self._device = _device(self.config.device)
+        self._device = _device(self.options.device)
         try:
             with tf.device(self._device):
                 loaded = tf.saved_model.load(str(self.artifact), tags=[SERVE_TAG])
         except (RuntimeError, ValueError, OSError, tf.errors.OpError) as exc:
             raise ModelLoadError(f"{self.artifact}: cannot load the SavedModel: {exc}") from exc
-        name = self.config.signature or DEFAULT_SIGNATURE
+        name = self.options.signature or DEFAULT_SIGNATURE
         if name not in loaded.signatures:
             raise ConfigError(
                 f"{self.artifact}: no signature {name!r}; the SavedModel has "

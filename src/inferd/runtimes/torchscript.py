@@ -26,14 +26,15 @@ class TorchScriptRuntime(Runtime):
     _module: Any = None
 
     def load(self) -> None:
-        if self.config.inputs is None or self.config.outputs is None:
+        declared_inputs, declared_outputs = self.options.inputs, self.options.outputs
+        if declared_inputs is None or declared_outputs is None:
             raise ConfigError(
                 f"{self.artifact}: a TorchScript model must declare its inputs and outputs "
                 "in model.yaml (name, datatype, shape)"
             )
         self.prepare_thread()  # the loading thread runs the warm-up
-        self._device = torch.device(self.config.device)
-        self._dtype = PRECISIONS[self.config.precision]
+        self._device = torch.device(self.options.device)
+        self._dtype = PRECISIONS[self.options.precision]
         self._on_cpu = self._device.type == "cpu"
         with warnings.catch_warnings():
             # TorchScript is the format served here; its deprecation notice is noise.
@@ -43,11 +44,10 @@ class TorchScriptRuntime(Runtime):
         if self._dtype is not torch.float32:
             module = module.to(self._dtype)
         self._module = module
-        self._input_names = [t.name for t in self.config.inputs]
-        self._output_names = [t.name for t in self.config.outputs]
+        self._input_names = [t.name for t in declared_inputs]
+        self._output_names = [t.name for t in declared_outputs]
         self._output_dtypes = {
-            t.name: np.dtype(np.float32) if t.datatype == "BF16" else None
-            for t in self.config.outputs
+            t.name: np.dtype(np.float32) if t.datatype == "BF16" else None for t in declared_outputs
         }
 
     def prepare_thread(self) -> None:
