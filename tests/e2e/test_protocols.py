@@ -17,6 +17,7 @@ import websockets
 import yaml
 
 from inferd.core.model_config import ModelConfig
+from inferd.core.versions import runtime_options
 from inferd.example import TINY, WIDE
 from inferd.runtimes.base import runtime_class
 from tests.conftest import ServerProcess
@@ -40,7 +41,7 @@ def in_process(example_repo: Path, model: str, x: Array) -> Array:
     kind, artifact, _ = MODELS[model]
     folder = example_repo / model
     config = ModelConfig.model_validate(yaml.safe_load((folder / "model.yaml").read_text()) or {})
-    runtime = runtime_class(kind)(folder / "1" / artifact, config, intra_op_threads=1)
+    runtime = runtime_class(kind)(runtime_options(config, folder / "1" / artifact))
     runtime.load()
     try:
         return runtime.infer({"input": x})["output"]

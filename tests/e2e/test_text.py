@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from inferd.core.model_config import ModelConfig
+from inferd.core.versions import runtime_options
 from inferd.runtimes.base import runtime_class
 from tests.conftest import ServerProcess
 
@@ -40,7 +41,7 @@ def reference(text_repo: Path) -> dict[str, np.ndarray[Any, Any]]:
     """Each sentence embedded alone, in-process."""
     folder = text_repo / "minilm"
     config = ModelConfig.model_validate(yaml.safe_load((folder / "model.yaml").read_text()))
-    runtime = runtime_class("python")(folder / "1" / "model.py", config, intra_op_threads=1)
+    runtime = runtime_class("python")(runtime_options(config, folder / "1" / "model.py"))
     runtime.load()
     try:
         return {

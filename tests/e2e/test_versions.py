@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import grpc
 import httpx
 import numpy as np
 import pytest
 import tritonclient.grpc as triton
 
 from inferd.gateway.keys import Scope, new_key
+from inferd.grpc.protos import simple_pb2, simple_pb2_grpc
 from tests.conftest import ServerProcess
 from tests.core.test_repository import make_model
 
@@ -174,6 +176,15 @@ def test_grpc_routing_key_metadata_sticks(half_and_half: str, server: ServerProc
                 result = client.infer("m", [tensor], headers=headers)
                 assert result.get_response().model_version == version
                 assert result.as_numpy("x").tolist() == [[float(version)] * 2]
+    with grpc.insecure_channel(server.grpc_target) as channel:
+        stub = simple_pb2_grpc.InferenceServiceStub(channel)
+        for key, version in rest.items():
+            metadata = (("authorization", f"Bearer {INFER_KEY}"), ("x-routing-key", key))
+            answer = stub.Predict(
+                simple_pb2.PredictRequest(inputs=[1, 1], model_name="m"), metadata=metadata
+            )
+            assert answer.model_version == version
+            assert list(answer.predictions) == [float(version)] * 2
 
 
 def test_metrics_carry_the_version_that_answered(half_and_half: str) -> None:

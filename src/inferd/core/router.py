@@ -135,16 +135,16 @@ class Router:
     ) -> LoadedVersion:
         """The version that answers: ``version`` (a version or a label) when given, else
         the split's choice for ``key`` when the model has a split, else the latest."""
-        if version:
-            return self.named(model, version)
-        split = self._splits.get(model)
-        if split is None:
-            return self._manager.resolve(model)
         if key is not None and len(key) > self._settings.max_key_length:
             raise InvalidArgument(
                 f"the routing key is {len(key)} characters long; at most "
                 f"{self._settings.max_key_length} are accepted"
             )
+        if version:
+            return self.named(model, version)
+        split = self._splits.get(model)
+        if split is None:
+            return self._manager.resolve(model)
         served = self._manager.served(model)
         chosen = split.pick(key, served)
         return served[chosen] if chosen is not None else self._manager.resolve(model)
@@ -168,8 +168,8 @@ class Router:
         return None if split is None else dict(split.weights)
 
     def set_traffic(self, model: str, weights: Mapping[str, int] | None) -> None:
-        """Replace the model's split (None: the latest answers). Every version with a weight
-        must be served now."""
+        """Replace the model's split (None: the latest answers). Every version it names must
+        be served now."""
         served = self._manager.versions(model)
         if weights is None:
             self._splits.pop(model, None)
