@@ -161,7 +161,7 @@ async def test_cors_preflight_and_header_on_every_route(
             headers={
                 "Origin": ORIGIN,
                 "Access-Control-Request-Method": "POST",
-                "Access-Control-Request-Headers": "authorization, content-type",
+                "Access-Control-Request-Headers": "authorization, content-type, x-routing-key",
             },
         )
         assert preflight.status_code == 200

@@ -56,8 +56,9 @@ class RequestInfo:
     routing_key: str | None = None
 
 
-def middleware(settings: ServerSettings) -> list[Middleware]:
-    """The middleware every route runs under, outermost first, from the settings."""
+def middleware(settings: ServerSettings, routing_header: str) -> list[Middleware]:
+    """The middleware every route runs under, outermost first, from the settings
+    (``routing_header``: the routing key's header, which browsers may send)."""
     stack: list[Middleware] = []
     if settings.cors_origins:
         stack.append(
@@ -72,6 +73,7 @@ def middleware(settings: ServerSettings) -> list[Middleware]:
                     "x-request-id",
                     "inference-header-content-length",
                     "inference-timeout-ms",
+                    routing_header.lower(),
                 ],
                 expose_headers=[
                     "x-request-id",
@@ -105,7 +107,7 @@ class Front:
         self._origins = frozenset(settings.cors_origins)
         self._routing_header = service.settings.routing.key_header.lower().encode()
         inner: ASGIApp = self._admit
-        for entry in reversed(middleware(settings)):
+        for entry in reversed(middleware(settings, service.settings.routing.key_header)):
             inner = entry.cls(inner, *entry.args, **entry.kwargs)
         self._stack = inner
 
