@@ -26,6 +26,7 @@ def clip(value: object, limit: int = ECHO_LIMIT) -> str:
 class ErrorCode(enum.Enum):
     INVALID_ARGUMENT = "invalid_argument"
     NOT_FOUND = "not_found"
+    CONFLICT = "conflict"
     UNAVAILABLE = "unavailable"
     RESOURCE_EXHAUSTED = "resource_exhausted"
     PAYLOAD_TOO_LARGE = "payload_too_large"
@@ -53,6 +54,12 @@ class InvalidArgument(InferdError):
 
 class NotFound(InferdError):
     code = ErrorCode.NOT_FOUND
+
+
+class Conflict(InferdError):
+    """The request contradicts what is going on (a rollout is already running)."""
+
+    code = ErrorCode.CONFLICT
 
 
 class Unavailable(InferdError):

@@ -176,6 +176,14 @@ class Metrics:
             multiprocess_mode="livesum",
         )
 
+        self.rollout_decisions = Counter(
+            "inferd_rollout_decisions",
+            "Decisions of guarded rollouts by model and decision (start, advance, hold, "
+            "rollback, complete, abort).",
+            ["model", "decision"],
+            registry=self.registry,
+        )
+
     def observer(self, model: str, version: str) -> VersionObserver:
         return VersionObserver(self, model, version)
 
@@ -205,6 +213,9 @@ class Metrics:
         self.cache_bytes.labels(model).set(held_bytes)
         if evicted:
             self.cache_evictions.labels(model).inc(evicted)
+
+    def rollout_decided(self, model: str, decision: str) -> None:
+        self.rollout_decisions.labels(model, decision).inc()
 
     def model_failed(self, model: str, version: str) -> None:
         self.model_failures.labels(model, version).inc()
