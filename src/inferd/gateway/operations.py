@@ -18,7 +18,7 @@ class Operation(enum.Enum):
     METADATA = "metadata"
     INFER = "infer"
     STREAM = "stream"
-    ADMIN = "admin"  # the control API: repository index, load, unload, traffic
+    ADMIN = "admin"  # the control API: repository index, load, unload, traffic, rollout
 
 
 #: REST and WebSocket paths -> operation; ``{model}`` and ``{version}`` match one segment.
@@ -45,6 +45,7 @@ REST_ROUTES: Final[tuple[tuple[str, Operation], ...]] = (
     ("/v2/repository/models/{model}/load", Operation.ADMIN),
     ("/v2/repository/models/{model}/unload", Operation.ADMIN),
     ("/v2/models/{model}/traffic", Operation.ADMIN),
+    ("/v2/models/{model}/rollout", Operation.ADMIN),
 )
 
 _V2: Final = "/inference.GRPCInferenceService/"

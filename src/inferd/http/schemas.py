@@ -80,6 +80,65 @@ INDEX: Final[Schema] = {
         reason=_STRING,
     ),
 }
+_NUMBER: Final[Schema] = {"type": "number"}
+_INTEGER: Final[Schema] = {"type": "integer"}
+_SPLIT: Final[Schema] = {
+    "type": ["object", "null"],
+    "additionalProperties": _INTEGER,
+    "example": {"1": 75, "2": 25},
+}
+ROLLOUT_PLAN: Final = _object(
+    ["to"],
+    to={"type": "string", "description": "The version to roll out", "example": "2"},
+    steps={
+        "type": "array",
+        "items": {"type": "integer", "minimum": 1, "maximum": 100},
+        "description": "The canary's share at each step (percent), increasing, ending at 100",
+        "default": [5, 25, 50, 100],
+    },
+    step_interval_s={"type": "number", "minimum": 0.01, "maximum": 86400, "default": 60},
+    max_error_rate={"type": "number", "minimum": 0, "maximum": 1, "default": 0.01},
+    max_p99_ratio={"type": "number", "minimum": 1, "maximum": 1000, "default": 1.5},
+    min_requests={"type": "integer", "minimum": 1, "default": 200},
+)
+_WINDOW_FIGURES: Final = _object(
+    ["requests", "errors", "error_rate", "p99_ms"],
+    requests=_INTEGER,
+    errors=_INTEGER,
+    error_rate=_NUMBER,
+    p99_ms={"type": ["number", "null"]},
+)
+ROLLOUT: Final = _object(
+    ["model", "state", "stable", "canary", "step", "percent", "split", "plan", "window"],
+    model=_STRING,
+    state={"type": "string", "enum": ["running", "succeeded", "rolled_back", "aborted"]},
+    stable=_STRING,
+    canary=_STRING,
+    step={"type": "integer", "minimum": 1, "description": "1-based index into plan.steps"},
+    percent={"type": "integer", "description": "The canary's share at this step"},
+    split=_SPLIT,
+    plan=ROLLOUT_PLAN,
+    window=_object(
+        ["seconds", "stable", "canary"],
+        seconds=_NUMBER,
+        stable=_WINDOW_FIGURES,
+        canary=_WINDOW_FIGURES,
+    ),
+    decisions={
+        "type": "array",
+        "items": _object(
+            ["time", "decision", "step", "split", "reason"],
+            time={"type": "string", "format": "date-time"},
+            decision={
+                "type": "string",
+                "enum": ["start", "advance", "hold", "rollback", "complete", "abort"],
+            },
+            step=_INTEGER,
+            split=_SPLIT,
+            reason=_STRING,
+        ),
+    },
+)
 #: With --workers N: each worker's pid and readiness (``ready`` needs all N ready).
 _WORKERS: Final[Schema] = {
     "type": "array",
@@ -110,6 +169,7 @@ ERRORS: Final[dict[int, str]] = {
     401: "No admin bearer token",
     403: "Wrong admin token, or a remote client with no token configured",
     404: "Unknown model or version",
+    409: "A rollout of the model is already running",
     413: "Body too large",
     429: "Rate limited (safeguards.rate_limit)",
     503: "Not ready, failed to load, or shutting down",
