@@ -41,6 +41,7 @@ CONFIG: dict[str, Any] = {
     "warmup": False,
     "inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 2]}],
     "outputs": [{"name": "y", "datatype": "FP32", "shape": [1, 2]}],
+    "version_policy": {"all": True},
     "traffic": {"1": 100},
 }
 

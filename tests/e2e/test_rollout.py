@@ -93,7 +93,9 @@ def run(url: str, model: str, plan: dict[str, Any]) -> tuple[dict[str, Any], Loa
 
 def versions_answering(url: str, model: str, requests: int = 20) -> set[str]:
     with httpx.Client(timeout=30) as client:
-        answers = [client.post(f"{url}/v2/models/{model}/infer", json=BODY) for _ in range(requests)]
+        answers = [
+            client.post(f"{url}/v2/models/{model}/infer", json=BODY) for _ in range(requests)
+        ]
     assert {a.status_code for a in answers} == {200}
     return {a.json()["model_version"] for a in answers}
 

@@ -20,6 +20,7 @@ from inferd.core.group import ProcessGroup
 from inferd.core.manager import LoadedVersion, ModelManager
 from inferd.core.messages import InferRequest, InferResponse, PredictResult
 from inferd.core.outputs import check_finite
+from inferd.core.rollouts import Rollouts
 from inferd.core.router import Router
 from inferd.core.simple import predictions, simple_tensor
 from inferd.core.validation import (
@@ -67,6 +68,8 @@ class InferenceService:
         self.manager = manager
         #: Which version answers a request (labels, traffic split).
         self.router = Router(manager, settings.routing)
+        #: Guarded rollouts: they move the router's splits.
+        self.rollouts = Rollouts(self.router, manager.versions, metrics)
         self.metrics = metrics
         self.cache = cache
         #: The --workers process group; alone, this process (see server.build_service).
@@ -105,6 +108,7 @@ class InferenceService:
         :meth:`drain`, within what is left of its grace."""
         self.draining = True
         grace = None if self._stop_by is None else max(0.0, self._stop_by - time.monotonic())
+        await self.rollouts.close()
         await self.manager.close(grace)
         if self.cache is not None:
             await self.cache.close()
@@ -282,6 +286,9 @@ class InferenceService:
             raise self._internal(request, loaded, exc) from None
         finally:
             self.metrics.observe(model, version, request.protocol, status, elapsed)
+            rollout = self.rollouts.running.get(model)
+            if rollout is not None:
+                rollout.record(version, status, elapsed)
             self.metrics.finished()
             self._in_flight -= 1
             if self._in_flight == 0:
@@ -422,6 +429,9 @@ class InferenceService:
             self.metrics.observe(
                 loaded.model, loaded.version, request.protocol, status, elapsed * (status == "ok")
             )
+            rollout = self.rollouts.running.get(loaded.model)
+            if rollout is not None:
+                rollout.record(loaded.version, status, elapsed)
             self.metrics.finished()
             self._in_flight -= 1
             if self._in_flight == 0:
@@ -501,6 +511,27 @@ class InferenceService:
             }
             for s in self.manager.index()
         ]
+
+    # -- guarded rollouts (core/rollout.py) ---------------------------------------------------
+
+    def rollout(self, name: str) -> dict[str, Any]:
+        """The model's running rollout, else its last one (NotFound when none)."""
+        return self.rollouts.get(name).view()
+
+    def start_rollout(self, name: str, plan: object) -> dict[str, Any]:
+        """Start rolling a version of the model out as ``plan`` (a decoded request body)
+        says. One process only: with several workers each would move its own split."""
+        workers = self.settings.server.workers
+        if workers > 1:
+            raise InvalidArgument(
+                f"this server runs {workers} worker processes (server.workers), each with its "
+                "own traffic split; a rollout needs one process"
+            )
+        return self.rollouts.start(name, plan).view()
+
+    def abort_rollout(self, name: str) -> dict[str, Any]:
+        """Stop the model's running rollout; the stable version takes all the traffic."""
+        return self.rollouts.abort(name).view()
 
     async def load_model(self, name: str) -> None:
         failures = await self.manager.load(name)
