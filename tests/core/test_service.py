@@ -13,7 +13,9 @@ from inferd.core.messages import InferRequest
 from inferd.errors import InferdError, InternalError, InvalidArgument, Unavailable
 from inferd.tensors import WireTensor
 from inferd.types import Tensor
+from tests.conftest import ServiceFactory
 from tests.core.test_repository import make_model
+from tests.rollout_models import write_model
 
 
 def request(**fields: object) -> InferRequest:
@@ -51,6 +53,18 @@ async def test_draining_refuses_new_work(service) -> None:  # type: ignore[no-un
     assert not service.ready()
     with pytest.raises(Unavailable, match="shutting down"):
         await service.infer(request())
+
+
+async def test_draining_stops_driving_the_rollouts(
+    tmp_path: Path, service_factory: ServiceFactory
+) -> None:
+    service = service_factory(write_model(tmp_path, "m", fail_every=0))
+    await service.start()
+    service.start_rollout("m", {"to": "2", "step_interval_s": 3600})
+    assert list(service.rollouts.running) == ["m"]
+    assert await service.drain(1.0)
+    assert service.rollouts.running == {}
+    assert service.rollout("m")["split"] == {"1": 95, "2": 5}  # left where it was
 
 
 RAISER = (

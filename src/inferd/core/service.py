@@ -96,6 +96,7 @@ class InferenceService:
         what is left of the grace."""
         self.draining = True
         self._stop_by = time.monotonic() + grace_s
+        await self.rollouts.close()  # no traffic comes now: nothing left to judge
         try:
             async with asyncio.timeout(grace_s):
                 await self._idle.wait()
