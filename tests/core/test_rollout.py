@@ -29,11 +29,12 @@ class FakeRouter:
 
     def __init__(self, served: tuple[str, ...] = ("1", "2")) -> None:
         self.served = list(served)
+        self.known = True
         self.split: dict[str, int] | None = None
         self.history: list[dict[str, int] | None] = []
 
     def versions(self, model: str) -> list[str]:
-        if model != "m":
+        if model != "m" or not self.known:
             raise NotFound(f"model '{model}' is not known")
         return list(self.served)
 
@@ -302,3 +303,11 @@ def test_checks_come_at_least_every_second_and_at_the_steps_end() -> None:
     assert rollout.next_check_s() == pytest.approx(0.25)
     short, _, _ = started(RolloutPlan(to="2", step_interval_s=0.2))
     assert short.next_check_s() == pytest.approx(0.05)
+
+
+def test_a_model_that_is_gone_stops_the_rollout() -> None:
+    rollout, router, _ = started()
+    router.known = False  # unloaded, and gone from the repository
+    rollout.check()
+    assert rollout.state is State.ABORTED
+    assert rollout.decisions[-1].reason == "model 'm' is not known"

@@ -159,8 +159,7 @@ class Rollout:
         """Judge the window; roll back, advance, hold or stop as the rule says."""
         if self.state is not State.RUNNING:
             return
-        problem = self._interference()
-        if problem is not None:
+        if self._interference() is not None:
             return
         canary, stable = self._windows[self.canary], self._windows[self.stable]
         judged = min(canary.requests, stable.requests) >= self.plan.min_requests
@@ -210,7 +209,7 @@ class Rollout:
             served = self._served(self.model)
             current = self._traffic.traffic(self.model)
         except InferdError as exc:  # the model is gone
-            self._finish(State.ABORTED, Decision.ABORT, exc.message, None)
+            self._finish(State.ABORTED, Decision.ABORT, exc.message, None, keep=True)
             return exc.message
         for role, version in (("canary", self.canary), ("stable", self.stable)):
             if version not in served:
