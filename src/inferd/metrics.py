@@ -34,6 +34,12 @@ LATENCY_BUCKETS: Final = (
     10.0,
 )
 BATCH_BUCKETS: Final = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+#: Largest differences between a shadow's output and the primary's (0: identical).
+DIFFERENCE_BUCKETS: Final = (0.0, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 0.01, 0.1, 1.0, 10.0, 100.0)
+#: What became of a request mirrored to a shadow version (see inferd.core.shadow).
+SHADOW_OUTCOMES: Final = ("agree", "disagree", "dropped", "error")
+#: The differences observed per compared output.
+SHADOW_MEASURES: Final = ("abs", "rel")
 
 #: The model and version label of requests for what the server does not serve (model
 #: names start with a letter or digit, so no model is called this).
@@ -183,9 +189,34 @@ class Metrics:
             ["model", "decision"],
             registry=self.registry,
         )
+        self.shadow_requests = Counter(
+            "inferd_shadow_requests",
+            "Requests mirrored to a shadow version, by model, shadow version and outcome "
+            "(agree, disagree, dropped: over the shadow's bound, error: it failed).",
+            ["model", "version", "outcome"],
+            registry=self.registry,
+        )
+        self.shadow_disagreements = Counter(
+            "inferd_shadow_disagreements",
+            "Shadow answers that disagree with the primary's, by the most telling reason "
+            "(output, datatype, shape, argmax, values).",
+            ["model", "version", "reason"],
+            registry=self.registry,
+        )
+        self.shadow_difference = Histogram(
+            "inferd_shadow_difference",
+            "Largest difference between a shadow's numeric output and the primary's, per "
+            "compared output, absolute (measure=abs) and relative (measure=rel).",
+            ["model", "version", "measure"],
+            buckets=DIFFERENCE_BUCKETS,
+            registry=self.registry,
+        )
 
     def observer(self, model: str, version: str) -> VersionObserver:
         return VersionObserver(self, model, version)
+
+    def shadow_observer(self, model: str, version: str) -> ShadowObserver:
+        return ShadowObserver(self, model, version)
 
     def observe(self, model: str, version: str, protocol: str, status: str, seconds: float) -> None:
         key = (model, version, protocol, status)
@@ -271,3 +302,46 @@ class VersionObserver:
     def executed(self, rows: int, seconds: float) -> None:
         self._batch.observe(rows)
         self._compute.observe(seconds)
+
+
+class ShadowObserver:
+    """What one model's shadow reports, bound to its labels (model, shadow version).
+    Its outcome series exist from the start (at 0); :meth:`forget` removes every series
+    it made, when the shadow stops."""
+
+    def __init__(self, metrics: Metrics, model: str, version: str) -> None:
+        self._metrics = metrics
+        self._labels = (model, version)
+        self._outcomes = {
+            o: _Count(metrics.shadow_requests.labels(model, version, o)) for o in SHADOW_OUTCOMES
+        }
+        self._reasons: dict[str, _Count] = {}
+        self._differences = {
+            m: _Observe(metrics.shadow_difference.labels(model, version, m))
+            for m in SHADOW_MEASURES
+        }
+
+    def outcome(self, outcome: str) -> None:
+        """One mirrored request ended so (one of :data:`SHADOW_OUTCOMES`)."""
+        self._outcomes[outcome].add()
+
+    def disagreed(self, reason: str) -> None:
+        count = self._reasons.get(reason)
+        if count is None:
+            count = self._reasons[reason] = _Count(
+                self._metrics.shadow_disagreements.labels(*self._labels, reason)
+            )
+        count.add()
+
+    def difference(self, measure: str, value: float) -> None:
+        self._differences[measure].observe(value)
+
+    def forget(self) -> None:
+        for metric, values in (
+            (self._metrics.shadow_requests, SHADOW_OUTCOMES),
+            (self._metrics.shadow_disagreements, tuple(self._reasons)),
+            (self._metrics.shadow_difference, SHADOW_MEASURES),
+        ):
+            for value in values:
+                with contextlib.suppress(KeyError):
+                    metric.remove(*self._labels, value)

@@ -29,6 +29,8 @@ from inferd.types import DATATYPE_TO_NUMPY, TensorSpec
 DEVICE_PATTERN = re.compile(r"^(cpu|cuda(:\d+)?)$")
 #: What the weights of a traffic split add up to.
 TRAFFIC_TOTAL: Final = 100
+#: What a model or version folder may be called (see repository.check_name).
+SAFE_NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 
 
 class _Strict(BaseModel):
@@ -132,6 +134,48 @@ class VersionPolicy(_Strict):
         return self
 
 
+class ShadowConfig(_Strict):
+    """Shadow traffic (``shadow:`` in model.yaml, or ``PUT /v2/models/{m}/shadow``): a
+    sample of the model's computed answers is sent again to another version, after the
+    answer, and the two outputs compared (see inferd.core.shadow)."""
+
+    version: str = Field(min_length=1, max_length=128, description="A served version name.")
+    fraction: float = Field(
+        ge=0, le=1, strict=True, description="Share of computed answers mirrored, 0 to 1."
+    )
+    max_in_flight: int = Field(
+        8,
+        ge=1,
+        le=1024,
+        strict=True,
+        description="Mirrored requests running at once; more are dropped.",
+    )
+    rtol: float = Field(
+        1e-4, ge=0, strict=True, allow_inf_nan=False, description="Relative tolerance."
+    )
+    atol: float = Field(
+        1e-5, ge=0, strict=True, allow_inf_nan=False, description="Absolute tolerance."
+    )
+    examples: int = Field(
+        20, ge=0, le=1000, strict=True, description="Recent disagreeing examples kept."
+    )
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _number(cls, value: object) -> object:
+        # ``version: 2`` in YAML is a number; version folders are named by strings.
+        return str(value) if type(value) is int else value
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, value: str) -> str:
+        if not SAFE_NAME.match(value) or ".." in value:
+            raise ValueError(
+                "a version name: letters, digits, '_', '-' and '.', starting with a letter or digit"
+            )
+        return value
+
+
 class ModelConfig(_Strict):
     runtime: Literal["torchscript", "onnx", "tensorflow", "python"] | None = None
     #: The SavedModel signature served (tensorflow only); default ``serving_default``.
@@ -158,6 +202,7 @@ class ModelConfig(_Strict):
     nonfinite_outputs: Literal["error", "encode"] = "error"
     warmup: bool = True
     cache: CacheConfig = Field(default_factory=CacheConfig)
+    shadow: ShadowConfig | None = None
     parameters: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("device")
@@ -233,10 +278,26 @@ def read_model_config(path: Path, shown: str | None = None) -> ModelConfig:
     try:
         return ModelConfig.model_validate(raw)
     except ValidationError as exc:
-        details = "; ".join(
-            unknown_key(ModelConfig, e["loc"])
-            if e["type"] == "extra_forbidden"
-            else f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-            for e in exc.errors()
+        raise ConfigError(f"{where}: {_details(ModelConfig, exc)}") from exc
+
+
+def parse_shadow(doc: object) -> ShadowConfig:
+    """A shadow as the admin API receives it (``PUT /v2/models/{m}/shadow``)."""
+    if not isinstance(doc, dict):
+        raise ConfigError(
+            'the shadow is {"version": "<served version>", "fraction": <0 to 1>} or null'
         )
-        raise ConfigError(f"{where}: {details}") from exc
+    try:
+        return ShadowConfig.model_validate(doc)
+    except ValidationError as exc:
+        raise ConfigError(f"shadow: {_details(ShadowConfig, exc)}") from exc
+
+
+def _details(model: type[BaseModel], exc: ValidationError) -> str:
+    """Each problem with the field it is about; an unknown key with the known ones."""
+    return "; ".join(
+        unknown_key(model, e["loc"])
+        if e["type"] == "extra_forbidden"
+        else f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+        for e in exc.errors()
+    )

@@ -12,10 +12,9 @@ import re
 from pathlib import Path
 from typing import Final
 
+from inferd.core.model_config import SAFE_NAME as SAFE_NAME
 from inferd.core.model_config import ModelConfig, read_model_config
 from inferd.errors import ConfigError, InvalidArgument, NotFound, clip
-
-SAFE_NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 
 #: Artifact file name -> runtime.
 ARTIFACTS: Final[dict[str, str]] = {
@@ -168,7 +167,9 @@ class Repository:
                 f"model '{name}': no version folder; expected {where}/<version>/ holding one "
                 f"of {sorted(ARTIFACTS)}"
             )
-        return ModelEntry(name, folder, config, tuple(versions), self.shown(config_file))
+        entry = ModelEntry(name, folder, config, tuple(versions), self.shown(config_file))
+        _check_shadow(entry)
+        return entry
 
     def _read_version(self, folder: Path, config: ModelConfig) -> VersionEntry:
         resolved = self._inside(folder)
@@ -206,6 +207,18 @@ class Repository:
         config = read_model_config(self._inside(config_file), self.shown(config_file))
         entry = VersionEntry("1", self.root, config.runtime or runtime)
         return ModelEntry(name, self.root.parent, config, (entry,), self.shown(config_file))
+
+
+def _check_shadow(entry: ModelEntry) -> None:
+    """A shadow must name a version that the version policy serves."""
+    if entry.config.shadow is None:
+        return
+    served = [v.name for v in entry.served_versions()]
+    if entry.config.shadow.version not in served:
+        raise ConfigError(
+            f"{entry.config_file}: shadow.version {entry.config.shadow.version!r} is not a "
+            f"version the version policy serves; it serves {served}"
+        )
 
 
 def _is_model_file(path: Path) -> bool:

@@ -19,9 +19,11 @@ from inferd.core.cache import ResponseCache
 from inferd.core.group import ProcessGroup
 from inferd.core.manager import LoadedVersion, ModelManager
 from inferd.core.messages import InferRequest, InferResponse, PredictResult
+from inferd.core.model_config import parse_shadow
 from inferd.core.outputs import check_finite
 from inferd.core.rollouts import Rollouts
 from inferd.core.router import Router
+from inferd.core.shadow import Arrays, Shadows
 from inferd.core.simple import predictions, simple_tensor
 from inferd.core.validation import (
     INLINE_DECODE_COST,
@@ -72,6 +74,9 @@ class InferenceService:
         self.rollouts = Rollouts(self.router, manager.versions, metrics)
         self.metrics = metrics
         self.cache = cache
+        self.shadows = Shadows(self._shadow_outputs, metrics)
+        #: The models with a shadow, checked once per computed answer (empty: no cost).
+        self._shadowed = self.shadows.by_model
         #: The --workers process group; alone, this process (see server.build_service).
         self.group = ProcessGroup(None, 1, self.snapshot)
         self.draining = False
@@ -87,6 +92,7 @@ class InferenceService:
         if not self._started:
             self._started = True
             await self.manager.load_all()
+            self._apply_shadows(self.manager.model_names())
             _settle_heap()
             self._loaded = True
 
@@ -110,6 +116,7 @@ class InferenceService:
         self.draining = True
         grace = None if self._stop_by is None else max(0.0, self._stop_by - time.monotonic())
         await self.rollouts.close()
+        await self.shadows.close()
         await self.manager.close(grace)
         if self.cache is not None:
             await self.cache.close()
@@ -349,6 +356,10 @@ class InferenceService:
                 cached = "hit" if hit else "miss"
             else:
                 outputs = await compute()
+            if self._shadowed and cached != "hit":
+                shadow = self._shadowed.get(loaded.model)
+                if shadow is not None:
+                    shadow.offer(loaded.version, arrays, outputs, request.request_id or request.id)
         finally:
             if heavy:  # freed in the thread, slice by slice, not at once on the loop
                 await asyncio.to_thread(release_inputs, arrays)
@@ -536,12 +547,60 @@ class InferenceService:
 
     async def load_model(self, name: str) -> None:
         failures = await self.manager.load(name)
+        self._apply_shadows([name])
         _settle_heap()
         if failures:
             raise ModelLoadError(f"model '{name}' failed to load: {'; '.join(failures)}")
 
     async def unload_model(self, name: str) -> None:
         await self.manager.unload(name)
+        self.shadows.set(name, None, "api")
+
+    # -- shadow traffic (core/shadow.py) ---------------------------------------------------
+
+    def shadow_state(self, name: str) -> dict[str, Any]:
+        """``GET /v2/models/{m}/shadow``: the model's shadow (None when it has none), its
+        counts and recent disagreeing examples (users' data: admin callers only)."""
+        self.manager.versions(name)  # NotFound for a model the repository does not have
+        shadow = self.shadows.get(name)
+        return {"model": name, "shadow": None if shadow is None else shadow.state()}
+
+    def set_shadow(self, name: str, doc: object) -> dict[str, Any]:
+        """``PUT /v2/models/{m}/shadow``: start, change (``{"version", "fraction", ...}``)
+        or stop (None) the model's shadow until the model is next loaded."""
+        served = self.manager.versions(name)
+        config = None if doc is None else parse_shadow(doc)
+        if config is not None and config.version not in served:
+            raise InvalidArgument(
+                f"model '{name}' does not serve version '{config.version}'; it serves {served}"
+            )
+        self.shadows.set(name, config, "api")
+        return self.shadow_state(name)
+
+    def _apply_shadows(self, names: list[str]) -> None:
+        """Each (re)loaded model gets the shadow its model.yaml declares, or none."""
+        for name in names:
+            try:
+                config = self.manager.resolve(name).config.shadow
+            except InferdError:
+                config = None  # not serving: nothing to mirror
+            self.shadows.set(name, config, "model.yaml")
+
+    async def _shadow_outputs(self, model: str, version: str, arrays: Arrays) -> dict[str, Tensor]:
+        """A mirrored request: ``arrays`` through the shadow version's batcher, its outputs
+        in their declared datatypes."""
+        loaded = self.manager.resolve(model, version)
+        if loaded.generator is not None:
+            raise InvalidArgument(f"model '{model}' version '{version}' streams its outputs")
+        seconds = loaded.config.timeout_s or self.settings.performance.inference_timeout_s
+        results = await loaded.batcher.submit(arrays, time.monotonic() + seconds)
+        return {
+            spec.name: Tensor(
+                spec.name, spec.datatype, _as_datatype(results[spec.name], spec.datatype)
+            )
+            for spec in loaded.outputs
+            if spec.name in results
+        }
 
     # -- traffic ----------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ class Operation(enum.Enum):
     METADATA = "metadata"
     INFER = "infer"
     STREAM = "stream"
-    ADMIN = "admin"  # the control API: repository index, load, unload, traffic, rollout
+    ADMIN = "admin"  # the control API: repository index, load, unload, traffic, rollout, shadow
 
 
 #: REST and WebSocket paths -> operation; ``{model}`` and ``{version}`` match one segment.
@@ -46,6 +46,8 @@ REST_ROUTES: Final[tuple[tuple[str, Operation], ...]] = (
     ("/v2/repository/models/{model}/unload", Operation.ADMIN),
     ("/v2/models/{model}/traffic", Operation.ADMIN),
     ("/v2/models/{model}/rollout", Operation.ADMIN),
+    # GET shows recent requests' inputs (users' data), PUT changes what is mirrored.
+    ("/v2/models/{model}/shadow", Operation.ADMIN),
 )
 
 _V2: Final = "/inference.GRPCInferenceService/"

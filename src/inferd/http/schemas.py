@@ -139,6 +139,75 @@ ROLLOUT: Final = _object(
         ),
     },
 )
+_TENSOR_EXAMPLE: Final = _object(
+    ["name", "datatype", "shape", "data", "elided"],
+    name=_STRING,
+    datatype=_STRING,
+    shape={"type": "array", "items": {"type": "integer"}},
+    data={"type": "array", "items": {}},
+    elided={"type": "integer", "minimum": 0},
+)
+_NUMBER_OR_NULL: Final[Schema] = {"type": ["number", "null"]}
+SHADOW: Final = _object(
+    ["model", "shadow"],
+    model=_STRING,
+    shadow={
+        "type": ["object", "null"],
+        "description": "null: the model has no shadow",
+        "properties": {
+            "version": _STRING,
+            "fraction": {"type": "number", "minimum": 0, "maximum": 1},
+            "max_in_flight": {"type": "integer"},
+            "rtol": {"type": "number"},
+            "atol": {"type": "number"},
+            "examples": {"type": "integer"},
+            "source": {"type": "string", "enum": ["model.yaml", "api"]},
+            "since": _STRING,
+            "in_flight": {"type": "integer"},
+            "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "disagreements": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "last_error": {"type": ["string", "null"]},
+            "recent": {
+                "type": "array",
+                "items": _object(
+                    ["time", "reason", "inputs", "outputs"],
+                    time=_STRING,
+                    request_id={"type": ["string", "null"]},
+                    reason=_STRING,
+                    inputs={"type": "array", "items": _TENSOR_EXAMPLE},
+                    outputs={
+                        "type": "array",
+                        "items": _object(
+                            ["name", "reason"],
+                            name=_STRING,
+                            reason={"type": ["string", "null"]},
+                            max_abs=_NUMBER_OR_NULL,
+                            max_rel=_NUMBER_OR_NULL,
+                            argmax_agreement=_NUMBER_OR_NULL,
+                            detail=_STRING,
+                            primary=_TENSOR_EXAMPLE,
+                            shadow={"oneOf": [_TENSOR_EXAMPLE, {"type": "null"}]},
+                        ),
+                    },
+                ),
+            },
+        },
+    },
+)
+#: The body of ``PUT /v2/models/{m}/shadow`` (or null, to stop the shadow).
+SHADOW_REQUEST: Final[Schema] = {
+    "type": ["object", "null"],
+    "required": ["version", "fraction"],
+    "additionalProperties": False,
+    "properties": {
+        "version": {"type": "string", "example": "2"},
+        "fraction": {"type": "number", "minimum": 0, "maximum": 1, "example": 0.2},
+        "max_in_flight": {"type": "integer", "minimum": 1, "maximum": 1024, "default": 8},
+        "rtol": {"type": "number", "minimum": 0, "default": 1e-4},
+        "atol": {"type": "number", "minimum": 0, "default": 1e-5},
+        "examples": {"type": "integer", "minimum": 0, "maximum": 1000, "default": 20},
+    },
+}
 #: With --workers N: each worker's pid and readiness (``ready`` needs all N ready).
 _WORKERS: Final[Schema] = {
     "type": "array",
@@ -165,7 +234,7 @@ SET_TRAFFIC: Final = _object(["traffic"], traffic=_WEIGHTS)
 
 #: Status -> what it means on these routes.
 ERRORS: Final[dict[int, str]] = {
-    400: "Bad input: an unsafe model or version name, or a malformed body",
+    400: "Bad input: an unsafe model or version name, a version not served, or a malformed body",
     401: "No admin bearer token",
     403: "Wrong admin token, or a remote client with no token configured",
     404: "Unknown model or version",

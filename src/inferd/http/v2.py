@@ -224,4 +224,28 @@ def router() -> APIRouter:
         await service_of(request).unload_model(model)
         return _json({})
 
+    @api.get(
+        "/models/{model}/shadow",
+        summary="Shadow traffic: state, counts and recent disagreements (admin)",
+        responses=answers(S.SHADOW, 400, 401, 403, 404, 429),
+    )
+    async def get_shadow(request: Request, model: str) -> Response:
+        return _json(service_of(request).shadow_state(model))
+
+    @api.put(
+        "/models/{model}/shadow",
+        summary="Start, change or (null) stop shadow traffic (admin)",
+        responses=answers(S.SHADOW, 400, 401, 403, 404, 413, 429),
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": S.SHADOW_REQUEST}},
+            }
+        },
+    )
+    async def put_shadow(request: Request, model: str) -> Response:
+        service = service_of(request)
+        body = await read_body(request, service.settings.safeguards.max_request_bytes)
+        return _json(service.set_shadow(model, parse_json(body)))
+
     return api
