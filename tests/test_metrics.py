@@ -65,3 +65,29 @@ def test_forget_drops_every_series_of_a_version() -> None:
     assert 'inferd_requests_total{model="m",protocol="rest",status="ok",version="1"} 1.0' in (
         exposition(metrics)
     )
+
+
+def test_shadow_observer_matches_prometheus_client() -> None:
+    fast, reference = Metrics(), Metrics()
+    observer = fast.shadow_observer("m", "2")
+    for outcome in ("agree", "disagree", "disagree", "dropped", "error"):
+        observer.outcome(outcome)
+    observer.disagreed("argmax")
+    observer.disagreed("values")
+    observer.disagreed("argmax")
+    differences = [0.0, 1e-7, 5e-7, 0.5, 100.0, 1e9]
+    for value in differences:
+        observer.difference("abs", value)
+        observer.difference("rel", value / 10)
+    for outcome, count in (("agree", 1), ("disagree", 2), ("dropped", 1), ("error", 1)):
+        reference.shadow_requests.labels("m", "2", outcome).inc(count)
+    reference.shadow_disagreements.labels("m", "2", "argmax").inc(2)
+    reference.shadow_disagreements.labels("m", "2", "values").inc()
+    for value in differences:
+        reference.shadow_difference.labels("m", "2", "abs").observe(value)
+        reference.shadow_difference.labels("m", "2", "rel").observe(value / 10)
+    assert exposition(fast) == exposition(reference)
+    observer.forget()
+    assert "inferd_shadow" not in "".join(
+        line for line in exposition(fast).splitlines() if not line.startswith("#")
+    )

@@ -23,6 +23,7 @@ from inferd.gateway.operations import Operation, PathTable, grpc_operation
         ("/v2/repository/index", Operation.ADMIN, None, None),
         ("/v2/repository/models/tiny/unload", Operation.ADMIN, "tiny", None),
         ("/v2/models/tiny/traffic", Operation.ADMIN, "tiny", None),
+        ("/v2/models/tiny/shadow", Operation.ADMIN, "tiny", None),
         ("/v2/models/tiny", Operation.METADATA, None, None),
         ("/v2/models//infer", Operation.METADATA, None, None),  # not a route: 404 later
         ("/nothing/here", Operation.METADATA, None, None),

@@ -45,6 +45,8 @@ CONTROL = [
     ("POST", "/v2/repository/index"),
     ("POST", "/v2/repository/models/tiny/load"),
     ("POST", "/v2/repository/models/tiny/unload"),
+    ("GET", "/v2/models/tiny/shadow"),
+    ("PUT", "/v2/models/tiny/shadow"),
 ]
 
 

@@ -100,8 +100,8 @@ def _numeric(
         diff[np.isnan(diff)] = np.inf  # NaN against a number
         scale = np.maximum(np.abs(x), np.abs(y))
         rel = np.divide(diff, scale, out=np.zeros_like(diff), where=scale > 0)
-        rel[np.isnan(rel)] = np.inf  # an infinite difference over an infinite value
-        close = bool(np.all(diff <= tolerance.atol + tolerance.rtol * np.abs(x)))
+        rel[np.isinf(diff)] = np.inf  # NaN against a number, or -inf against inf
+        close = bool(np.all(equal | (diff <= tolerance.atol + tolerance.rtol * np.abs(x))))
     max_abs = float(diff.max()) if diff.size else 0.0
     max_rel = float(rel.max()) if rel.size else 0.0
     agreement = None
