@@ -216,14 +216,18 @@ def run(args: argparse.Namespace, folder: Path) -> str:
     return "\n".join(lines)
 
 
-def write_section(section: str) -> None:
-    text = RESULTS.read_text()
-    if BEGIN in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + section + rest.split(END, 1)[1]
+def write_section(
+    section: str, results: Path = RESULTS, begin: str = BEGIN, end: str = END
+) -> None:
+    """Put ``section`` (marked by ``begin`` and ``end``) in ``results``: in place of the
+    marked one, else at the end; the rest of the file stays as it is."""
+    text = results.read_text() if results.exists() else ""
+    if begin in text:
+        head, rest = text.split(begin, 1)
+        text = head + section + rest.split(end, 1)[1]
     else:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
-    RESULTS.write_text(text)
+    results.write_text(text)
 
 
 def main() -> None:
