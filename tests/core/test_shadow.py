@@ -359,3 +359,33 @@ async def test_unloading_a_model_stops_its_shadow(
     assert service.shadow_state("m") == {"model": "m", "shadow": None}
     await service.load_model("m")
     assert service.shadow_state("m")["shadow"]["fraction"] == 0.5
+
+
+async def test_answers_a_split_gives_the_shadow_version_are_not_mirrored(
+    tmp_path: Path, service_factory: ServiceFactory
+) -> None:
+    yaml = (
+        "shadow: {version: '1', fraction: 1.0, max_in_flight: 1024}\ntraffic: {'1': 50, '2': 50}\n"
+    )
+    service = service_factory(two_versions(tmp_path, yaml, DOUBLING_MODEL))
+    await service.start()
+    answered = [(await service.infer(infer_request(1, 1))).version for _ in range(40)]
+    shadow = service.shadows.get("m")
+    assert shadow is not None
+    await shadow.settle()
+    assert shadow.state()["counts"]["disagree"] == answered.count("2")
+    assert sum(shadow.state()["counts"].values()) == answered.count("2")
+
+
+async def test_a_reload_goes_back_to_the_model_yaml_shadow(
+    tmp_path: Path, service_factory: ServiceFactory
+) -> None:
+    service = service_factory(
+        two_versions(tmp_path, "shadow: {version: '1', fraction: 0.5}\n", DOUBLING_MODEL)
+    )
+    await service.start()
+    service.set_shadow("m", {"version": "1", "fraction": 1.0})
+    assert service.shadow_state("m")["shadow"]["source"] == "api"
+    await service.load_model("m")
+    state = service.shadow_state("m")["shadow"]
+    assert (state["source"], state["fraction"]) == ("model.yaml", 0.5)

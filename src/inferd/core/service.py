@@ -19,7 +19,7 @@ from inferd.core.cache import ResponseCache
 from inferd.core.group import ProcessGroup
 from inferd.core.manager import LoadedVersion, ModelManager
 from inferd.core.messages import InferRequest, InferResponse, PredictResult
-from inferd.core.model_config import parse_shadow
+from inferd.core.model_config import ModelConfig, parse_shadow
 from inferd.core.outputs import check_finite
 from inferd.core.rollouts import Rollouts
 from inferd.core.router import Router
@@ -77,6 +77,7 @@ class InferenceService:
         self.shadows = Shadows(self._shadow_outputs, metrics)
         #: The models with a shadow, checked once per computed answer (empty: no cost).
         self._shadowed = self.shadows.by_model
+        manager.on_serve(self._serve_shadow)
         #: The --workers process group; alone, this process (see server.build_service).
         self.group = ProcessGroup(None, 1, self.snapshot)
         self.draining = False
@@ -92,7 +93,6 @@ class InferenceService:
         if not self._started:
             self._started = True
             await self.manager.load_all()
-            self._apply_shadows(self.manager.model_names())
             _settle_heap()
             self._loaded = True
 
@@ -547,14 +547,12 @@ class InferenceService:
 
     async def load_model(self, name: str) -> None:
         failures = await self.manager.load(name)
-        self._apply_shadows([name])
         _settle_heap()
         if failures:
             raise ModelLoadError(f"model '{name}' failed to load: {'; '.join(failures)}")
 
     async def unload_model(self, name: str) -> None:
         await self.manager.unload(name)
-        self.shadows.set(name, None, "api")
 
     # -- shadow traffic (core/shadow.py) ---------------------------------------------------
 
@@ -577,23 +575,18 @@ class InferenceService:
         self.shadows.set(name, config, "api")
         return self.shadow_state(name)
 
-    def _apply_shadows(self, names: list[str]) -> None:
-        """Each (re)loaded model gets the shadow its model.yaml declares, or none."""
-        for name in names:
-            try:
-                config = self.manager.resolve(name).config.shadow
-            except InferdError:
-                config = None  # not serving: nothing to mirror
-            self.shadows.set(name, config, "model.yaml")
+    def _serve_shadow(self, name: str, config: ModelConfig | None) -> None:
+        """A (re)loaded model gets the shadow its model.yaml declares (or none); an
+        unloaded one (``config`` None) none."""
+        self.shadows.set(name, None if config is None else config.shadow, "model.yaml")
 
     async def _shadow_outputs(self, model: str, version: str, arrays: Arrays) -> dict[str, Tensor]:
         """A mirrored request: ``arrays`` through the shadow version's batcher, its outputs
         in their declared datatypes."""
-        loaded = self.manager.resolve(model, version)
+        loaded = self.router.named(model, version)
         if loaded.generator is not None:
             raise InvalidArgument(f"model '{model}' version '{version}' streams its outputs")
-        seconds = loaded.config.timeout_s or self.settings.performance.inference_timeout_s
-        results = await loaded.batcher.submit(arrays, time.monotonic() + seconds)
+        results = await loaded.batcher.submit(arrays, time.monotonic() + loaded.settings.timeout_s)
         return {
             spec.name: Tensor(
                 spec.name, spec.datatype, _as_datatype(results[spec.name], spec.datatype)
