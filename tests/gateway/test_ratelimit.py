@@ -14,9 +14,9 @@ from limits.strategies import FixedWindowRateLimiter
 from inferd.errors import ConfigError, RateLimited, Unavailable
 from inferd.gateway.ratelimit import (
     RETRY_S,
+    STRATEGIES,
     SWEEP_S,
     LocalRateLimiter,
-    PerMinute,
     RateLimiter,
     SharedRateLimiter,
     SweptMemoryStorage,
@@ -112,11 +112,24 @@ async def test_an_in_memory_check_never_suspends() -> None:
         refused.send(None)
 
 
-def test_storage_keys_are_the_librarys_built_once_per_principal() -> None:
-    item, plain = PerMinute(5), RateLimitItemPerMinute(5)
-    assert item.key_for("addr:a", "tiny") == plain.key_for("addr:a", "tiny")
-    assert item.key_for("addr:a", "tiny") is item.key_for("addr:a", "tiny")
-    assert item.key_for("addr:b") == plain.key_for("addr:b")
+@pytest.mark.parametrize("strategy", ["fixed-window", "sliding-window", "moving-window"])
+async def test_hits_land_where_the_librarys_strategy_counts_them(strategy: str) -> None:
+    """The in-process limiter calls the storage as the ``limits`` strategy does: that
+    strategy, over the same storage, sees the hits in the principal's window and takes its
+    own from the same budget."""
+    limit = limiter(per_minute=5, strategy=strategy, per_model=True)
+    assert isinstance(limit, LocalRateLimiter)
+    for _ in range(3):
+        await limit.check("addr:a", "tiny")
+    library = STRATEGIES[strategy](limit.storage)
+    assert library.get_window_stats(limit.item, "addr:a", "tiny").remaining == 2
+    assert library.get_window_stats(limit.item, "addr:a", "wide").remaining == 5
+    assert library.hit(limit.item, "addr:a", "tiny")
+    await limit.check("addr:a", "tiny")
+    with pytest.raises(RateLimited) as refused:
+        await limit.check("addr:a", "tiny")
+    assert refused.value.remaining == 0
+    assert not library.hit(limit.item, "addr:a", "tiny")
 
 
 def closed_port() -> int:

@@ -6,10 +6,11 @@ calls over REST, WebSocket or gRPC. Its counters live in the storage named by
 memory): with Redis, every worker and replica shares them. :data:`STORAGES` picks the
 limiter for the URI's scheme:
 
-- :class:`LocalRateLimiter` (``memory://``): ``limits``' synchronous strategies over its
-  in-process storage. A check is a few dictionary operations on the event loop, with no
-  coroutine per storage call and no timeout scope (it cannot wait); it cannot fail either,
-  so there is no failure mode to apply.
+- :class:`LocalRateLimiter` (``memory://``): ``limits``' synchronous in-process storage,
+  hit as the library's strategy of the same name hits it (:data:`TAKES`), with each
+  principal's storage key built once. A check is a few dictionary operations on the event
+  loop: no coroutine per storage call, no timeout scope (it cannot wait), and no failure
+  mode (it cannot fail).
 - :class:`SharedRateLimiter` (``redis://``, ``rediss://``, ``unix://``): ``limits``'
   asynchronous strategies over its Redis storage, each check under the storage deadline.
 
@@ -35,7 +36,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
-from limits import RateLimitItemPerMinute, WindowStats, strategies
+from limits import RateLimitItem, RateLimitItemPerMinute, WindowStats, strategies
 from limits.aio import strategies as aio_strategies
 from limits.aio.storage import RedisStorage
 from limits.storage import MemoryStorage
@@ -57,32 +58,38 @@ KEY_PREFIX: Final = "inferd-ratelimit"
 #: Storage keys kept ready-built, for this many (principal, model) pairs.
 KEY_CACHE: Final = 4096
 
-#: ``strategy`` setting -> the ``limits`` strategy that keeps the window, in process.
+
+def _within(incr: Callable[[str, int], int], expiry: int, limit: int, key: str) -> bool:
+    """One more hit in a fixed window, if it stays within ``limit``."""
+    return incr(key, expiry) <= limit
+
+
+#: ``strategy`` setting -> the ``limits`` strategy that keeps the window, in process (it
+#: reads the window's state for a refusal).
 STRATEGIES: Final[dict[str, type[strategies.RateLimiter]]] = {
     "fixed-window": strategies.FixedWindowRateLimiter,
     "sliding-window": strategies.SlidingWindowCounterRateLimiter,
     "moving-window": strategies.MovingWindowRateLimiter,
 }
-#: The same, over a shared (asynchronous) storage.
+#: ``strategy`` setting -> how a hit is taken from the in-process storage for a key: the
+#: storage call that strategy's ``hit`` makes, its limit and window bound once.
+TAKES: Final[dict[str, Callable[[MemoryStorage, RateLimitItem], Callable[[str], bool]]]] = {
+    "fixed-window": lambda storage, item: functools.partial(
+        _within, storage.incr, item.get_expiry(), item.amount
+    ),
+    "sliding-window": lambda storage, item: functools.partial(
+        storage.acquire_sliding_window_entry, limit=item.amount, expiry=item.get_expiry()
+    ),
+    "moving-window": lambda storage, item: functools.partial(
+        storage.acquire_entry, limit=item.amount, expiry=item.get_expiry()
+    ),
+}
+#: ``strategy`` setting -> the ``limits`` strategy over a shared (asynchronous) storage.
 SHARED_STRATEGIES: Final[dict[str, type[aio_strategies.RateLimiter]]] = {
     "fixed-window": aio_strategies.FixedWindowRateLimiter,
     "sliding-window": aio_strategies.SlidingWindowCounterRateLimiter,
     "moving-window": aio_strategies.MovingWindowRateLimiter,
 }
-
-
-class PerMinute(RateLimitItemPerMinute):
-    """``amount`` hits per minute; the storage key of each principal is built once (the
-    library builds it, from every identifier, on every hit)."""
-
-    __slots__ = ("_keys",)
-
-    def __init__(self, amount: int) -> None:
-        super().__init__(amount)
-        self._keys = functools.lru_cache(maxsize=KEY_CACHE)(super().key_for)
-
-    def key_for(self, *identifiers: bytes | str | int | float) -> str:
-        return self._keys(*identifiers)
 
 
 class SweptMemoryStorage(MemoryStorage):
@@ -154,7 +161,7 @@ class RateLimiter(abc.ABC):
 
     def __init__(self, settings: RateLimitSettings, uri: str) -> None:
         self.uri = uri
-        self.item = PerMinute(settings.requests_per_minute)
+        self.item: RateLimitItem = RateLimitItemPerMinute(settings.requests_per_minute)
         self.per_model = settings.per_model
 
     @abc.abstractmethod
@@ -188,15 +195,14 @@ class LocalRateLimiter(RateLimiter):
         super().__init__(settings, uri)
         self.storage = SweptMemoryStorage(clock)
         self._strategy = STRATEGIES[settings.strategy](self.storage)
+        self._take = TAKES[settings.strategy](self.storage, self.item)
+        self._key = functools.lru_cache(maxsize=KEY_CACHE)(self.item.key_for)
 
     async def check(self, principal: str, model: str | None = None) -> None:
-        if self.per_model:
-            if self._strategy.hit(self.item, principal, model or ""):
-                return
-            raise self.refusal(self._strategy.get_window_stats(self.item, principal, model or ""))
-        if self._strategy.hit(self.item, principal):
+        ids = (principal, model or "") if self.per_model else (principal,)
+        if self._take(self._key(*ids)):
             return
-        raise self.refusal(self._strategy.get_window_stats(self.item, principal))
+        raise self.refusal(self._strategy.get_window_stats(self.item, *ids))
 
     async def close(self) -> None:
         """Nothing to release: the counters go with the process."""
