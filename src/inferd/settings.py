@@ -217,10 +217,11 @@ class RateLimitSettings(_Section):
     )
     requests_per_minute: int = Field(600, ge=1, description="Requests per principal per minute.")
     strategy: Literal["fixed-window", "sliding-window", "moving-window"] = Field(
-        "sliding-window",
+        "fixed-window",
         description="How the minute is counted (the `limits` library's strategies): "
-        "fixed-window (cheapest, allows twice the rate across a window edge), sliding-window "
-        "(two counters, weighted) or moving-window (exact, one entry per request).",
+        "fixed-window (one counter per principal, the cheapest; allows up to twice the rate "
+        "across a window edge), sliding-window (two counters, weighted) or moving-window "
+        "(exact, one entry per request).",
     )
     per_model: bool = Field(
         False, description="A separate budget per principal and model (else one per principal)."

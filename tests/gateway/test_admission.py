@@ -10,7 +10,7 @@ from inferd.errors import InferdError, PermissionDenied, ResourceExhausted, Unau
 from inferd.gateway.admission import ADMIN_OFF, NEED_KEY, Gateway, bearer
 from inferd.gateway.keys import Scope, new_key
 from inferd.gateway.operations import Operation
-from inferd.gateway.ratelimit import RateLimiter
+from inferd.gateway.ratelimit import limiter_for
 from inferd.settings import RateLimitSettings, ServerSettings, StorageSettings
 
 ADMIN_KEY, ADMIN = new_key("ops", Scope.ADMIN)
@@ -84,7 +84,7 @@ async def test_messages_say_what_to_do() -> None:
 
 
 async def test_the_rate_limit_counts_a_key_across_addresses_and_spares_probes() -> None:
-    limiter = RateLimiter(RateLimitSettings(enabled=True, requests_per_minute=2), StorageSettings())
+    limiter = limiter_for(RateLimitSettings(enabled=True, requests_per_minute=2), StorageSettings())
     gateway = Gateway(ServerSettings(**KEYS), limiter)
     for address in ("10.0.0.1", "10.0.0.2"):
         await gateway.admit(gateway.principal(INFER_KEY, address), Operation.INFER)

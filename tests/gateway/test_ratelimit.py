@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
 import socket
+import threading
 import time
 from typing import Any
 
 import pytest
 from limits import RateLimitItemPerMinute
-from limits.aio.strategies import SlidingWindowCounterRateLimiter
+from limits.strategies import FixedWindowRateLimiter
 
 from inferd.errors import ConfigError, RateLimited, Unavailable
 from inferd.gateway.ratelimit import (
     RETRY_S,
+    STRATEGIES,
     SWEEP_S,
+    LocalRateLimiter,
     RateLimiter,
+    SharedRateLimiter,
     SweptMemoryStorage,
+    limiter_for,
     rate_limiter,
     storage_uri,
 )
@@ -29,11 +33,21 @@ def limiter(
     per_minute: int = 3, storage: StorageSettings | None = None, **settings: Any
 ) -> RateLimiter:
     limit = RateLimitSettings(enabled=True, requests_per_minute=per_minute, **settings)
-    return RateLimiter(limit, storage or StorageSettings())
+    return limiter_for(limit, storage or StorageSettings())
 
 
 def test_off_by_default() -> None:
     assert rate_limiter(RateLimitSettings(), StorageSettings()) is None
+
+
+def test_the_default_window_is_fixed() -> None:
+    assert RateLimitSettings().strategy == "fixed-window"
+
+
+def test_memory_counters_are_kept_in_process_and_redis_ones_shared() -> None:
+    assert isinstance(limiter(), LocalRateLimiter)
+    shared = limiter(storage=StorageSettings(redis_uri="redis://127.0.0.1:1/0"))
+    assert isinstance(shared, SharedRateLimiter)
 
 
 @pytest.mark.parametrize("strategy", ["fixed-window", "sliding-window", "moving-window"])
@@ -84,7 +98,38 @@ def test_an_unknown_storage_scheme_is_refused() -> None:
         RateLimitSettings(storage_uri="memcached://x")
     settings = RateLimitSettings.model_construct(storage_uri="mongodb://x")
     with pytest.raises(ConfigError, match="unknown scheme 'mongodb'"):
-        RateLimiter(settings, StorageSettings())
+        limiter_for(settings, StorageSettings())
+
+
+async def test_an_in_memory_check_never_suspends() -> None:
+    """It runs to its end when first stepped: no await on a storage, no timeout scope."""
+    limit = limiter(per_minute=1)
+    admitted = limit.check("addr:a")
+    with pytest.raises(StopIteration):
+        admitted.send(None)
+    refused = limit.check("addr:a")
+    with pytest.raises(RateLimited):
+        refused.send(None)
+
+
+@pytest.mark.parametrize("strategy", ["fixed-window", "sliding-window", "moving-window"])
+async def test_hits_land_where_the_librarys_strategy_counts_them(strategy: str) -> None:
+    """The in-process limiter calls the storage as the ``limits`` strategy does: that
+    strategy, over the same storage, sees the hits in the principal's window and takes its
+    own from the same budget."""
+    limit = limiter(per_minute=5, strategy=strategy, per_model=True)
+    assert isinstance(limit, LocalRateLimiter)
+    for _ in range(3):
+        await limit.check("addr:a", "tiny")
+    library = STRATEGIES[strategy](limit.storage)
+    assert library.get_window_stats(limit.item, "addr:a", "tiny").remaining == 2
+    assert library.get_window_stats(limit.item, "addr:a", "wide").remaining == 5
+    assert library.hit(limit.item, "addr:a", "tiny")
+    await limit.check("addr:a", "tiny")
+    with pytest.raises(RateLimited) as refused:
+        await limit.check("addr:a", "tiny")
+    assert refused.value.remaining == 0
+    assert not library.hit(limit.item, "addr:a", "tiny")
 
 
 def closed_port() -> int:
@@ -115,7 +160,7 @@ def unreachable(mode: str, port: int, clock: Clock, metrics: Metrics) -> RateLim
         storage_uri=f"redis://127.0.0.1:{port}/0",
         failure_mode=mode,  # type: ignore[arg-type]
     )
-    return RateLimiter(settings, StorageSettings(timeout_ms=50), metrics, clock=clock)
+    return limiter_for(settings, StorageSettings(timeout_ms=50), metrics, clock=clock)
 
 
 def failures(metrics: Metrics, outcome: str) -> float:
@@ -173,19 +218,23 @@ async def test_a_silent_storage_costs_one_timeout_then_none_until_the_retry() ->
         await limit.close()
 
 
-async def test_the_memory_sweep_runs_once_per_interval_not_per_hit() -> None:
-    """The library would start a scan of every key after each hit; here, one per SWEEP_S."""
+def test_the_memory_sweep_runs_once_per_interval_on_the_callers_thread() -> None:
+    """The library would start a thread to scan every key 10 ms after each hit once the
+    last one ended; here the scan runs inline, once per SWEEP_S, and drops expired counters."""
     clock = Clock()
     storage = SweptMemoryStorage(clock)
-    strategy = SlidingWindowCounterRateLimiter(storage)
+    strategy = FixedWindowRateLimiter(storage)
     item = RateLimitItemPerMinute(1000)
-    await strategy.hit(item, "addr:0")
-    first = storage.timer
-    assert first is not None
-    for i in range(1, 50):
-        await strategy.hit(item, f"addr:{i}")
-        await asyncio.sleep(0)  # the sweep task, if any, runs and ends
-    assert storage.timer is first
+    threads = threading.active_count()
+    for i in range(50):
+        assert strategy.hit(item, f"addr:{i}")
+    assert storage.sweeps == 1
+    assert threading.active_count() <= threads
+    expired = item.key_for("addr:0")
+    storage.expirations[expired] = time.time() - 1  # as if its window had passed
+    assert strategy.hit(item, "addr:1")
+    assert expired in storage.storage  # swept at the next interval, not on every hit
     clock.now += SWEEP_S
-    await strategy.hit(item, "addr:0")
-    assert storage.timer is not first
+    assert strategy.hit(item, "addr:1")
+    assert storage.sweeps == 2
+    assert expired not in storage.storage

@@ -1,9 +1,18 @@
 """Rate limits per principal (and optionally per model), kept by the ``limits`` library.
 
-One :class:`RateLimiter` per process serves every transport, so a principal has one budget
-whether it calls over REST, WebSocket or gRPC. Its counters live in the storage named by
+One limiter per process serves every transport, so a principal has one budget whether it
+calls over REST, WebSocket or gRPC. Its counters live in the storage named by
 ``safeguards.rate_limit.storage_uri`` (else ``storage.redis_uri``, else this process's
-memory): with Redis, every worker and replica shares them.
+memory): with Redis, every worker and replica shares them. :data:`STORAGES` picks the
+limiter for the URI's scheme:
+
+- :class:`LocalRateLimiter` (``memory://``): ``limits``' synchronous in-process storage,
+  hit as the library's strategy of the same name hits it (:data:`TAKES`), with each
+  principal's storage key built once. A check is a few dictionary operations on the event
+  loop: no coroutine per storage call, no timeout scope (it cannot wait), and no failure
+  mode (it cannot fail).
+- :class:`SharedRateLimiter` (``redis://``, ``rediss://``, ``unix://``): ``limits``'
+  asynchronous strategies over its Redis storage, each check under the storage deadline.
 
 Contract of :meth:`RateLimiter.check`:
 - it takes one hit from the principal's budget or raises :class:`~inferd.errors.RateLimited`
@@ -18,19 +27,19 @@ Contract of :meth:`RateLimiter.check`:
 
 from __future__ import annotations
 
+import abc
 import asyncio
-import contextlib
 import functools
 import logging
 import math
 import time
 from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
 from typing import Any, Final
 
-from limits import RateLimitItem, RateLimitItemPerMinute
-from limits.aio import strategies
-from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits import RateLimitItem, RateLimitItemPerMinute, WindowStats, strategies
+from limits.aio import strategies as aio_strategies
+from limits.aio.storage import RedisStorage
+from limits.storage import MemoryStorage
 
 from inferd.errors import ConfigError, RateLimited, Unavailable
 from inferd.metrics import Metrics
@@ -46,64 +55,73 @@ LOG_INTERVAL_S: Final = 60.0
 SWEEP_S: Final = 1.0
 #: Prefix of every key the limiter writes (several servers may share one Redis).
 KEY_PREFIX: Final = "inferd-ratelimit"
+#: Storage keys kept ready-built, for this many (principal, model) pairs.
+KEY_CACHE: Final = 4096
 
-#: ``strategy`` setting -> the ``limits`` strategy that keeps the window.
+
+def _within(incr: Callable[[str, int], int], expiry: int, limit: int, key: str) -> bool:
+    """One more hit in a fixed window, if it stays within ``limit``."""
+    return incr(key, expiry) <= limit
+
+
+#: ``strategy`` setting -> the ``limits`` strategy that keeps the window, in process (it
+#: reads the window's state for a refusal).
 STRATEGIES: Final[dict[str, type[strategies.RateLimiter]]] = {
     "fixed-window": strategies.FixedWindowRateLimiter,
     "sliding-window": strategies.SlidingWindowCounterRateLimiter,
     "moving-window": strategies.MovingWindowRateLimiter,
 }
+#: ``strategy`` setting -> how a hit is taken from the in-process storage for a key: the
+#: storage call that strategy's ``hit`` makes, its limit and window bound once.
+TAKES: Final[dict[str, Callable[[MemoryStorage, RateLimitItem], Callable[[str], bool]]]] = {
+    "fixed-window": lambda storage, item: functools.partial(
+        _within, storage.incr, item.get_expiry(), item.amount
+    ),
+    "sliding-window": lambda storage, item: functools.partial(
+        storage.acquire_sliding_window_entry, limit=item.amount, expiry=item.get_expiry()
+    ),
+    "moving-window": lambda storage, item: functools.partial(
+        storage.acquire_entry, limit=item.amount, expiry=item.get_expiry()
+    ),
+}
+#: ``strategy`` setting -> the ``limits`` strategy over a shared (asynchronous) storage.
+SHARED_STRATEGIES: Final[dict[str, type[aio_strategies.RateLimiter]]] = {
+    "fixed-window": aio_strategies.FixedWindowRateLimiter,
+    "sliding-window": aio_strategies.SlidingWindowCounterRateLimiter,
+    "moving-window": aio_strategies.MovingWindowRateLimiter,
+}
 
 
 class SweptMemoryStorage(MemoryStorage):
-    """``limits``' in-process storage, its expiry sweep held to one per :data:`SWEEP_S`.
+    """``limits``' in-process storage, swept for expired counters on the caller's thread
+    at most once per :data:`SWEEP_S`.
 
-    The library's sweep scans every key and is started again after every hit once the last
-    one is done, so each request would pay for a scan of every principal seen in the last
-    minute (a client rotating addresses would make that grow). Expired counters are still
-    dropped, up to a sweep interval late.
+    The library sweeps from a new thread (a ``threading.Timer``) started 10 ms after a hit
+    whenever the last one is done: under load, a hundred threads a second, each scanning
+    every key while holding the interpreter. Expired counters are still dropped, up to a
+    sweep interval late.
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
+        self.timer.cancel()  # the library's first sweep, started by its constructor
         self._clock = clock
         self._next_sweep = -math.inf
+        self.sweeps = 0
 
     # Overrides the library's private hook (its name mangled): every hit calls it.
-    async def _MemoryStorage__schedule_expiry(self) -> None:
+    def _MemoryStorage__schedule_expiry(self) -> None:
         now = self._clock()
         if now >= self._next_sweep:
             self._next_sweep = now + SWEEP_S
-            await super()._MemoryStorage__schedule_expiry()  # type: ignore[misc]
+            self.sweeps += 1
+            self._MemoryStorage__expire_events()  # type: ignore[attr-defined]
 
 
-def _memory(uri: str, timeout_s: float) -> Storage:
-    return SweptMemoryStorage()
-
-
-def _redis(uri: str, timeout_s: float) -> Storage:
-    from redis.asyncio.retry import Retry
-    from redis.backoff import NoBackoff
-
-    return RedisStorage(
-        "async+" + uri.replace("unix://", "redis+unix://", 1),
-        implementation="redispy",
-        key_prefix=KEY_PREFIX,
-        wrap_exceptions=True,
-        socket_timeout=timeout_s,
-        socket_connect_timeout=timeout_s,
-        retry=Retry(NoBackoff(), 0),  # type: ignore[arg-type]  # redis-py option, passed through
-    )
-
-
-#: URI scheme -> the storage it names, and whether it is across a network (a check on it
-#: runs under the storage deadline; one in memory cannot wait, so it skips that cost).
-STORAGES: Final[dict[str, tuple[Callable[[str, float], Storage], bool]]] = {
-    "memory": (_memory, False),
-    "redis": (_redis, True),
-    "rediss": (_redis, True),
-    "unix": (_redis, True),
-}
+# ``limits`` wraps these methods of every storage class, subclasses again: keep the
+# parent's (wrapped once) rather than pay for a second wrapper on every call.
+for _name in ("incr", "get", "get_expiry", "check", "reset", "clear"):
+    setattr(SweptMemoryStorage, _name, vars(MemoryStorage)[_name])
 
 
 def storage_uri(settings: RateLimitSettings, storage: StorageSettings) -> str:
@@ -112,53 +130,123 @@ def storage_uri(settings: RateLimitSettings, storage: StorageSettings) -> str:
 
 
 def rate_limiter(
-    settings: RateLimitSettings, storage: StorageSettings, metrics: Metrics | None = None
+    settings: RateLimitSettings,
+    storage: StorageSettings,
+    metrics: Metrics | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> RateLimiter | None:
     """The process's limiter when rate limiting is on."""
-    return RateLimiter(settings, storage, metrics) if settings.enabled else None
+    return limiter_for(settings, storage, metrics, clock) if settings.enabled else None
 
 
-class RateLimiter:
+def limiter_for(
+    settings: RateLimitSettings,
+    storage: StorageSettings,
+    metrics: Metrics | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> RateLimiter:
+    """The limiter that keeps ``settings``' counters in the storage they name."""
+    uri = storage_uri(settings, storage)
+    scheme = uri.split("://", 1)[0] if "://" in uri else ""
+    if scheme not in STORAGES:
+        raise ConfigError(
+            f"safeguards.rate_limit.storage_uri: unknown scheme {scheme!r}; "
+            f"expected one of {sorted(STORAGES)}"
+        )
+    return STORAGES[scheme](settings, uri, storage.timeout_ms / 1000, metrics, clock)
+
+
+class RateLimiter(abc.ABC):
     """``requests_per_minute`` hits per principal (per model too with ``per_model``)."""
+
+    def __init__(self, settings: RateLimitSettings, uri: str) -> None:
+        self.uri = uri
+        self.item: RateLimitItem = RateLimitItemPerMinute(settings.requests_per_minute)
+        self.per_model = settings.per_model
+
+    @abc.abstractmethod
+    async def check(self, principal: str, model: str | None = None) -> None:
+        """Take one hit for ``principal`` (and ``model``, when limits are per model)."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release the storage's connections."""
+
+    def refusal(self, stats: WindowStats) -> RateLimited:
+        return RateLimited(
+            f"rate limit of {self.item.amount} requests per minute exceeded",
+            limit=self.item.amount,
+            remaining=stats.remaining,
+            reset_s=max(0.0, stats.reset_time - time.time()),
+        )
+
+
+class LocalRateLimiter(RateLimiter):
+    """Counters in this process's memory (``memory://``)."""
 
     def __init__(
         self,
         settings: RateLimitSettings,
-        storage: StorageSettings,
+        uri: str,
+        timeout_s: float,
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        uri = storage_uri(settings, storage)
-        scheme = uri.split("://", 1)[0] if "://" in uri else ""
-        if scheme not in STORAGES:
-            raise ConfigError(
-                f"safeguards.rate_limit.storage_uri: unknown scheme {scheme!r}; "
-                f"expected one of {sorted(STORAGES)}"
-            )
-        self.uri = uri
-        self.item: RateLimitItem = RateLimitItemPerMinute(settings.requests_per_minute)
-        self.per_model = settings.per_model
+        super().__init__(settings, uri)
+        self.storage = SweptMemoryStorage(clock)
+        self._strategy = STRATEGIES[settings.strategy](self.storage)
+        self._take = TAKES[settings.strategy](self.storage, self.item)
+        self._key = functools.lru_cache(maxsize=KEY_CACHE)(self.item.key_for)
+
+    async def check(self, principal: str, model: str | None = None) -> None:
+        ids = (principal, model or "") if self.per_model else (principal,)
+        if self._take(self._key(*ids)):
+            return
+        raise self.refusal(self._strategy.get_window_stats(self.item, *ids))
+
+    async def close(self) -> None:
+        """Nothing to release: the counters go with the process."""
+
+
+class SharedRateLimiter(RateLimiter):
+    """Counters in Redis, shared by every worker and replica that names it."""
+
+    def __init__(
+        self,
+        settings: RateLimitSettings,
+        uri: str,
+        timeout_s: float,
+        metrics: Metrics | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(settings, uri)
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
         self.fail_open = settings.failure_mode == "open"
-        self.timeout_s = storage.timeout_ms / 1000
-        factory, remote = STORAGES[scheme]
-        self._storage = factory(uri, self.timeout_s)
-        self._deadline: Callable[[], AbstractAsyncContextManager[Any]] = (
-            functools.partial(asyncio.timeout, self.timeout_s) if remote else contextlib.nullcontext
+        self.timeout_s = timeout_s
+        self._storage = RedisStorage(
+            "async+" + uri.replace("unix://", "redis+unix://", 1),
+            implementation="redispy",
+            key_prefix=KEY_PREFIX,
+            wrap_exceptions=True,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            retry=Retry(NoBackoff(), 0),  # type: ignore[arg-type]  # redis-py option, passed through
         )
-        self._strategy = STRATEGIES[settings.strategy](self._storage)
+        self._strategy = SHARED_STRATEGIES[settings.strategy](self._storage)
         self._failures = None if metrics is None else metrics.rate_limit_storage_failures
         self._clock = clock
         self._down_until = -math.inf
         self._logged_at = -math.inf
 
     async def check(self, principal: str, model: str | None = None) -> None:
-        """Take one hit for ``principal`` (and ``model``, when limits are per model)."""
         keys = (principal, model or "") if self.per_model else (principal,)
         if self._clock() < self._down_until:
             self._storage_failed(None)
             return
         try:
-            async with self._deadline():
+            async with asyncio.timeout(self.timeout_s):
                 if await self._strategy.hit(self.item, *keys):
                     return
                 stats = await self._strategy.get_window_stats(self.item, *keys)
@@ -166,13 +254,7 @@ class RateLimiter:
             self._down_until = self._clock() + RETRY_S
             self._storage_failed(exc)
             return
-        reset_s = max(0.0, stats.reset_time - time.time())
-        raise RateLimited(
-            f"rate limit of {self.item.amount} requests per minute exceeded",
-            limit=self.item.amount,
-            remaining=stats.remaining,
-            reset_s=reset_s,
-        )
+        raise self.refusal(stats)
 
     def _storage_failed(self, exc: BaseException | None) -> None:
         """Answer per the failure mode; count it, and log now and then."""
@@ -197,11 +279,19 @@ class RateLimiter:
             )
 
     async def close(self) -> None:
-        """Release the storage's connections."""
         bridge: Any = getattr(self._storage, "bridge", None)
         client: Any = getattr(bridge, "storage", None)
         if client is not None:
             await client.aclose()
+
+
+#: URI scheme -> the limiter that keeps its counters there.
+STORAGES: Final[dict[str, type[LocalRateLimiter] | type[SharedRateLimiter]]] = {
+    "memory": LocalRateLimiter,
+    "redis": SharedRateLimiter,
+    "rediss": SharedRateLimiter,
+    "unix": SharedRateLimiter,
+}
 
 
 def _redacted(uri: str) -> str:

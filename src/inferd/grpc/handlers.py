@@ -6,16 +6,22 @@ as its message. Registered from here, the server hands the handler the raw bytes
 handler parses them: a malformed message ends the call INVALID_ARGUMENT, with a short
 message that names the expected message type. In a request stream the message that
 does not parse arrives as :class:`Malformed`, in its place.
+
+A call's one request, once parsed, leaves the model and version it names in :data:`named`
+(read from :data:`MODEL_FIELDS`), for the call's access log line; a call that streams its
+requests may name a different model in each, and names none there.
 """
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Final
 
 import grpc
 from google.protobuf.descriptor import ServiceDescriptor
+from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 
 Factory = Callable[[Any, Any, Callable[[Any], bytes]], grpc.RpcMethodHandler]
@@ -29,15 +35,39 @@ class Malformed:
     message: str
 
 
+#: The fields of a request message that name the model and its version, first match wins:
+#: ``ModelInferRequest``, the repository's requests and the simple ``PredictRequest``; the
+#: other V2 model requests.
+MODEL_FIELDS: Final = (("model_name", "model_version"), ("name", "version"))
+
+Named = tuple[str | None, str | None]
+#: The model and version named by the request of the call running in this context.
+named: Final[contextvars.ContextVar[Named]] = contextvars.ContextVar(
+    "inferd_grpc_named", default=(None, None)
+)
+
+
+def model_of(request: Message) -> Named:
+    """The model and version a request message names (None for what it leaves empty)."""
+    for model_field, version_field in MODEL_FIELDS:
+        model = getattr(request, model_field, None)
+        if isinstance(model, str):
+            version = getattr(request, version_field, None)
+            return model or None, version if isinstance(version, str) and version else None
+    return None, None
+
+
 def _reason(message_class: Any) -> str:
     return f"malformed request: not a valid {message_class.DESCRIPTOR.full_name} message"
 
 
 async def _parse(message_class: Any, raw: bytes, context: Any) -> Any:
     try:
-        return message_class.FromString(raw)
+        request = message_class.FromString(raw)
     except Exception:  # any failure to parse the client's bytes is the client's mistake
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, _reason(message_class))
+    named.set(model_of(request))
+    return request
 
 
 async def _parse_all(message_class: Any, raws: AsyncIterator[bytes]) -> AsyncIterator[Any]:

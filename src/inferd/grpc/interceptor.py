@@ -3,7 +3,8 @@
 For each call it takes the request id (``x-request-id`` metadata, or a new one) and
 sends it back as initial metadata, reads the caller's key (``authorization: Bearer <key>``
 or ``x-api-key`` metadata), asks the gateway to admit the method's operation
-(:data:`inferd.gateway.operations.GRPC_METHODS`), and writes the access log line. A refusal
+(:data:`inferd.gateway.operations.GRPC_METHODS`), and writes the access log line (with
+the model and version of the call's request: :data:`inferd.grpc.handlers.named`). A refusal
 ends the call with the status of the core error (UNAUTHENTICATED, PERMISSION_DENIED,
 RESOURCE_EXHAUSTED with ``retry-after``) before the method runs.
 """
@@ -24,6 +25,7 @@ from inferd.gateway.accesslog import AccessLog, Entry
 from inferd.gateway.admission import Gateway, bearer
 from inferd.gateway.operations import grpc_operation
 from inferd.grpc.errors import GRPC_STATUS, abort
+from inferd.grpc.handlers import named
 
 
 def client_host(peer: str) -> str | None:
@@ -110,6 +112,7 @@ class Admission(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if isinstance(failure, InferdError):
             code = GRPC_STATUS[failure.code]
         name = code.name if isinstance(code, grpc.StatusCode) else str(code)
+        model, version = named.get()
         self._log.write(
             Entry(
                 "GRPC",
@@ -117,7 +120,9 @@ class Admission(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 name,
                 (time.perf_counter() - state.started) * 1000,
                 state.request_id,
-                principal=state.principal,
+                model,
+                version,
+                state.principal,
             )
         )
 
