@@ -117,12 +117,25 @@ async def test_no_rollout_yet_is_not_found(client: httpx.AsyncClient) -> None:
     assert answer.json()["error"] == "model 'm' has had no rollout since the server started"
 
 
-async def test_several_workers_are_refused(repo: Path, service_factory: ServiceFactory) -> None:
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("rollout", PLAN),
+        ("traffic", {"traffic": {"1": 50, "2": 50}}),
+        ("shadow", {"version": "2", "fraction": 0.5}),
+    ],
+)
+async def test_several_workers_refuse_routing_changes_at_run_time(
+    repo: Path, service_factory: ServiceFactory, path: str, body: dict[str, object]
+) -> None:
     service = service_factory(repo, server={"allow_local_admin": True, "workers": 2})
     async with await asgi_client(service) as client:
-        answer = await client.put(URL, json=PLAN)
-    assert answer.status_code == 400
-    assert "runs 2 worker processes (server.workers)" in answer.json()["error"]
+        before = (await client.get("/v2/models/m/traffic")).json()
+        answer = await client.put(f"/v2/models/m/{path}", json=body)
+        assert answer.status_code == 400
+        assert "runs 2 worker processes (server.workers)" in answer.json()["error"]
+        assert "needs one process (set it in model.yaml instead)" in answer.json()["error"]
+        assert (await client.get("/v2/models/m/traffic")).json() == before
 
 
 @pytest.mark.parametrize(("key", "status"), [(None, 401), (INFER_KEY, 403), (ADMIN_KEY, 404)])

@@ -533,13 +533,18 @@ class InferenceService:
     def start_rollout(self, name: str, plan: object) -> dict[str, Any]:
         """Start rolling a version of the model out as ``plan`` (a decoded request body)
         says. One process only: with several workers each would move its own split."""
+        self._one_process("a rollout")
+        return self.rollouts.start(name, plan).view()
+
+    def _one_process(self, what: str) -> None:
+        """Refuse a run-time routing change that one worker of several would keep to itself
+        (each worker has its own router: ``model.yaml`` is the way to set all of them)."""
         workers = self.settings.server.workers
         if workers > 1:
             raise InvalidArgument(
                 f"this server runs {workers} worker processes (server.workers), each with its "
-                "own traffic split; a rollout needs one process"
+                f"own routing; {what} needs one process (set it in model.yaml instead)"
             )
-        return self.rollouts.start(name, plan).view()
 
     def abort_rollout(self, name: str) -> dict[str, Any]:
         """Stop the model's running rollout; the stable version takes all the traffic."""
@@ -566,6 +571,7 @@ class InferenceService:
     def set_shadow(self, name: str, doc: object) -> dict[str, Any]:
         """``PUT /v2/models/{m}/shadow``: start, change (``{"version", "fraction", ...}``)
         or stop (None) the model's shadow until the model is next loaded."""
+        self._one_process("a shadow set at run time")
         served = self.manager.versions(name)
         config = None if doc is None else parse_shadow(doc)
         if config is not None and config.version not in served:
@@ -607,6 +613,7 @@ class InferenceService:
         }
 
     def set_traffic(self, name: str, weights: Mapping[str, int] | None) -> dict[str, Any]:
+        self._one_process("a split set at run time")
         self.router.set_traffic(name, weights)
         log.info("model '%s': traffic set to %s", name, weights)
         return self.traffic(name)
