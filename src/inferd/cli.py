@@ -29,6 +29,7 @@ SERVE_FLAGS: dict[str, tuple[str, ...]] = {
     "default_model": ("models", "default_model"),
     "default_version": ("models", "default_version"),
     "allow_empty": ("models", "allow_empty"),
+    "poll_interval_s": ("models", "poll_interval_s"),
     "max_batch_size": ("performance", "max_batch_size"),
     "batch_timeout_ms": ("performance", "batch_timeout_ms"),
     "timeout": ("performance", "inference_timeout_s"),
@@ -54,6 +55,11 @@ def _serve_flags(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         default=None,
         help="serve a repository that holds no model",
+    )
+    parser.add_argument(
+        "--poll-interval-s",
+        type=float,
+        help="scan the repository this often and load what changed (default 0: never)",
     )
     parser.add_argument("--max-batch-size", type=int)
     parser.add_argument("--batch-timeout-ms", type=float)

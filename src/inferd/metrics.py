@@ -125,6 +125,13 @@ class Metrics:
             ["model", "version"],
             registry=self.registry,
         )
+        self.load_failures = Counter(
+            "inferd_model_load_failures",
+            "Model (version) loads that failed, by model and class (config_error, ...); "
+            "at start-up, by an admin load or by the repository poller.",
+            ["model", "kind"],
+            registry=self.registry,
+        )
         self.in_flight = Gauge(
             "inferd_in_flight_requests",
             "Inference requests being served.",
@@ -247,6 +254,9 @@ class Metrics:
 
     def rollout_decided(self, model: str, decision: str) -> None:
         self.rollout_decisions.labels(model, decision).inc()
+
+    def load_failed(self, model: str, kind: str) -> None:
+        self.load_failures.labels(model, kind).inc()
 
     def model_failed(self, model: str, version: str) -> None:
         self.model_failures.labels(model, version).inc()

@@ -18,6 +18,7 @@ import uvicorn
 from inferd.core.cache import ResponseCache
 from inferd.core.group import ProcessGroup
 from inferd.core.manager import ModelManager
+from inferd.core.polling import RepositoryPoller
 from inferd.core.repository import Repository
 from inferd.core.service import InferenceService
 from inferd.core.storage import shared_store
@@ -165,6 +166,8 @@ async def run(settings: Settings, ports: Ports, *, shared: bool = False) -> None
         if not shared:  # the supervisor logs the workers' URLs
             log_grpc_url(settings.server.host, grpc_server.port)
     http = HttpServer(uvicorn_config(settings, service, gateway))
+    poller = RepositoryPoller(service.manager, settings.models.poll_interval_s)
+    poller.start(service.loaded)  # polls once the lifespan has loaded every model
     serving = asyncio.create_task(http.serve(sockets=[ports.http]))
     stopping = asyncio.create_task(stop.wait())
     await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -172,7 +175,9 @@ async def run(settings: Settings, ports: Ports, *, shared: bool = False) -> None
         grace = settings.server.shutdown_grace_s
         log.info("signal received: draining (grace %.0f s)", grace)
         deadline = time.monotonic() + grace
-        if not await service.drain(grace):
+        # Readiness turns false at once; a poll under way finishes its load first.
+        drained, _ = await asyncio.gather(service.drain(grace), poller.stop())
+        if not drained:
             log.warning("grace period over: unloading models under the requests still running")
             await service.stop()  # they are answered 503 rather than cut off
         keepalive = settings.limits.http.keepalive_timeout_s + LINGER_POLL_S
@@ -182,6 +187,7 @@ async def run(settings: Settings, ports: Ports, *, shared: bool = False) -> None
         http.config.timeout_graceful_shutdown = max(1, math.ceil(deadline - time.monotonic()))
         http.should_exit = True
     stopping.cancel()
+    await poller.stop()  # (done already after a signal)
     await serving
     if grpc_server is not None:
         await grpc_server.stop(1.0)  # the service has drained: only idle streams are left

@@ -158,6 +158,12 @@ class ModelsSettings(_Section):
     default_version: str | None = Field(
         None, description="Version (or label) used by /predict when a request names none."
     )
+    poll_interval_s: float = Field(
+        0.0,
+        ge=0,
+        description="Scan the repository this often and load what changed (new or changed "
+        "version folders and model.yaml, new and removed model folders); 0: never.",
+    )
 
 
 class RoutingSettings(_Section):

@@ -223,3 +223,94 @@ async def test_a_hung_model_is_reported_refused_and_unloaded(
         assert index["hung"]["state"] == "UNAVAILABLE"
     finally:
         (hung / "1" / "release").touch()
+
+
+async def test_a_broken_new_version_leaves_the_old_one_serving(
+    tmp_path: Path, service_factory
+) -> None:
+    folder = make_model(tmp_path, "m", ["1"])
+    service = service_factory(tmp_path)
+    await service.start()
+    (folder / "2").mkdir()
+    (folder / "2" / "model.py").write_text("raise ValueError('bad update')\n")
+    with pytest.raises(ModelLoadError, match="version 2: ValueError: bad update"):
+        await service.load_model("m")
+    # The policy (latest: 1) drops version 1 only once version 2 serves.
+    assert (await service.infer(request("m"))).version == "1"
+    assert service.ready()
+    index = {r["version"]: (r["state"], r["reason"]) for r in service.repository_index()}
+    assert index == {"1": ("READY", ""), "2": ("FAILED", "load_failed: artifact_error")}
+    (folder / "2" / "model.py").unlink()
+    (folder / "2").rmdir()
+    await service.load_model("m")
+    assert {r["version"]: r["state"] for r in service.repository_index()} == {"1": "READY"}
+
+
+async def test_concurrent_loads_and_unloads_keep_the_server_ready(
+    tmp_path: Path, service_factory
+) -> None:
+    make_model(tmp_path, "m", ["1"], "warmup: false\n")
+    service = service_factory(tmp_path)
+    await service.start()
+    unready = 0
+    done = asyncio.Event()
+
+    async def watch() -> None:
+        nonlocal unready
+        while not done.is_set():
+            unready += not service.ready()
+            await asyncio.sleep(0)
+
+    watcher = asyncio.create_task(watch())
+    calls = [service.load_model("m") if i % 2 else service.unload_model("m") for i in range(32)]
+    await asyncio.gather(*calls)  # no caller fails
+    done.set()
+    await watcher
+    assert unready == 0
+    # They ran in turn: the last (a load) decided; the version's metrics are its own.
+    assert (await service.infer(request("m"))).version == "1"
+    assert service.repository_index() == [
+        {"name": "m", "version": "1", "state": "READY", "reason": ""}
+    ]
+    assert 'inferd_batch_size_count{model="m",version="1"} 1.0' in service.metrics.render().decode()
+
+
+GATED_MODEL = """
+import pathlib
+import time
+
+HERE = pathlib.Path(__file__).parent
+
+class Model:
+    def predict(self, inputs):
+        (HERE / "entered").touch()
+        while not (HERE / "release").exists():
+            time.sleep(0.01)
+        return inputs
+"""
+
+
+async def test_an_unload_that_drains_after_a_new_load_leaves_the_new_one_its_metrics(
+    tmp_path: Path, service_factory
+) -> None:
+    folder = make_model(tmp_path, "m", ["1"], "warmup: false\n")
+    (folder / "1" / "model.py").write_text(GATED_MODEL)
+    service = service_factory(tmp_path)
+    await service.start()
+    try:
+        in_flight = asyncio.create_task(service.infer(request("m")))
+        async with asyncio.timeout(30):
+            while not (folder / "1" / "entered").exists():
+                await asyncio.sleep(0.01)
+        unloading = asyncio.create_task(service.unload_model("m"))
+        async with asyncio.timeout(30):
+            while service.manager.versions("m"):
+                await asyncio.sleep(0.01)
+        await service.load_model("m")  # while the unload still drains the old instance
+    finally:
+        (folder / "1" / "release").touch()
+    assert (await in_flight).version == "1"
+    await unloading
+    assert (await service.infer(request("m"))).version == "1"
+    metrics = service.metrics.render().decode()
+    assert 'inferd_batch_size_count{model="m",version="1"} 2.0' in metrics

@@ -5,7 +5,9 @@ in ``FAILED`` with its reason. A serving version whose batch ran past its
 ``max_batch_time_s`` is reported ``UNHEALTHY`` (with the reason) until that batch returns;
 the server's readiness does not depend on it, the model's does. A model that fails does not take the others down. A reload
 loads the new versions beside the old ones, switches the served table in one assignment,
-then drains and unloads what is no longer served, so no request fails during a swap.
+then drains and unloads what is no longer served, so no request fails during a swap. A
+reload that fails to load a version leaves what served before serving: a broken new
+version never takes a model down. Loads and unloads run one at a time (one lock).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import asyncio
 import dataclasses
 import enum
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import numpy as np
@@ -102,6 +104,9 @@ class _Model:
     wanted: bool = True
     error_kind: str = ""
     latest: LoadedVersion | None = None
+    #: A reload failed and what served before serves on: its FAILED versions do not make
+    #: the server unready.
+    fell_back: bool = False
 
     def serve(self, served: dict[str, LoadedVersion]) -> None:
         """Switch the served table (one assignment) and the version ``latest`` names."""
@@ -199,10 +204,19 @@ class ModelManager:
     def model_names(self) -> list[str]:
         return sorted(self._models)
 
+    @property
+    def repository(self) -> Repository | None:
+        return self._repository
+
     def ready(self) -> bool:
         """Every model that should serve is serving."""
         return all(
-            not m.error and m.served and all(s.state is State.READY for s in m.status.values())
+            not m.error
+            and m.served
+            and all(
+                s.state is State.READY or (m.fell_back and s.state is State.FAILED)
+                for s in m.status.values()
+            )
             for m in self._models.values()
             if m.wanted
         )
@@ -297,14 +311,24 @@ class ModelManager:
         names = self._repository.model_names()
         await asyncio.gather(*(self.load(name) for name in names))
 
-    async def load(self, name: str) -> list[str]:
+    async def load(
+        self, name: str, rebuild: Collection[str] | None = None, *, required: bool = True
+    ) -> list[str]:
         """(Re)load a model from the repository. Failures are recorded in the index and
-        returned as reasons; the versions that loaded serve either way."""
+        returned as reasons; the versions that loaded serve either way.
+
+        ``rebuild``: the versions to load anew; the other versions the policy selects keep
+        their serving instance (None: every version loads anew). A version that fails keeps
+        its old instance serving, and while one fails the versions the policy drops serve
+        on. ``required``: the server's readiness waits for this model; when False (a
+        model the repository poller found) it counts once it serves.
+        """
         if self._repository is None:
             raise NotFound("no model repository is configured")
         check_name("model", name)
         async with self._lock:
             old = self._models.get(name)
+            required = required or (old is not None and old.wanted)
             try:
                 entry = self._repository.read(name)
                 wanted = entry.served_versions()
@@ -313,44 +337,58 @@ class ModelManager:
                 raise
             except Exception as exc:
                 kind, reason = classify(exc)
-                log.error(
-                    "model '%s' failed to load (%s): %s",
-                    name,
-                    kind,
-                    reason,
-                    exc_info=None if kind in CONFIG_CLASSES else exc,
-                )
+                self._failed(name, f"model '{name}'", kind, reason, exc)
                 if old is None or not old.served:
-                    self._models[name] = _Model(None, {}, {}, reason, error_kind=kind)
+                    self._models[name] = _Model(
+                        None, {}, {}, reason, wanted=required, error_kind=kind
+                    )
                 return [reason]
-            model = _Model(entry, {}, {})
+            previous = old.served if old is not None else {}
+            model = _Model(entry, {}, {}, wanted=required)
             if old is not None:
                 model.status.update(old.status)
             else:
                 self._models[name] = model
-            results = await asyncio.gather(*(self._load_version(entry, v, model) for v in wanted))
-            served = {v.version: v for v in results if v is not None}
-            if old is not None:
-                # A version that fails to reload keeps serving its old instance.
-                for key, previous in old.served.items():
-                    if key not in served and key in {v.name for v in wanted}:
-                        served[key] = previous
-                        failed = model.status[key]
-                        model.status[key] = VersionStatus(
-                            name, key, State.READY, failed.reason, failed.kind
-                        )
-            retired = [v for k, v in (old.served.items() if old else []) if served.get(k) is not v]
+            build = [
+                v for v in wanted if rebuild is None or v.name in rebuild or v.name not in previous
+            ]
+            results = await asyncio.gather(*(self._load_version(entry, v, model) for v in build))
+            served = {v.name: previous[v.name] for v in wanted if v not in build}
+            served.update((v.version, v) for v in results if v is not None)
+            failed = [v.name for v, result in zip(build, results, strict=True) if result is None]
+            for key in failed:
+                if key in previous:  # it keeps serving its old instance
+                    served[key] = previous[key]
+                    status = model.status[key]
+                    model.status[key] = VersionStatus(
+                        name, key, State.READY, status.reason, status.kind
+                    )
+            if failed and previous:  # what the policy drops serves on too
+                served = previous | served
+                model.fell_back = True
+            retired = [v for k, v in previous.items() if served.get(k) is not v]
             model.serve(served)
-            model.status = {k: s for k, s in model.status.items() if k in {v.name for v in wanted}}
+            kept = {v.name for v in wanted} | set(served)
+            model.status = {k: s for k, s in model.status.items() if k in kept}
+            model.wanted = required or bool(served)
             self._models[name] = model
             self._switched(name, entry.config)
         for version in retired:
             await self._retire(version, model)
-        return [
-            f"version {v.name}: {model.status[v.name].reason}"
-            for v, result in zip(wanted, results, strict=True)
-            if result is None
-        ]
+        return [f"version {key}: {model.status[key].reason}" for key in failed]
+
+    def _failed(self, name: str, where: str, kind: str, reason: str, exc: Exception) -> None:
+        """Log a load failure (a configuration mistake is its message; anything else keeps
+        its traceback) and count it."""
+        log.error(
+            "%s failed to load (%s): %s",
+            where,
+            kind,
+            reason,
+            exc_info=None if kind in CONFIG_CLASSES else exc,
+        )
+        if self._metrics is not None:
+            self._metrics.load_failed(name, kind)
 
     async def _load_version(
         self, entry: ModelEntry, version: VersionEntry, model: _Model
@@ -363,14 +401,7 @@ class ModelManager:
         except Exception as exc:
             kind, reason = classify(exc)
             status.state, status.reason, status.kind = State.FAILED, reason, kind
-            # A configuration mistake is its message; anything else keeps its traceback.
-            log.error(
-                "%s failed to load (%s): %s",
-                where,
-                kind,
-                reason,
-                exc_info=None if kind in CONFIG_CLASSES else exc,
-            )
+            self._failed(entry.name, where, kind, reason, exc)
             return None
         loaded.batcher.start()
         status.state = State.READY
@@ -487,20 +518,25 @@ class ModelManager:
         if status is not None and loaded.version not in model.served:
             status.state = State.UNAVAILABLE
             status.reason = "unloaded"
-        if self._metrics is not None and loaded.version not in model.served:
-            self._metrics.forget(loaded.model, loaded.version)
+        async with self._lock:  # not while a load builds the version anew (its series)
+            current = self._models.get(loaded.model)
+            if self._metrics is not None and (
+                current is None or loaded.version not in current.served
+            ):
+                self._metrics.forget(loaded.model, loaded.version)
         log.info("model '%s' version '%s' unloaded", loaded.model, loaded.version)
 
     async def unload(self, name: str, grace_s: float | None = None) -> None:
-        """Stop serving a model and unload its versions (see :meth:`_retire` for ``grace_s``)."""
-        model = self._model(name)
+        """Stop serving a model and unload its versions (see :meth:`_retire` for ``grace_s``).
+        The server stays ready: a model unloaded is no longer one that should serve."""
         async with self._lock:
+            model = self._model(name)  # a load that held the lock may have replaced it
             retired = list(model.served.values())
             model.serve({})
             self._switched(name, None)
+            model.error = ""
+            model.wanted = False
         await asyncio.gather(*(self._retire(loaded, model, grace_s) for loaded in retired))
-        model.error = ""
-        model.wanted = False
 
     async def close(self, grace_s: float | None = None) -> None:
         """Drain and unload everything (shutdown), all models at once, each waiting at

@@ -8,6 +8,8 @@ Nothing outside the root is ever opened.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import os
 import re
 from pathlib import Path
 from typing import Final
@@ -24,6 +26,9 @@ ARTIFACTS: Final[dict[str, str]] = {
     "model.savedmodel": "tensorflow",
     "model.py": "python",
 }
+#: Files and folders under a version folder that are not the model (Python's bytecode cache).
+UNWATCHED: Final = frozenset({"__pycache__"})
+
 SUFFIX_RUNTIME: Final[dict[str, str]] = {
     ".pt": "torchscript",
     ".ts": "torchscript",
@@ -82,6 +87,25 @@ class ModelEntry:
             return tuple(v for v in self.versions if v.name in wanted)
         assert policy.latest is not None
         return self.versions[-policy.latest :]
+
+
+#: A file as the poller sees it: (inode, size, modification time in ns); a rewrite or a
+#: replacement changes it.
+Stamp = tuple[int, int, int]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Fingerprint:
+    """What a model folder looks like, read without opening its artifacts: the SHA-256 of
+    its model.yaml ("" when absent) and, per version folder, every file under it (dot
+    files and ``__pycache__`` aside) with its stamp."""
+
+    config: str
+    versions: dict[str, tuple[tuple[str, Stamp], ...]]
+
+    def changed_versions(self, before: Fingerprint) -> set[str]:
+        """The version folders that are new or whose files changed since ``before``."""
+        return {name for name, files in self.versions.items() if before.versions.get(name) != files}
 
 
 class Repository:
@@ -171,6 +195,39 @@ class Repository:
         _check_shadow(entry)
         return entry
 
+    def fingerprint(self, name: str) -> Fingerprint:
+        """The model's :class:`Fingerprint`; NotFound when its folder is gone."""
+        check_name("model", name)
+        if self.root.is_file():
+            return Fingerprint(
+                self._digest(self.root.with_suffix(".yaml")),
+                {"1": ((self.root.name, _stamp(self.root)),)},
+            )
+        folder = self.root / name
+        try:
+            children = sorted(folder.iterdir())
+        except (FileNotFoundError, NotADirectoryError) as exc:
+            raise NotFound(f"model '{name}' is not in the repository") from exc
+        versions = {
+            child.name: _files(child)
+            for child in children
+            if child.is_dir() and SAFE_NAME.match(child.name) and child.name not in ARTIFACTS
+        }
+        return Fingerprint(self._digest(folder / "model.yaml"), versions)
+
+    def _digest(self, config_file: Path) -> str:
+        """model.yaml's SHA-256; "" when it does not exist, "outside" when it resolves
+        outside the repository (never opened: loading it reports that)."""
+        try:
+            resolved = self._inside(config_file)
+            return hashlib.sha256(resolved.read_bytes()).hexdigest()
+        except FileNotFoundError:
+            return ""
+        except InvalidArgument:
+            return "outside"
+        except OSError as exc:  # a folder of that name, no permission: loading reports it
+            return f"unreadable: {type(exc).__name__}"
+
     def _read_version(self, folder: Path, config: ModelConfig) -> VersionEntry:
         resolved = self._inside(folder)
         misplaced = resolved / "model.yaml"
@@ -224,3 +281,24 @@ def _check_shadow(entry: ModelEntry) -> None:
 def _is_model_file(path: Path) -> bool:
     # A SavedModel is a folder named like an artifact.
     return path.name in ARTIFACTS or (path.is_file() and path.suffix in SUFFIX_RUNTIME)
+
+
+def _stamp(path: Path) -> Stamp:
+    stat = path.stat()
+    return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
+def _files(folder: Path) -> tuple[tuple[str, Stamp], ...]:
+    """Every file under ``folder`` (symlinks to folders not followed) with its stamp."""
+    found = []
+    for parent, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and d not in UNWATCHED]
+        for filename in files:
+            if filename.startswith("."):
+                continue
+            path = Path(parent, filename)
+            try:
+                found.append((str(path.relative_to(folder)), _stamp(path)))
+            except OSError:  # removed while walking, or a dangling link: seen next time
+                continue
+    return tuple(sorted(found))

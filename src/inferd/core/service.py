@@ -83,7 +83,8 @@ class InferenceService:
         self.draining = False
         self._stop_by: float | None = None  # when stop() must be done, once draining
         self._started = False
-        self._loaded = False
+        #: Set once :meth:`start` has loaded the repository.
+        self.loaded = asyncio.Event()
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -94,7 +95,7 @@ class InferenceService:
             self._started = True
             await self.manager.load_all()
             _settle_heap()
-            self._loaded = True
+            self.loaded.set()
 
     async def drain(self, grace_s: float) -> bool:
         """Refuse new work and wait (at most ``grace_s``) for accepted work to finish.
@@ -128,7 +129,7 @@ class InferenceService:
 
     def ready(self) -> bool:
         # Not before start() has loaded the repository: gRPC listens before that.
-        return self._loaded and not self.draining and self.manager.ready()
+        return self.loaded.is_set() and not self.draining and self.manager.ready()
 
     def server_metadata(self) -> dict[str, Any]:
         return {"name": "inferd", "version": __version__, "extensions": list(EXTENSIONS)}
