@@ -45,7 +45,14 @@ def test_config_prints_each_value_and_its_source(
     assert rows["models.repository"] == ("/srv/m", "argument REPOSITORY")
     assert rows["server.host"] == ("127.0.0.1", "default")
     assert rows["models.allow_empty"] == ("false", "default")
+    assert rows["models.poll_interval_s"] == ("0.0", "default")
     assert rows["server.admin_token"] == ("(set)", f"file {config}")
+
+
+def test_the_poll_interval_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config", "--poll-interval-s", "2.5", "/srv/m"]) == 0
+    rows = config_rows(capsys.readouterr().out)
+    assert rows["models.poll_interval_s"] == ("2.5", "flag --poll-interval-s")
 
 
 def test_config_refuses_a_misspelled_section(

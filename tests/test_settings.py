@@ -108,6 +108,7 @@ def test_cli_flags_left_out_do_not_override(yaml_file: Path) -> None:
         ),
         ({"INFERENCE_STORAGE__REDIS_URI": "memcached://x:1"}, "storage.redis_uri"),
         ({"INFERENCE_STORAGE__TIMEOUT_MS": "0"}, "storage.timeout_ms"),
+        ({"INFERENCE_MODELS__POLL_INTERVAL_S": "-1"}, "models.poll_interval_s"),
     ],
 )
 def test_invalid_values_name_the_field(env: dict[str, str], field: str) -> None:
