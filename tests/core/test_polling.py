@@ -15,6 +15,7 @@ from inferd.core.messages import InferRequest
 from inferd.core.polling import RepositoryPoller
 from inferd.core.service import InferenceService
 from inferd.errors import Unavailable
+from inferd.example import mlp_weights, write_onnx
 from inferd.types import Tensor
 from tests.conftest import ServiceFactory
 from tests.core.test_repository import YAML
@@ -233,3 +234,17 @@ async def test_polling_off_does_nothing(tmp_path: Path, service_factory: Service
     assert await poller.scan() == []
     assert service.manager.versions("m") == ["1"]
     await poller.stop()
+
+
+async def test_a_single_model_file_is_polled(tmp_path: Path, start_polled: StartPolled) -> None:
+    model = tmp_path / "net.onnx"
+    write_onnx(mlp_weights((4, 2)), model)
+    service, poller = await start_polled(model)
+    before = service.manager.resolve("net")
+    assert await poller.scan() == []
+    write_onnx(mlp_weights((4, 2), seed=1), tmp_path / "next.onnx")
+    (tmp_path / "next.onnx").replace(model)
+    assert await poller.scan() == ["reload net ['1']"]
+    assert service.manager.resolve("net") is not before
+    (tmp_path / "net.yaml").write_text("timeout_s: 5\n")
+    assert await poller.scan() == ["reload net"]
