@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from inferd.core.messages import InferRequest
+from inferd.core.validation import INLINE_DECODE_COST
 from inferd.errors import ModelLoadError, NotFound, Unavailable
+from inferd.tensors import WireTensor
 from inferd.types import Tensor
 from tests.core.test_repository import make_model
 
@@ -314,3 +317,33 @@ async def test_an_unload_that_drains_after_a_new_load_leaves_the_new_one_its_met
     assert (await service.infer(request("m"))).version == "1"
     metrics = service.metrics.render().decode()
     assert 'inferd_batch_size_count{model="m",version="1"} 2.0' in metrics
+
+
+async def test_a_request_whose_version_is_swapped_out_before_its_queue_goes_to_the_new_one(
+    tmp_path: Path, service_factory
+) -> None:
+    folder = make_model(tmp_path, "m", ["1"])
+    service = service_factory(tmp_path)
+    await service.start()
+    decoding, swapped = threading.Event(), threading.Event()
+
+    def decode() -> np.ndarray:
+        # A large input decodes in a thread: the version it was routed to unloads meanwhile.
+        decoding.set()
+        swapped.wait(30)
+        return np.full((1, 2), 3.0, dtype=np.float32)
+
+    wire = WireTensor("x", "FP32", (1, 2), decode, cost=INLINE_DECODE_COST + 1)
+    answering = asyncio.create_task(service.infer(InferRequest("m", [wire])))
+    try:
+        await asyncio.to_thread(decoding.wait, 30)
+        (folder / "2").mkdir()
+        (folder / "2" / "model.py").write_text(
+            "class Model:\n    def predict(self, inputs):\n        return {'x': inputs['x'] * 2}\n"
+        )
+        await service.load_model("m")  # version 1 drains (nothing queued) and unloads
+    finally:
+        swapped.set()
+    response = await answering
+    assert response.version == "2"
+    assert response.outputs[0].data.tolist() == [[6.0, 6.0]]

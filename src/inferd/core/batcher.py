@@ -58,6 +58,10 @@ Timings = tuple[float, float, float]
 _NO_TIME: Final[Timings] = (0.0, 0.0, 0.0)
 
 
+class Closed(Unavailable):
+    """The batcher closed (its version unloads) before the request was queued: nothing ran."""
+
+
 class BatchObserver(Protocol):
     def depth(self, queued: int) -> None: ...
     def waited(self, seconds: float) -> None: ...
@@ -164,7 +168,7 @@ class Batcher:
     async def submit(self, inputs: Arrays, deadline: float | None = None) -> Arrays:
         """Queue one request (``inputs`` share their batch dimension) and await its rows."""
         if self._closing:
-            raise Unavailable(f"model '{self._stats.name}' is shutting down")
+            raise Closed(f"model '{self._stats.name}' is shutting down")
         if self._watchdog.fault is not None:
             raise Unavailable(f"model '{self._stats.name}' is unhealthy: {self._watchdog.fault}")
         if self._waiting >= self._max_queue:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from inferd import __version__
+from inferd.core.batcher import Closed
 from inferd.core.cache import ResponseCache
 from inferd.core.group import ProcessGroup
 from inferd.core.manager import LoadedVersion, ModelManager
@@ -275,7 +276,14 @@ class InferenceService:
                     "or a WebSocket stream)"
                 )
             try:
-                response = await self._infer(loaded, request)
+                try:
+                    response = await self._infer(loaded, request)
+                except Closed:
+                    # Swapped out between routing and its queue (a thread decoded its inputs,
+                    # say): what serves now answers, so a swap fails no request.
+                    loaded = self.manager.resolve(request.model, request.version)
+                    version = loaded.version
+                    response = await self._infer(loaded, request)
             except Exception:
                 loaded.stats.fail.add(time.perf_counter() - start)
                 raise
