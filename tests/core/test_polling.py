@@ -248,3 +248,45 @@ async def test_a_single_model_file_is_polled(tmp_path: Path, start_polled: Start
     assert service.manager.resolve("net") is not before
     (tmp_path / "net.yaml").write_text("timeout_s: 5\n")
     assert await poller.scan() == ["reload net"]
+
+
+#: Loads once a file named ``release`` is beside it (and says it started loading).
+BLOCKING = (
+    """
+import pathlib
+import time
+
+HERE = pathlib.Path(__file__).parent
+(HERE / "loading").touch()
+while not (HERE / "release").exists():
+    time.sleep(0.01)
+"""
+    + VERSIONED
+)
+
+
+async def test_stopping_lets_the_load_under_way_finish_and_starts_no_other(
+    tmp_path: Path, service_factory: ServiceFactory
+) -> None:
+    add_model(tmp_path, "m", ["1"])
+    service = service_factory(tmp_path)
+    await service.start()
+    poller = RepositoryPoller(service.manager, 0.01)
+    go = asyncio.Event()
+    poller.start(go)
+    add_version(tmp_path / "a", "1", BLOCKING)
+    (tmp_path / "a" / "model.yaml").write_text(YAML)
+    add_model(tmp_path, "b", ["1"])
+    go.set()  # the first poll sees both new models and loads a first
+    try:
+        async with asyncio.timeout(30):
+            while not (tmp_path / "a" / "1" / "loading").exists():
+                await asyncio.sleep(0.01)
+        stopping = asyncio.create_task(poller.stop())
+        await asyncio.sleep(0.05)
+        assert not stopping.done()  # it waits for a's load
+    finally:
+        (tmp_path / "a" / "1" / "release").touch()
+    await stopping
+    assert await answer(service, "a") == "1: 1"
+    assert not service.manager.knows("b")

@@ -144,6 +144,15 @@ def _check_traffic(entry: ModelEntry, wanted: tuple[VersionEntry, ...]) -> None:
         )
 
 
+def _unloading(model: _Model, loaded: LoadedVersion) -> VersionStatus | None:
+    """Mark a version that no longer serves UNLOADING (unless a reload serves it anew);
+    its status, if it has one."""
+    status = model.status.get(loaded.version)
+    if status is not None and status.state is State.READY and loaded.version not in model.served:
+        status.state = State.UNLOADING
+    return status
+
+
 def _warmup_inputs(inputs: tuple[TensorSpec, ...]) -> dict[str, np.ndarray[Any, Any]]:
     arrays = {}
     for spec in inputs:
@@ -493,13 +502,7 @@ class ModelManager:
     ) -> None:
         """Drain and unload a version that no longer serves, waiting at most ``grace_s``
         (``limits.models.unload_grace_s`` by default) for its work."""
-        status = model.status.get(loaded.version)
-        if (
-            status is not None
-            and status.state is State.READY
-            and loaded.version not in model.served
-        ):
-            status.state = State.UNLOADING
+        status = _unloading(model, loaded)
         grace = self._limits.unload_grace_s if grace_s is None else grace_s
         finished = await loaded.batcher.close(grace)
         if loaded.generator is not None:
@@ -533,6 +536,8 @@ class ModelManager:
             model = self._model(name)  # a load that held the lock may have replaced it
             retired = list(model.served.values())
             model.serve({})
+            for loaded in retired:  # in the same step: no request sees it READY, not served
+                _unloading(model, loaded)
             self._switched(name, None)
             model.error = ""
             model.wanted = False

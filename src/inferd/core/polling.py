@@ -38,7 +38,8 @@ class RepositoryPoller:
         self._interval_s = interval_s
         self._seen: dict[str, Fingerprint] = {}
         self._task: asyncio.Task[None] | None = None
-        self._scanning = False
+        #: The polling task's latest scan (it may be under way).
+        self._scan: asyncio.Future[None] | None = None
         self._stopping = False
 
     def start(self, loaded: asyncio.Event) -> None:
@@ -50,24 +51,31 @@ class RepositoryPoller:
         self._task = asyncio.create_task(self._run(loaded), name="repository poller")
 
     async def stop(self) -> None:
-        """Stop polling; a scan under way finishes the model it is loading first."""
+        """Stop polling. A scan under way finishes the load it has started and starts no
+        other."""
         self._stopping = True
         task, self._task = self._task, None
         if task is None:
             return
-        if not self._scanning:
-            task.cancel()
+        task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        if self._scan is not None:
+            await self._scan
 
     async def _run(self, loaded: asyncio.Event) -> None:
         await loaded.wait()
-        while not self._stopping:
+        while True:
             await asyncio.sleep(self._interval_s)
-            try:
-                await self.scan()
-            except Exception:  # the next poll tries again: polling never stops on its own
-                log.exception("repository poll failed")
+            # Shielded: stopping cancels the polling, not a load under way.
+            self._scan = asyncio.ensure_future(self._logged_scan())
+            await asyncio.shield(self._scan)
+
+    async def _logged_scan(self) -> None:
+        try:
+            await self.scan()
+        except Exception:  # the next poll tries again: polling never stops on its own
+            log.exception("repository poll failed")
 
     async def scan(self) -> list[str]:
         """Compare the repository with the last scan and apply what changed; returns
@@ -75,14 +83,8 @@ class RepositoryPoller:
         repository = self._repository
         if repository is None:
             return []
-        self._scanning = True
-        try:
-            now = await asyncio.to_thread(self._fingerprints, repository)
-            if now is None:
-                return []
-            return await self._apply(now)
-        finally:
-            self._scanning = False
+        now = await asyncio.to_thread(self._fingerprints, repository)
+        return [] if now is None else await self._apply(now)
 
     async def _apply(self, now: dict[str, Fingerprint]) -> list[str]:
         done: list[str] = []
