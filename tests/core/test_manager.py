@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inferd.core.messages import InferRequest
+from inferd.core.messages import InferRequest, InferResponse
 from inferd.core.validation import INLINE_DECODE_COST
 from inferd.errors import ModelLoadError, NotFound, Unavailable
 from inferd.tensors import WireTensor
@@ -319,31 +319,51 @@ async def test_an_unload_that_drains_after_a_new_load_leaves_the_new_one_its_met
     assert 'inferd_batch_size_count{model="m",version="1"} 2.0' in metrics
 
 
-async def test_a_request_whose_version_is_swapped_out_before_its_queue_goes_to_the_new_one(
-    tmp_path: Path, service_factory
-) -> None:
-    folder = make_model(tmp_path, "m", ["1"])
+TIMES = "class Model:\n    def predict(self, inputs):\n        return {{'x': inputs['x'] * {}}}\n"
+
+
+async def swapped_while_decoding(
+    tmp_path: Path, service_factory, version: str | None, folder: str, factor: int
+) -> InferResponse:
+    """A request whose large input decodes in a thread while ``folder`` gets a model that
+    multiplies by ``factor`` and the model reloads."""
+    model = make_model(tmp_path, "m", ["1"])
     service = service_factory(tmp_path)
     await service.start()
     decoding, swapped = threading.Event(), threading.Event()
 
     def decode() -> np.ndarray:
-        # A large input decodes in a thread: the version it was routed to unloads meanwhile.
         decoding.set()
         swapped.wait(30)
         return np.full((1, 2), 3.0, dtype=np.float32)
 
     wire = WireTensor("x", "FP32", (1, 2), decode, cost=INLINE_DECODE_COST + 1)
-    answering = asyncio.create_task(service.infer(InferRequest("m", [wire])))
+    answering = asyncio.create_task(service.infer(InferRequest("m", [wire], version=version)))
     try:
         await asyncio.to_thread(decoding.wait, 30)
-        (folder / "2").mkdir()
-        (folder / "2" / "model.py").write_text(
-            "class Model:\n    def predict(self, inputs):\n        return {'x': inputs['x'] * 2}\n"
-        )
-        await service.load_model("m")  # version 1 drains (nothing queued) and unloads
+        (model / folder).mkdir(exist_ok=True)
+        (model / folder / "model.py").write_text(TIMES.format(factor))
+        await service.load_model("m")  # version 1's instance drains (nothing queued) and goes
     finally:
         swapped.set()
-    response = await answering
-    assert response.version == "2"
-    assert response.outputs[0].data.tolist() == [[6.0, 6.0]]
+    return await answering
+
+
+@pytest.mark.parametrize(
+    ("version", "folder", "answer"),
+    [(None, "2", ("2", 6.0)), (None, "1", ("1", 9.0)), ("1", "1", ("1", 9.0))],
+    ids=["a-new-version", "the-version-reloaded", "the-version-it-named-reloaded"],
+)
+async def test_a_request_swapped_out_before_its_queue_is_routed_again(
+    tmp_path: Path, service_factory, version: str | None, folder: str, answer: tuple[str, float]
+) -> None:
+    factor = 2 if folder == "2" else 3
+    response = await swapped_while_decoding(tmp_path, service_factory, version, folder, factor)
+    assert (response.version, float(response.outputs[0].data[0, 0])) == answer
+
+
+async def test_a_request_for_a_version_a_swap_dropped_is_not_routed_elsewhere(
+    tmp_path: Path, service_factory
+) -> None:
+    with pytest.raises(NotFound, match=r"model 'm' has no version '1'; serving \['2'\]"):
+        await swapped_while_decoding(tmp_path, service_factory, "1", "2", 2)

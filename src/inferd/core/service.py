@@ -279,9 +279,7 @@ class InferenceService:
                 try:
                     response = await self._infer(loaded, request)
                 except Closed:
-                    # Swapped out between routing and its queue (a thread decoded its inputs,
-                    # say): what serves now answers, so a swap fails no request.
-                    loaded = self.manager.resolve(request.model, request.version)
+                    loaded = self._rerouted(request, loaded)
                     version = loaded.version
                     response = await self._infer(loaded, request)
             except Exception:
@@ -329,6 +327,18 @@ class InferenceService:
         if loaded is not None:
             self.metrics.model_failed(loaded.model, loaded.version)
         return InternalError(f"internal error (request id {request_id})")
+
+    def _rerouted(self, request: InferRequest, closed: LoadedVersion) -> LoadedVersion:
+        """Where a request goes whose version stopped serving between routing and its
+        queue (a thread decoded its inputs, say), so that a swap fails no request: that
+        version anew after a reload; else, if the request named no version, the router's
+        choice now."""
+        try:
+            return self.router.named(request.model, closed.version)
+        except (NotFound, Unavailable):
+            if request.version:
+                raise
+            return self.router.resolve(request.model, None, request.routing_key)
 
     async def _infer(self, loaded: LoadedVersion, request: InferRequest) -> InferResponse:
         limits = self.settings.safeguards.input_validation
