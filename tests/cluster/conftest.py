@@ -56,6 +56,10 @@ class InferdReplica(Replica):
         self.repository = repository
         self.env = clean_environment()
         self.env["INFERENCE_STORAGE__REDIS_URI"] = redis_uri
+        # The default 50 ms bound is for a Redis on the network; these tests are about
+        # sharing, and a replica's first Redis connection on a busy 2-core machine can take
+        # longer (a call past the bound is a miss, and the store is bypassed for a second).
+        self.env["INFERENCE_STORAGE__TIMEOUT_MS"] = "2000"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
