@@ -119,8 +119,13 @@ def main() -> None:
                 raise SystemExit(f"{name}: {status} {body[:200]!r}")
             scripts[name] = write_wrk_script(target, work / "wrk")
             measure_http("tiny", name, scripts[name], base + target.url, 8, 1.0, servers[name][0])
+        order = list(servers)
         for _ in range(options.rounds):
-            for name, (server, base) in servers.items():
+            # ABBA: the machine's speed drifts during a run (other tenants, thermal); the
+            # server measured second in one round goes first in the next, so a drift does
+            # not always fall on the same one.
+            for name in order:
+                server, base = servers[name]
                 point = measure_http(
                     "tiny",
                     name,
@@ -141,6 +146,7 @@ def main() -> None:
                     f"other CPU {point.other_cpu_pct:4.0f}%",
                     flush=True,
                 )
+            order.reverse()
     bare, gateway = (statistics.median(results[n]) for n in ("bare", "gateway"))
     bare_cpu, gateway_cpu = (statistics.median(cpu_per_request[n]) for n in ("bare", "gateway"))
     print(
@@ -148,6 +154,15 @@ def main() -> None:
         f"{gateway / bare:.3f}; server CPU per request {bare_cpu:.1f} / {gateway_cpu:.1f} us: "
         f"ratio {gateway_cpu / bare_cpu:.3f} ({options.rounds} rounds of {options.duration:g} s, "
         f"{options.connections} connections)"
+    )
+    paired = [g / b for g, b in zip(results["gateway"], results["bare"], strict=True)]
+    paired_cpu = [
+        g / b for g, b in zip(cpu_per_request["gateway"], cpu_per_request["bare"], strict=True)
+    ]
+    print(
+        f"per round (each round's two servers measured back to back): throughput ratio median "
+        f"{statistics.median(paired):.3f} (range {min(paired):.3f}-{max(paired):.3f}); CPU per "
+        f"request ratio median {statistics.median(paired_cpu):.3f}"
     )
     shutil.rmtree(work, ignore_errors=True)
 
