@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -29,7 +30,9 @@ sys.exit(Supervisor(settings, worker_main=cannot_start).run())
 
 
 def cannot_start(settings: Settings, worker_id: int, http_socket: socket.socket) -> None:
-    print(f"worker {worker_id}: cannot start", file=sys.stderr, flush=True)
+    # One write of the whole line: the two workers share the stderr pipe, and print()'s
+    # separate write of the newline could let the other worker's line in between.
+    os.write(2, f"worker {worker_id}: cannot start\n".encode())
     sys.exit(CANNOT_START)
 
 
