@@ -26,11 +26,33 @@ from inferd.settings import load_settings
 ServiceFactory = Callable[..., InferenceService]
 
 
+def _below_ephemeral() -> Iterator[int]:
+    """Ports below the kernel's ephemeral range, from a start that differs per process."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    ports = range(max(1024, low - 12000), low)
+    start = os.getpid() % len(ports)
+    return iter([*ports[start:], *ports[:start]])
+
+
+_CANDIDATES = _below_ephemeral()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A loopback port nothing listens on, for a server the test starts later; never the
+    same one twice in a session. Not from ``bind(0)``: that hands out a port of the
+    ephemeral range, which the kernel also gives to outgoing connections as their source
+    port, so one of those could take it before the server binds it."""
+    for port in _CANDIDATES:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free loopback port left below the ephemeral range")
 
 
 def wait_until(
