@@ -14,7 +14,7 @@ import pytest
 
 from inferd.core.messages import InferRequest
 from inferd.core.model_config import ShadowConfig
-from inferd.core.shadow import EXAMPLE_ELEMENTS, Arrays, Shadows
+from inferd.core.shadow import EXAMPLE_ELEMENTS, GATHER_S, Arrays, Shadows
 from inferd.errors import ConfigError, ResourceExhausted, Unavailable
 from inferd.http.app import create_app
 from inferd.metrics import Metrics
@@ -62,6 +62,30 @@ async def test_every_answer_is_mirrored_at_fraction_1_and_agreement_counted() ->
     assert state["counts"] == {"agree": 3, "disagree": 0, "dropped": 0, "error": 0}
     assert state["recent"] == []
     assert [(m, v) for m, v, _ in run.calls] == [("m", "2")] * 3
+
+
+async def test_mirrored_requests_gather_and_reach_the_shadow_version_together() -> None:
+    run = FakeShadow(outputs(1.0, 2.0))
+    shadow = Shadows(run, None).set("m", config(), "api")
+    assert shadow is not None
+    loop = asyncio.get_running_loop()
+    released_at: list[float] = []
+    original = run.__call__
+
+    async def timed(model: str, version: str, arrays: Arrays) -> dict[str, Tensor]:
+        released_at.append(loop.time())
+        return await original(model, version, arrays)
+
+    shadow._run = timed
+    offered_at = loop.time()
+    for _ in range(4):
+        shadow.offer("1", X, outputs(1.0, 2.0), "r")
+    await asyncio.sleep(0)  # the mirrored requests start, and wait for their release
+    assert run.calls == []
+    await shadow.settle()
+    assert len(run.calls) == 4
+    # Released together, not before the gathering time.
+    assert min(released_at) - offered_at >= GATHER_S - 0.002
 
 
 async def test_the_shadow_versions_own_answers_are_not_mirrored() -> None:

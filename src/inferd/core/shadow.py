@@ -7,7 +7,9 @@ Contract:
   itself are not mirrored.
 - At most ``max_in_flight`` mirrored requests run at once per model; an offer past that
   bound is dropped and counted (``dropped``), as is one the shadow version's full queue
-  refuses. A mirrored request has the shadow version's own timeout.
+  refuses. A mirrored request has the shadow version's own timeout. Mirrored requests
+  gather for :data:`GATHER_S` and reach the shadow version's queue together, so they run
+  there as batches, not one model call per mirrored row.
 - Each mirrored request ends in one outcome: ``agree``, ``disagree`` (see
   :mod:`inferd.core.comparison`), ``dropped`` or ``error`` (the shadow version failed, is
   not serving, or timed out). Outcomes are counted in metrics and in :meth:`Shadow.state`,
@@ -46,6 +48,13 @@ ShadowRun = Callable[[str, str, Arrays], Awaitable[dict[str, Tensor]]]
 EXAMPLE_ELEMENTS: Final = 32
 #: Characters kept of one BYTES element in an example.
 EXAMPLE_TEXT: Final = 64
+#: How long mirrored requests gather before they go to the shadow version together.
+GATHER_S: Final = 0.02
+
+
+def _resolve(release: asyncio.Future[None]) -> None:
+    if not release.done():
+        release.set_result(None)
 
 
 def _now() -> str:
@@ -79,6 +88,7 @@ class Shadow:
         self._recent: collections.deque[dict[str, Any]] = collections.deque(maxlen=config.examples)
         self._last_error: str | None = None
         self._stopped = False
+        self._release: asyncio.Future[None] | None = None
 
     def offer(
         self, version: str, arrays: Arrays, outputs: list[Tensor], request_id: str | None
@@ -95,8 +105,20 @@ class Shadow:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def _gathered(self) -> None:
+        """Wait for the next release of the mirrored requests gathered meanwhile: they reach
+        the shadow version's queue together and run as one batch there, instead of one
+        model call per mirrored row (no one waits for a shadow's answer)."""
+        release = self._release
+        if release is None or release.done():
+            loop = asyncio.get_running_loop()
+            release = self._release = loop.create_future()
+            loop.call_later(GATHER_S, _resolve, release)
+        await release
+
     async def _mirror(self, arrays: Arrays, primary: list[Tensor], request_id: str | None) -> None:
         try:
+            await self._gathered()
             answered = await self._run(self.model, self.version, arrays)
         except ResourceExhausted:
             self._record("dropped")  # the shadow version's queue is full
