@@ -144,11 +144,11 @@ class ShadowConfig(_Strict):
         ge=0, le=1, strict=True, description="Share of computed answers mirrored, 0 to 1."
     )
     max_in_flight: int = Field(
-        8,
+        64,
         ge=1,
         le=1024,
         strict=True,
-        description="Mirrored requests running at once; more are dropped.",
+        description="Mirrored requests gathering or running at once; more are dropped.",
     )
     rtol: float = Field(
         1e-4, ge=0, strict=True, allow_inf_nan=False, description="Relative tolerance."

@@ -26,6 +26,7 @@ import collections
 import datetime
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
@@ -49,7 +50,10 @@ EXAMPLE_ELEMENTS: Final = 32
 #: Characters kept of one BYTES element in an example.
 EXAMPLE_TEXT: Final = 64
 #: How long mirrored requests gather before they go to the shadow version together.
-GATHER_S: Final = 0.02
+GATHER_S: Final = 0.05
+
+#: A disagreement as seen: time, request id, inputs, the two answers, their comparison.
+_Seen = tuple[float, str | None, Arrays, list[Tensor], dict[str, Tensor], Comparison]
 
 
 def _resolve(release: asyncio.Future[None]) -> None:
@@ -85,7 +89,8 @@ class Shadow:
         self._since = _now()
         self._counts = dict.fromkeys(SHADOW_OUTCOMES, 0)
         self._reasons: collections.Counter[str] = collections.Counter()
-        self._recent: collections.deque[dict[str, Any]] = collections.deque(maxlen=config.examples)
+        #: Recent disagreements as they were seen; shown (elided) by :meth:`state` only.
+        self._recent: collections.deque[_Seen] = collections.deque(maxlen=config.examples)
         self._last_error: str | None = None
         self._stopped = False
         self._release: asyncio.Future[None] | None = None
@@ -151,7 +156,7 @@ class Shadow:
         if self.observer is not None:
             self.observer.disagreed(reason)
         if self._recent.maxlen:
-            self._recent.append(_example(request_id, arrays, primary, answered, comparison))
+            self._recent.append((time.time(), request_id, arrays, primary, answered, comparison))
 
     def _record(self, outcome: str) -> None:
         self._counts[outcome] += 1
@@ -188,7 +193,7 @@ class Shadow:
             "counts": dict(self._counts),
             "disagreements": dict(self._reasons),
             "last_error": self._last_error,
-            "recent": list(self._recent),
+            "recent": [_example(*seen) for seen in self._recent],
         }
 
 
@@ -231,6 +236,7 @@ class Shadows:
 
 
 def _example(
+    seen_at: float,
     request_id: str | None,
     arrays: Arrays,
     primary: list[Tensor],
@@ -238,7 +244,9 @@ def _example(
     comparison: Comparison,
 ) -> dict[str, Any]:
     return {
-        "time": _now(),
+        "time": datetime.datetime.fromtimestamp(seen_at, datetime.UTC).isoformat(
+            timespec="milliseconds"
+        ),
         "request_id": request_id,
         "reason": comparison.reason,
         "inputs": [
