@@ -99,7 +99,7 @@ async def test_an_unknown_path_is_refused_before_admission(
         for path in ("/nothing/here", "/v2/models//infer", "/predict/extra"):
             answer = await client.get(path)
             assert answer.status_code == 404, path
-            assert answer.json()["error"].startswith("no route ")
+            assert answer.json()["error"].startswith("Not Found: no route ")
         assert (await client.get("/v2/models/tiny")).status_code == 401
 
 

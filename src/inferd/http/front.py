@@ -197,7 +197,7 @@ class Front:
         match = info.match
         try:
             if match is None:
-                raise NotFound(f"no route {clip(scope['path'])}; see /docs for the API")
+                raise NotFound(f"Not Found: no route {clip(scope['path'])} (the API: /docs)")
             if info.origin is not None:
                 self._check_origin(match.route.operation, info.origin, info.host, scope["type"])
             await self._gateway.admit(info.principal, match.route.operation, info.model)
