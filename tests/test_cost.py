@@ -110,9 +110,8 @@ class _Counter:
         self.count = 0
 
     def __call__(self, frame: FrameType, event: str, arg: object) -> None:
-        if event == "call" or event == "c_call":
-            if frame.f_code.co_filename.startswith(SRC):
-                self.count += 1
+        if (event == "call" or event == "c_call") and frame.f_code.co_filename.startswith(SRC):
+            self.count += 1
 
 
 async def _request(app: Any, path: str, body: bytes, headers: list[tuple[bytes, bytes]]) -> int:

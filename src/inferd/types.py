@@ -62,7 +62,7 @@ def shape_matches(declared: tuple[int, ...], actual: tuple[int, ...]) -> bool:
     """``actual`` has the declared rank and every fixed (not -1) dimension."""
     if len(declared) != len(actual):
         return False
-    for d, a in zip(declared, actual, strict=True):  # a loop: checked on every request
+    for d, a in zip(declared, actual, strict=True):  # noqa: SIM110 - a generator costs more
         if d != -1 and d != a:
             return False
     return True
