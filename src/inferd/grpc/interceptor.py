@@ -21,7 +21,7 @@ import grpc
 
 from inferd.errors import InferdError
 from inferd.gateway import requestid, routingkey
-from inferd.gateway.accesslog import AccessLog, Entry
+from inferd.gateway.accesslog import AccessLog, Entry, Off
 from inferd.gateway.admission import Gateway, bearer
 from inferd.gateway.operations import grpc_operation
 from inferd.grpc.errors import GRPC_STATUS, abort
@@ -51,6 +51,8 @@ class Admission(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     ) -> None:
         self._gateway = gateway
         self._log = log
+        #: Off: no line is built at all.
+        self._logging = not isinstance(log, Off)
         self._routing_key = routing_key.lower()
 
     async def intercept_service(
@@ -106,6 +108,8 @@ class Admission(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         return state
 
     def leave(self, state: _Call, context: Any, failure: BaseException | None) -> None:
+        if not self._logging:
+            return
         code = context.code()
         if code is None:
             code = grpc.StatusCode.UNKNOWN if failure is not None else grpc.StatusCode.OK
