@@ -17,12 +17,13 @@ import dataclasses
 import enum
 import logging
 from collections.abc import Callable, Collection
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from inferd.core.batcher import Batcher
-from inferd.core.cache import ResponseCache, artifact_digest
+from inferd.core.cache import ResponseCache, folder_digest, version_digest
 from inferd.core.decoupled import GeneratorRunner
 from inferd.core.failures import CONFIG_CLASSES, WarmupFailed, classify, public_reason
 from inferd.core.model_config import ModelConfig, check_declared_names
@@ -65,7 +66,8 @@ class LoadedVersion:
     stats: VersionStats
     #: Set for a streaming (decoupled) model: requests go here, not to the batcher.
     generator: GeneratorRunner | None = None
-    #: SHA-256 of the artifact, computed at load for models that cache ("" otherwise).
+    #: What can change its answers (inferd.core.cache.version_digest), computed at load for
+    #: models that cache ("" otherwise).
     digest: str = ""
 
     @property
@@ -126,6 +128,12 @@ def _specs(
     if read is None:
         raise ConfigError(f"{where}: declare {kind} in model.yaml (the artifact does not say)")
     return tuple(dataclasses.replace(s, allow_nonfinite=allow) for s in read)
+
+
+def _version_files(entry: ModelEntry, version: VersionEntry) -> Path:
+    """What a version may read: its version folder, or the file of a one-file repository."""
+    folder = (entry.path / version.name).resolve()
+    return folder if version.artifact.is_relative_to(folder) else version.artifact
 
 
 def _check_traffic(entry: ModelEntry, wanted: tuple[VersionEntry, ...]) -> None:
@@ -427,6 +435,8 @@ class ModelManager:
         options = runtime_options(
             config, version.artifact, self._performance, model=entry.name, version=version.name
         )
+        # Read before the runtime loads: a file changed meanwhile reloads the version anyway.
+        files = folder_digest(_version_files(entry, version)) if config.cache.enabled else ""
         runtime = runtime_class(version.runtime)(options)
         runtime.load()
         read = runtime.signature()
@@ -494,7 +504,7 @@ class ModelManager:
             batcher,
             stats,
             generator,
-            artifact_digest(version.artifact) if settings.cache else "",
+            version_digest(files, version.runtime, config, inputs, outputs) if files else "",
         )
 
     async def _retire(
