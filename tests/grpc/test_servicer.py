@@ -466,3 +466,23 @@ async def test_x_forwarded_for_is_read_from_trusted_proxies_only(
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await served.infer.ModelInfer(request)
     assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+async def test_several_workers_refuse_a_load_or_unload(serve: Callable[..., Any]) -> None:
+    served = await serve(server={**KEYED, "workers": 2})
+    for call in (
+        served.infer.RepositoryModelUnload(
+            pb.RepositoryModelUnloadRequest(model_name="echo"), metadata=AS_ADMIN
+        ),
+        served.infer.RepositoryModelLoad(
+            pb.RepositoryModelLoadRequest(model_name="echo"), metadata=AS_ADMIN
+        ),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await call
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "runs 2 worker processes (server.workers), each with its own models" in (
+            refused.value.details() or ""
+        )
+    index = await served.infer.RepositoryIndex(pb.RepositoryIndexRequest(), metadata=AS_ADMIN)
+    assert ("echo", "1", "READY") in {(m.name, m.version, m.state) for m in index.models}

@@ -10,7 +10,7 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
@@ -555,14 +555,16 @@ class InferenceService:
         self._one_process("a rollout")
         return self.rollouts.start(name, plan).view()
 
-    def _one_process(self, what: str) -> None:
-        """Refuse a run-time routing change that one worker of several would keep to itself
-        (each worker has its own router: ``model.yaml`` is the way to set all of them)."""
+    def _one_process(
+        self, what: str, instead: str = "set it in model.yaml instead", held: str = "routing"
+    ) -> None:
+        """Refuse a run-time change that one worker of several would keep to itself (each
+        worker has its own router and models: the repository is the way to change all)."""
         workers = self.settings.server.workers
         if workers > 1:
             raise InvalidArgument(
                 f"this server runs {workers} worker processes (server.workers), each with its "
-                f"own routing; {what} needs one process (set it in model.yaml instead)"
+                f"own {held}; {what} needs one process ({instead})"
             )
 
     def abort_rollout(self, name: str) -> dict[str, Any]:
@@ -570,12 +572,17 @@ class InferenceService:
         return self.rollouts.abort(name).view()
 
     async def load_model(self, name: str) -> None:
+        """Load or reload a model. One process only: a worker of several would load it
+        alone (the repository poller reloads every worker)."""
+        self._one_process("a load at run time", _BY_POLLER, held="models")
         failures = await self.manager.load(name)
         _settle_heap()
         if failures:
             raise ModelLoadError(f"model '{name}' failed to load: {'; '.join(failures)}")
 
     async def unload_model(self, name: str) -> None:
+        """Unload a model; one process only, as :meth:`load_model`."""
+        self._one_process("an unload at run time", _BY_POLLER, held="models")
         await self.manager.unload(name)
 
     # -- shadow traffic (core/shadow.py) ---------------------------------------------------
@@ -636,6 +643,12 @@ class InferenceService:
         self.router.set_traffic(name, weights)
         log.info("model '%s': traffic set to %s", name, weights)
         return self.traffic(name)
+
+
+#: How a model changes in every worker at once.
+_BY_POLLER: Final = (
+    "change the repository and let repository.poll_interval_s reload every worker, or restart"
+)
 
 
 def _settle_heap() -> None:
