@@ -428,6 +428,35 @@ async def test_the_rate_limit_applies_per_client_and_spares_probes(
     assert ready.ready
 
 
+async def test_per_model_rate_limits_apply_to_grpc(serve: Callable[..., Any]) -> None:
+    limited = {"rate_limit": {"enabled": True, "requests_per_minute": 2, "per_model": True}}
+    served = await serve(safeguards=limited)
+    request = tiny_request(np.zeros((1, 4)))
+    await served.infer.ModelInfer(request)
+    await served.infer.ModelMetadata(pb.ModelMetadataRequest(name="tiny"))
+    for call in (
+        served.infer.ModelInfer(request),
+        served.infer.ModelMetadata(pb.ModelMetadataRequest(name="tiny")),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await call
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    # Another model has a budget of its own.
+    for _ in range(2):
+        await served.infer.ModelMetadata(pb.ModelMetadataRequest(name="echo"))
+    assert (
+        await code_of(served.infer.ModelMetadata(pb.ModelMetadataRequest(name="echo")))
+        == grpc.StatusCode.RESOURCE_EXHAUSTED
+    )
+    # A request that does not parse is still the handler's to refuse.
+    malformed = served.channel.unary_unary(
+        "/inference.GRPCInferenceService/ModelMetadata",
+        request_serializer=lambda raw: raw,
+        response_deserializer=lambda raw: raw,
+    )
+    assert await code_of(malformed(b"\xff\xff\xff")) == grpc.StatusCode.INVALID_ARGUMENT
+
+
 async def test_rest_and_grpc_share_one_budget(
     grpc_repo: Path, service_factory: Callable[..., Any]
 ) -> None:
