@@ -592,7 +592,14 @@ class InferenceService:
         counts and recent disagreeing examples (users' data: admin callers only)."""
         self.manager.versions(name)  # NotFound for a model the repository does not have
         shadow = self.shadows.get(name)
-        return {"model": name, "shadow": None if shadow is None else shadow.state()}
+        if shadow is None:
+            return {"model": name, "shadow": None}
+        share = self.router.primary_share(name, shadow.version)
+        warning = _shadow_warning(name, shadow.version, share) if share else None
+        return {
+            "model": name,
+            "shadow": {**shadow.state(), "primary_share": share, "warning": warning},
+        }
 
     def set_shadow(self, name: str, doc: object) -> dict[str, Any]:
         """``PUT /v2/models/{m}/shadow``: start, change (``{"version", "fraction", ...}``)
@@ -605,12 +612,23 @@ class InferenceService:
                 f"model '{name}' does not serve version '{config.version}'; it serves {served}"
             )
         self.shadows.set(name, config, "api")
+        self._warn_shadow(name)
         return self.shadow_state(name)
+
+    def _warn_shadow(self, name: str) -> None:
+        """Warn when the model's shadow version also answers requests that name no version:
+        its own answers are not mirrored (see inferd.core.shadow)."""
+        shadow = self.shadows.get(name)
+        if shadow is not None:
+            share = self.router.primary_share(name, shadow.version)
+            if share:
+                log.warning("%s", _shadow_warning(name, shadow.version, share))
 
     def _serve_shadow(self, name: str, config: ModelConfig | None) -> None:
         """A (re)loaded model gets the shadow its model.yaml declares (or none); an
         unloaded one (``config`` None) none."""
         self.shadows.set(name, None if config is None else config.shadow, "model.yaml")
+        self._warn_shadow(name)
 
     async def _shadow_outputs(self, model: str, version: str, arrays: Arrays) -> dict[str, Tensor]:
         """A mirrored request: ``arrays`` through the shadow version's batcher, its outputs
@@ -649,6 +667,14 @@ class InferenceService:
 _BY_POLLER: Final = (
     "change the repository and let repository.poll_interval_s reload every worker, or restart"
 )
+
+
+def _shadow_warning(model: str, version: str, share: int) -> str:
+    return (
+        f"model '{model}': shadow version '{version}' also takes {share} % of the primary "
+        "traffic; those answers are not mirrored (only the other versions' are): shadow a "
+        "version that takes no traffic, or move it out of the split"
+    )
 
 
 def _settle_heap() -> None:
