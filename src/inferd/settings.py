@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -41,6 +43,11 @@ FLAT_ENV: Final[dict[str, tuple[str, ...]]] = {
 
 #: YAML section names accepted as synonyms of the settings sections.
 YAML_SECTION_ALIASES: Final[dict[str, str]] = {"model": "models"}
+#: A browser origin: scheme://host[:port], the host a name, an IPv4 address or [IPv6].
+ORIGIN: Final = re.compile(
+    r"[A-Za-z][A-Za-z0-9+.-]*://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?)"
+    r"(:[0-9]{1,5})?"
+)
 
 
 class _Section(BaseModel):
@@ -98,16 +105,8 @@ class ServerSettings(_Section):
     trusted_proxies: list[str] = Field(
         default_factory=list,
         description="Addresses or networks (10.0.0.0/8, ::1) of proxies whose "
-        "X-Forwarded-For names the client; from anyone else the header is ignored. "
-        "In the environment: comma-separated.",
+        "X-Forwarded-For names the client; from anyone else the header is ignored.",
     )
-
-    @field_validator("trusted_proxies", mode="before")
-    @classmethod
-    def _split(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return [entry.strip() for entry in value.split(",") if entry.strip()]
-        return value
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -126,12 +125,32 @@ class ServerSettings(_Section):
             raise ValueError("expected one of debug, info, warning, error")
         return value.lower()
 
-    @field_validator("api_keys", "cors_origins", mode="before")
+    @field_validator("api_keys", "cors_origins", "trusted_proxies", mode="before")
     @classmethod
     def _list(cls, value: Any) -> Any:
-        """From the environment: entries separated by commas or white space."""
-        if isinstance(value, str):
-            return [part for part in value.replace(",", " ").split() if part]
+        """From the environment: a JSON list of strings, or entries separated by commas or
+        white space."""
+        if not isinstance(value, str):
+            return value
+        if value.lstrip().startswith(("[", "{")):
+            try:
+                entries = json.loads(value)
+            except ValueError:
+                raise ValueError("not a JSON list (write entries separated by commas)") from None
+            if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
+                raise ValueError("expected a JSON list of strings")
+            return entries
+        return [part for part in value.replace(",", " ").split() if part]
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if entry != "*" and not ORIGIN.fullmatch(entry):
+                raise ValueError(
+                    f"{entry!r} is not an origin: expected scheme://host[:port] (no path, "
+                    "no trailing '/'), or *"
+                )
         return value
 
     @model_validator(mode="after")
