@@ -4,6 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 EXAMPLE_REPO := build/models
 PORT ?= 8080
+GRPC_PORT ?= 8081
 
 # What the tests run for real: nginx (the control API behind a same-host proxy; the
 # cluster tests), openssl (certificates for the TLS tests), Redis (the shared cache and rate limits) and
@@ -32,7 +33,7 @@ $(EXAMPLE_REPO): $(VENV)/.installed
 	$(VENV)/bin/inferd example $(EXAMPLE_REPO)
 
 serve: $(VENV)/.installed $(EXAMPLE_REPO)
-	$(VENV)/bin/inferd serve $(EXAMPLE_REPO) --port $(PORT) --default-model tiny
+	$(VENV)/bin/inferd serve $(EXAMPLE_REPO) --port $(PORT) --grpc-port $(GRPC_PORT) --default-model tiny
 
 lint: dev
 	$(VENV)/bin/ruff check src tests benchmarks
