@@ -367,3 +367,48 @@ def test_a_list_entry_that_is_not_what_the_setting_holds_names_the_variable(
     with pytest.raises(ConfigError) as refused:
         load_settings(environ={f"INFERENCE_SERVER__{variable}": value})
     assert message in str(refused.value)
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_the_readme_settings_block_loads_as_printed_and_holds_the_defaults(
+    tmp_path: Path,
+) -> None:
+    text = README.read_text()
+    block = text.split("Every setting and its default:\n\n```yaml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "every.yaml"
+    path.write_text(block)
+    assert load_settings(path, environ={}) == load_settings(environ={})
+
+
+def test_access_log_off_unquoted_in_yaml_is_off(tmp_path: Path) -> None:
+    path = tmp_path / "inferd.yaml"
+    path.write_text("server:\n  access_log: off\n")
+    assert load_settings(path, environ={}).server.access_log == "off"
+    path.write_text("server:\n  access_log: on\n")
+    with pytest.raises(ConfigError, match="access_log"):
+        load_settings(path, environ={})
+
+
+@pytest.mark.parametrize(
+    ("text", "lines"),
+    [
+        (
+            "server:\n  port: 9000\n  host: 0.0.0.0\n  port: 9001\n",
+            "'port' is given twice (lines 2 and 4)",
+        ),
+        (
+            "server: {port: 1}\nmodels: {}\nserver: {port: 2}\n",
+            "'server' is given twice (lines 1 and 3)",
+        ),
+    ],
+)
+def test_a_key_given_twice_in_the_settings_file_is_an_error_naming_the_lines(
+    tmp_path: Path, text: str, lines: str
+) -> None:
+    path = tmp_path / "inferd.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as refused:
+        load_settings(path, environ={})
+    assert refused.value.message == f"config file {path}: key {lines}"

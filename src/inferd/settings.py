@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from inferd import settings_sources as sources
+from inferd import yamltext
 from inferd.errors import ConfigError
 
 ENV_PREFIX: Final = "INFERENCE_"
@@ -117,6 +118,12 @@ class ServerSettings(_Section):
             except ValueError:
                 raise ValueError(f"{entry!r} is not an IP address or network") from None
         return value
+
+    @field_validator("access_log", mode="before")
+    @classmethod
+    def _off(cls, value: Any) -> Any:
+        # YAML 1.1 reads an unquoted `off` as false.
+        return "off" if value is False else value
 
     @field_validator("log_level")
     @classmethod
@@ -484,7 +491,7 @@ class LoadedSettings:
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        loaded = yaml.safe_load(path.read_text())
+        loaded = yamltext.load(path.read_text())
     except OSError as exc:
         raise ConfigError(f"config file {path}: {exc.strerror or exc}") from exc
     except UnicodeDecodeError as exc:
@@ -507,10 +514,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 def yaml_problem(exc: yaml.YAMLError) -> str:
     """Where a YAML document is broken, without quoting any of it."""
-    mark = getattr(exc, "problem_mark", None)
-    if mark is None:
-        return "not valid YAML"
-    return f"not valid YAML (line {mark.line + 1}, column {mark.column + 1})"
+    return yamltext.problem(exc)
 
 
 def explain_settings(

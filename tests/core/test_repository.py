@@ -271,3 +271,17 @@ def test_unknown_tensor_key_suggests_the_closest(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match=r"unknown key 'inputs\.0\.nmae'; did you mean 'name'\?"):
         Repository(tmp_path / "repo").read("m")
+
+
+def test_a_key_given_twice_in_model_yaml_is_an_error_naming_the_lines(tmp_path: Path) -> None:
+    (tmp_path / "m" / "1").mkdir(parents=True)
+    (tmp_path / "m" / "1" / "model.py").write_text("class Model:\n    def predict(self, x): ...\n")
+    (tmp_path / "m" / "model.yaml").write_text(
+        "runtime: python\nparameters:\n  scale: 2\n  bias: 1\n  scale: 3\n"
+    )
+    with pytest.raises(ConfigError) as refused:
+        Repository(tmp_path).read("m")
+    assert (
+        refused.value.message
+        == f"{tmp_path.name}/m/model.yaml: key 'scale' is given twice (lines 3 and 5)"
+    )
