@@ -173,6 +173,21 @@ def test_unknown_model_file_is_named(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    "found", ["classifier.onnx", "resnet.pt", "scorer.py", "exported.savedmodel"]
+)
+def test_a_model_file_of_another_name_is_to_be_renamed(tmp_path: Path, found: str) -> None:
+    (tmp_path / "repo" / "m" / "1").mkdir(parents=True)
+    (tmp_path / "repo" / "m" / "1" / "README.txt").write_text("")
+    (tmp_path / "repo" / "m" / "1" / found).write_bytes(b"")
+    wanted = "model." + found.rpartition(".")[2]
+    with pytest.raises(ConfigError) as caught:
+        Repository(tmp_path / "repo").read("m")
+    assert caught.value.message == (
+        f"repo/m/1/{found}: a version's model file is named {wanted}; rename {found} to {wanted}"
+    )
+
+
 def test_single_file_of_unknown_type_is_named(tmp_path: Path) -> None:
     (tmp_path / "model.h5").write_bytes(b"")
     with pytest.raises(ConfigError) as caught:
