@@ -369,7 +369,9 @@ class ModelManager:
             build = [
                 v for v in wanted if rebuild is None or v.name in rebuild or v.name not in previous
             ]
-            results = await asyncio.gather(*(self._load_version(entry, v, model) for v in build))
+            results = await asyncio.gather(
+                *(self._load_version(entry, v, model, v.name in previous) for v in build)
+            )
             served = {v.name: previous[v.name] for v in wanted if v not in build}
             served.update((v.version, v) for v in results if v is not None)
             failed = [v.name for v, result in zip(build, results, strict=True) if result is None]
@@ -408,8 +410,9 @@ class ModelManager:
             self._metrics.load_failed(name, kind)
 
     async def _load_version(
-        self, entry: ModelEntry, version: VersionEntry, model: _Model
+        self, entry: ModelEntry, version: VersionEntry, model: _Model, again: bool = False
     ) -> LoadedVersion | None:
+        """Build, warm up and start one version (``again``: it replaces one that serves)."""
         status = VersionStatus(entry.name, version.name, State.LOADING)
         model.status[version.name] = status
         where = f"model '{entry.name}' version '{version.name}'"
@@ -423,8 +426,9 @@ class ModelManager:
         loaded.batcher.start()
         status.state = State.READY
         log.info(
-            "%s ready (%s, max_batch_size=%d)",
+            "%s %s (%s, max_batch_size=%d)",
             where,
+            "reloaded: the new load serves, the old one drains" if again else "ready",
             version.runtime,
             loaded.settings.max_batch_size,
         )
@@ -537,7 +541,12 @@ class ModelManager:
                 current is None or loaded.version not in current.served
             ):
                 self._metrics.forget(loaded.model, loaded.version)
-        log.info("model '%s' version '%s' unloaded", loaded.model, loaded.version)
+        if loaded.version in model.served:  # replaced by a reload, which said so
+            log.debug(
+                "model '%s' version '%s': the old load unloaded", *(loaded.model, loaded.version)
+            )
+        else:
+            log.info("model '%s' version '%s' unloaded", loaded.model, loaded.version)
 
     async def unload(self, name: str, grace_s: float | None = None) -> None:
         """Stop serving a model and unload its versions (see :meth:`_retire` for ``grace_s``).
