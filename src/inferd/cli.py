@@ -129,8 +129,8 @@ def _parser() -> argparse.ArgumentParser:
     example = command(
         "example",
         "write the example model repository",
-        "The ONNX models (tiny, wide) and the Python ones (sentiment, words) always; "
-        "tiny-tf when TensorFlow is installed.",
+        "wide (ONNX) and the Python models (sentiment, words) always; tiny as TorchScript "
+        "when torch is installed, else as ONNX; tiny-tf when TensorFlow is installed.",
     )
     example.add_argument("directory", type=Path, help="folder to write it in (made if missing)")
     example.add_argument(
@@ -275,12 +275,14 @@ def _show(value: Any) -> str:
 
 
 def _example(args: argparse.Namespace) -> int:
-    from inferd.example import build_example, tensorflow_installed
+    from inferd.example import build_example, tensorflow_installed, torch_installed
 
-    with_tensorflow = tensorflow_installed()
+    with_tensorflow, with_torch = tensorflow_installed(), torch_installed()
+    if not with_torch:
+        print("tiny as ONNX: torch is not installed (pip install 'inferd[torch]' for TorchScript)")
     if not with_tensorflow:
         print("skipping tiny-tf: TensorFlow is not installed (pip install 'inferd[tensorflow]')")
-    written = build_example(args.directory, with_tensorflow)
+    written = build_example(args.directory, with_tensorflow, with_torch)
     if args.text:
         from inferd.text.build import build_text_example
 
