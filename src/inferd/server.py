@@ -142,7 +142,9 @@ class HttpServer(uvicorn.Server):
             await asyncio.sleep(LINGER_POLL_S)
 
 
-async def run(settings: Settings, ports: Ports, *, shared: bool = False) -> None:
+async def run(
+    settings: Settings, ports: Ports, *, shared: bool = False, summarize: bool = True
+) -> None:
     """Serve every transport of one process until SIGTERM/SIGINT, then drain and exit.
 
     On the signal readiness turns false and new inference gets 503 at once (with
@@ -152,7 +154,7 @@ async def run(settings: Settings, ports: Ports, *, shared: bool = False) -> None
     signal (give or take a second of rounding): what is still running then is cancelled,
     and model threads that never return are abandoned.
     ``shared``: this process is one of a supervisor's workers, which bind the gRPC port
-    together.
+    together. ``summarize``: log the start-up summary (one worker of several does).
     """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -175,19 +177,12 @@ async def run(settings: Settings, ports: Ports, *, shared: bool = False) -> None
     poller.start(service.loaded)  # polls once the lifespan has loaded every model
     serving = asyncio.create_task(http.serve(sockets=[ports.http]))
     tls = settings.server.tls_cert_file is not None
-    # One summary per server; the workers of a supervisor, which logs their URLs, log none.
-    told = (
-        None
-        if shared
-        else asyncio.create_task(
-            log_summary(
-                service,
-                ports.http_url,
-                (settings.server.host, grpc_server.port) if grpc_server is not None else None,
-                tls,
-            )
-        )
-    )
+    told = None
+    if summarize:
+        # A worker's Ports know no scheme: the settings say whether it serves TLS.
+        rest = ports.http_url.replace("http://", "https://", 1) if tls else ports.http_url
+        grpc = (settings.server.host, grpc_server.port) if grpc_server is not None else None
+        told = asyncio.create_task(log_summary(service, rest, grpc, tls))
     stopping = asyncio.create_task(stop.wait())
     await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
     if stop.is_set():
@@ -244,6 +239,8 @@ def serve(
     raise_open_files_limit(settings.limits.http.max_connections)
     ports = open_ports(settings.server) if http_socket is None else Ports(http_socket)
     try:
-        uvloop.run(run(settings, ports, shared=http_socket is not None))
+        shared = http_socket is not None
+        # Of several workers, the first logs the summary (they serve the same repository).
+        uvloop.run(run(settings, ports, shared=shared, summarize=worker_id in (None, 0)))
     finally:
         ports.close()

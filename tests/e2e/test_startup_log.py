@@ -78,12 +78,20 @@ def test_workers_stop_without_warnings(tmp_path: Path) -> None:
     with log_file.open("wb") as stderr:
         process = subprocess.Popen(command, env=clean_environment(), stderr=stderr)
     try:
-        wait_until(lambda: log_file.read_text().count("ready (python") == 2, 60, "the workers")
+        wait_until(
+            lambda: (
+                log_file.read_text().count("ready (python") == 2
+                and "serving 1 of 1" in log_file.read_text()
+            ),
+            60,
+            "the workers and the summary",
+        )
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(60) == 0
     text = log_file.read_text()
     assert text.count("model 'm' version '1' unloaded") == 2  # each worker unloaded it
+    assert text.count("serving 1 of 1 model versions") == 1  # the first worker's summary
     assert "Warning" not in text
     assert [r for r in text.splitlines() if not RECORD.match(r) and not r.startswith("  ")] == []
 
