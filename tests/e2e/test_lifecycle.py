@@ -143,7 +143,7 @@ def test_workers_share_the_port_aggregate_metrics_and_restart(
             assert answer.json()["error"] == (
                 f"this server runs {workers} worker processes (server.workers), each with its "
                 f"own models; a{'n' if action == 'unload' else ''} {action} at run time needs "
-                "one process (change the repository and let repository.poll_interval_s reload "
+                "one process (change the repository and let models.poll_interval_s reload "
                 "every worker, or restart)"
             )
         for _ in range(10):  # fresh connections: either worker

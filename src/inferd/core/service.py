@@ -665,7 +665,7 @@ class InferenceService:
 
 #: How a model changes in every worker at once.
 _BY_POLLER: Final = (
-    "change the repository and let repository.poll_interval_s reload every worker, or restart"
+    "change the repository and let models.poll_interval_s reload every worker, or restart"
 )
 
 
