@@ -194,7 +194,7 @@ def test_single_file_of_unknown_type_is_named(tmp_path: Path) -> None:
         Repository(tmp_path / "model.h5").read("model")
     assert caught.value.message == (
         "model.h5: not a model file inferd knows; expected a file ending in one of "
-        "['.onnx', '.pt', '.ts']"
+        "['.onnx', '.pt', '.ts'], or a SavedModel folder ending in .savedmodel"
     )
 
 

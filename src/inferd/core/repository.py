@@ -272,7 +272,8 @@ class Repository:
         if runtime is None:
             raise ConfigError(
                 f"{self.root.name}: not a model file inferd knows; expected a file ending in "
-                f"one of {sorted(SUFFIX_RUNTIME)}"
+                f"one of {sorted(s for s in SUFFIX_RUNTIME if s != '.savedmodel')}, or a "
+                "SavedModel folder ending in .savedmodel"
             )
         config_file = self.root.with_suffix(".yaml")
         config = read_model_config(self._inside(config_file), self.shown(config_file))
