@@ -27,6 +27,8 @@ from inferd.core.decoupled import GeneratorRunner
 from inferd.core.failures import CONFIG_CLASSES, WarmupFailed, classify, public_reason
 from inferd.core.model_config import ModelConfig, check_declared_names
 from inferd.core.outputs import checked_run, output_problems
+from inferd.core.pipeline import PipelineRunner
+from inferd.core.pipeline_load import load_pipeline, load_waves
 from inferd.core.repository import ModelEntry, Repository, VersionEntry, check_name, natural_key
 from inferd.core.stats import VersionStats
 from inferd.core.versions import VersionSettings, runtime_options, version_settings
@@ -61,7 +63,8 @@ class LoadedVersion:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     runtime: Runtime
-    batcher: Batcher
+    #: A pipeline's runs its steps (inferd.core.pipeline).
+    batcher: Batcher | PipelineRunner
     stats: VersionStats
     #: Set for a streaming (decoupled) model: requests go here, not to the batcher.
     generator: GeneratorRunner | None = None
@@ -318,7 +321,8 @@ class ModelManager:
         if self._repository is None:
             return
         names = self._repository.model_names()
-        await asyncio.gather(*(self.load(name) for name in names))
+        for wave in load_waves(self._repository, names):  # a pipeline after its steps
+            await asyncio.gather(*(self.load(name) for name in wave))
 
     async def load(
         self, name: str, rebuild: Collection[str] | None = None, *, required: bool = True
@@ -424,6 +428,16 @@ class ModelManager:
 
     def _build(self, entry: ModelEntry, version: VersionEntry, where: str) -> LoadedVersion:
         config = entry.config
+        if config.pipeline is not None:
+            return load_pipeline(
+                self,
+                entry,
+                version,
+                where,
+                performance=self._performance,
+                limits=self._limits,
+                metrics=self._metrics,
+            )
         options = runtime_options(
             config, version.artifact, self._performance, model=entry.name, version=version.name
         )
