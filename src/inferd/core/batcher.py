@@ -124,7 +124,7 @@ class Batcher:
         self._stats = stats
         self._observer: BatchObserver = observer or _Unobserved()
         self._batching = max_batch_size > 0
-        self._max_rows = max(max_batch_size, 1)
+        self._max_rows = self._most_rows = max(max_batch_size, 1)
         self._delay = max_queue_delay_s
         self._preferred = frozenset(preferred_batch_sizes)
         self._max_queue = max_queue_size
@@ -152,6 +152,16 @@ class Batcher:
     @property
     def queue_depth(self) -> int:
         return self._waiting
+
+    @property
+    def running(self) -> int:
+        """Batches running now (one per busy instance)."""
+        return self._instances - self._free
+
+    def limit_rows(self, rows: int) -> None:
+        """From now on wait for and take at most ``rows`` rows per batch (within
+        ``max_batch_size``): a latency target's batch size (inferd.core.latency)."""
+        self._max_rows = max(1, min(rows, self._most_rows))
 
     @property
     def fault(self) -> str | None:

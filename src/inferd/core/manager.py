@@ -25,6 +25,7 @@ from inferd.core.batcher import Batcher
 from inferd.core.cache import ResponseCache, artifact_digest
 from inferd.core.decoupled import GeneratorRunner
 from inferd.core.failures import CONFIG_CLASSES, WarmupFailed, classify, public_reason
+from inferd.core.latency import batcher_class
 from inferd.core.model_config import ModelConfig, check_declared_names
 from inferd.core.outputs import checked_run, output_problems
 from inferd.core.pipeline import PipelineRunner
@@ -474,7 +475,7 @@ class ModelManager:
             if problems:
                 raise WarmupFailed(f"{where}: at warm-up, {'; '.join(problems)}")
         stats = VersionStats(entry.name, version.name)
-        batcher = Batcher(
+        batcher = batcher_class(settings, self._metrics, entry.name, version.name)(
             checked_run(entry.name, version.name, outputs, runtime.infer),
             stats=stats,
             max_batch_size=settings.max_batch_size,

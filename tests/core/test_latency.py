@@ -1,0 +1,205 @@
+"""Latency targets: compute time per batch size, the batch limit, early refusals."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from inferd.core.batcher import Batcher
+from inferd.core.latency import ComputeModel, TargetBatcher
+from inferd.core.stats import VersionStats
+from inferd.errors import Unavailable
+from inferd.metrics import Metrics
+from inferd.serving_metrics import TargetGauges
+from tests.conftest import ServiceFactory
+from tests.core.test_pipeline import python_model, tensor
+
+
+def test_one_size_seen_predicts_in_proportion() -> None:
+    model = ComputeModel()
+    assert not model.measured
+    model.add(4, 0.008)
+    assert model.seconds(1) == pytest.approx(0.002)
+    assert model.seconds(8) == pytest.approx(0.016)
+    assert model.largest_within(0.020, 64) == 10
+    assert model.largest_within(0.001, 64) == 1  # nothing fits: one row at a time
+
+
+def test_a_line_through_the_sizes_seen() -> None:
+    model = ComputeModel()
+    for _ in range(3):
+        model.add(1, 0.030 + 0.002)
+        model.add(6, 0.030 + 0.012)
+    assert model.seconds(10) == pytest.approx(0.050)
+    assert model.largest_within(0.050, 64) == 10
+    assert model.largest_within(0.050, 8) == 8  # within max_batch_size
+    model.add(6, 1.0)  # a slow batch moves its size's mean by a fifth of the difference
+    assert 0.2 < model.seconds(6) < 0.24
+
+
+def gated_batcher(
+    target_s: float, gauges: TargetGauges | None = None
+) -> tuple[TargetBatcher, threading.Event]:
+    gate = threading.Event()
+
+    def run(inputs: dict[str, Any]) -> dict[str, Any]:
+        gate.wait(10)
+        return inputs
+
+    stats = VersionStats("m", "1")
+    batcher = TargetBatcher(
+        run, target_s=target_s, gauges=gauges, stats=stats, max_batch_size=32, instances=1
+    )
+    return batcher, gate
+
+
+def row() -> dict[str, Any]:
+    return {"x": np.zeros((1, 2), dtype=np.float32)}
+
+
+async def test_requests_past_the_target_are_refused_at_admission() -> None:
+    metrics = Metrics()
+    batcher, gate = gated_batcher(0.100, TargetGauges(metrics.serving, "m", "1"))
+    batcher.start()
+    # Taught: c(b) = 30 ms + 2 ms per row, so batches of at most 10 rows (2 * c(10) = 100 ms).
+    for _ in range(3):
+        batcher.measured(1, 0.032)
+        batcher.measured(6, 0.042)
+    assert batcher.batch_limit == 10
+    running = asyncio.ensure_future(batcher.submit(row()))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert batcher.running == 1
+    # Ten more fit in one batch after the running one; past twenty rows (three batches
+    # of 50 ms) every request is over the target, however long the test itself took.
+    admitted, refused = [], []
+    for _ in range(40):
+        try:
+            admitted.append(asyncio.ensure_future(batcher.submit(row())))
+            await asyncio.sleep(0)
+            if admitted[-1].done():
+                admitted[-1].result()
+        except Unavailable as exc:
+            refused.append(exc)
+            admitted.pop()
+    assert 10 <= len(admitted) <= 20
+    assert len(refused) == 40 - len(admitted)
+    assert refused[-1].retry_after_s is not None and refused[-1].retry_after_s > 0
+    assert "past its latency target of 100 ms; retry later" in refused[-1].message
+    state = batcher.state()
+    assert state["batch_limit"] == 10 and state["target_ms"] == 100
+    assert state["refused"] == {"target": len(refused), "deadline": 0}
+    assert state["predicted_wait_ms"] > 100
+    rendered = metrics.render().decode()
+    assert (
+        f'inferd_early_refusals_total{{model="m",reason="target",version="1"}} {len(refused)}.0'
+        in rendered
+    )
+    assert 'inferd_batch_limit{model="m",version="1"} 10.0' in rendered
+    gate.set()
+    await asyncio.gather(running, *admitted)
+    await batcher.close()
+
+
+async def test_a_request_whose_deadline_comes_first_is_refused() -> None:
+    batcher, gate = gated_batcher(0.100)
+    batcher.start()
+    for _ in range(3):
+        batcher.measured(1, 0.032)
+        batcher.measured(6, 0.042)
+    running = asyncio.ensure_future(batcher.submit(row()))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    # At least c(1) = 32 ms away, within the target: refused only for its own deadline.
+    with pytest.raises(Unavailable, match=r"past the request's deadline \(\d+ ms left\)"):
+        await batcher.submit(row(), time.monotonic() + 0.020)
+    assert batcher.state()["refused"] == {"target": 0, "deadline": 1}
+    gate.set()
+    await running
+    await batcher.close()
+
+
+async def test_nothing_is_refused_before_the_first_batch_is_measured() -> None:
+    batcher, gate = gated_batcher(0.001)
+    batcher.start()
+    assert batcher.predicted_wait() is None
+    gate.set()
+    answered = await asyncio.gather(*(batcher.submit(row()) for _ in range(5)))
+    assert len(answered) == 5
+    assert batcher.state()["predicted_wait_ms"] is not None
+    await batcher.close()
+
+
+async def test_the_batch_limit_follows_the_measured_compute_time() -> None:
+    """A model of 4 ms + 1 ms per row under a 30 ms target: batches of about 11 rows,
+    not the 64 it could take."""
+
+    def run(inputs: dict[str, Any]) -> dict[str, Any]:
+        time.sleep(0.004 + 0.001 * len(inputs["x"]))
+        return inputs
+
+    batcher = TargetBatcher(
+        run, target_s=0.030, stats=VersionStats("m", "1"), max_batch_size=64, instances=1
+    )
+    batcher.start()
+    for _ in range(6):
+        results = await asyncio.gather(
+            *(batcher.submit(row()) for _ in range(64)), return_exceptions=True
+        )
+        assert any(not isinstance(r, Exception) for r in results)
+    assert 2 <= batcher.batch_limit <= 12
+    await batcher.close()
+
+
+YAML_MODEL = """
+import time
+
+
+class Model:
+    def predict(self, inputs):
+        time.sleep(0.05)
+        return {"y": inputs["x"]}
+"""
+
+
+def slow_repo(root: Path, target_ms: float | None, delay_ms: float = 0) -> Path:
+    batching: dict[str, Any] = {"max_queue_delay_ms": delay_ms}
+    if target_ms is not None:
+        batching["latency_target_ms"] = target_ms
+    python_model(
+        root,
+        "slow",
+        YAML_MODEL,
+        inputs=[tensor("x", "FP32", [-1, 2])],
+        outputs=[tensor("y", "FP32", [-1, 2])],
+        max_batch_size=1,
+        batching=batching,
+    )
+    return root
+
+
+async def test_without_a_target_the_plain_batcher_serves(
+    tmp_path: Path, service_factory: ServiceFactory
+) -> None:
+    service = service_factory(slow_repo(tmp_path, None))
+    await service.start()
+    assert type(service.manager.resolve("slow").batcher) is Batcher
+    assert "latency_target" not in service.model_stats("slow")["model_stats"][0]
+
+
+async def test_the_target_must_be_above_the_queue_delay(
+    tmp_path: Path, service_factory: ServiceFactory
+) -> None:
+    service = service_factory(slow_repo(tmp_path, 5, delay_ms=5))
+    await service.start()
+    (row_,) = service.repository_index(full=True)
+    assert row_["state"] == "FAILED"
+    assert row_["reason"].endswith(
+        "batching.latency_target_ms (5) must be above the queue delay (5 ms)"
+    )
