@@ -203,3 +203,19 @@ async def test_the_target_must_be_above_the_queue_delay(
     assert row_["reason"].endswith(
         "batching.latency_target_ms (5) must be above the queue delay (5 ms)"
     )
+
+
+async def test_a_limit_below_one_request_still_runs_it_alone() -> None:
+    def run(inputs: dict[str, Any]) -> dict[str, Any]:
+        return inputs
+
+    stats = VersionStats("m", "1")
+    batcher = TargetBatcher(run, target_s=0.010, stats=stats, max_batch_size=32, instances=1)
+    batcher.start()
+    batcher.measured(1, 0.004)  # 2 * c(b) <= 10 ms: one row per batch (8 rows: 32 ms)
+    assert batcher.batch_limit == 1
+    eight = {"x": np.zeros((8, 2), dtype=np.float32)}
+    for _ in range(3):  # each one alone (an idle model admits it), as one batch of 8 rows
+        assert (await batcher.submit(eight))["x"].shape == (8, 2)
+    assert [b["batch_size"] for b in stats.as_triton()["batch_stats"]] == [8]
+    await batcher.close()

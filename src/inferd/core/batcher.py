@@ -289,7 +289,9 @@ class Batcher:
                 continue
             if key is None:
                 key = pending.key
-            if pending.key == key and rows + pending.rows <= self._max_rows:
+            # A batch takes its first request whatever its rows (a latency target's limit
+            # may be below one request's rows).
+            if pending.key == key and (not batch or rows + pending.rows <= self._max_rows):
                 batch.append(pending)
                 rows += pending.rows
             else:

@@ -11,8 +11,9 @@ The rule (docs/performance.md, "Latency targets"):
   (a request may wait for one running batch, then run in its own). The batcher waits for
   and takes at most that many rows.
 - Predicted wait of a request of ``r`` rows arriving now, with ``q`` rows queued, ``I``
-  instances and limit ``b``: what is left of the running batches when every instance is
-  busy (``c(b)`` less the time since the last batch started), plus ``ceil((q + r) / (b * I))``
+  instances and limit ``b`` (or the rows of one request, if more): what is left of the
+  running batches when every instance is busy (``c(b)`` less the time since the last
+  batch started), plus ``ceil((q + r) / (b * I))``
   rounds of ``c(min(b, q + r))``, plus the queue delay when fewer than ``b`` rows wait.
 - Admission: a request whose predicted wait exceeds the target, or the time left before
   its deadline, is refused at once: Unavailable (HTTP 503 with Retry-After, gRPC
@@ -158,13 +159,15 @@ class TargetBatcher(Batcher):
             return None
         compute: Callable[[int], float] = self._costs.seconds
         queued = self.queue_depth * self._rows_per_request + rows
+        # A batch takes at least one whole request, whatever the limit.
+        batch = max(self._rows_limit, math.ceil(self._rows_per_request))
         wait = 0.0
         if self.running >= self._lanes:
             since = time.monotonic() - self._batch_started
-            wait = max(0.0, compute(self._rows_limit) - since)
-        rounds = math.ceil(queued / (self._rows_limit * self._lanes))
-        wait += rounds * compute(min(self._rows_limit, math.ceil(queued)))
-        if queued < self._rows_limit:
+            wait = max(0.0, compute(batch) - since)
+        rounds = math.ceil(queued / (batch * self._lanes))
+        wait += rounds * compute(min(batch, math.ceil(queued)))
+        if queued < batch:
             wait += self._target_delay_s
         return wait
 
