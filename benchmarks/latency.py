@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import orjson
 
@@ -180,6 +181,48 @@ async def step(generator: Generator, payload: bytes, rate: float, seconds: float
     }
 
 
+def server_side(port: int, model: str) -> dict[str, Any]:
+    """The server's own view of a model so far: answered requests and their time, queue
+    time, and its latency histogram (cumulative counts per bucket bound)."""
+    base = f"http://127.0.0.1:{port}"
+    stats = httpx.get(f"{base}/v2/models/{model}/stats").json()["model_stats"][0]
+    buckets: dict[float, float] = {}
+    for line in httpx.get(f"{base}/metrics").text.splitlines():
+        if (
+            line.startswith("inferd_request_duration_seconds_bucket{")
+            and f'model="{model}"' in line
+        ):
+            bound = line.split('le="', 1)[1].split('"', 1)[0]
+            le = float("inf") if bound == "+Inf" else float(bound)
+            buckets[le] = buckets.get(le, 0.0) + float(line.rsplit(" ", 1)[1])
+    inference = stats["inference_stats"]
+    return {
+        "count": inference["success"]["count"],
+        "ns": inference["success"]["ns"],
+        "queue_ns": inference["queue"]["ns"],
+        "queue_count": inference["queue"]["count"],
+        "buckets": buckets,
+    }
+
+
+def server_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float]:
+    """Mean server time and queue time per answered request over a step, and the bucket
+    bound under which 99 % of its answers fell (the histogram's resolution)."""
+    count = after["count"] - before["count"]
+    queued = max(after["queue_count"] - before["queue_count"], 1)
+    p99_bound = float("nan")
+    if count:
+        for le in sorted(after["buckets"]):
+            if after["buckets"][le] - before["buckets"].get(le, 0.0) >= 0.99 * count:
+                p99_bound = le * 1000
+                break
+    return {
+        "server_ms": (after["ns"] - before["ns"]) / max(count, 1) / 1e6,
+        "queue_ms": (after["queue_ns"] - before["queue_ns"]) / queued / 1e6,
+        "server_p99_le_ms": p99_bound,
+    }
+
+
 async def measure(
     port: int, setups: list[str], args: argparse.Namespace
 ) -> tuple[float, dict[str, list[dict[str, Any]]]]:
@@ -192,8 +235,9 @@ async def measure(
     points: dict[str, list[dict[str, Any]]] = {name: [] for name in setups}
     for factor in factors:
         for name in setups:
+            before = server_side(port, name)
             point = await step(generators[name], payloads[name], carried * factor, args.seconds)
-            point["factor"] = factor
+            point.update(server_delta(before, server_side(port, name)), factor=factor)
             points[name].append(point)
             print(name, row(name, point), flush=True)
     for generator in generators.values():
@@ -206,7 +250,8 @@ def row(name: str, p: dict[str, Any]) -> str:
     other = sum(v for k, v in s.items() if k not in ("200", "503", "504", "429"))
     return (
         f"| {name} | {p['factor']:g}x ({p['rate']:,.0f}/s) | {p['answered_per_s']:,.0f} | "
-        f"{p['p50_ms']:.1f} | {p['p99_ms']:.1f} | {s.get('503', 0)} | {s.get('504', 0)} | "
+        f"{p['p50_ms']:.1f} | {p['p99_ms']:.1f} | {p['server_ms']:.1f} | {p['queue_ms']:.1f} | "
+        f"{p['server_p99_le_ms']:g} | {s.get('503', 0)} | {s.get('504', 0)} | "
         f"{s.get('429', 0)} | {other} |"
     )
 
@@ -272,10 +317,16 @@ def main() -> None:
             f"per request; open-loop Poisson arrivals from this process at 0.5x to "
             f"{args.overload:g}x the capacity measured first ({carried:,.0f} answers/s, largest "
             f"fixed setting, {PROBE_CONNECTIONS} connections back to back), {args.seconds:g} s per step and "
-            f"setup, setups in turn. Latency is the client's, answered requests only.",
+            f"setup, setups in turn. Latency (p50, p99) is the client's, answered requests only; "
+            "'server' is inferd's own time per answered request (from its statistics: decode, "
+            "queue, compute, encode; not the HTTP parse nor time in socket buffers), 'queue' "
+            "the batch queue's share, 'server p99 <=' the bucket of inferd's latency histogram "
+            "under which 99 % of the step's answers fell. 'other': unsent (no free connection) "
+            "or connection errors.",
             "",
-            "| setup | offered | answered/s | p50 ms | p99 ms | 503 early | 504 late | 429 | other |",
-            "|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+            "| setup | offered | answered/s | p50 ms | p99 ms | server mean ms | queue mean ms "
+            "| server p99 <= ms | 503 early | 504 late | 429 | other |",
+            "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
             *(
                 row(name, p)
                 for i in range(len(next(iter(points.values()))))

@@ -16,6 +16,16 @@ from inferd.types import Tensor
 from tests.conftest import ServiceFactory
 from tests.core.test_pipeline import ADD_ONE, python_model, tensor
 
+PAIR = """
+class Model:
+    def predict(self, inputs):
+        return {"y": inputs["a"] + inputs["b"]}
+"""
+STREAM = """
+class Model:
+    def predict(self, inputs):
+        yield {"y": inputs["x"]}
+"""
 TO_INT = """
 import numpy as np
 
@@ -37,6 +47,20 @@ def repo_with(root: Path, pipeline: dict[str, Any]) -> Path:
         python_model(repo, name, code, inputs=[tensor("x", "FP32", [-1, width])], outputs=[out])
     python_model(
         repo,
+        "pair",
+        PAIR,
+        inputs=[tensor("a", "FP32", [-1, 2]), tensor("b", "FP32", [-1, 2])],
+        outputs=[tensor("y", "FP32", [-1, 2])],
+    )
+    python_model(
+        repo,
+        "stream",
+        STREAM,
+        inputs=[tensor("x", "FP32", [-1, 2])],
+        outputs=[tensor("y", "FP32", [-1, 2])],
+    )
+    python_model(
+        repo,
         "to-int",
         TO_INT,
         inputs=[tensor("y", "FP32", [-1, 2])],
@@ -56,7 +80,7 @@ LOAD_ERRORS = [
     pytest.param(
         two_steps({"name": "second", "model": "nope", "inputs": {"x": "first.y"}}),
         "pipeline step 'second': model 'nope' is not known; known models: ['add-one', 'p', "
-        "'to-int', 'wide']",
+        "'pair', 'stream', 'to-int', 'wide']",
         id="unknown-model",
     ),
     pytest.param(
@@ -70,6 +94,16 @@ LOAD_ERRORS = [
         two_steps({"name": "second", "model": "add-one", "inputs": {"q": "first.y"}}),
         "pipeline step 'second': model 'add-one' has no input 'q'; its inputs are ['x']",
         id="unknown-step-input",
+    ),
+    pytest.param(
+        two_steps({"name": "second", "model": "pair", "inputs": {"a": "first.y"}}),
+        "pipeline step 'second': input 'b' of model 'pair' is not given (inputs: {b: <source>})",
+        id="input-not-given",
+    ),
+    pytest.param(
+        two_steps({"name": "second", "model": "stream", "inputs": {"x": "first.y"}}),
+        "pipeline step 'second': model 'stream' streams its outputs; a step answers once",
+        id="streaming-step",
     ),
     pytest.param(
         two_steps({"name": "second", "model": "add-one", "inputs": {"x": "first.nope"}}),

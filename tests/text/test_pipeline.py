@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import ServiceFactory, asgi_client
+from tests.core.test_pipeline_docs import yaml_blocks
 from tests.text.test_model import SENTENCES
 
 MODELS = ("minilm", "minilm-tokenizer", "minilm-encoder", "minilm-pooling", "minilm-pipeline")
@@ -24,10 +25,13 @@ SHORT = [
 
 @pytest.fixture(scope="module")
 def minilm_repo(text_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The minilm models of `inferd example --text` alone (hard links: no copy)."""
+    """The minilm models of `inferd example --text` alone (hard links: no copy), and
+    ``minilm-ensemble``: docs/pipelines.md's Triton form of the pipeline."""
     root = tmp_path_factory.mktemp("minilm-pipeline")
     for name in MODELS:
         shutil.copytree(text_repo / name, root / name, copy_function=os.link)
+    (root / "minilm-ensemble").mkdir()
+    (root / "minilm-ensemble" / "model.yaml").write_text(yaml_blocks()[1])
     return root
 
 
@@ -61,6 +65,8 @@ async def test_the_pipeline_equals_the_single_model(
             await client.post("/v2/models/minilm-pipeline/infer", json=body(*SENTENCES))
         )
         np.testing.assert_allclose(piped, single, atol=1e-5)
+        triton = await client.post("/v2/models/minilm-ensemble/infer", json=body(*SENTENCES))
+        np.testing.assert_allclose(embeddings(triton), single, atol=1e-5)
         for n, sentence in enumerate(SENTENCES):  # alone, padded to its own length
             alone = await client.post("/v2/models/minilm-pipeline/infer", json=body(sentence))
             np.testing.assert_allclose(embeddings(alone)[0], single[n], atol=1e-5)
