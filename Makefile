@@ -10,7 +10,7 @@ PORT ?= 8080
 # HAProxy (tests/cluster).
 SYSTEM_PACKAGES := nginx openssl redis-server haproxy
 
-.PHONY: install dev serve test lint typecheck unit bench bench-text bench-scaleout bench-shadow clean proto system-deps
+.PHONY: install dev serve test lint typecheck unit bench bench-text bench-scaleout bench-shadow bench-latency clean proto system-deps
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -67,6 +67,9 @@ bench-scaleout: dev system-deps
 bench-shadow: dev
 	bash benchmarks/install-tools.sh
 	$(PY) benchmarks/shadow.py
+
+bench-latency: dev
+	$(PY) benchmarks/latency.py
 
 PROTO_DIR := src/inferd/grpc/protos
 # The protoc of this grpcio-tools stamps the generated modules with protobuf gencode 6.31.1,

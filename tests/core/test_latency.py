@@ -219,3 +219,29 @@ async def test_a_limit_below_one_request_still_runs_it_alone() -> None:
         assert (await batcher.submit(eight))["x"].shape == (8, 2)
     assert [b["batch_size"] for b in stats.as_triton()["batch_stats"]] == [8]
     await batcher.close()
+
+
+async def test_the_performance_doc_example_serves(
+    example_repo: Path, tmp_path: Path, service_factory: ServiceFactory
+) -> None:
+    """docs/performance.md's model.yaml, on the example's wide model."""
+    import re
+    import shutil
+
+    doc = (Path(__file__).parents[2] / "docs" / "performance.md").read_text()
+    section = doc[doc.index("\n## Latency targets\n") :]
+    block = re.search(r"```yaml\n(.*?)```", section, re.DOTALL)
+    assert block is not None
+    first, _, rest = block.group(1).partition("\n")
+    assert first == "# models/wide/model.yaml"
+    shutil.copytree(example_repo / "wide" / "1", tmp_path / "wide" / "1")
+    (tmp_path / "wide" / "model.yaml").write_text(rest)
+    service = service_factory(tmp_path)
+    await service.start()
+    (stats,) = service.model_stats("wide")["model_stats"]
+    assert stats["latency_target"] == {
+        "target_ms": 50,
+        "batch_limit": 256,
+        "predicted_wait_ms": None,
+        "refused": {"target": 0, "deadline": 0},
+    }
