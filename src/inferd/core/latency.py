@@ -7,6 +7,9 @@ The rule (docs/performance.md, "Latency targets"):
   (each new batch weighs :data:`WEIGHT`), and a straight line ``c(b) = a + k * b``
   through those means (least squares, each size weighted by how often it ran, capped) to
   predict sizes not seen yet. With one size ``s`` seen, ``c(b) = c(s) * b / s``.
+  Predictions are that line times ``1 + 2 * s``, ``s`` the running mean of how far each
+  batch's time was from its prediction, relative: on a machine whose speed varies, the
+  prediction moves toward the slow batches, since the target is a tail, not a mean.
 - Batch size limit: the largest ``b`` within ``max_batch_size`` with ``2 * c(b) <= target``
   (a request may wait for one running batch, then run in its own). The batcher waits for
   and takes at most that many rows.
@@ -45,6 +48,9 @@ from inferd.serving_metrics import TargetGauges
 WEIGHT: Final = 0.2
 #: Most weight one batch size gets in the line fit (a size seen often is not trusted more).
 MAX_FIT_WEIGHT: Final = 32
+#: Predictions are the line times ``1 + SPREAD * s``, ``s`` the running mean of how far a
+#: batch's time was from its prediction (relative): a tail, not a mean, is the target.
+SPREAD: Final = 2.0
 
 
 class ComputeModel:
@@ -55,12 +61,18 @@ class ComputeModel:
         self._count: dict[int, int] = {}
         self._a = 0.0
         self._k = 0.0
+        #: Running mean of |measured - predicted| / predicted.
+        self.spread = 0.0
 
     @property
     def measured(self) -> bool:
         return bool(self._mean)
 
     def add(self, rows: int, seconds: float) -> None:
+        if self._mean:
+            expected = self.line(rows)
+            miss = abs(seconds - expected) / expected if expected > 0 else 0.0
+            self.spread += WEIGHT * (miss - self.spread)
         mean = self._mean.get(rows)
         self._mean[rows] = seconds if mean is None else mean + WEIGHT * (seconds - mean)
         self._count[rows] = self._count.get(rows, 0) + 1
@@ -86,15 +98,22 @@ class ComputeModel:
             )
         self._a, self._k = a, k
 
-    def seconds(self, rows: int) -> float:
-        """Predicted compute seconds of a batch of ``rows`` (0 before any measurement)."""
+    def line(self, rows: int) -> float:
+        """The fitted line at ``rows``: the mean compute seconds of such a batch."""
         return self._a + self._k * rows
 
+    def seconds(self, rows: int) -> float:
+        """Predicted compute seconds of a batch of ``rows``, the spread included (0
+        before any measurement)."""
+        return self.line(rows) * (1 + SPREAD * self.spread)
+
     def largest_within(self, budget_s: float, most: int) -> int:
-        """The largest batch size up to ``most`` whose compute fits ``budget_s`` (1 at least)."""
+        """The largest batch size up to ``most`` whose predicted compute fits ``budget_s``
+        (1 at least)."""
+        budget = budget_s / (1 + SPREAD * self.spread)
         if self._k <= 0:
-            return most if self._a <= budget_s else 1
-        return max(1, min(most, math.floor((budget_s - self._a) / self._k)))
+            return most if self._a <= budget else 1
+        return max(1, min(most, math.floor((budget - self._a) / self._k)))
 
 
 class _Measuring:
