@@ -256,7 +256,32 @@ async def test_the_performance_doc_example_serves(
     (stats,) = service.model_stats("wide")["model_stats"]
     assert stats["latency_target"] == {
         "target_ms": 50,
+        "budget_ms": 50,
         "batch_limit": 256,
         "predicted_wait_ms": None,
         "refused": {"target": 0, "deadline": 0},
     }
+
+
+async def test_a_late_answer_cuts_the_budget_and_answers_on_time_restore_it() -> None:
+    slow = [True]
+
+    def run(inputs: dict[str, Any]) -> dict[str, Any]:
+        if slow[0]:
+            time.sleep(0.050)
+        return inputs
+
+    batcher = TargetBatcher(
+        run, target_s=0.020, stats=VersionStats("m", "1"), max_batch_size=8, instances=1
+    )
+    batcher.start()
+    # Four late answers at once (one batch of 50 ms against a 20 ms target): one cut.
+    await asyncio.gather(*(batcher.submit(row()) for _ in range(4)))
+    assert batcher.state()["budget_ms"] == pytest.approx(20 * 0.8)
+    await batcher.submit(row())  # late again, later than 20 ms after the cut: cut again
+    assert batcher.state()["budget_ms"] == pytest.approx(20 * 0.8 * 0.8)
+    slow[0] = False
+    for _ in range(200):  # one at a time, each on time: +0.2 % of the target each
+        await batcher.submit(row())
+    assert batcher.state()["budget_ms"] == pytest.approx(20.0)
+    await batcher.close()

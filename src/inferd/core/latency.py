@@ -10,15 +10,21 @@ The rule (docs/performance.md, "Latency targets"):
   Predictions are that line times ``1 + 2 * s``, ``s`` the running mean of how far each
   batch's time was from its prediction, relative: on a machine whose speed varies, the
   prediction moves toward the slow batches, since the target is a tail, not a mean.
-- Batch size limit: the largest ``b`` within ``max_batch_size`` with ``2 * c(b) <= target``
+- Budget: what the limit and admission plan for is the target times a budget factor,
+  1 at first. A request that took longer than the target (queue, compute and delivery, as
+  its ``submit`` saw it) cuts the factor by :data:`CUT` (at most once per target's time,
+  never below :data:`MIN_BUDGET`); each request on time raises it by :data:`RAISE` up to
+  1: the rule corrects itself where the prediction proved short (additive increase,
+  multiplicative decrease, as Clipper did).
+- Batch size limit: the largest ``b`` within ``max_batch_size`` with ``2 * c(b) <= budget``
   (a request may wait for one running batch, then run in its own). The batcher waits for
   and takes at most that many rows.
 - Predicted wait of a request of ``r`` rows arriving now, with ``q`` rows queued, ``I``
   instances and limit ``b`` (or the rows of one request, if more): what is left of the
   running batches when every instance is busy (``c(b)`` less the time since the last
-  batch started), plus ``ceil((q + r) / (b * I))``
-  rounds of ``c(min(b, q + r))``, plus the queue delay when fewer than ``b`` rows wait.
-- Admission: a request whose predicted wait exceeds the target, or the time left before
+  batch started), plus ``ceil((q + r) / (b * I))`` rounds of ``c(min(b, q + r))``, plus
+  the queue delay when fewer than ``b`` rows wait.
+- Admission: a request whose predicted wait exceeds the budget, or the time left before
   its deadline, is refused at once: Unavailable (HTTP 503 with Retry-After, gRPC
   UNAVAILABLE), counted in ``inferd_early_refusals`` by reason (``target``, ``deadline``).
   Until the first batch is measured nothing is refused and the limit is ``max_batch_size``;
@@ -51,6 +57,12 @@ MAX_FIT_WEIGHT: Final = 32
 #: Predictions are the line times ``1 + SPREAD * s``, ``s`` the running mean of how far a
 #: batch's time was from its prediction (relative): a tail, not a mean, is the target.
 SPREAD: Final = 2.0
+#: The budget (the share of the target that batch sizes and admission plan for) after a
+#: request took longer than the target: cut by this factor, at most once per target's
+#: time, never below MIN_BUDGET; each request on time raises it by RAISE, up to 1.
+CUT: Final = 0.8
+MIN_BUDGET: Final = 0.3
+RAISE: Final = 0.002
 
 
 class ComputeModel:
@@ -162,6 +174,8 @@ class TargetBatcher(Batcher):
         self._rows_per_request = 1.0
         self._batch_started = 0.0  # when the last batch went to an instance
         self._refusals = {"target": 0, "deadline": 0}
+        self._budget = 1.0
+        self._last_cut = 0.0
         self._model_name = options["stats"].name
         options["stats"].sections["latency_target"] = self.state
         if gauges is not None:
@@ -195,6 +209,7 @@ class TargetBatcher(Batcher):
         wait = self.predicted_wait()
         return {
             "target_ms": self._target * 1000,
+            "budget_ms": round(self._target * self._budget * 1000, 3),
             "batch_limit": self._rows_limit,
             "predicted_wait_ms": None if wait is None else round(wait * 1000, 3),
             "refused": dict(self._refusals),
@@ -205,12 +220,12 @@ class TargetBatcher(Batcher):
         self._rows_per_request += WEIGHT * (rows - self._rows_per_request)
         wait = self.predicted_wait(rows)
         if wait is not None and (self.queue_depth or self.running):
-            if wait > self._target:
+            if wait > self._target * self._budget:
                 self._refuse(
                     "target",
                     f"model '{self._model_name}' would answer in about {wait * 1000:.0f} ms, past "
                     f"its latency target of {self._target * 1000:g} ms; retry later",
-                    wait - self._target,
+                    max(wait - self._target * self._budget, 0.0),
                 )
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and wait > left:
@@ -220,7 +235,23 @@ class TargetBatcher(Batcher):
                     f"the request's deadline ({max(left, 0) * 1000:.0f} ms left); retry later",
                     wait,
                 )
-        return await super().submit(inputs, deadline)
+        started = time.monotonic()
+        try:
+            return await super().submit(inputs, deadline)
+        finally:
+            self._answered(time.monotonic() - started)
+
+    def _answered(self, seconds: float) -> None:
+        """The budget follows what requests took (queue, compute, delivery): predictions
+        that proved short shrink what is planned for; requests on time restore it."""
+        if seconds > self._target:
+            now = time.monotonic()
+            if now - self._last_cut > self._target:
+                self._last_cut = now
+                self._budget = max(MIN_BUDGET, self._budget * CUT)
+                self._plan()
+        elif self._budget < 1.0:
+            self._budget = min(1.0, self._budget + RAISE)
 
     def _refuse(self, reason: str, message: str, retry_after_s: float) -> None:
         self._refusals[reason] += 1
@@ -235,7 +266,11 @@ class TargetBatcher(Batcher):
 
     def measured(self, rows: int, seconds: float) -> None:
         self._costs.add(rows, seconds)
-        limit = self._costs.largest_within(self._target / 2, self._rows_most)
+        self._plan()
+
+    def _plan(self) -> None:
+        budget = self._target * self._budget
+        limit = self._costs.largest_within(budget / 2, self._rows_most)
         if limit != self._rows_limit:
             self._rows_limit = limit
             self.limit_rows(limit)
