@@ -154,6 +154,16 @@ async def step(generator: Generator, payload: bytes, rate: float, seconds: float
     results: list[tuple[int, float] | None] = []
     tasks = []
     rng = random.Random(7)
+    lags: list[float] = []
+
+    async def ticker() -> None:
+        """How late this process's own event loop runs (it adds to every latency)."""
+        while True:
+            before = time.monotonic()
+            await asyncio.sleep(0.005)
+            lags.append(time.monotonic() - before - 0.005)
+
+    ticking = asyncio.ensure_future(ticker())
     start = time.monotonic()
     due = start
     while due < start + seconds:
@@ -165,6 +175,8 @@ async def step(generator: Generator, payload: bytes, rate: float, seconds: float
         task.add_done_callback(lambda t: results.append(t.result()))
         tasks.append(task)
     await asyncio.gather(*tasks)
+    ticking.cancel()
+    lags.sort()
     answered = sorted(s for r in results if r is not None and r[0] == 200 for s in [r[1]])
     statuses: dict[str, int] = {}
     for result in results:
@@ -177,6 +189,7 @@ async def step(generator: Generator, payload: bytes, rate: float, seconds: float
         "p50_ms": 1000 * answered[len(answered) // 2] if answered else float("nan"),
         "p99_ms": 1000 * answered[int(len(answered) * 0.99)] if answered else float("nan"),
         "answered": len(answered),
+        "lag_p99_ms": 1000 * lags[int(len(lags) * 0.99)] if lags else float("nan"),
         "statuses": statuses,
     }
 
@@ -232,6 +245,8 @@ async def measure(
     await capacity(generators[probe], payloads[probe], 1.0)  # warm-up
     carried = await capacity(generators[probe], payloads[probe], 2.0)
     factors = [0.5, 1.0, 1.5, args.overload]
+    for name in setups:  # a warm-up of each setup at half the capacity (not reported)
+        await step(generators[name], payloads[name], carried * 0.5, 1.0)
     points: dict[str, list[dict[str, Any]]] = {name: [] for name in setups}
     for factor in factors:
         for name in setups:
@@ -251,7 +266,7 @@ def row(name: str, p: dict[str, Any]) -> str:
     return (
         f"| {name} | {p['factor']:g}x ({p['rate']:,.0f}/s) | {p['answered_per_s']:,.0f} | "
         f"{p['p50_ms']:.1f} | {p['p99_ms']:.1f} | {p['server_ms']:.1f} | {p['queue_ms']:.1f} | "
-        f"{p['server_p99_le_ms']:g} | {s.get('503', 0)} | {s.get('504', 0)} | "
+        f"{p['server_p99_le_ms']:g} | {p['lag_p99_ms']:.1f} | {s.get('503', 0)} | {s.get('504', 0)} | "
         f"{s.get('429', 0)} | {other} |"
     )
 
@@ -317,16 +332,17 @@ def main() -> None:
             f"per request; open-loop Poisson arrivals from this process at 0.5x to "
             f"{args.overload:g}x the capacity measured first ({carried:,.0f} answers/s, largest "
             f"fixed setting, {PROBE_CONNECTIONS} connections back to back), {args.seconds:g} s per step and "
-            f"setup, setups in turn. Latency (p50, p99) is the client's, answered requests only; "
+            f"setup, setups in turn, after a 1 s warm-up of each at 0.5x. Latency (p50, p99) is the client's, answered requests only; "
             "'server' is inferd's own time per answered request (from its statistics: decode, "
             "queue, compute, encode; not the HTTP parse nor time in socket buffers), 'queue' "
             "the batch queue's share, 'server p99 <=' the bucket of inferd's latency histogram "
-            "under which 99 % of the step's answers fell. 'other': unsent (no free connection) "
+            "under which 99 % of the step's answers fell; 'generator lag': how late the generator's "
+            "own event loop ran (it adds to the client's latencies). 'other': unsent (no free connection) "
             "or connection errors.",
             "",
             "| setup | offered | answered/s | p50 ms | p99 ms | server mean ms | queue mean ms "
-            "| server p99 <= ms | 503 early | 504 late | 429 | other |",
-            "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+            "| server p99 <= ms | generator lag p99 ms | 503 early | 504 late | 429 | other |",
+            "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
             *(
                 row(name, p)
                 for i in range(len(next(iter(points.values()))))
