@@ -61,8 +61,8 @@ SPREAD: Final = 2.0
 #: request took longer than the target: cut by this factor, at most once per target's
 #: time, never below MIN_BUDGET; each request on time raises it by RAISE, up to 1.
 CUT: Final = 0.8
-MIN_BUDGET: Final = 0.3
-RAISE: Final = 0.002
+MIN_BUDGET: Final = 0.5
+RAISE: Final = 0.01
 
 
 class ComputeModel:
