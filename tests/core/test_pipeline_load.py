@@ -152,6 +152,14 @@ LOAD_ERRORS = [
         "output 'out' is declared FP64 [-1, 2]; its step gives FP32 [-1, 2]",
         id="declared-output-mismatch",
     ),
+    pytest.param(
+        {
+            "inputs": [tensor("x", "FP32", [-1, 2]), tensor("extra", "FP32", [-1, 2])],
+            **two_steps({"name": "second", "model": "add-one", "inputs": {"x": "first.y"}}),
+        },
+        "declared input 'extra' is read by no pipeline step",
+        id="unread-input",
+    ),
 ]
 
 

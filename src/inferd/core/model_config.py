@@ -179,6 +179,23 @@ class ShadowConfig(_Strict):
         return value
 
 
+#: What only a model that runs an artifact acts on: refused in a pipeline's model.yaml.
+NOT_FOR_PIPELINES: Final = frozenset(
+    {
+        "signature",
+        "batching",
+        "instances",
+        "device",
+        "precision",
+        "intra_op_threads",
+        "inter_op_threads",
+        "max_batch_time_s",
+        "warmup",
+        "parameters",
+    }
+)
+
+
 class ModelConfig(_Strict):
     runtime: Literal["torchscript", "onnx", "tensorflow", "python"] | None = None
     #: The SavedModel signature served (tensorflow only); default ``serving_default``.
@@ -231,6 +248,12 @@ class ModelConfig(_Strict):
         if self.pipeline is not None:
             if self.runtime is not None:
                 raise ValueError("a pipeline has no runtime of its own (its steps have theirs)")
+            unused = sorted(self.model_fields_set & NOT_FOR_PIPELINES)
+            if unused:
+                raise ValueError(
+                    f"a pipeline does not take {unused[0]!r}: it runs no model of its own (set "
+                    "it in the model.yaml of its steps' models)"
+                )
             declared = None if self.inputs is None else [t.name for t in self.inputs]
             try:
                 graph(self.pipeline, declared)

@@ -13,16 +13,19 @@ most the smallest of theirs. Step models load before the pipelines that use them
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from inferd.core.model_config import ModelConfig
 from inferd.core.pipeline import PipelineRunner, Step
 from inferd.core.pipeline_spec import PipelineConfig, graph, split_source
 from inferd.core.repository import ModelEntry, Repository, VersionEntry
 from inferd.core.stats import VersionStats
 from inferd.core.versions import version_settings
 from inferd.errors import ConfigError, InferdError, InternalError
+from inferd.metrics import Metrics
 from inferd.runtimes.base import Arrays, Runtime, RuntimeOptions
 from inferd.serving_metrics import StepSeries
+from inferd.settings import ModelLimits, PerformanceSettings
 from inferd.types import DATATYPE_TO_NUMPY, TensorSpec
 
 if TYPE_CHECKING:
@@ -148,11 +151,17 @@ def resolve_step(manager: ModelManager, model: str, version: str | None) -> Load
 
 
 def load_pipeline(
-    manager: ModelManager, entry: ModelEntry, version: VersionEntry, where: str, **limits: Any
+    manager: ModelManager,
+    entry: ModelEntry,
+    version: VersionEntry,
+    where: str,
+    *,
+    performance: PerformanceSettings,
+    limits: ModelLimits,
+    metrics: Metrics | None,
 ) -> LoadedVersion:
     """Check the pipeline against the served models and build its version (the
-    manager's ``_build`` for a model.yaml with ``pipeline:``; ``limits``: its
-    ``performance`` and ``limits`` settings, and ``metrics`` (or None))."""
+    manager's ``_build`` for a model.yaml with ``pipeline:``)."""
     from inferd.core.manager import LoadedVersion  # the manager imports this module
 
     config = entry.config
@@ -169,12 +178,16 @@ def load_pipeline(
     for level in order.levels:
         for name in level:
             checker.step(name, declared)
+    read = {source for step in config.pipeline.steps for source in step.inputs.values()}
+    unread = [name for name in declared or () if name not in read]
+    if unread:
+        raise ConfigError(f"{where}: declared input '{unread[0]}' is read by no pipeline step")
     inputs = tuple(
         dataclasses.replace(checker.specs[name], allow_nonfinite=config.allow_nonfinite)
         for name in (list(declared) if declared is not None else order.inputs)
     )
     outputs = _outputs(config, checker, where)
-    settings = version_settings(config, inputs, limits["performance"], limits["limits"], where)
+    settings = version_settings(config, inputs, performance, limits, where)
     steps_batch = [loaded.settings.max_batch_size for loaded in checker.steps.values()]
     most = min(steps_batch) if all(steps_batch) else 0
     if config.max_batch_size is not None and config.max_batch_size > most:
@@ -186,9 +199,7 @@ def load_pipeline(
     settings = dataclasses.replace(settings, max_batch_size=max_batch)
     runner = PipelineRunner(
         entry.name,
-        _steps(
-            config.pipeline, order.levels, checker, limits.get("metrics"), entry.name, version.name
-        ),
+        _steps(config.pipeline, order.levels, checker, metrics, entry.name, version.name),
         config.pipeline.outputs,
         lambda model, step_version: resolve_step(manager, model, step_version),
     )
@@ -211,13 +222,15 @@ def load_pipeline(
     )
 
 
-def _outputs(config: Any, checker: _Checker, where: str) -> tuple[TensorSpec, ...]:
+def _outputs(config: ModelConfig, checker: _Checker, where: str) -> tuple[TensorSpec, ...]:
+    assert config.pipeline is not None
+    mapping = config.pipeline.outputs
     produced = {
         output: dataclasses.replace(checker.specs[source], name=output)
-        for output, source in config.pipeline.outputs.items()
+        for output, source in mapping.items()
         if source in checker.specs
     }
-    for output, source in config.pipeline.outputs.items():
+    for output, source in mapping.items():
         if output not in produced:
             step, _, tensor = source.partition(".")
             raise ConfigError(
@@ -246,7 +259,7 @@ def _steps(
     pipeline: PipelineConfig,
     levels: tuple[tuple[str, ...], ...],
     checker: _Checker,
-    metrics: Any,
+    metrics: Metrics | None,
     model: str,
     version: str,
 ) -> tuple[tuple[Step, ...], ...]:
