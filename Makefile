@@ -10,7 +10,7 @@ PORT ?= 8080
 # HAProxy (tests/cluster).
 SYSTEM_PACKAGES := nginx openssl redis-server haproxy
 
-.PHONY: install dev serve test lint typecheck unit bench bench-text bench-scaleout bench-shadow bench-latency clean proto system-deps
+.PHONY: install dev serve test lint typecheck unit bench bench-full bench-text bench-scaleout bench-shadow bench-latency clean proto system-deps
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,7 +54,14 @@ system-deps:
 
 test: system-deps lint typecheck unit
 
+# The hot path against its reference points (the floor on two stacks, a naive endpoint,
+# the release before, every optional feature on), interleaved: benchmarks/hotpath.py.
 bench: dev
+	bash benchmarks/install-tools.sh
+	$(PY) benchmarks/hotpath.py
+
+# Every runtime, protocol and concurrency, one contestant after another: benchmarks/run.py.
+bench-full: dev
 	bash benchmarks/install-tools.sh
 	$(PY) benchmarks/run.py
 

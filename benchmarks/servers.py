@@ -43,13 +43,15 @@ def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes, di
 class Server:
     """A server process, with stdout and stderr in a log file."""
 
-    def __init__(self, name: str, command: list[str], log: Path) -> None:
+    def __init__(
+        self, name: str, command: list[str], log: Path, env: dict[str, str] | None = None
+    ) -> None:
         self.name = name
         self.log = log
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("wb") as sink:
             self.process = subprocess.Popen(
-                command, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
+                command, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True, env=env
             )
 
     @property

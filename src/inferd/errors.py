@@ -40,6 +40,9 @@ class InferdError(Exception):
     """Base class: a message meant for the client and a neutral code."""
 
     code: ErrorCode = ErrorCode.INTERNAL
+    #: The model version that was serving the request when it failed (None: the request
+    #: failed before a version was chosen); transports name it (``X-Model-Version``).
+    model_version: str | None = None
 
     def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
         message = clip(message, MESSAGE_LIMIT)

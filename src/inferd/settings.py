@@ -206,6 +206,15 @@ class PerformanceSettings(_Section):
         description="Threads a runtime may use to run independent operators at once "
         "(ONNX Runtime, TensorFlow; 0 = framework's).",
     )
+    inline_max_compute_us: float = Field(
+        200.0,
+        ge=0,
+        le=100_000,
+        description="A model whose calls take less than this on average (measured as it "
+        "serves) runs a request on the event loop, without the hop to a model thread, when "
+        "nothing else of that version is queued or running. 0 never does; a model with a "
+        "queue delay never does.",
+    )
     gil_switch_interval_us: float = Field(
         200.0,
         gt=0,

@@ -60,9 +60,12 @@ TRITON_CONFIG_DATATYPE: Final[dict[str, str]] = {
 
 def shape_matches(declared: tuple[int, ...], actual: tuple[int, ...]) -> bool:
     """``actual`` has the declared rank and every fixed (not -1) dimension."""
-    return len(declared) == len(actual) and all(
-        d == -1 or d == a for d, a in zip(declared, actual, strict=True)
-    )
+    if len(declared) != len(actual):
+        return False
+    for d, a in zip(declared, actual, strict=True):  # noqa: SIM110 - a generator costs more
+        if d != -1 and d != a:
+            return False
+    return True
 
 
 def datatype_of(array: np.ndarray[Any, Any]) -> str:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from inferd.core.batcher import Arrays, Batcher
+from inferd.core.batcher import INLINE_MIN_SAMPLES, Arrays, Batcher
 from inferd.core.stats import VersionStats
 from inferd.errors import DeadlineExceeded, InternalError, ResourceExhausted, Unavailable
 
@@ -251,13 +251,15 @@ async def test_expired_requests_leave_the_queue_count_at_once() -> None:
     for _ in range(2):
         with pytest.raises(DeadlineExceeded):
             await batcher.submit(rows(1), deadline=time.monotonic() + 0.01)
-    # The instance is still busy, yet the two expired requests no longer fill the queue.
-    assert batcher.queue_depth == 0
-    queued = asyncio.create_task(batcher.submit(rows(1)))
+    # The instance is still busy, yet the two expired requests no longer fill the queue:
+    # two more fit in it (a full queue refuses at once).
+    queued = [asyncio.create_task(batcher.submit(rows(1))) for _ in range(2)]
     await asyncio.sleep(0)
-    assert batcher.queue_depth == 1
+    assert not any(task.done() for task in queued)
+    with pytest.raises(ResourceExhausted):
+        await batcher.submit(rows(1))
     recorder.gate.set()
-    await asyncio.gather(running, queued)
+    await asyncio.gather(running, *queued)
     await batcher.close()
 
 
@@ -304,3 +306,78 @@ async def test_close_within_a_grace_reports_finished_work() -> None:
     batcher = make(Recorder(), max_batch_size=1)
     await batcher.submit(rows(1))
     assert await batcher.close(grace_s=0.05) is True
+
+
+class Threads:
+    """Doubles its input, remembering the thread of every call; ``pause`` makes it slow."""
+
+    def __init__(self, pause: float = 0.0) -> None:
+        self.threads: list[threading.Thread] = []
+        self.pause = pause
+
+    def __call__(self, inputs: Arrays) -> Arrays:
+        self.threads.append(threading.current_thread())
+        if self.pause:
+            time.sleep(self.pause)
+        return {"y": inputs["x"] * 2}
+
+
+async def test_a_cheap_idle_model_runs_inline_once_measured() -> None:
+    model = Threads()
+    batcher = make(model, inline_max_compute_s=0.05)
+    for i in range(INLINE_MIN_SAMPLES + 4):
+        result = await batcher.submit(rows(1, float(i)))
+        assert result["y"].tolist() == [[2.0 * i, 2.0 * i]]
+    loop_thread = threading.current_thread()
+    # Measured first, in the instance thread; then on the loop, without the hop.
+    assert all(t is not loop_thread for t in model.threads[:INLINE_MIN_SAMPLES])
+    assert all(t is loop_thread for t in model.threads[INLINE_MIN_SAMPLES:])
+    await batcher.close()
+
+
+async def test_a_slow_model_never_runs_inline() -> None:
+    model = Threads(pause=0.003)
+    batcher = make(model, inline_max_compute_s=0.001)
+    for _ in range(INLINE_MIN_SAMPLES + 4):
+        await batcher.submit(rows(1))
+    assert threading.current_thread() not in model.threads
+    await batcher.close()
+
+
+async def test_inline_is_off_by_default_and_with_a_queue_delay() -> None:
+    for options in ({}, {"inline_max_compute_s": 0.05, "max_queue_delay_s": 0.001}):
+        model = Threads()
+        batcher = make(model, **options)
+        for _ in range(INLINE_MIN_SAMPLES + 4):
+            await batcher.submit(rows(1))
+        assert threading.current_thread() not in model.threads
+        await batcher.close()
+
+
+async def test_requests_that_come_together_still_batch_in_an_instance_thread() -> None:
+    model = Threads()
+    batcher = make(model, inline_max_compute_s=0.05)
+    for _ in range(INLINE_MIN_SAMPLES):
+        await batcher.submit(rows(1))
+    results = await asyncio.gather(*(batcher.submit(rows(1, float(i))) for i in range(6)))
+    assert [r["y"][0, 0] for r in results] == [2.0 * i for i in range(6)]
+    assert model.threads[-1] is not threading.current_thread()  # one batch of six, off the loop
+    await batcher.close()
+
+
+async def test_an_inline_failure_reaches_its_request_as_an_internal_error() -> None:
+    calls = 0
+
+    def fails_later(inputs: Arrays) -> Arrays:
+        nonlocal calls
+        calls += 1
+        if calls > INLINE_MIN_SAMPLES:
+            raise ValueError("broken")
+        return {"y": inputs["x"]}
+
+    batcher = make(fails_later, inline_max_compute_s=0.05)
+    for _ in range(INLINE_MIN_SAMPLES):
+        await batcher.submit(rows(1))
+    with pytest.raises(InternalError, match="broken"):
+        await batcher.submit(rows(1))
+    await batcher.close()

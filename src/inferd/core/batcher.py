@@ -17,6 +17,15 @@ Contract:
 - A batch that runs longer than ``max_batch_time_s`` marks the batcher faulty (``fault``
   says why): that batch's requests and every queued one get Unavailable, and new ones are
   refused with Unavailable until the batch returns.
+- Inline when idle and cheap (``inline_max_compute_s`` > 0, and no queue delay): a batch
+  of one request, when nothing else is queued and no batch runs, runs on the event loop
+  where it was formed, without the hop to an instance thread and back, when the version's
+  running measurement of a model call (an average over its recent calls, at least
+  ``INLINE_MIN_SAMPLES`` of them) is under ``inline_max_compute_s`` and its calls average
+  fewer than ``INLINE_MAX_COMPANY`` requests (under concurrent load, batches form and go to
+  an instance thread, beside the loop). A slow model never
+  measures under it, so it never runs inline; a model that becomes slow stops running
+  inline as its average rises. Everything else goes through the queue.
 - ``close`` finishes what is queued and running, then stops the instance threads. Given a
   grace, it waits no longer: what is left gets Unavailable and instance threads still
   running (a model that never returns) are abandoned, reported in the log; it returns
@@ -56,6 +65,14 @@ BatchKey = tuple[tuple[str, str, tuple[int, ...]], ...]
 #: Seconds spent joining the rows, running the model and checking its outputs.
 Timings = tuple[float, float, float]
 _NO_TIME: Final[Timings] = (0.0, 0.0, 0.0)
+#: Model calls measured before a version may run inline.
+INLINE_MIN_SAMPLES: Final = 8
+#: Weight of the newest call in the running averages of a call's time and requests.
+_COST_WEIGHT: Final = 0.1
+#: Inline runs stop while calls average this many requests or more: requests come
+#: together, so batches form, and the model's calls are better off in an instance thread
+#: beside the loop than on it.
+INLINE_MAX_COMPANY: Final = 1.25
 
 
 class Closed(Unavailable):
@@ -95,6 +112,17 @@ def _expire(future: asyncio.Future[Arrays]) -> None:
         future.set_exception(DeadlineExceeded("the request's deadline passed before it finished"))
 
 
+def _joined(batch: list[_Pending]) -> Callable[[], Arrays]:
+    """A batch's inputs, its requests' rows joined (when called: in the instance thread)."""
+
+    def join() -> Arrays:
+        if len(batch) == 1:
+            return batch[0].inputs
+        return {name: np.concatenate([p.inputs[name] for p in batch]) for name in batch[0].inputs}
+
+    return join
+
+
 def _key(inputs: Arrays, batching: bool) -> BatchKey:
     return tuple(
         (name, array.dtype.str, array.shape[1:] if batching else array.shape)
@@ -116,6 +144,7 @@ class Batcher:
         prepare_thread: Callable[[], None] | None = None,
         observer: BatchObserver | None = None,
         max_batch_time_s: float | None = None,
+        inline_max_compute_s: float = 0.0,
     ) -> None:
         if instances < 1:
             raise ValueError("instances must be >= 1")
@@ -148,9 +177,27 @@ class Batcher:
         self._dispatch_soon = False
         self._idle = asyncio.Event()
         self._closing = False
+        #: Inline runs are possible at all (a model that waits to fill batches never runs
+        #: inline); whether one happens depends on the measured cost of a call.
+        self._inline = inline_max_compute_s > 0 and not (self._batching and self._delay > 0)
+        self._inline_limit = inline_max_compute_s
+        self._call_cost = 0.0  # running average of a model call, in seconds
+        self._calls = 0  # model calls measured (up to INLINE_MIN_SAMPLES)
+        self._company = 1.0  # running average of the requests per call
+        self._loop_prepared = False
 
     @property
-    def queue_depth(self) -> int:
+    def inline_ready(self) -> bool:
+        """Whether an idle request would run inline now (the measurement allows it)."""
+        return (
+            self._inline
+            and self._calls >= INLINE_MIN_SAMPLES
+            and self._call_cost < self._inline_limit
+        )
+
+    @property
+    def queued(self) -> int:
+        """Requests waiting for a batch."""
         return self._waiting
 
     @property
@@ -238,6 +285,17 @@ class Batcher:
             batch = self._collect()
             if not batch:
                 continue  # only finished or expired requests were queued
+            if (
+                self._inline
+                and len(batch) == 1
+                and not self._queue
+                and self._free == self._instances
+                and self._calls >= INLINE_MIN_SAMPLES
+                and self._call_cost < self._inline_limit
+                and self._company < INLINE_MAX_COMPANY
+            ):
+                self._run_inline(batch[0])
+                continue
             self._free -= 1
             self._idle.clear()
             assert self._loop is not None  # started: batches only come from submit
@@ -249,6 +307,25 @@ class Batcher:
                 self._stats.queue.add(start - pending.enqueued)
                 self._observer.waited(start - pending.enqueued)
         self._observer.depth(self._waiting)
+
+    def _run_inline(self, pending: _Pending) -> None:
+        """A lone request's call, here on the loop (nothing else is queued or running and
+        the model is cheap): no hop to an instance thread and back."""
+        self._leave(pending)
+        self._stats.queue.add(time.monotonic() - pending.enqueued)
+        self._observer.waited(time.monotonic() - pending.enqueued)
+        if not self._loop_prepared and self._prepare_thread is not None:
+            self._prepare_thread()  # settings a framework keeps per thread, as for instances
+        self._loop_prepared = True
+        try:
+            outputs, timings = self._compute(pending.inputs, pending.rows)
+        except BaseException as exc:
+            if not pending.future.done():
+                pending.future.set_exception(self._failure(exc))
+            return
+        self._executed(pending.rows, 1, timings)
+        if not pending.future.done():
+            pending.future.set_result(outputs)
 
     def _ready(self) -> bool:
         """A full (or preferred) batch is queued or the oldest waited enough; if neither,
@@ -326,25 +403,38 @@ class Batcher:
         self._free += 1
         self._dispatch()
         if error is None and outputs is not None:
-            rows = sum(p.rows for p in batch)
-            self._stats.record_batch(rows, len(batch), *timings)
-            self._observer.executed(rows, sum(timings))
+            self._executed(sum(p.rows for p in batch), len(batch), timings)
             self._deliver(batch, outputs)
         else:
-            failure = (
-                error
-                if isinstance(error, InferdError)
-                else InternalError(
-                    f"model '{self._stats.name}' failed: {type(error).__name__}: {error}"
-                )
-            )
-            if failure is not error:
-                failure.__cause__ = error  # the model's traceback, for the service's log line
+            failure = self._failure(error)
             for pending in batch:
                 if not pending.future.done():
                     pending.future.set_exception(failure)
         if self._free == self._instances and not self._waiting:
             self._idle.set()
+
+    def _executed(self, rows: int, requests: int, timings: Timings) -> None:
+        """Count a finished call in the statistics and the running average of its cost."""
+        self._stats.record_batch(rows, requests, *timings)
+        seconds = timings[0] + timings[1] + timings[2]
+        self._observer.executed(rows, seconds)
+        if self._calls < INLINE_MIN_SAMPLES:
+            self._calls += 1
+            self._call_cost += (seconds - self._call_cost) / self._calls
+        else:
+            self._call_cost += (seconds - self._call_cost) * _COST_WEIGHT
+        self._company += (requests - self._company) * _COST_WEIGHT
+
+    def _failure(self, error: BaseException | None) -> InferdError:
+        """What the requests of a failed call get: the model's own error when it raised
+        one of the tree's, else an internal error caused by what it raised."""
+        if isinstance(error, InferdError):
+            return error
+        failure = InternalError(
+            f"model '{self._stats.name}' failed: {type(error).__name__}: {error}"
+        )
+        failure.__cause__ = error  # the model's traceback, for the service's log line
+        return failure
 
     # -- the watchdog ------------------------------------------------------------------------
 
@@ -379,7 +469,7 @@ class Batcher:
             if batch is None:
                 return
             try:
-                outputs, timings = self._compute(batch)
+                outputs, timings = self._compute(_joined(batch), sum(p.rows for p in batch))
             except BaseException as exc:  # a model's SystemExit must not take the instance
                 result: tuple[Arrays | None, Timings, BaseException | None] = (None, _NO_TIME, exc)
             else:
@@ -389,19 +479,16 @@ class Batcher:
             except RuntimeError:
                 return  # the loop is closed: nobody is waiting any more
 
-    def _compute(self, batch: list[_Pending]) -> tuple[Arrays, Timings]:
+    def _compute(self, inputs: Callable[[], Arrays] | Arrays, rows: int) -> tuple[Arrays, Timings]:
+        """Run the model on ``inputs`` (a function that joins a batch's rows, timed with
+        it) and check that every output has ``rows`` rows."""
         t0 = time.perf_counter()
-        if len(batch) == 1:
-            inputs = batch[0].inputs
-        else:
-            inputs = {
-                name: np.concatenate([p.inputs[name] for p in batch]) for name in batch[0].inputs
-            }
+        if callable(inputs):
+            inputs = inputs()
         t1 = time.perf_counter()
         outputs = self._run_fn(inputs)
         t2 = time.perf_counter()
         if self._batching:
-            rows = sum(p.rows for p in batch)
             for name, array in outputs.items():
                 if array.ndim == 0 or array.shape[0] != rows:
                     raise InternalError(

@@ -191,7 +191,7 @@ class TargetBatcher(Batcher):
         if not self._costs.measured:
             return None
         compute: Callable[[int], float] = self._costs.seconds
-        queued = self.queue_depth * self._rows_per_request + rows
+        queued = self.queued * self._rows_per_request + rows
         # A batch takes at least one whole request, whatever the limit.
         batch = max(self._rows_limit, math.ceil(self._rows_per_request))
         wait = 0.0
@@ -219,7 +219,7 @@ class TargetBatcher(Batcher):
         rows = next(iter(inputs.values())).shape[0] if self._batching_rows and inputs else 1
         self._rows_per_request += WEIGHT * (rows - self._rows_per_request)
         wait = self.predicted_wait(rows)
-        if wait is not None and (self.queue_depth or self.running):
+        if wait is not None and (self.queued or self.running):
             if wait > self._target * self._budget:
                 self._refuse(
                     "target",

@@ -30,6 +30,7 @@ from inferd.core.model_config import ModelConfig, check_declared_names
 from inferd.core.outputs import checked_run, output_problems
 from inferd.core.pipeline import PipelineRunner
 from inferd.core.pipeline_load import load_pipeline, load_waves
+from inferd.core.plan import BARE, ServingPlan
 from inferd.core.repository import ModelEntry, Repository, VersionEntry, check_name, natural_key
 from inferd.core.stats import VersionStats
 from inferd.core.versions import VersionSettings, runtime_options, version_settings
@@ -71,6 +72,9 @@ class LoadedVersion:
     generator: GeneratorRunner | None = None
     #: SHA-256 of the artifact, computed at load for models that cache ("" otherwise).
     digest: str = ""
+    #: The optional steps its requests pass through (core/plan.py), set by the service
+    #: when the version starts serving and when its model's shadow or rollout changes.
+    plan: ServingPlan = BARE
 
     @property
     def max_batch_size(self) -> int:
@@ -486,6 +490,7 @@ class ModelManager:
             prepare_thread=runtime.prepare_thread,
             observer=self._metrics.observer(entry.name, version.name) if self._metrics else None,
             max_batch_time_s=settings.max_batch_time_s,
+            inline_max_compute_s=settings.inline_max_compute_s,
         )
         generator = (
             GeneratorRunner(

@@ -1,8 +1,9 @@
 """The rollouts of a server: at most one running per model, each driven by a task of its own.
 
 In memory only: a restart forgets them, and each model starts from the split of its
-``model.yaml``. The service records every answered request of a model in its running
-rollout (:attr:`Rollouts.running`); a model without one costs that dict lookup.
+``model.yaml``. The service records every answered request of a rollout's canary and
+stable versions in its windows, through their serving plans (core/plan.py): a model
+without a rollout costs nothing per request.
 """
 
 from __future__ import annotations
@@ -54,9 +55,13 @@ class Rollouts:
         *,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        on_change: Callable[[str], None] | None = None,
     ) -> None:
-        #: Running rollouts by model (the service's hot path reads this).
+        #: Running rollouts by model.
         self.running: dict[str, Rollout] = {}
+        #: Called with the model's name when its rollout starts or stops (the service
+        #: moves the rollout's windows into or out of its versions' serving plans).
+        self._on_change = on_change
         self._traffic = traffic
         self._served = served
         self._metrics = metrics
@@ -94,6 +99,7 @@ class Rollouts:
         rollout.begin()
         self.running[model] = self._last[model] = rollout
         self._tasks[model] = asyncio.create_task(self._drive(rollout), name=f"rollout:{model}")
+        self._changed(model)
         return rollout
 
     def get(self, model: str) -> Rollout:
@@ -116,8 +122,11 @@ class Rollouts:
     async def close(self) -> None:
         """Stop driving every rollout (the server stops); splits stay as they are."""
         tasks = list(self._tasks.values())
+        models = list(self.running)
         self.running.clear()
         self._tasks.clear()
+        for model in models:
+            self._changed(model)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -127,6 +136,11 @@ class Rollouts:
         task = self._tasks.pop(model, None)
         if task is not None and task is not asyncio.current_task():
             task.cancel()
+        self._changed(model)
+
+    def _changed(self, model: str) -> None:
+        if self._on_change is not None:
+            self._on_change(model)
 
     async def _drive(self, rollout: Rollout) -> None:
         try:

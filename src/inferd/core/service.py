@@ -22,6 +22,7 @@ from inferd.core.manager import LoadedVersion, ModelManager
 from inferd.core.messages import InferRequest, InferResponse, PredictResult
 from inferd.core.model_config import ModelConfig, parse_shadow
 from inferd.core.outputs import check_finite
+from inferd.core.plan import ServingPlan, plan_for
 from inferd.core.rollouts import Rollouts
 from inferd.core.router import Router
 from inferd.core.shadow import Arrays, Shadows
@@ -72,12 +73,10 @@ class InferenceService:
         #: Which version answers a request (labels, traffic split).
         self.router = Router(manager, settings.routing)
         #: Guarded rollouts: they move the router's splits.
-        self.rollouts = Rollouts(self.router, manager.versions, metrics)
+        self.rollouts = Rollouts(self.router, manager.versions, metrics, on_change=self._replan)
         self.metrics = metrics
         self.cache = cache
         self.shadows = Shadows(self._shadow_outputs, metrics)
-        #: The models with a shadow, checked once per computed answer (empty: no cost).
-        self._shadowed = self.shadows.by_model
         manager.on_serve(self._serve_shadow)
         #: The --workers process group; alone, this process (see server.build_service).
         self.group = ProcessGroup(None, 1, self.snapshot)
@@ -250,17 +249,14 @@ class InferenceService:
     async def infer(
         self, request: InferRequest, loaded: LoadedVersion | None = None
     ) -> InferResponse:
-        """Run one request through its model's batcher; count it, by outcome, in metrics and
-        (once its version is known) in the version's statistics. The router chooses the
-        version unless ``loaded`` (a version already chosen for this request) is given."""
+        """Run one request through its version's serving plan and batcher; count it, by
+        outcome, in metrics and (once its version is known) in the version's statistics.
+        The router chooses the version unless ``loaded`` (a version already chosen for this
+        request) is given. An error raised after the version was chosen names it."""
         start = time.perf_counter()
-        # Labels of what is served only (metrics.UNKNOWN otherwise): the request's names
-        # are the client's to choose.
-        model = request.model if self.manager.knows(request.model) else UNKNOWN
-        version = UNKNOWN
-        self.metrics.started()
         self._in_flight += 1
         self._idle.clear()
+        self.metrics.started()
         status = "internal"
         elapsed = 0.0  # counted in the latency histogram for answered requests only
         try:
@@ -268,19 +264,11 @@ class InferenceService:
                 raise Unavailable("the server is shutting down", retry_after_s=1.0)
             if loaded is None:
                 loaded = self.router.resolve(request.model, request.version, request.routing_key)
-            version = loaded.version
-            if loaded.generator is not None:
-                raise InvalidArgument(
-                    f"model '{loaded.model}' streams its outputs; call it on a stream "
-                    f"(POST /v2/models/{loaded.model}/generate_stream, gRPC ModelStreamInfer "
-                    "or a WebSocket stream)"
-                )
             try:
                 try:
                     response = await self._infer(loaded, request)
                 except Closed:
                     loaded = self._rerouted(request, loaded)
-                    version = loaded.version
                     response = await self._infer(loaded, request)
             except Exception:
                 loaded.stats.fail.add(time.perf_counter() - start)
@@ -293,6 +281,8 @@ class InferenceService:
             status = exc.code.value
             if exc.code is ErrorCode.INTERNAL:
                 raise self._internal(request, loaded, exc) from None
+            if loaded is not None:
+                exc.model_version = loaded.version
             raise
         except asyncio.CancelledError:
             status = "cancelled"  # the client went away
@@ -300,10 +290,17 @@ class InferenceService:
         except Exception as exc:
             raise self._internal(request, loaded, exc) from None
         finally:
-            self.metrics.observe(model, version, request.protocol, status, elapsed)
-            rollout = self.rollouts.running.get(model)
-            if rollout is not None:
-                rollout.record(version, status, elapsed)
+            if loaded is not None:
+                self.metrics.observe(
+                    loaded.model, loaded.version, request.protocol, status, elapsed
+                )
+                rollout = loaded.plan.rollout
+                if rollout is not None:
+                    rollout.record(loaded.version, status, elapsed)
+            else:
+                # Labels of what is served only: the request's names are the client's.
+                model = request.model if self.manager.knows(request.model) else UNKNOWN
+                self.metrics.observe(model, UNKNOWN, request.protocol, status, elapsed)
             self.metrics.finished()
             self._in_flight -= 1
             if self._in_flight == 0:
@@ -313,7 +310,7 @@ class InferenceService:
         self, request: InferRequest, loaded: LoadedVersion | None, exc: Exception
     ) -> InternalError:
         """Log a failure with its traceback and request id, count it against the model
-        version that failed; the client learns only the id."""
+        version that failed; the client learns only the id (and the version)."""
         request_id = request.effective_id()
         cause = exc.__cause__ if isinstance(exc.__cause__, Exception) else exc
         log.error(
@@ -324,9 +321,11 @@ class InferenceService:
             exc.message if isinstance(exc, InferdError) else f"{type(exc).__name__}: {exc}",
             exc_info=(type(cause), cause, cause.__traceback__),
         )
+        internal = InternalError(f"internal error (request id {request_id})")
         if loaded is not None:
             self.metrics.model_failed(loaded.model, loaded.version)
-        return InternalError(f"internal error (request id {request_id})")
+            internal.model_version = loaded.version
+        return internal
 
     def _rerouted(self, request: InferRequest, closed: LoadedVersion) -> LoadedVersion:
         """Where a request goes whose version stopped serving between routing and its
@@ -341,6 +340,15 @@ class InferenceService:
             return self.router.resolve(request.model, None, request.routing_key)
 
     async def _infer(self, loaded: LoadedVersion, request: InferRequest) -> InferResponse:
+        """Decode, then the version's plan: the cache (when on) around the batcher, the
+        shadow (when on) after it."""
+        if loaded.generator is not None:
+            raise InvalidArgument(
+                f"model '{loaded.model}' streams its outputs; call it on a stream "
+                f"(POST /v2/models/{loaded.model}/generate_stream, gRPC ModelStreamInfer "
+                "or a WebSocket stream)"
+            )
+        plan = loaded.plan
         limits = self.settings.safeguards.input_validation
         checked = check_header(loaded, request.inputs, limits)
         selected = self._selected_outputs(loaded, request)
@@ -351,38 +359,50 @@ class InferenceService:
             arrays = await asyncio.to_thread(decode_inputs, checked, limits)
         else:
             arrays = decode_inputs(checked, limits)
-
-        async def compute() -> list[Tensor]:
-            results = await loaded.batcher.submit(arrays, deadline)
-            outputs = []
-            for spec in selected:
-                array = results.get(spec.name)
-                if array is None:
-                    raise InferdError(
-                        f"model '{loaded.model}' did not produce output '{spec.name}'"
-                    )
-                array = _as_datatype(array, spec.datatype)
-                if loaded.settings.nonfinite_outputs == "error":
-                    check_finite(loaded.model, spec, array)
-                outputs.append(Tensor(spec.name, spec.datatype, array))
-            return outputs
-
         cached: str | None = None
         try:
-            if self.cache is not None and loaded.settings.cache:
-                names = [spec.name for spec in selected]
-                outputs, hit = await self.cache.through(loaded, arrays, request, names, compute)
-                cached = "hit" if hit else "miss"
+            if plan.cache is None:
+                outputs = _outputs(
+                    loaded, selected, await loaded.batcher.submit(arrays, deadline), plan
+                )
             else:
-                outputs = await compute()
-            if self._shadowed and cached != "hit":
-                shadow = self._shadowed.get(loaded.model)
-                if shadow is not None:
-                    shadow.offer(loaded.version, arrays, outputs, request.request_id or request.id)
+                outputs, cached = await self._through_cache(
+                    plan.cache, loaded, request, arrays, selected, deadline
+                )
+            if plan.shadow is not None and cached != "hit":
+                plan.shadow.offer(loaded.version, arrays, outputs, request.request_id or request.id)
         finally:
             if heavy:  # freed in the thread, slice by slice, not at once on the loop
                 await asyncio.to_thread(release_inputs, arrays)
-        return _response(loaded, request, outputs, cached)
+        return InferResponse(
+            model=loaded.model,
+            version=loaded.version,
+            outputs=outputs,
+            id=request.id,
+            output_parameters={o.name: o.parameters for o in request.outputs}
+            if request.outputs
+            else {},
+            cache=cached,
+        )
+
+    async def _through_cache(
+        self,
+        cache: ResponseCache,
+        loaded: LoadedVersion,
+        request: InferRequest,
+        arrays: Arrays,
+        selected: list[TensorSpec],
+        deadline: float,
+    ) -> tuple[list[Tensor], str]:
+        """The outputs from the prediction cache, else computed (and stored); hit or miss."""
+
+        async def compute() -> list[Tensor]:
+            results = await loaded.batcher.submit(arrays, deadline)
+            return _outputs(loaded, selected, results, loaded.plan)
+
+        names = [spec.name for spec in selected]
+        outputs, hit = await cache.through(loaded, arrays, request, names, compute)
+        return outputs, "hit" if hit else "miss"
 
     # -- streaming (decoupled) models -------------------------------------------------------
 
@@ -460,7 +480,7 @@ class InferenceService:
             self.metrics.observe(
                 loaded.model, loaded.version, request.protocol, status, elapsed * (status == "ok")
             )
-            rollout = self.rollouts.running.get(loaded.model)
+            rollout = loaded.plan.rollout
             if rollout is not None:
                 rollout.record(loaded.version, status, elapsed)
             self.metrics.finished()
@@ -598,12 +618,26 @@ class InferenceService:
                 f"model '{name}' does not serve version '{config.version}'; it serves {served}"
             )
         self.shadows.set(name, config, "api")
+        self._replan(name)
         return self.shadow_state(name)
 
     def _serve_shadow(self, name: str, config: ModelConfig | None) -> None:
-        """A (re)loaded model gets the shadow its model.yaml declares (or none); an
-        unloaded one (``config`` None) none."""
+        """A (re)loaded model gets the shadow its model.yaml declares (or none), and its
+        serving versions their plans; an unloaded one (``config`` None) no shadow."""
         self.shadows.set(name, None if config is None else config.shadow, "model.yaml")
+        self._replan(name)
+
+    def _replan(self, name: str) -> None:
+        """Give each serving version of a model the plan of what is on for it now (after a
+        switch of its versions, a shadow set or stopped, a rollout started or ended)."""
+        try:
+            served = self.manager.served(name)
+        except (NotFound, Unavailable):
+            return  # nothing serves: each version gets its plan when it starts serving
+        shadow = self.shadows.get(name)
+        rollout = self.rollouts.running.get(name)
+        for loaded in served.values():
+            loaded.plan = plan_for(loaded, self.cache, shadow, rollout)
 
     async def _shadow_outputs(self, model: str, version: str, arrays: Arrays) -> dict[str, Tensor]:
         """A mirrored request: ``arrays`` through the shadow version's batcher, its outputs
@@ -650,6 +684,26 @@ def _settle_heap() -> None:
     gc.freeze()
 
 
+def _outputs(
+    loaded: LoadedVersion,
+    selected: list[TensorSpec],
+    results: Mapping[str, np.ndarray[Any, Any]],
+    plan: ServingPlan,
+) -> list[Tensor]:
+    """The selected outputs of a request's rows, in their declared datatypes (and checked
+    for NaN/Inf when the plan says so)."""
+    outputs = []
+    for spec in selected:
+        array = results.get(spec.name)
+        if array is None:
+            raise InferdError(f"model '{loaded.model}' did not produce output '{spec.name}'")
+        array = _as_datatype(array, spec.datatype)
+        if plan.check_finite:
+            check_finite(loaded.model, spec, array)
+        outputs.append(Tensor(spec.name, spec.datatype, array))
+    return outputs
+
+
 def _response(
     loaded: LoadedVersion, request: InferRequest, outputs: list[Tensor], cache: str | None = None
 ) -> InferResponse:
@@ -679,7 +733,7 @@ def _partial_outputs(
     for spec in selected:
         if spec.name in partial:
             array = _as_datatype(np.asarray(partial[spec.name]), spec.datatype)
-            if loaded.settings.nonfinite_outputs == "error":
+            if loaded.plan.check_finite:
                 check_finite(loaded.model, spec, array)
             outputs.append(Tensor(spec.name, spec.datatype, array))
     return outputs

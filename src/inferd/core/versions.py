@@ -43,6 +43,8 @@ class VersionSettings:
     #: NaN/Inf in a float output: ``error`` fails the request, ``encode`` sends them.
     nonfinite_outputs: str
     cache: bool
+    #: A call measured under this runs inline when the version is idle (0: never).
+    inline_max_compute_s: float = 0.0
     #: ``batching.latency_target_ms`` in seconds; None: off (inferd.core.latency).
     latency_target_s: float | None = None
 
@@ -128,6 +130,7 @@ def version_settings(
         allow_nonfinite=config.allow_nonfinite,
         nonfinite_outputs=config.nonfinite_outputs,
         cache=config.cache.enabled,
+        inline_max_compute_s=performance.inline_max_compute_us / 1e6,
         latency_target_s=None if target_ms is None else target_ms / 1000,
     )
 

@@ -1,11 +1,11 @@
-"""The HTTP application: the FastAPI router and the fast routes, behind the one front."""
+"""The HTTP application: the route table's fast routes and the FastAPI router, behind the
+one front."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Final
 
 from fastapi import FastAPI
 from starlette.exceptions import HTTPException
@@ -19,25 +19,13 @@ from inferd.core.streams import StreamRegistry
 from inferd.errors import InferdError
 from inferd.gateway.admission import Gateway
 from inferd.gateway.ratelimit import rate_limiter
-from inferd.http import generate, rollout, simple, v2, websocket
+from inferd.http import rollout, simple, v2, websocket
 from inferd.http.docs import add_docs
 from inferd.http.errors import error_response
 from inferd.http.front import Front
 from inferd.http.jsonwork import JsonParser
-from inferd.http.openapi import document_raw_routes
-from inferd.http.raw import Handler, RawRoutes
-
-#: The inference routes, served as raw ASGI ahead of FastAPI (see http/raw.py).
-RAW_ROUTES: Final[list[tuple[str, Handler]]] = [
-    ("/v2/models/{model}/infer", v2.infer),
-    ("/v2/models/{model}/versions/{version}/infer", v2.infer),
-    ("/v2/models/{model}/generate", generate.generate),
-    ("/v2/models/{model}/versions/{version}/generate", generate.generate),
-    ("/v2/models/{model}/generate_stream", generate.generate_stream),
-    ("/v2/models/{model}/versions/{version}/generate_stream", generate.generate_stream),
-    ("/predict", simple.predict),
-    ("/models/{model}/predict", simple.predict),
-]
+from inferd.http.openapi import document_fast_routes
+from inferd.http.routes import RouteTable
 
 
 def default_gateway(service: InferenceService) -> Gateway:
@@ -76,7 +64,8 @@ def create_app(service: InferenceService, gateway: Gateway | None = None) -> Fro
     app.state.service = service
     app.state.streams = streams = StreamRegistry()
     app.state.json = json = JsonParser(service.settings.safeguards.json_offload_bytes)
-    for path in websocket.PATHS:
+    routes = RouteTable()
+    for path in routes.websocket_paths():
         app.router.routes.append(WebSocketRoute(path, websocket.stream))
     app.include_router(v2.router())
     app.include_router(simple.router())
@@ -89,7 +78,6 @@ def create_app(service: InferenceService, gateway: Gateway | None = None) -> Fro
     for kind in (InferdError, HTTPException, Exception):
         app.add_exception_handler(kind, on_error)
     add_docs(app)
-    document_raw_routes(app)
-    raw = RawRoutes(RAW_ROUTES, json)
+    document_fast_routes(app, routes.fast_routes())
     app.state.gateway = gateway = gateway or default_gateway(service)
-    return Front(app, service, gateway, raw, service.settings.server)
+    return Front(app, service, gateway, routes, json, service.settings.server)

@@ -51,6 +51,8 @@ def error_parts(exc: BaseException) -> tuple[int, bytes, Headers]:
             headers += [(k.encode(), v.encode()) for k, v in exc.fields().items()]
         if exc.code is ErrorCode.UNAUTHENTICATED:
             headers.append((b"www-authenticate", b"Bearer"))
+        if exc.model_version is not None:
+            headers.append((b"x-model-version", exc.model_version.encode()))
     elif isinstance(exc, HTTPException):
         status, message = exc.status_code, str(exc.detail)
         headers += [(k.lower().encode(), v.encode()) for k, v in (exc.headers or {}).items()]

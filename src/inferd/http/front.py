@@ -2,10 +2,12 @@
 
 Built in one place, outermost first::
 
-    Front            request id (X-Request-Id in, on every answer out), access log line
+    Front            the path matched once against the route table (http/routes.py): a
+                     path not in it is answered 404 here; request id (X-Request-Id in,
+                     on every answer out), access log line
       middleware     from settings (:func:`middleware`): CORS when server.cors_origins
         admission    the caller's key -> Principal; gateway.admit(principal, operation, model)
-          dispatch   the fast inference routes (http/raw.py), else the FastAPI router
+          dispatch   the route's fast handler (http/raw.py), else the FastAPI router
 
 The fast routes are behind the same middleware and admission as every other route.
 Refusals are rendered by the one error function (http/errors.py); a refused WebSocket
@@ -25,13 +27,15 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from inferd.core.service import InferenceService
-from inferd.errors import InferdError, PermissionDenied
+from inferd.errors import InferdError, NotFound, PermissionDenied, clip
 from inferd.gateway import requestid, routingkey
 from inferd.gateway.accesslog import AccessLog, Entry, access_log
 from inferd.gateway.admission import Gateway, Principal, bearer
-from inferd.gateway.operations import Operation, PathTable
+from inferd.gateway.operations import Operation
+from inferd.http import raw
 from inferd.http.errors import error_parts, send_json
-from inferd.http.raw import RawRoutes
+from inferd.http.jsonwork import JsonParser
+from inferd.http.routes import Match, RouteTable
 from inferd.settings import ServerSettings
 
 REQUEST_ID: Final = b"x-request-id"
@@ -45,7 +49,8 @@ CROSS_ORIGIN_ADMIN: Final = (
 @dataclasses.dataclass(slots=True)
 class RequestInfo:
     request_id: str
-    operation: Operation
+    #: The path's route (None: no such path, refused with 404).
+    match: Match | None
     model: str | None
     version: str | None
     principal: Principal
@@ -94,15 +99,16 @@ class Front:
         app: Any,
         service: InferenceService,
         gateway: Gateway,
-        raw: RawRoutes,
+        routes: RouteTable,
+        json: JsonParser,
         settings: ServerSettings,
     ) -> None:
         self.app = app
         self.state = app.state
         self._service = service
         self._gateway = gateway
-        self._raw = raw
-        self._paths = PathTable()
+        self._routes = routes
+        self._json = json
         self._log: AccessLog = access_log(settings.access_log)
         self._origins = frozenset(settings.cors_origins)
         self._routing_header = service.settings.routing.key_header.lower().encode()
@@ -172,14 +178,14 @@ class Front:
             elif name == b"x-forwarded-for":
                 text = value.decode("latin-1")
                 forwarded = text if forwarded is None else f"{forwarded},{text}"
-        operation, model, version = self._paths.classify(scope["path"])
+        match = self._routes.match(scope["path"])
         client = scope.get("client")
         principal = self._gateway.principal(key, client[0] if client else None, forwarded)
         return RequestInfo(
             requestid.accept(given_id),
-            operation,
-            model,
-            version,
+            match,
+            match.model if match is not None else None,
+            match.version if match is not None else None,
             principal,
             origin,
             host,
@@ -188,31 +194,34 @@ class Front:
 
     async def _admit(self, scope: Scope, receive: Receive, send: Send) -> None:
         info: RequestInfo = scope[SCOPE_KEY]
+        match = info.match
         try:
+            if match is None:
+                raise NotFound(f"Not Found: no route {clip(scope['path'])} (the API: /docs)")
             if info.origin is not None:
-                self._check_origin(info, scope["type"])
-            await self._gateway.admit(info.principal, info.operation, info.model)
+                self._check_origin(match.route.operation, info.origin, info.host, scope["type"])
+            await self._gateway.admit(info.principal, match.route.operation, info.model)
         except InferdError as exc:
             await _refuse(exc, scope, send)
             return
         if scope["type"] == "http":
-            matched = self._raw.match(scope["path"])
-            if matched is not None:
-                await self._raw.serve(matched, self._service, scope, receive, send)
+            handler = match.route.handler
+            if handler is not None:
+                call = raw.Call({}, info.model, info.version, b"", self._json)
+                await raw.serve(handler, call, self._service, scope, receive, send)
                 return
         elif info.origin is not None and self._origins:
             send = _allow_origin(info.origin, send)
         await self.app(scope, receive, send)
 
-    def _check_origin(self, info: RequestInfo, kind: str) -> None:
+    def _check_origin(self, operation: Operation, origin: str, host: str | None, kind: str) -> None:
         """A browser's cross-origin request may not reach the control API (a simple
         ``text/plain`` POST needs no preflight), nor open a WebSocket from an origin that
         ``server.cors_origins`` (when set) does not list."""
-        assert info.origin is not None
-        if info.origin in self._origins or "*" in self._origins:
+        if origin in self._origins or "*" in self._origins:
             return
-        same_origin = urlsplit(info.origin).netloc == info.host
-        if info.operation is Operation.ADMIN and not same_origin:
+        same_origin = urlsplit(origin).netloc == host
+        if operation is Operation.ADMIN and not same_origin:
             raise PermissionDenied(CROSS_ORIGIN_ADMIN)
         if kind == "websocket" and self._origins and not same_origin:
             raise PermissionDenied("WebSocket from an origin not in server.cors_origins")

@@ -1,4 +1,5 @@
-"""OpenAPI descriptions of the raw inference routes (http/raw.py), which FastAPI does not see."""
+"""OpenAPI descriptions of the fast inference routes (http/routes.py), which FastAPI does not
+serve."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from fastapi.openapi.utils import get_openapi
 
 from inferd.core.repository import SAFE_NAME
 from inferd.errors import InferdError
+from inferd.http.routes import Route
 from inferd.types import DATATYPE_TO_NUMPY
 
 #: Path parameters that name a model or version: safe names (core/repository.py).
@@ -166,7 +168,18 @@ def _default_model(app: FastAPI) -> str | None:
     return name
 
 
-def document_raw_routes(app: FastAPI) -> None:
+#: A fast route's kind of body -> its request and answer schemas.
+_BODIES: Final[dict[str, tuple[dict[str, Any], dict[str, Any]]]] = {
+    "infer": (_INFER_REQUEST, {"type": "object"}),
+    "generate": (_GENERATE_REQUEST, _GENERATE_RESPONSE),
+    "predict": (_PREDICT_REQUEST, _PREDICT_RESPONSE),
+}
+
+
+def document_fast_routes(app: FastAPI, routes: list[Route]) -> None:
+    """The OpenAPI document: FastAPI's routes, and the route table's fast routes, which
+    FastAPI does not serve, each from its entry's ``doc``."""
+
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
             return app.openapi_schema
@@ -175,29 +188,12 @@ def document_raw_routes(app: FastAPI) -> None:
         )
         paths = schema.setdefault("paths", {})
         _drop_validation_errors(schema)
-        infer = "Inference (JSON, or binary tensor data with Inference-Header-Content-Length)"
-        paths["/v2/models/{model}/infer"] = _operation(
-            infer, _INFER_REQUEST, {"type": "object"}, ["model"]
-        )
-        paths["/v2/models/{model}/versions/{version}/infer"] = _operation(
-            infer, _INFER_REQUEST, {"type": "object"}, ["model", "version"]
-        )
-        for route, summary in [
-            ("generate", "Generate: one answer (Triton's generate extension)"),
-            ("generate_stream", "Generate: a streaming model's partials as Server-Sent Events"),
-        ]:
-            paths[f"/v2/models/{{model}}/{route}"] = _operation(
-                summary, _GENERATE_REQUEST, _GENERATE_RESPONSE, ["model"]
-            )
-            paths[f"/v2/models/{{model}}/versions/{{version}}/{route}"] = _operation(
-                summary, _GENERATE_REQUEST, _GENERATE_RESPONSE, ["model", "version"]
-            )
-        paths["/predict"] = _operation(
-            "Predict with the default model", _PREDICT_REQUEST, _PREDICT_RESPONSE, []
-        )
-        paths["/models/{model}/predict"] = _operation(
-            "Predict with a named model", _PREDICT_REQUEST, _PREDICT_RESPONSE, ["model"]
-        )
+        for route in routes:
+            assert route.doc is not None, f"fast route {route.path} has no OpenAPI entry"
+            summary, body = route.doc
+            request, response = _BODIES[body]
+            params = [p for p in NAME_PARAMETERS if "{" + p + "}" in route.path]
+            paths[route.path] = _operation(summary, request, response, params)
         _describe_names(schema, _default_model(app))
         app.openapi_schema = schema
         return schema

@@ -1,13 +1,13 @@
-"""The inference routes as raw ASGI, ahead of FastAPI.
+"""The fast inference routes, served as raw ASGI instead of through FastAPI.
 
-A request to ``/v2/models/{model}[/versions/{version}]/infer``, ``/predict`` or
-``/models/{model}/predict`` skips Starlette's request object, the middleware stack and
-the router: on a small model that machinery cost more than decoding, batching and the
+The routes of the table (``http/routes.py``) that have a handler —
+``/v2/models/{model}[/versions/{version}]/infer``, ``generate``, ``generate_stream``,
+``/predict`` and ``/models/{model}/predict`` — skip Starlette's request object and
+FastAPI's router: on a small model that machinery cost more than decoding, batching and the
 model together (``benchmarks/RESULTS.md``). They still sit behind the one front
 (``http/front.py``): its middleware, the gateway, request ids and the access log cover them,
 and their errors are rendered by the one function (``http/errors.py``). The handlers keep
-the adapter's three steps (decode, call the service, encode) and the OpenAPI document
-still describes them (``http/openapi.py``). Every other path goes to FastAPI.
+the adapter's three steps (decode, call the service, encode).
 """
 
 from __future__ import annotations
@@ -74,85 +74,33 @@ class _Disconnected(Exception):
     """The client went away before its body arrived: nobody to answer."""
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Pattern:
-    segments: tuple[str, ...]  # "{model}" and "{version}" capture one non-empty segment
-    handler: Handler
-
-    def match(self, parts: list[str]) -> dict[str, str] | None:
-        params: dict[str, str] = {}
-        for want, got in zip(self.segments, parts, strict=True):
-            if want.startswith("{"):
-                if not got:
-                    return None
-                params[want[1:-1]] = got
-            elif want != got:
-                return None
-        return params
-
-
-#: Paths remembered with their route; a client that sends many distinct paths only fills
-#: the memory up to this many, then it starts again.
-_MATCH_CACHE_SIZE: Final = 4096
-
-
-class RawRoutes:
-    """A small table of ``(path pattern, handler)``; POST only (others get 405)."""
-
-    def __init__(self, routes: Sequence[tuple[str, Handler]], json: JsonParser) -> None:
-        self._json = json
-        self._by_length: dict[int, list[_Pattern]] = {}
-        for path, handler in routes:
-            segments = tuple(path.split("/"))
-            self._by_length.setdefault(len(segments), []).append(_Pattern(segments, handler))
-        self._seen: dict[str, tuple[Handler, str | None, str | None] | None] = {}
-
-    def match(self, path: str) -> tuple[Handler, Call] | None:
-        try:
-            route = self._seen[path]
-        except KeyError:
-            route = self._seen[path] = self._lookup(path)
-            if len(self._seen) > _MATCH_CACHE_SIZE:
-                self._seen.clear()
-        if route is None:
-            return None
-        handler, model, version = route
-        return handler, Call({}, model, version, b"", self._json)
-
-    def _lookup(self, path: str) -> tuple[Handler, str | None, str | None] | None:
-        parts = path.split("/")
-        for pattern in self._by_length.get(len(parts), ()):
-            params = pattern.match(parts)
-            if params is not None:
-                return pattern.handler, params.get("model"), params.get("version")
-        return None
-
-    async def serve(
-        self,
-        matched: tuple[Handler, Call],
-        service: InferenceService,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-    ) -> None:
-        handler, call = matched
-        try:
-            if scope["method"] != "POST":
-                raise HTTPException(405, "Method Not Allowed", {"Allow": "POST"})
-            call.headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-            limit = service.settings.safeguards.max_request_bytes
-            check_declared_length(call.headers.get("content-length"), limit)
-            call.body = await _read_body(receive, limit)
-            answer = await handler(service, call)
-        except _Disconnected:
-            return
-        except Exception as exc:
-            status, body, headers = error_parts(exc)
-            answer = Answer(body, JSON, headers, status)
-        if answer.stream is not None:
-            await _send_stream(answer, answer.stream, receive, send)
-        else:
-            await _send(answer, send)
+async def serve(
+    handler: Handler,
+    call: Call,
+    service: InferenceService,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+) -> None:
+    """Serve a fast route's request: POST only (others get 405), the body read within the
+    size limit, the handler's answer (or its error, rendered by the one function) sent."""
+    try:
+        if scope["method"] != "POST":
+            raise HTTPException(405, "Method Not Allowed", {"Allow": "POST"})
+        call.headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        limit = service.settings.safeguards.max_request_bytes
+        check_declared_length(call.headers.get("content-length"), limit)
+        call.body = await _read_body(receive, limit)
+        answer = await handler(service, call)
+    except _Disconnected:
+        return
+    except Exception as exc:
+        status, body, headers = error_parts(exc)
+        answer = Answer(body, JSON, headers, status)
+    if answer.stream is not None:
+        await _send_stream(answer, answer.stream, receive, send)
+    else:
+        await _send(answer, send)
 
 
 async def _send_stream(

@@ -39,11 +39,6 @@ from inferd.http.simple import PREDICT_FIELDS, decode_predict
 
 log = logging.getLogger("inferd.http")
 
-PATHS: Final = (
-    "/predict/stream",
-    "/v2/models/{model}/stream",
-    "/v2/models/{model}/versions/{version}/stream",
-)
 PROTOCOL: Final = "websocket"
 SIMPLE_FIELDS: Final = PREDICT_FIELDS | {"id", "model"}
 #: Fields a V2 message may carry beside the V2 request's own (the model it is for).
@@ -82,7 +77,7 @@ async def close_streams(app: object, timeout: float) -> None:
 
 
 async def stream(websocket: WebSocket) -> None:
-    """The WebSocket endpoint of every path in :data:`PATHS`."""
+    """The WebSocket endpoint of every WebSocket path of the route table (http/routes.py)."""
     await _Stream(websocket, websocket.app.state.service, websocket.app.state.streams).run()
 
 

@@ -1,0 +1,201 @@
+"""The cost guard: what one request costs in inferd's own Python, against written budgets.
+
+Each scenario drives requests through the whole ASGI application (front, gateway, route,
+adapter, service, plan, batcher, encoding) in this process and counts, with
+``sys.setprofile``, the calls inferd's code makes per request: calls of its functions and
+the built-in calls written in them. Other packages' calls are not counted (their versions
+move without this project changing), nor the model's own time. The count per request is
+the median over the measured requests, so a once-a-second sweep cannot move it.
+
+A change that adds per-request work fails here: raise the scenario's budget in the same
+commit, and say why in its message. A budget more than :data:`SLACK` above what is
+measured fails too: lower it, so the next addition shows. ``docs/performance.md`` keeps
+the counts before and after the hot-path work.
+
+Every version serves inline here (``performance.inline_max_compute_us`` set high) so the
+loop's path is the same on every machine; what it saves is measured by the benchmarks.
+"""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Any, Final
+
+import orjson
+import pytest
+import yaml
+
+from inferd.http.app import create_app
+from inferd.server import build_service
+from tests.conftest import make_settings
+
+SRC: Final = str(Path(__file__).resolve().parents[1] / "src" / "inferd")
+#: A budget may exceed the measured count by this fraction at most.
+SLACK: Final = 0.10
+#: Requests before counting (warm-up, the inline measurement) and requests counted.
+WARM: Final = 40
+COUNTED: Final = 21
+RAW_KEY: Final = "cost-guard-key-of-thirty-two-chars"
+
+PREDICT: Final = ("/predict", lambda i: {"inputs": [float(i), 2.0, 3.0, 4.0]})
+V2: Final = (
+    "/v2/models/tiny/infer",
+    lambda i: {
+        "inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [i, 2, 3, 4]}]
+    },
+)
+
+#: Scenario -> (path and body, inferd calls per request at most). Each raise says why.
+BUDGETS: Final[dict[str, tuple[tuple[str, Callable[[int], Any]], int]]] = {
+    "predict, all off": (PREDICT, 260),
+    "v2 json, all off": (V2, 292),
+    "predict, api key": (PREDICT, 270),
+    "predict, rate limit": (PREDICT, 266),
+    "predict, cache (misses)": (PREDICT, 333),
+    "predict, 90/10 split": (PREDICT, 287),
+    "predict, access log": (PREDICT, 266),
+    "predict, all on": (PREDICT, 380),
+}
+
+
+def _repository(root: Path, example_repo: Path, *, cache: bool, split: bool) -> Path:
+    """The example's tiny model alone (two identical versions when ``split``)."""
+    repo = root / "models"
+    model = repo / "tiny"
+    shutil.copytree(example_repo / "tiny", model)
+    config = yaml.safe_load((model / "model.yaml").read_text())
+    if split:
+        shutil.copytree(model / "1", model / "2")
+        config["traffic"] = {"1": 90, "2": 10}
+    if cache:
+        config["cache"] = {"enabled": True}
+    (model / "model.yaml").write_text(yaml.safe_dump(config))
+    return repo
+
+
+def _sections(scenario: str) -> dict[str, dict[str, Any]]:
+    on = scenario.split(", ", 1)[1]
+    every = on == "all on"
+    sections: dict[str, dict[str, Any]] = {
+        "models": {"default_model": "tiny"},
+        "performance": {"inline_max_compute_us": 100_000},
+        "server": {},
+        "safeguards": {},
+    }
+    if every or on == "api key":
+        digest = _digest(RAW_KEY)
+        sections["server"] |= {"require_api_key": True, "api_keys": [f"bench:infer:{digest}"]}
+    if every or on == "rate limit":
+        sections["safeguards"]["rate_limit"] = {"enabled": True, "requests_per_minute": 10**9}
+    if every or on == "access log":
+        sections["server"]["access_log"] = "plain"
+    return sections
+
+
+def _digest(key: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class _Counter:
+    """Counts inferd's calls: its Python functions entered and built-ins called from them."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, frame: FrameType, event: str, arg: object) -> None:
+        if (event == "call" or event == "c_call") and frame.f_code.co_filename.startswith(SRC):
+            self.count += 1
+
+
+async def _request(app: Any, path: str, body: bytes, headers: list[tuple[bytes, bytes]]) -> int:
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "headers": [
+            (b"host", b"inferd"),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"x-routing-key", b"user-7"),
+            *headers,
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8080),
+        "extensions": {},
+    }
+    status = 0
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+
+    await app(scope, receive, send)
+    return status
+
+
+async def _measure(scenario: str, repository: Path) -> int:
+    (path, body_of), _ = BUDGETS[scenario]
+    settings = make_settings(repository, **_sections(scenario))
+    service = build_service(settings)
+    await service.start()
+    app = create_app(service)
+    keyed = settings.server.require_api_key
+    headers = [(b"x-api-key", RAW_KEY.encode())] if keyed else []
+    try:
+        for i in range(WARM):
+            assert await _request(app, path, orjson.dumps(body_of(i)), headers) == 200
+        counts = []
+        for i in range(WARM, WARM + COUNTED):
+            body = orjson.dumps(body_of(i))  # another input each time: cache misses
+            counter = _Counter()
+            sys.setprofile(counter)
+            try:
+                status = await _request(app, path, body, headers)
+            finally:
+                sys.setprofile(None)
+            assert status == 200
+            counts.append(counter.count)
+        return int(statistics.median(counts))
+    finally:
+        await service.stop()
+
+
+@pytest.mark.parametrize("scenario", list(BUDGETS))
+async def test_a_request_costs_no_more_than_its_budget(
+    scenario: str, example_repo: Path, tmp_path: Path
+) -> None:
+    on = scenario.split(", ", 1)[1]
+    every = on == "all on"
+    repository = _repository(
+        tmp_path,
+        example_repo,
+        cache=every or on.startswith("cache"),
+        split=every or on == "90/10 split",
+    )
+    measured = await _measure(scenario, repository)
+    budget = BUDGETS[scenario][1]
+    print(f"{scenario}: {measured} inferd calls per request (budget {budget})")
+    assert measured <= budget, (
+        f"{scenario}: {measured} calls per request, over the budget of {budget}: find the "
+        "new per-request work, or raise the budget in tests/test_cost.py saying why"
+    )
+    assert measured >= budget / (1 + SLACK), (
+        f"{scenario}: {measured} calls per request, well under the budget of {budget}: "
+        "lower the budget in tests/test_cost.py so the next addition shows"
+    )
