@@ -308,6 +308,7 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args()
     fixed = sorted(int(n) for n in args.fixed.split(","))
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="inferd-latency-") as folder:
         setups = repository(Path(folder) / "models", fixed, args.target_ms)
         server, url = start(Path(folder) / "models", Path(folder))
@@ -315,6 +316,7 @@ def main() -> None:
             carried, points = asyncio.run(measure(int(url.rsplit(":", 1)[1]), setups, args))
         finally:
             server.stop()
+    load_after = os.getloadavg()[0]
     lines, _ = summary(points, args)
     commit = subprocess.run(
         ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
@@ -326,8 +328,9 @@ def main() -> None:
             BEGIN,
             "## Latency target against fixed batching, past capacity (`benchmarks/latency.py`)",
             "",
-            f"- {now}, inferd at `{commit}`, {os.cpu_count()} cores; command: "
-            f"`python benchmarks/latency.py {command}`.",
+            f"- {now}, inferd at `{commit}`, {os.cpu_count()} cores (1-minute load average "
+            f"{load_before:.1f} before the run, {load_after:.1f} after: other processes share "
+            f"the machine); command: `python benchmarks/latency.py {command}`.",
             f"- wide (ONNX), REST binary, {args.rows} rows and a {args.deadline_ms:g} ms timeout "
             f"per request; open-loop Poisson arrivals from this process at 0.5x to "
             f"{args.overload:g}x the capacity measured first ({carried:,.0f} answers/s, largest "
