@@ -1,9 +1,11 @@
-"""A pipeline over the transports: REST (V2 and /predict) and gRPC serve it like any model,
-and a gRPC client that goes away mid-pipeline takes its request out of the step queues."""
+"""A pipeline over the transports: REST (V2 and /predict), gRPC, WebSocket and
+tritonclient serve it like any model, and a gRPC client that goes away mid-pipeline takes
+its request out of the step queues."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -11,11 +13,13 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
+import tritonclient.http as triton_http
+from websockets.asyncio.client import connect
 
 from inferd.grpc.protos import grpc_service_pb2 as pb
 from inferd.grpc.protos import grpc_service_pb2_grpc as pb_grpc
 from inferd.grpc.server import start_grpc
-from tests.conftest import ServiceFactory, asgi_client, wait_until
+from tests.conftest import ServerProcess, ServiceFactory, asgi_client, wait_until
 from tests.core.test_pipeline import write_repo
 
 
@@ -103,3 +107,34 @@ async def test_a_client_that_goes_away_mid_pipeline(
         'inferd_requests_total{model="p",protocol="grpc",status="cancelled",version="1"} 1.0'
         in metrics
     )
+
+
+async def test_websocket_and_tritonclient_over_a_real_server(tmp_path: Path) -> None:
+    repo = write_repo(tmp_path)
+    (tmp_path / "open").touch()
+    server = ServerProcess(repo)
+    try:
+        await asyncio.to_thread(server.wait_ready)
+        message = {
+            "id": "w1",
+            "inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 2], "data": [1, 2]}],
+        }
+        ws_url = server.url.replace("http://", "ws://") + "/v2/models/p/stream"
+        async with connect(ws_url) as ws:
+            await ws.send(json.dumps(message))
+            reply = json.loads(await ws.recv())
+        assert reply["id"] == "w1"
+        assert [(o["name"], o["data"]) for o in reply["outputs"]] == [
+            ("total", [10.0]),
+            ("doubled", [4.0, 6.0]),
+        ]
+
+        def triton() -> Any:
+            client = triton_http.InferenceServerClient(server.url.removeprefix("http://"))
+            x = triton_http.InferInput("x", [1, 2], "FP32")
+            x.set_data_from_numpy(np.array([[3, 4]], dtype=np.float32))
+            return client.infer("p", [x]).as_numpy("total")
+
+        assert (await asyncio.to_thread(triton)).tolist() == [[18.0]]
+    finally:
+        server.stop()
