@@ -20,7 +20,8 @@ target, throughput at least 0.9x the best fixed setting's (the one answering mos
 ramp), and late failures (504) replaced by early refusals (503). Writes its section of
 RESULTS.md (``--results``).
 
-Usage: ``python benchmarks/latency.py [--seconds 3] [--target-ms 50]`` (``make bench-latency``).
+Usage: ``python benchmarks/latency.py [--seconds 3] [--target-ms 100] [--deadline-ms 300]``
+(``make bench-latency``).
 """
 
 from __future__ import annotations
@@ -301,9 +302,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="seconds per load step")
     parser.add_argument("--rows", type=int, default=32, help="rows per request")
-    parser.add_argument("--fixed", default="64,256", help="max_batch_size of the fixed setups")
-    parser.add_argument("--target-ms", type=float, default=50.0)
-    parser.add_argument("--deadline-ms", type=float, default=150.0, help="each request's timeout")
+    parser.add_argument("--fixed", default="32,64,256", help="max_batch_size of the fixed setups")
+    parser.add_argument("--target-ms", type=float, default=100.0)
+    parser.add_argument("--deadline-ms", type=float, default=300.0, help="each request's timeout")
     parser.add_argument("--overload", type=float, default=2.5, help="last step, x capacity")
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args()
