@@ -243,3 +243,26 @@ async def test_a_cancelled_request_leaves_the_step_queue(
     (stats,) = service.model_stats("p")["model_stats"]
     assert stats["pipeline"]["steps"]["gate"]["fail"]["count"] == 1
     assert service.model_stats("sum")["model_stats"][0]["inference_count"] == 1
+
+
+async def test_a_step_model_reloaded_under_traffic_fails_no_pipeline_request(
+    tmp_path: Path, service_factory: ServiceFactory
+) -> None:
+    repo = write_repo(tmp_path)
+    (tmp_path / "open").touch()
+    service = service_factory(repo)
+    await service.start()
+
+    async def traffic() -> list[Any]:
+        answers = []
+        for n in range(30):
+            answers.append(await service.infer(request([[n, n]])))
+            await asyncio.sleep(0)
+        return answers
+
+    flows = [asyncio.ensure_future(traffic()) for _ in range(4)]
+    await service.load_model("add-one")  # a new instance of the first step swaps in
+    await service.load_model("sum")
+    results = await asyncio.gather(*flows)
+    assert [outputs(a)["total"] for a in results[0]] == [[[4.0 * n + 4]] for n in range(30)]
+    assert sum(len(r) for r in results) == 120
