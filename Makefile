@@ -4,6 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 EXAMPLE_REPO := build/models
 PORT ?= 8080
+GRPC_PORT ?= 8081
 
 # What the tests run for real: nginx (the control API behind a same-host proxy; the
 # cluster tests), openssl (certificates for the TLS tests), Redis (the shared cache and rate limits) and
@@ -12,27 +13,41 @@ SYSTEM_PACKAGES := nginx openssl redis-server haproxy
 
 .PHONY: install dev serve test lint typecheck unit bench bench-full bench-text bench-scaleout bench-shadow bench-latency clean proto system-deps
 
-$(VENV)/.installed: pyproject.toml
+# What `make serve` installs besides inferd itself: `onnx` (ONNX Runtime, and onnx to build
+# the example models) is all the default example needs. `make serve EXTRAS=all` adds torch
+# and TensorFlow (tiny is then TorchScript, and tiny-tf is built); any extras of
+# pyproject.toml, comma-separated (EXTRAS=onnx,torch). `make test` installs `dev`
+# (everything the tests need) whatever EXTRAS says.
+EXTRAS ?= onnx
+comma := ,
+INSTALLED := $(VENV)/.installed-$(subst $(comma),+,$(EXTRAS))
+EXAMPLE_BUILT := $(EXAMPLE_REPO)/.built-$(subst $(comma),+,$(EXTRAS))
+
+# pip without -q: its progress shows.
+$(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[all]'
+	$(PY) -m pip install -e '.[$(EXTRAS)]'
 	touch $@
 
 $(VENV)/.dev-installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
-	touch $(VENV)/.installed $@
+	$(PY) -m pip install -e '.[dev]'
+	touch $(INSTALLED) $@
 
-install: $(VENV)/.installed
+install: $(INSTALLED)
 
 dev: $(VENV)/.dev-installed
 
-$(EXAMPLE_REPO): $(VENV)/.installed
+# Built again when EXTRAS changes: what is installed decides which examples are built.
+$(EXAMPLE_BUILT): $(INSTALLED)
+	rm -rf $(EXAMPLE_REPO)
 	$(VENV)/bin/inferd example $(EXAMPLE_REPO)
+	touch $@
 
-serve: $(VENV)/.installed $(EXAMPLE_REPO)
-	$(VENV)/bin/inferd serve $(EXAMPLE_REPO) --port $(PORT) --default-model tiny
+serve: $(INSTALLED) $(EXAMPLE_BUILT)
+	$(VENV)/bin/inferd serve $(EXAMPLE_REPO) --port $(PORT) --grpc-port $(GRPC_PORT) --default-model tiny
 
 lint: dev
 	$(VENV)/bin/ruff check src tests benchmarks

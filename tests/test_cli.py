@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -174,3 +175,36 @@ def test_serve_refuses_a_bad_key_line_before_loading(example_repo: Path, tmp_pat
         "inferd: server.api_keys[0]: the hash must be 64 lower-case hex digits "
         "(a SHA-256, not the key)\n"
     )
+
+
+COMMANDS = [["serve"], ["config"], ["example"], ["validate"], ["init"], ["keys"], ["keys", "new"]]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_every_command_has_a_description_and_every_flag_a_help_with_its_default(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main([*command, "--help"])
+    assert exited.value.code == 0
+    text = capsys.readouterr().out
+    usage, description, *sections = text.split("\n\n")
+    assert usage.startswith(f"usage: inferd {' '.join(command)}")
+    assert description.strip(), "a description under the usage line"
+    options = next(s for s in sections if s.startswith("options:"))
+    for entry in re.split(r"\n  (?=-)", options)[1:]:
+        flag = entry.split()[0].rstrip(",")
+        if flag in ("-h", "--help"):
+            continue
+        words = " ".join(entry.split())
+        assert "default" in words or "required" in words, f"inferd {' '.join(command)} {flag}"
+
+
+def test_serve_help_shows_each_setting_and_its_default() -> None:
+    result = run_cli("serve", "--help")
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    assert "--port PORT HTTP port (REST and WebSocket) (setting server.port; default 8080)" in text
+    assert "gRPC port; 0 disables gRPC (setting server.grpc_port; default 8081)" in text
+    assert "(setting models.allow_empty; default false)" in text
+    assert "(setting server.admin_token; default none)" in text

@@ -52,12 +52,12 @@ V2: Final = (
 
 #: Scenario -> (path and body, inferd calls per request at most). Each raise says why.
 BUDGETS: Final[dict[str, tuple[tuple[str, Callable[[int], Any]], int]]] = {
-    "predict, all off": (PREDICT, 260),
-    "v2 json, all off": (V2, 292),
-    "predict, api key": (PREDICT, 270),
-    "predict, rate limit": (PREDICT, 266),
-    "predict, cache (misses)": (PREDICT, 333),
-    "predict, 90/10 split": (PREDICT, 287),
+    "predict, all off": (PREDICT, 257),
+    "v2 json, all off": (V2, 289),
+    "predict, api key": (PREDICT, 266),
+    "predict, rate limit": (PREDICT, 262),
+    "predict, cache (misses)": (PREDICT, 330),
+    "predict, 90/10 split": (PREDICT, 284),
     "predict, access log": (PREDICT, 266),
     "predict, all on": (PREDICT, 380),
 }

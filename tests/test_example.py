@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import httpx
+import numpy as np
+
+from inferd.example import TINY, build_example, mlp_reference, mlp_weights
+from tests.conftest import ServiceFactory, asgi_client
 
 
 async def test_sentiment_over_v2(example_client: httpx.AsyncClient) -> None:
@@ -20,3 +25,21 @@ async def test_sentiment_over_v2(example_client: httpx.AsyncClient) -> None:
         {"label": "neutral", "score": 0.0, "words": 2},
         {"label": "neutral", "score": 0.0, "words": 3},
     ]
+
+
+async def test_without_torch_tiny_is_onnx_and_answers_alike(
+    tmp_path: Path, service_factory: ServiceFactory
+) -> None:
+    written = build_example(tmp_path, with_tensorflow=False, with_torch=False)
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in written) == [
+        "sentiment/1/model.py",
+        "tiny/1/model.onnx",
+        "wide/1/model.onnx",
+        "words/1/model.py",
+    ]
+    service = service_factory(tmp_path, models={"default_model": "tiny"})
+    async with await asgi_client(service) as client:
+        answer = await client.post("/predict", json={"inputs": [1, 2, 3, 4]})
+    assert answer.status_code == 200, answer.text
+    expected = mlp_reference(mlp_weights(TINY, seed=0), np.array([[1, 2, 3, 4]], np.float32))
+    np.testing.assert_allclose(answer.json()["predictions"], expected[0], rtol=1e-5)

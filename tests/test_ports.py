@@ -8,6 +8,7 @@ import pytest
 
 from inferd.errors import ConfigError
 from inferd.ports import (
+    CHANGE,
     PortInUse,
     check_grpc_shared,
     claim_grpc,
@@ -37,7 +38,10 @@ def port() -> int:
 def test_http_port_in_use(port: int) -> None:
     with listener(port, reuse_port=True), pytest.raises(PortInUse) as caught:
         listen_http("127.0.0.1", port)
-    assert caught.value.message == f"port {port} (http) is already in use"
+    assert (
+        caught.value.message
+        == f"port {port} (http) is already in use; choose another with {CHANGE['http']}"
+    )
 
 
 def test_nothing_joins_the_http_port(port: int) -> None:
@@ -58,7 +62,10 @@ def test_http_port_zero_is_a_free_port() -> None:
 def test_grpc_port_listened_on_by_another_process(port: int) -> None:
     with listener(port, reuse_port=True), pytest.raises(PortInUse) as caught:
         claim_grpc("127.0.0.1", port)
-    assert caught.value.message == f"port {port} (grpc) is already in use"
+    assert (
+        caught.value.message
+        == f"port {port} (grpc) is already in use; choose another with {CHANGE['grpc']}"
+    )
 
 
 def test_a_claimed_grpc_port_cannot_be_claimed_again_on_any_address(port: int) -> None:

@@ -18,6 +18,7 @@ EXPECTED = {
     "python": np.array(X, dtype=np.float32).sum(axis=1, keepdims=True),
     "onnx": mlp_reference(mlp_weights(TINY), np.array(X, dtype=np.float32)),
     "torchscript": mlp_reference(mlp_weights(TINY), np.array(X, dtype=np.float32)),
+    "tensorflow": mlp_reference(mlp_weights(TINY), np.array(X, dtype=np.float32)),
 }
 
 

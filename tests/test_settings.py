@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 import pytest
@@ -290,3 +291,124 @@ def test_trusted_proxies_must_be_addresses_or_networks() -> None:
         load_settings(environ=env)
     env = {"INFERENCE_SERVER__TRUSTED_PROXIES": "10.0.0.0/8, ::1"}
     assert load_settings(environ=env).server.trusted_proxies == ["10.0.0.0/8", "::1"]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("CORS_ORIGINS", '["http://app.example"]', ["http://app.example"]),
+        ("CORS_ORIGINS", ' ["http://a.example", "https://b.example:8443"]', None),
+        ("CORS_ORIGINS", "http://a.example, https://b.example:8443", None),
+        ("CORS_ORIGINS", "*", ["*"]),
+        ("CORS_ORIGINS", "http://[::1]:3000", ["http://[::1]:3000"]),
+        ("TRUSTED_PROXIES", '["10.0.0.0/8", "::1"]', ["10.0.0.0/8", "::1"]),
+        ("TRUSTED_PROXIES", "[]", []),
+    ],
+)
+def test_list_settings_from_the_environment_take_the_json_form(
+    variable: str, value: str, expected: list[str] | None
+) -> None:
+    settings = load_settings(environ={f"INFERENCE_SERVER__{variable}": value})
+    got = getattr(settings.server, variable.lower())
+    assert got == (["http://a.example", "https://b.example:8443"] if expected is None else expected)
+
+
+def test_api_keys_from_the_environment_take_the_json_form() -> None:
+    line = "ci-bot:infer:" + "0" * 64
+    settings = load_settings(environ={"INFERENCE_SERVER__API_KEYS": json.dumps([line, line])})
+    assert settings.server.api_keys == [line, line]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        (
+            "CORS_ORIGINS",
+            '["http://app.example/"]',
+            "INFERENCE_SERVER__CORS_ORIGINS='[\"http://app.example/\"]' (server.cors_origins): "
+            "Value error, 'http://app.example/' is not an origin: expected "
+            "scheme://host[:port] (no path, no trailing '/'), or *",
+        ),
+        (
+            "CORS_ORIGINS",
+            "app.example",
+            "INFERENCE_SERVER__CORS_ORIGINS='app.example' (server.cors_origins): Value error, "
+            "'app.example' is not an origin",
+        ),
+        (
+            "CORS_ORIGINS",
+            '["http://a.example",',
+            "INFERENCE_SERVER__CORS_ORIGINS='[\"http://a.example\",' (server.cors_origins): "
+            "Value error, not a JSON list (write entries separated by commas)",
+        ),
+        (
+            "TRUSTED_PROXIES",
+            '{"a": 1}',
+            "INFERENCE_SERVER__TRUSTED_PROXIES='{\"a\": 1}' (server.trusted_proxies): Value "
+            "error, expected a JSON list of strings",
+        ),
+        (
+            "TRUSTED_PROXIES",
+            "[10]",
+            "INFERENCE_SERVER__TRUSTED_PROXIES='[10]' (server.trusted_proxies): Value error, "
+            "expected a JSON list of strings",
+        ),
+        (
+            "TRUSTED_PROXIES",
+            '["10.0.0.0/8", "proxy.local"]',
+            "INFERENCE_SERVER__TRUSTED_PROXIES=['10.0.0.0/8', 'proxy.local'] "
+            "(server.trusted_proxies): Value error, 'proxy.local' is not an IP address or network",
+        ),
+    ],
+)
+def test_a_list_entry_that_is_not_what_the_setting_holds_names_the_variable(
+    variable: str, value: str, message: str
+) -> None:
+    with pytest.raises(ConfigError) as refused:
+        load_settings(environ={f"INFERENCE_SERVER__{variable}": value})
+    assert message in str(refused.value)
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_the_readme_settings_block_loads_as_printed_and_holds_the_defaults(
+    tmp_path: Path,
+) -> None:
+    text = README.read_text()
+    block = text.split("Every setting and its default:\n\n```yaml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "every.yaml"
+    path.write_text(block)
+    assert load_settings(path, environ={}) == load_settings(environ={})
+
+
+def test_access_log_off_unquoted_in_yaml_is_off(tmp_path: Path) -> None:
+    path = tmp_path / "inferd.yaml"
+    path.write_text("server:\n  access_log: off\n")
+    assert load_settings(path, environ={}).server.access_log == "off"
+    path.write_text("server:\n  access_log: on\n")
+    with pytest.raises(ConfigError, match="access_log"):
+        load_settings(path, environ={})
+
+
+@pytest.mark.parametrize(
+    ("text", "lines"),
+    [
+        (
+            "server:\n  port: 9000\n  host: 0.0.0.0\n  port: 9001\n",
+            "'port' is given twice (lines 2 and 4)",
+        ),
+        (
+            "server: {port: 1}\nmodels: {}\nserver: {port: 2}\n",
+            "'server' is given twice (lines 1 and 3)",
+        ),
+    ],
+)
+def test_a_key_given_twice_in_the_settings_file_is_an_error_naming_the_lines(
+    tmp_path: Path, text: str, lines: str
+) -> None:
+    path = tmp_path / "inferd.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as refused:
+        load_settings(path, environ={})
+    assert refused.value.message == f"config file {path}: key {lines}"

@@ -35,36 +35,65 @@ SERVE_FLAGS: dict[str, tuple[str, ...]] = {
     "timeout": ("performance", "inference_timeout_s"),
     "max_request_size_mb": ("safeguards", "max_request_size_mb"),
 }
+#: ``inferd init --runtime`` choices (see inferd.scaffold).
+RUNTIME_CHOICES: Final = ("python", "onnx", "torchscript", "tensorflow")
 #: Settings whose value ``inferd config`` does not print.
 SECRETS: Final = frozenset({("server", "admin_token")})
 
 
+#: Flag -> (type, metavar); flags not listed take a string.
+_FLAG_TYPES: Final[dict[str, tuple[type, str]]] = {
+    "port": (int, "PORT"),
+    "grpc_port": (int, "PORT"),
+    "workers": (int, "N"),
+    "poll_interval_s": (float, "SECONDS"),
+    "max_batch_size": (int, "ROWS"),
+    "batch_timeout_ms": (float, "MS"),
+    "timeout": (float, "SECONDS"),
+    "max_request_size_mb": (float, "MB"),
+    "host": (str, "ADDRESS"),
+    "log_level": (str, "LEVEL"),
+    "admin_token": (str, "KEY"),
+    "default_model": (str, "MODEL"),
+    "default_version": (str, "VERSION"),
+}
+
+
+def _setting_help(path: tuple[str, ...]) -> str:
+    """The setting's description and its default (the settings' own), for ``--help``."""
+    from inferd.settings import Settings
+
+    section = Settings.model_fields[path[0]].annotation
+    assert isinstance(section, type) and hasattr(section, "model_fields")
+    field = section.model_fields[path[1]]
+    default = field.get_default(call_default_factory=True)
+    shown = "none" if default is None else str(default).lower() if default is False else default
+    # argparse formats help with %: a literal one is written twice.
+    text = (field.description or "").rstrip(".").replace("%", "%%")
+    return f"{text} (setting {'.'.join(path)}; default {shown})"
+
+
 def _serve_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("repository", nargs="?", type=Path, help="repository folder or model file")
-    parser.add_argument("--config", type=Path, help="YAML settings file")
-    parser.add_argument("--host")
-    parser.add_argument("--port", type=int)
-    parser.add_argument("--grpc-port", type=int, help="0 disables gRPC")
-    parser.add_argument("--workers", type=int)
-    parser.add_argument("--log-level")
-    parser.add_argument("--admin-token", help="an admin key in clear (prefer server.api_keys)")
-    parser.add_argument("--default-model", help="model used by /predict")
-    parser.add_argument("--default-version", help="version or label used by /predict")
     parser.add_argument(
-        "--allow-empty",
-        action="store_true",
-        default=None,
-        help="serve a repository that holds no model",
+        "repository",
+        nargs="?",
+        type=Path,
+        help="repository folder or model file (setting models.repository; default ./models)",
     )
     parser.add_argument(
-        "--poll-interval-s",
-        type=float,
-        help="scan the repository this often and load what changed (default 0: never)",
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="YAML settings file; flags override it, and the environment (INFERENCE_*) "
+        "sits between the two (default: none)",
     )
-    parser.add_argument("--max-batch-size", type=int)
-    parser.add_argument("--batch-timeout-ms", type=float)
-    parser.add_argument("--timeout", type=float, help="default request deadline in seconds")
-    parser.add_argument("--max-request-size-mb", type=float)
+    for flag, path in SERVE_FLAGS.items():
+        name = "--" + flag.replace("_", "-")
+        if flag == "allow_empty":
+            parser.add_argument(name, action="store_true", default=None, help=_setting_help(path))
+            continue
+        kind, metavar = _FLAG_TYPES.get(flag, (str, flag.upper()))
+        parser.add_argument(name, type=kind, metavar=metavar, help=_setting_help(path))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -72,39 +101,88 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"inferd {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    serve = commands.add_parser("serve", help="serve a model repository or a single model file")
+    def command(name: str, summary: str, description: str = "") -> argparse.ArgumentParser:
+        return commands.add_parser(
+            name,
+            help=summary,
+            description=f"{summary[0].upper()}{summary[1:]}. {description}".strip(),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+
+    serve = command(
+        "serve",
+        "serve a model repository or a single model file",
+        "REST and WebSocket on --port, gRPC on --grpc-port; OpenAPI at /docs. Settings "
+        "come from flags, then INFERENCE_* variables, then --config, then the defaults "
+        "shown ('inferd config' prints where each value came from).",
+    )
     _serve_flags(serve)
 
-    config = commands.add_parser(
-        "config", help="print the effective settings and where each value came from"
+    config = command(
+        "config",
+        "print the effective settings and where each value came from",
+        "Takes the flags of 'inferd serve' and prints every setting, its value and its "
+        "source (default, file, env or flag); nothing is started.",
     )
     _serve_flags(config)
 
-    example = commands.add_parser("example", help="write the example model repository")
-    example.add_argument("directory", type=Path)
+    example = command(
+        "example",
+        "write the example model repository",
+        "wide (ONNX) and the Python models (sentiment, words) always; tiny as TorchScript "
+        "when torch is installed, else as ONNX; tiny-tf when TensorFlow is installed.",
+    )
+    example.add_argument("directory", type=Path, help="folder to write it in (made if missing)")
     example.add_argument(
         "--text",
         action="store_true",
-        help="also build minilm, all-MiniLM-L6-v2 sentence embeddings (needs inferd[text])",
+        help="also build minilm, all-MiniLM-L6-v2 sentence embeddings (needs inferd[text]; "
+        "default: off)",
     )
 
-    validate = commands.add_parser("validate", help="check a repository without serving it")
-    validate.add_argument("repository", type=Path)
+    validate = command(
+        "validate",
+        "check a repository without serving it",
+        "Loads every model as 'inferd serve' would, prints each version's state and tensors, "
+        "and exits 1 when any failed.",
+    )
+    validate.add_argument("repository", type=Path, help="repository folder or model file")
     validate.add_argument(
-        "--allow-empty", action="store_true", help="a repository with no model is no problem"
+        "--allow-empty",
+        action="store_true",
+        help="a repository with no model is no problem (default: it is one)",
     )
-    validate.add_argument("--verbose", action="store_true", help="log, with tracebacks")
+    validate.add_argument(
+        "--verbose", action="store_true", help="log, with tracebacks (default: off)"
+    )
 
-    init = commands.add_parser("init", help="write a new model folder that serves as is")
+    init = command("init", "write a new model folder that serves as is")
     init.add_argument("name", help="model name (the folder's name)")
-    init.add_argument("--runtime", choices=["python", "onnx", "torchscript"], default="python")
+    init.add_argument(
+        "--runtime",
+        choices=list(RUNTIME_CHOICES),
+        default="python",
+        help="what the model runs on (default python)",
+    )
     init.add_argument("--dir", type=Path, default=Path("."), help="repository folder (default .)")
 
-    keys = commands.add_parser("keys", help="API keys")
+    keys = command("keys", "API keys")
     keys_commands = keys.add_subparsers(dest="keys_command", required=True)
-    new = keys_commands.add_parser("new", help="make a key: prints it once, and its config line")
-    new.add_argument("--name", required=True, help="the key's name (in logs and rate limits)")
-    new.add_argument("--scope", choices=["infer", "admin"], required=True)
+    new = keys_commands.add_parser(
+        "new",
+        help="make a key: prints it once, and its config line",
+        description="Make a key: prints it once, and the NAME:SCOPE:SHA256 line that "
+        "configures it (server.api_keys); the server keeps only the hash.",
+    )
+    new.add_argument(
+        "--name", required=True, help="the key's name (in logs and rate limits; required)"
+    )
+    new.add_argument(
+        "--scope",
+        choices=["infer", "admin"],
+        required=True,
+        help="infer: inference, metadata, streams; admin: also the control API (required)",
+    )
     return parser
 
 
@@ -197,12 +275,14 @@ def _show(value: Any) -> str:
 
 
 def _example(args: argparse.Namespace) -> int:
-    from inferd.example import build_example, tensorflow_installed
+    from inferd.example import build_example, tensorflow_installed, torch_installed
 
-    with_tensorflow = tensorflow_installed()
+    with_tensorflow, with_torch = tensorflow_installed(), torch_installed()
+    if not with_torch:
+        print("tiny as ONNX: torch is not installed (pip install 'inferd[torch]' for TorchScript)")
     if not with_tensorflow:
         print("skipping tiny-tf: TensorFlow is not installed (pip install 'inferd[tensorflow]')")
-    written = build_example(args.directory, with_tensorflow)
+    written = build_example(args.directory, with_tensorflow, with_torch)
     if args.text:
         from inferd.text.build import build_text_example
 

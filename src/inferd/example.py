@@ -1,6 +1,7 @@
 """The example model repository, built by code with deterministic weights.
 
-- ``tiny``: a 4 -> 64 -> 2 MLP as TorchScript (the shape of the seed's model).
+- ``tiny``: a 4 -> 64 -> 2 MLP as TorchScript (the shape of the seed's model), or as ONNX
+  when torch is not installed.
 - ``wide``: a 256 -> 2048 -> 2048 -> 16 MLP as ONNX.
 - ``sentiment``: a Python text model (BYTES in, JSON out) using the request hooks.
 - ``words``: a streaming Python model; it yields the words of its text one at a time.
@@ -184,12 +185,27 @@ def tensorflow_installed() -> bool:
     return importlib.util.find_spec("tensorflow") is not None
 
 
-def build_example(root: Path, with_tensorflow: bool | None = None) -> list[Path]:
+def torch_installed() -> bool:
+    return importlib.util.find_spec("torch") is not None
+
+
+def build_example(
+    root: Path, with_tensorflow: bool | None = None, with_torch: bool | None = None
+) -> list[Path]:
     """Write the example repository under ``root``; returns the artifacts written.
-    ``tiny-tf`` is written when ``with_tensorflow`` (default: when TensorFlow is installed)."""
+    ``tiny-tf`` is written when ``with_tensorflow`` (default: when TensorFlow is installed);
+    ``tiny`` is TorchScript when ``with_torch`` (default: when torch is installed), else
+    ONNX with the same weights, so the default install (ONNX only) serves every example but
+    tiny-tf."""
     tiny = root / "tiny"
-    write_torchscript(mlp_weights(TINY, seed=0), tiny / "1" / "model.pt")
-    (tiny / "model.yaml").write_text(tensor_yaml(TINY, "torchscript"))
+    if torch_installed() if with_torch is None else with_torch:
+        write_torchscript(mlp_weights(TINY, seed=0), tiny / "1" / "model.pt")
+        (tiny / "model.yaml").write_text(tensor_yaml(TINY, "torchscript"))
+        tiny_artifact = tiny / "1" / "model.pt"
+    else:
+        write_onnx(mlp_weights(TINY, seed=0), tiny / "1" / "model.onnx")
+        (tiny / "model.yaml").write_text(tensor_yaml(TINY, "onnx"))
+        tiny_artifact = tiny / "1" / "model.onnx"
     wide = root / "wide"
     write_onnx(mlp_weights(WIDE, seed=1), wide / "1" / "model.onnx")
     (wide / "model.yaml").write_text(
@@ -203,7 +219,7 @@ def build_example(root: Path, with_tensorflow: bool | None = None) -> list[Path]
     write_starter("words", words / "1" / "model.py")
     (words / "model.yaml").write_text(WORDS_YAML)
     written = [
-        tiny / "1" / "model.pt",
+        tiny_artifact,
         wide / "1" / "model.onnx",
         sentiment / "1" / "model.py",
         words / "1" / "model.py",

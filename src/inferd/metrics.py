@@ -267,13 +267,19 @@ class Metrics:
         self.model_failures.labels(model, version).inc()
 
     def forget(self, model: str, version: str) -> None:
-        """Drop every series of a version that is no longer served."""
+        """Drop every series of a version that is no longer served. Under ``--workers``
+        (multi-process mode) the series stay: their files cannot be removed (prometheus_client
+        warns and keeps them), so they are left as they are until the workers restart."""
         for key in [k for k in self._children if k[:2] == (model, version)]:
             del self._children[key]
+            if self.multiprocess_dir is not None:
+                continue
             with contextlib.suppress(KeyError):
                 self.requests.remove(*key)
             with contextlib.suppress(KeyError):
                 self.latency.remove(*key[:3])
+        if self.multiprocess_dir is not None:
+            return
         for metric in (
             self.queue_depth,
             self.queue_time,
@@ -353,6 +359,8 @@ class ShadowObserver:
         self._differences[measure].observe(value)
 
     def forget(self) -> None:
+        if self._metrics.multiprocess_dir is not None:  # as Metrics.forget
+            return
         for metric, values in (
             (self._metrics.shadow_requests, SHADOW_OUTCOMES),
             (self._metrics.shadow_disagreements, tuple(self._reasons)),

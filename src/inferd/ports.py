@@ -25,7 +25,7 @@ import errno
 import logging
 import socket
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from inferd.errors import ConfigError
 
@@ -38,11 +38,20 @@ log = logging.getLogger("inferd")
 CLAIM_NAME = "\0inferd-grpc-port-{port}"
 
 
+#: Listener kind -> how to move it (the flag, the setting, the variable).
+CHANGE: Final = {
+    "http": "--port (server.port, INFERENCE_PORT); 0 picks a free one",
+    "grpc": "--grpc-port (server.grpc_port, INFERENCE_GRPC_PORT); 0 disables gRPC",
+}
+
+
 class PortInUse(ConfigError):
     """The port is bound by another process (or claimed by another inferd)."""
 
     def __init__(self, port: int, kind: str) -> None:
-        super().__init__(f"port {port} ({kind}) is already in use")
+        super().__init__(
+            f"port {port} ({kind}) is already in use; choose another with {CHANGE[kind]}"
+        )
         self.port = port
         self.kind = kind
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import os
 import resource
 import socket
 import ssl
@@ -35,6 +36,7 @@ from inferd.metrics import Metrics
 from inferd.ports import Ports, check_grpc_shared, log_grpc_url, open_ports
 from inferd.settings import ServerSettings, Settings, metrics_dir
 from inferd.signals import STOP_SIGNALS, block_stop_signals, unblock_stop_signals
+from inferd.summary import log_summary
 
 log = logging.getLogger("inferd")
 
@@ -103,6 +105,9 @@ def uvicorn_config(
         ws="auto",
         ws_max_size=settings.safeguards.max_request_bytes,
         lifespan="on",
+        # uvicorn's records ("Started server process") go through inferd's handlers and
+        # format, not uvicorn's own.
+        log_config=None,
         log_level=settings.server.log_level,
         access_log=False,
         # X-Forwarded-For is read by the gateway, from server.trusted_proxies only.
@@ -137,7 +142,9 @@ class HttpServer(uvicorn.Server):
             await asyncio.sleep(LINGER_POLL_S)
 
 
-async def run(settings: Settings, ports: Ports, *, shared: bool = False) -> None:
+async def run(
+    settings: Settings, ports: Ports, *, shared: bool = False, summarize: bool = True
+) -> None:
     """Serve every transport of one process until SIGTERM/SIGINT, then drain and exit.
 
     On the signal readiness turns false and new inference gets 503 at once (with
@@ -147,7 +154,7 @@ async def run(settings: Settings, ports: Ports, *, shared: bool = False) -> None
     signal (give or take a second of rounding): what is still running then is cancelled,
     and model threads that never return are abandoned.
     ``shared``: this process is one of a supervisor's workers, which bind the gRPC port
-    together.
+    together. ``summarize``: log the start-up summary (one worker of several does).
     """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -169,6 +176,13 @@ async def run(settings: Settings, ports: Ports, *, shared: bool = False) -> None
     poller = RepositoryPoller(service.manager, settings.models.poll_interval_s)
     poller.start(service.loaded)  # polls once the lifespan has loaded every model
     serving = asyncio.create_task(http.serve(sockets=[ports.http]))
+    tls = settings.server.tls_cert_file is not None
+    told = None
+    if summarize:
+        # A worker's Ports know no scheme: the settings say whether it serves TLS.
+        rest = ports.http_url.replace("http://", "https://", 1) if tls else ports.http_url
+        grpc = (settings.server.host, grpc_server.port) if grpc_server is not None else None
+        told = asyncio.create_task(log_summary(service, rest, grpc, tls))
     stopping = asyncio.create_task(stop.wait())
     await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
     if stop.is_set():
@@ -187,6 +201,8 @@ async def run(settings: Settings, ports: Ports, *, shared: bool = False) -> None
         http.config.timeout_graceful_shutdown = max(1, math.ceil(deadline - time.monotonic()))
         http.should_exit = True
     stopping.cancel()
+    if told is not None:
+        told.cancel()
     await poller.stop()  # (done already after a signal)
     await serving
     if grpc_server is not None:
@@ -208,6 +224,10 @@ def serve(
     import uvloop
 
     block_stop_signals()
+    # TensorFlow's C++ start-up notes (oneDNN, cpu_feature_guard) only at debug; a value
+    # the user set wins. Read by TensorFlow when a model first imports it.
+    debug = settings.server.log_level == "debug"
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if debug else "2")
     prefix = "" if worker_id is None else f"[worker {worker_id}] "
     logging.basicConfig(
         level=settings.server.log_level.upper(),
@@ -219,6 +239,8 @@ def serve(
     raise_open_files_limit(settings.limits.http.max_connections)
     ports = open_ports(settings.server) if http_socket is None else Ports(http_socket)
     try:
-        uvloop.run(run(settings, ports, shared=http_socket is not None))
+        shared = http_socket is not None
+        # Of several workers, the first logs the summary (they serve the same repository).
+        uvloop.run(run(settings, ports, shared=shared, summarize=worker_id in (None, 0)))
     finally:
         ports.close()

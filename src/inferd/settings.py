@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -20,6 +22,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from inferd import settings_sources as sources
+from inferd import yamltext
 from inferd.errors import ConfigError
 
 ENV_PREFIX: Final = "INFERENCE_"
@@ -41,6 +44,11 @@ FLAT_ENV: Final[dict[str, tuple[str, ...]]] = {
 
 #: YAML section names accepted as synonyms of the settings sections.
 YAML_SECTION_ALIASES: Final[dict[str, str]] = {"model": "models"}
+#: A browser origin: scheme://host[:port], the host a name, an IPv4 address or [IPv6].
+ORIGIN: Final = re.compile(
+    r"[A-Za-z][A-Za-z0-9+.-]*://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?)"
+    r"(:[0-9]{1,5})?"
+)
 
 
 class _Section(BaseModel):
@@ -98,16 +106,8 @@ class ServerSettings(_Section):
     trusted_proxies: list[str] = Field(
         default_factory=list,
         description="Addresses or networks (10.0.0.0/8, ::1) of proxies whose "
-        "X-Forwarded-For names the client; from anyone else the header is ignored. "
-        "In the environment: comma-separated.",
+        "X-Forwarded-For names the client; from anyone else the header is ignored.",
     )
-
-    @field_validator("trusted_proxies", mode="before")
-    @classmethod
-    def _split(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return [entry.strip() for entry in value.split(",") if entry.strip()]
-        return value
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -119,6 +119,12 @@ class ServerSettings(_Section):
                 raise ValueError(f"{entry!r} is not an IP address or network") from None
         return value
 
+    @field_validator("access_log", mode="before")
+    @classmethod
+    def _off(cls, value: Any) -> Any:
+        # YAML 1.1 reads an unquoted `off` as false.
+        return "off" if value is False else value
+
     @field_validator("log_level")
     @classmethod
     def _level(cls, value: str) -> str:
@@ -126,12 +132,32 @@ class ServerSettings(_Section):
             raise ValueError("expected one of debug, info, warning, error")
         return value.lower()
 
-    @field_validator("api_keys", "cors_origins", mode="before")
+    @field_validator("api_keys", "cors_origins", "trusted_proxies", mode="before")
     @classmethod
     def _list(cls, value: Any) -> Any:
-        """From the environment: entries separated by commas or white space."""
-        if isinstance(value, str):
-            return [part for part in value.replace(",", " ").split() if part]
+        """From the environment: a JSON list of strings, or entries separated by commas or
+        white space."""
+        if not isinstance(value, str):
+            return value
+        if value.lstrip().startswith(("[", "{")):
+            try:
+                entries = json.loads(value)
+            except ValueError:
+                raise ValueError("not a JSON list (write entries separated by commas)") from None
+            if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
+                raise ValueError("expected a JSON list of strings")
+            return entries
+        return [part for part in value.replace(",", " ").split() if part]
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if entry != "*" and not ORIGIN.fullmatch(entry):
+                raise ValueError(
+                    f"{entry!r} is not an origin: expected scheme://host[:port] (no path, "
+                    "no trailing '/'), or *"
+                )
         return value
 
     @model_validator(mode="after")
@@ -474,7 +500,7 @@ class LoadedSettings:
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        loaded = yaml.safe_load(path.read_text())
+        loaded = yamltext.load(path.read_text())
     except OSError as exc:
         raise ConfigError(f"config file {path}: {exc.strerror or exc}") from exc
     except UnicodeDecodeError as exc:
@@ -497,10 +523,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 def yaml_problem(exc: yaml.YAMLError) -> str:
     """Where a YAML document is broken, without quoting any of it."""
-    mark = getattr(exc, "problem_mark", None)
-    if mark is None:
-        return "not valid YAML"
-    return f"not valid YAML (line {mark.line + 1}, column {mark.column + 1})"
+    return yamltext.problem(exc)
 
 
 def explain_settings(

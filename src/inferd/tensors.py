@@ -60,6 +60,10 @@ class WireTensor:
 
 
 def check_datatype(name: str, datatype: object) -> str:
+    if datatype is None or datatype == "":  # left out (JSON) or empty (protobuf's default)
+        raise InvalidArgument(
+            f"input '{clip(name)}': datatype is required; one of {', '.join(DATATYPE_TO_NUMPY)}"
+        )
     if not isinstance(datatype, str) or datatype not in DATATYPE_TO_NUMPY:
         raise InvalidArgument(
             f"input '{clip(name)}': unknown datatype {clip(repr(datatype))}; expected one of "

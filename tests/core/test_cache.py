@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 import yaml
 
-from inferd.core.cache import decode, encode
+from inferd.core.cache import decode, encode, folder_digest, version_digest
 from inferd.core.messages import InferRequest, RequestedOutput
+from inferd.core.model_config import ModelConfig
 from inferd.core.service import InferenceService
 from inferd.errors import ConfigError, Unavailable
-from inferd.types import Tensor
+from inferd.types import Tensor, TensorSpec
 from tests.conftest import RedisServer, ServiceFactory, free_port
 
 #: y is the number of batches the model has run so far: equal answers mean "not computed".
@@ -273,3 +274,35 @@ def test_a_bad_size_names_the_field(tmp_path: Path) -> None:
     path = counting_repo(tmp_path, {"enabled": True, "max_bytes": "12XB"}) / "m" / "model.yaml"
     with pytest.raises(ConfigError, match=r"cache\.max_bytes: .*got '12XB'"):
         read_model_config(path)
+
+
+def test_the_version_digest_covers_every_file_and_what_reaches_the_outputs(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "1"
+    (folder / "data").mkdir(parents=True)
+    (folder / "model.py").write_text("class Model: ...")
+    (folder / "data" / "scale.txt").write_text("2")
+    files = folder_digest(folder)
+    (folder / "__pycache__").mkdir()
+    (folder / "__pycache__" / "model.cpython-311.pyc").write_bytes(b"\0")
+    (folder / ".notes").write_text("not read by the model")
+    assert folder_digest(folder) == files, "bytecode and dot files are not the model"
+    (folder / "data" / "scale.txt").write_text("3")
+    assert folder_digest(folder) != files
+
+    spec = TensorSpec("y", "FP32", (-1, 2))
+    base = ModelConfig(runtime="python")
+    digest = version_digest(files, "python", base, [spec], [spec])
+    assert version_digest(files, "python", base, [spec], [spec]) == digest
+    changed = [
+        version_digest(folder_digest(folder), "python", base, [spec], [spec]),
+        version_digest(files, "onnx", base, [spec], [spec]),
+        version_digest(files, "python", ModelConfig(parameters={"scale": 3}), [spec], [spec]),
+        version_digest(files, "python", ModelConfig(precision="fp16"), [spec], [spec]),
+        version_digest(files, "python", ModelConfig(device="cuda:0"), [spec], [spec]),
+        version_digest(files, "python", ModelConfig(nonfinite_outputs="encode"), [spec], [spec]),
+        version_digest(files, "python", ModelConfig(allow_nonfinite=True), [spec], [spec]),
+        version_digest(files, "python", base, [spec], [TensorSpec("z", "FP32", (-1, 2))]),
+    ]
+    assert len({digest, *changed}) == len(changed) + 1

@@ -173,13 +173,28 @@ def test_unknown_model_file_is_named(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    "found", ["classifier.onnx", "resnet.pt", "scorer.py", "exported.savedmodel"]
+)
+def test_a_model_file_of_another_name_is_to_be_renamed(tmp_path: Path, found: str) -> None:
+    (tmp_path / "repo" / "m" / "1").mkdir(parents=True)
+    (tmp_path / "repo" / "m" / "1" / "README.txt").write_text("")
+    (tmp_path / "repo" / "m" / "1" / found).write_bytes(b"")
+    wanted = "model." + found.rpartition(".")[2]
+    with pytest.raises(ConfigError) as caught:
+        Repository(tmp_path / "repo").read("m")
+    assert caught.value.message == (
+        f"repo/m/1/{found}: a version's model file is named {wanted}; rename {found} to {wanted}"
+    )
+
+
 def test_single_file_of_unknown_type_is_named(tmp_path: Path) -> None:
     (tmp_path / "model.h5").write_bytes(b"")
     with pytest.raises(ConfigError) as caught:
         Repository(tmp_path / "model.h5").read("model")
     assert caught.value.message == (
         "model.h5: not a model file inferd knows; expected a file ending in one of "
-        "['.onnx', '.pt', '.ts']"
+        "['.onnx', '.pt', '.ts'], or a SavedModel folder ending in .savedmodel"
     )
 
 
@@ -271,3 +286,17 @@ def test_unknown_tensor_key_suggests_the_closest(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match=r"unknown key 'inputs\.0\.nmae'; did you mean 'name'\?"):
         Repository(tmp_path / "repo").read("m")
+
+
+def test_a_key_given_twice_in_model_yaml_is_an_error_naming_the_lines(tmp_path: Path) -> None:
+    (tmp_path / "m" / "1").mkdir(parents=True)
+    (tmp_path / "m" / "1" / "model.py").write_text("class Model:\n    def predict(self, x): ...\n")
+    (tmp_path / "m" / "model.yaml").write_text(
+        "runtime: python\nparameters:\n  scale: 2\n  bias: 1\n  scale: 3\n"
+    )
+    with pytest.raises(ConfigError) as refused:
+        Repository(tmp_path).read("m")
+    assert (
+        refused.value.message
+        == f"{tmp_path.name}/m/model.yaml: key 'scale' is given twice (lines 3 and 5)"
+    )

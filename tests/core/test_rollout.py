@@ -190,14 +190,55 @@ def test_a_held_step_advances_once_judged() -> None:
 
 @pytest.mark.parametrize(("canary_s", "rolled_back"), [(0.0016, True), (0.0014, False)])
 def test_p99_guard(canary_s: float, rolled_back: bool) -> None:
-    rollout, _router, _clock = started()
-    feed(rollout, "1", 200, seconds=0.001)
-    feed(rollout, "2", 200, seconds=canary_s)
-    rollout.check()
+    rollout, router, _clock = started()
+    for _ in range(2):  # a crossing is confirmed on a fresh window
+        assert rollout.state is State.RUNNING
+        feed(rollout, "1", 200, seconds=0.001)
+        feed(rollout, "2", 200, seconds=canary_s)
+        rollout.check()
     assert (rollout.state is State.ROLLED_BACK) is rolled_back
     if rolled_back:
-        assert rollout.decisions[-1].reason.startswith("p99 guard: canary 1.6")
-        assert "is more than 1.5 times stable 1.0" in rollout.decisions[-1].reason
+        reason = rollout.decisions[-1].reason
+        assert reason.startswith("p99 guard: canary 1.6")
+        assert "is more than 1.5 times stable 1.0" in reason
+        assert reason.endswith("(at most 1.003 ms), in two windows in a row")
+        assert router.split == {"1": 100}
+
+
+def test_a_slow_window_is_judged_again_and_a_healthy_one_clears_it() -> None:
+    rollout, _router, clock = started()
+    feed(rollout, "1", 200, seconds=0.001)
+    feed(rollout, "2", 200, seconds=0.003)
+    rollout.check()
+    assert rollout.state is State.RUNNING
+    assert rollout.view()["window"]["canary"]["requests"] == 0  # a fresh window
+    feed(rollout, "1", 200, seconds=0.001)
+    feed(rollout, "2", 200, seconds=0.001)
+    clock.now += INTERVAL
+    rollout.check()
+    assert decisions(rollout) == ["start", "advance"]
+    # A crossing later in the step must be confirmed afresh.
+    feed(rollout, "1", 200, seconds=0.001)
+    feed(rollout, "2", 200, seconds=0.003)
+    rollout.check()
+    assert rollout.state is State.RUNNING
+
+
+def test_a_few_slow_answers_are_chance_not_a_slower_canary() -> None:
+    # The canary's 3 slowest of 200 at 5 ms make its p99 5 ms, more than 1.5 times the
+    # stable's 1 ms; 3 answers are within the p99's confidence bounds.
+    rollout, _router, _clock = started()
+    feed(rollout, "1", 200, seconds=0.001)
+    feed(rollout, "2", 197, seconds=0.001)
+    feed(rollout, "2", 3, seconds=0.005)
+    assert rollout.view()["window"]["canary"]["p99_ms"] == pytest.approx(5.0, rel=0.02)
+    rollout.check()
+    assert rollout.view()["window"]["canary"]["requests"] == 400 - 200  # not judged afresh
+    # A tail of 10 % slow answers is beyond chance.
+    feed(rollout, "2", 20, seconds=0.005)
+    feed(rollout, "1", 20, seconds=0.001)
+    rollout.check()
+    assert rollout.view()["window"]["canary"]["requests"] == 0
 
 
 def test_the_error_guard_is_against_the_stables_error_rate() -> None:

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
+import numpy as np
 import pytest
 
+from inferd.core.messages import InferRequest
 from inferd.core.rollout import State
 from inferd.core.rollouts import Rollouts, stable_version
 from inferd.errors import Conflict, InvalidArgument, NotFound
+from inferd.types import Tensor
+from tests.conftest import ServiceFactory
 from tests.core.test_rollout import FakeRouter
+from tests.rollout_models import write_model
 
 FAST = {"to": "2", "steps": [50, 100], "step_interval_s": 0.01, "min_requests": 1}
 
@@ -132,3 +138,25 @@ async def test_close_stops_driving(rollouts: tuple[Rollouts, FakeRouter]) -> Non
     rollout.record("2", "ok", 0.001)
     await asyncio.sleep(0.05)  # several step lengths: nothing drives it any more
     assert (rollout.state, router.split) == (State.RUNNING, {"10": 50, "2": 50})
+
+
+async def test_two_identical_versions_under_load_never_roll_back(
+    tmp_path: Path, service_factory: ServiceFactory
+) -> None:
+    service = service_factory(write_model(tmp_path, "m", fail_every=0))
+    await service.start()
+    request = InferRequest("m", [Tensor("x", "FP32", np.ones((1, 2), dtype=np.float32))])
+    # One step at 50 %: each rollout judges at least one window of 100 requests a version.
+    plan = {"to": "2", "steps": [50, 100], "step_interval_s": 0.01, "min_requests": 100}
+
+    async def client() -> None:  # one request after the other, as long as the rollout runs
+        while service.rollout("m")["state"] == "running":
+            await service.infer(request)
+
+    for _ in range(20):
+        service.set_traffic("m", {"1": 100})
+        service.start_rollout("m", plan)
+        async with asyncio.timeout(30):
+            await asyncio.gather(*(client() for _ in range(8)))
+        view = service.rollout("m")
+        assert view["state"] == "succeeded", view["decisions"]

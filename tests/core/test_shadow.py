@@ -413,3 +413,52 @@ async def test_a_reload_goes_back_to_the_model_yaml_shadow(
     await service.load_model("m")
     state = service.shadow_state("m")["shadow"]
     assert (state["source"], state["fraction"]) == ("model.yaml", 0.5)
+
+
+@pytest.mark.parametrize(
+    ("yaml", "shadowed", "share"),
+    [
+        ("", "2", 100),  # the latest answers every request that names no version
+        ("traffic: {'1': 50, '2': 50}\n", "1", 50),
+        ("traffic: {'1': 100, '2': 0}\n", "2", 0),
+        ("", "1", 0),
+    ],
+)
+async def test_a_shadow_version_that_takes_primary_traffic_is_warned_and_shown(
+    tmp_path: Path,
+    service_factory: ServiceFactory,
+    caplog: pytest.LogCaptureFixture,
+    yaml: str,
+    shadowed: str,
+    share: int,
+) -> None:
+    shadow_yaml = f"shadow: {{version: '{shadowed}', fraction: 1.0}}\n"
+    service = service_factory(two_versions(tmp_path, yaml + shadow_yaml, DOUBLING_MODEL))
+    with caplog.at_level("WARNING", logger="inferd"):
+        await service.start()
+    state = service.shadow_state("m")["shadow"]
+    assert state["primary_share"] == share
+    warned = [r.getMessage() for r in caplog.records if "not mirrored" in r.getMessage()]
+    if share:
+        message = (
+            f"model 'm': shadow version '{shadowed}' also takes {share} % of the primary "
+            "traffic; those answers are not mirrored (only the other versions' are): shadow a "
+            "version that takes no traffic, or move it out of the split"
+        )
+        assert state["warning"] == message
+        assert warned == [message]
+    else:
+        assert state["warning"] is None
+        assert warned == []
+
+
+async def test_the_shadow_warning_follows_the_split(
+    tmp_path: Path, service_factory: ServiceFactory
+) -> None:
+    service = service_factory(two_versions(tmp_path, "", DOUBLING_MODEL))
+    await service.start()
+    service.set_shadow("m", {"version": "1", "fraction": 1.0})
+    assert service.shadow_state("m")["shadow"]["primary_share"] == 0
+    service.set_traffic("m", {"1": 10, "2": 90})
+    state = service.shadow_state("m")["shadow"]
+    assert (state["primary_share"], state["warning"] is not None) == (10, True)

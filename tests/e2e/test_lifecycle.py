@@ -111,7 +111,14 @@ def test_workers_share_the_port_aggregate_metrics_and_restart(
     example_repo: Path, workers: int
 ) -> None:
     server = ServerProcess(
-        example_repo, "--workers", str(workers), "--default-model", "tiny", "--grpc-port", "0"
+        example_repo,
+        "--workers",
+        str(workers),
+        "--default-model",
+        "tiny",
+        "--grpc-port",
+        "0",
+        env={"INFERENCE_SERVER__ADMIN_TOKEN": "workers-admin"},
     )
     try:
         children = lambda: worker_pids(server.process.pid)  # noqa: E731
@@ -128,6 +135,25 @@ def test_workers_share_the_port_aggregate_metrics_and_restart(
             assert sorted(w["pid"] for w in ready["workers"]) == sorted(children())
             stats = httpx.get(f"{server.url}/v2/models/tiny/stats").json()["model_stats"][0]
             assert stats["inference_stats"]["success"]["count"] == 20
+        # A load or unload would reach one worker: refused, and every worker serves on.
+        admin = {"Authorization": "Bearer workers-admin"}
+        for action in ("unload", "load"):
+            answer = httpx.post(f"{server.url}/v2/repository/models/tiny/{action}", headers=admin)
+            assert answer.status_code == 400
+            assert answer.json()["error"] == (
+                f"this server runs {workers} worker processes (server.workers), each with its "
+                f"own models; a{'n' if action == 'unload' else ''} {action} at run time needs "
+                "one process (change the repository and let models.poll_interval_s reload "
+                "every worker, or restart)"
+            )
+        for _ in range(10):  # fresh connections: either worker
+            answer = httpx.post(f"{server.url}/predict", json={"inputs": [1, 2, 3, 4]})
+            assert answer.status_code == 200
+            listed = httpx.get(f"{server.url}/ready").json()["models"]
+            index = httpx.post(f"{server.url}/v2/repository/index", headers=admin).json()
+            states = {(m["name"], m["version"], m["state"]) for m in listed}
+            assert states == {(m["name"], m["version"], m["state"]) for m in index}
+            assert ("tiny", "1", "READY") in states
         victim = children()[0]
         os.kill(victim, signal.SIGKILL)
         wait_until(

@@ -89,6 +89,15 @@ CASES: list[tuple[str, str, str, bytes, dict[str, str], int, str]] = [
     ("input-name-number", "POST", INFER, v2(name=7), {}, 400, "non-empty string 'name'"),
     ("unknown-datatype", "POST", INFER, v2(datatype="FP8"), {}, 400, "unknown datatype 'FP8'"),
     (
+        "no-datatype",
+        "POST",
+        INFER,
+        v2(datatype=None),
+        {},
+        400,
+        "input 'input': datatype is required; one of BOOL, UINT8",
+    ),
+    (
         "wrong-datatype",
         "POST",
         INFER,

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from inferd.grpc.protos import grpc_service_pb2, grpc_service_pb2_grpc
+from inferd.ports import CHANGE
 from tests.conftest import (
     ServerProcess,
     clean_environment,
@@ -91,7 +92,10 @@ def test_a_second_server_on_a_used_port_exits_1(
         timeout=60,
     )
     assert finished.returncode == 1
-    assert finished.stderr == f"inferd: port {used} ({kind}) is already in use\n"
+    assert (
+        finished.stderr
+        == f"inferd: port {used} ({kind}) is already in use; choose another with {CHANGE[kind]}\n"
+    )
     # The first server still serves, on both ports.
     assert httpx.get(f"{first.url}/ready", timeout=10).status_code == 200
     assert server_live(first.grpc_target)

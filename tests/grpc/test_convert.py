@@ -100,6 +100,7 @@ def test_decode_errors_name_the_problem() -> None:
     assert "needs 8 bytes, got 4" in bad(fp32, raw=[b"1234"])
     assert "2 entries for 1 inputs" in bad(fp32, raw=[b"12345678", b""])
     assert "unknown datatype 'FP128'" in bad(Input(name="x", datatype="FP128", shape=[1]))
+    assert "input 'x': datatype is required" in bad(Input(name="x", shape=[1]))
     assert "non-negative" in bad(Input(name="x", datatype="FP32", shape=[-1, 2]), raw=[b""])
     assert "needs 2 elements, contents.fp32_contents has 0" in bad(fp32)
     assert "no typed contents field" in bad(Input(name="h", datatype="FP16", shape=[1]))

@@ -428,6 +428,35 @@ async def test_the_rate_limit_applies_per_client_and_spares_probes(
     assert ready.ready
 
 
+async def test_per_model_rate_limits_apply_to_grpc(serve: Callable[..., Any]) -> None:
+    limited = {"rate_limit": {"enabled": True, "requests_per_minute": 2, "per_model": True}}
+    served = await serve(safeguards=limited)
+    request = tiny_request(np.zeros((1, 4)))
+    await served.infer.ModelInfer(request)
+    await served.infer.ModelMetadata(pb.ModelMetadataRequest(name="tiny"))
+    for call in (
+        served.infer.ModelInfer(request),
+        served.infer.ModelMetadata(pb.ModelMetadataRequest(name="tiny")),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await call
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    # Another model has a budget of its own.
+    for _ in range(2):
+        await served.infer.ModelMetadata(pb.ModelMetadataRequest(name="echo"))
+    assert (
+        await code_of(served.infer.ModelMetadata(pb.ModelMetadataRequest(name="echo")))
+        == grpc.StatusCode.RESOURCE_EXHAUSTED
+    )
+    # A request that does not parse is still the handler's to refuse.
+    malformed = served.channel.unary_unary(
+        "/inference.GRPCInferenceService/ModelMetadata",
+        request_serializer=lambda raw: raw,
+        response_deserializer=lambda raw: raw,
+    )
+    assert await code_of(malformed(b"\xff\xff\xff")) == grpc.StatusCode.INVALID_ARGUMENT
+
+
 async def test_rest_and_grpc_share_one_budget(
     grpc_repo: Path, service_factory: Callable[..., Any]
 ) -> None:
@@ -466,3 +495,23 @@ async def test_x_forwarded_for_is_read_from_trusted_proxies_only(
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await served.infer.ModelInfer(request)
     assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+async def test_several_workers_refuse_a_load_or_unload(serve: Callable[..., Any]) -> None:
+    served = await serve(server={**KEYED, "workers": 2})
+    for call in (
+        served.infer.RepositoryModelUnload(
+            pb.RepositoryModelUnloadRequest(model_name="echo"), metadata=AS_ADMIN
+        ),
+        served.infer.RepositoryModelLoad(
+            pb.RepositoryModelLoadRequest(model_name="echo"), metadata=AS_ADMIN
+        ),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await call
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "runs 2 worker processes (server.workers), each with its own models" in (
+            refused.value.details() or ""
+        )
+    index = await served.infer.RepositoryIndex(pb.RepositoryIndexRequest(), metadata=AS_ADMIN)
+    assert ("echo", "1", "READY") in {(m.name, m.version, m.state) for m in index.models}

@@ -126,3 +126,12 @@ def test_torchscript_reduced_precision(precision: str, tmp_path: Path) -> None:
     out = instance.infer({"input": x})["output"]
     assert out.dtype == np.float32
     np.testing.assert_allclose(out, mlp_reference(WEIGHTS, x), rtol=0.05, atol=0.05)
+
+
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_onnx_reduced_precision_is_refused(precision: str, tmp_path: Path) -> None:
+    artifact = _write("onnx", tmp_path)
+    config = ModelConfig.model_validate({"precision": precision})
+    with pytest.raises(ConfigError) as refused:
+        runtime_class("onnx")(runtime_options(config, artifact)).load()
+    assert f"precision '{precision}' is not supported by the onnx runtime" in refused.value.message

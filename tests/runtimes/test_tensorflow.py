@@ -11,12 +11,14 @@ import pytest
 import tensorflow as tf
 
 from inferd.core.model_config import ModelConfig
+from inferd.core.repository import Repository
 from inferd.core.versions import runtime_options
 from inferd.errors import ConfigError, ModelLoadError
-from inferd.example import TINY, mlp_weights, write_savedmodel
+from inferd.example import TINY, mlp_reference, mlp_weights, write_savedmodel
 from inferd.runtimes.base import runtime_class
 from inferd.runtimes.tensorflow import TensorFlowRuntime
 from inferd.settings import PerformanceSettings
+from tests.conftest import ServiceFactory, asgi_client
 
 
 class _TwoSignatures(tf.Module):  # type: ignore[misc]
@@ -122,3 +124,19 @@ def test_thread_counts_a_process_already_fixed_are_logged(
     with caplog.at_level(logging.WARNING, logger="inferd.runtimes"):
         _load(tmp_path / "model.savedmodel", intra_op_threads=3).unload()
     assert "this model's 3 and 1 are not applied" in caplog.text
+
+
+async def test_a_savedmodel_folder_is_a_repository_of_one_model(
+    tmp_path: Path, service_factory: ServiceFactory
+) -> None:
+    folder = tmp_path / "classifier.savedmodel"
+    write_savedmodel(mlp_weights(TINY), folder)
+    repository = Repository(folder)
+    assert repository.model_names() == ["classifier"]
+    assert repository.read("classifier").versions[0].runtime == "tensorflow"
+    service = service_factory(folder)
+    async with await asgi_client(service) as client:
+        answer = await client.post("/predict", json={"inputs": [1, 2, 3, 4]})
+    assert answer.status_code == 200, answer.text
+    expected = mlp_reference(mlp_weights(TINY), np.array([[1, 2, 3, 4]], dtype=np.float32))
+    np.testing.assert_allclose(answer.json()["predictions"], expected[0], rtol=1e-5)

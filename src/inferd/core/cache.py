@@ -1,8 +1,9 @@
 """The prediction cache: answers keyed by content, shared by replicas through Redis.
 
-A key is the SHA-256 of the model name, the content digest of the artifact of the version
-that answers (computed once at load, so new weights under an old version name or label
-never meet old answers), the requested outputs with their parameters, and each input's
+A key is the SHA-256 of the model name, the digest of the version that answers (every file
+of its version folder, model.yaml's ``parameters`` and the settings that reach its outputs:
+see :func:`version_digest`; computed once at load, so new weights, data files or
+parameters under an old version name or label never meet old answers), the requested outputs with their parameters, and each input's
 name, datatype, shape and raw bytes. The service looks it up after the version is chosen
 and before the batcher. Identical requests in flight at once are computed once: later
 ones wait for the first (single flight) and count as hits.
@@ -18,7 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
+import os
 import struct
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -28,10 +31,12 @@ from typing import TYPE_CHECKING, Any, Final
 import numpy as np
 
 from inferd.core.messages import InferRequest
+from inferd.core.model_config import ModelConfig
+from inferd.core.repository import UNWATCHED
 from inferd.core.storage import MemoryStore, StorageUnavailable, Store
 from inferd.metrics import Metrics
 from inferd.tensors import from_binary, to_binary
-from inferd.types import Tensor
+from inferd.types import Tensor, TensorSpec
 
 if TYPE_CHECKING:
     from inferd.core.manager import LoadedVersion
@@ -47,11 +52,19 @@ KEY_PREFIX: Final = "inferd:cache:"
 Compute = Callable[[], Awaitable[list[Tensor]]]
 
 
-def artifact_digest(path: Path) -> str:
-    """SHA-256 of a version's artifact: a file's bytes, or a folder's files (relative
-    paths and contents, in sorted order)."""
+def folder_digest(path: Path) -> str:
+    """SHA-256 of everything a version may read: a file's bytes, or every file under a
+    folder (relative paths and contents, in sorted order; dot files and Python's bytecode
+    cache left out, as the repository poller leaves them out)."""
     digest = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    if path.is_dir():
+        files = []
+        for parent, dirs, names in os.walk(path):
+            dirs[:] = [d for d in dirs if not d.startswith(".") and d not in UNWATCHED]
+            files += [Path(parent, n) for n in names if not n.startswith(".")]
+        files.sort()
+    else:
+        files = [path]
     for file in files:
         if path.is_dir():
             name = file.relative_to(path).as_posix().encode()
@@ -59,7 +72,35 @@ def artifact_digest(path: Path) -> str:
         with file.open("rb") as handle:
             while chunk := handle.read(1 << 20):
                 digest.update(chunk)
+        digest.update(b"\0")
     return digest.hexdigest()
+
+
+def version_digest(
+    files: str,
+    runtime: str,
+    config: ModelConfig,
+    inputs: Sequence[TensorSpec],
+    outputs: Sequence[TensorSpec],
+) -> str:
+    """The digest of everything that can change a version's answers: its files'
+    :func:`folder_digest`, the runtime, model.yaml's ``parameters`` and the settings that
+    reach the outputs (signature, device, precision, non-finite policies, the inputs and
+    outputs served). Computed once, at load."""
+    material = {
+        "files": files,
+        "runtime": runtime,
+        "parameters": config.parameters,
+        "signature": config.signature,
+        "device": config.device,
+        "precision": config.precision,
+        "allow_nonfinite": config.allow_nonfinite,
+        "nonfinite_outputs": config.nonfinite_outputs,
+        "inputs": [(s.name, s.datatype, list(s.shape)) for s in inputs],
+        "outputs": [(s.name, s.datatype, list(s.shape)) for s in outputs],
+    }
+    text = json.dumps(material, sort_keys=True, default=repr, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _hash_tensor(digest: Any, name: str, datatype: str, array: np.ndarray[Any, Any]) -> None:

@@ -17,12 +17,13 @@ import dataclasses
 import enum
 import logging
 from collections.abc import Callable, Collection
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from inferd.core.batcher import Batcher
-from inferd.core.cache import ResponseCache, artifact_digest
+from inferd.core.cache import ResponseCache, folder_digest, version_digest
 from inferd.core.decoupled import GeneratorRunner
 from inferd.core.failures import CONFIG_CLASSES, WarmupFailed, classify, public_reason
 from inferd.core.latency import batcher_class
@@ -70,7 +71,8 @@ class LoadedVersion:
     stats: VersionStats
     #: Set for a streaming (decoupled) model: requests go here, not to the batcher.
     generator: GeneratorRunner | None = None
-    #: SHA-256 of the artifact, computed at load for models that cache ("" otherwise).
+    #: What can change its answers (inferd.core.cache.version_digest), computed at load for
+    #: models that cache ("" otherwise).
     digest: str = ""
     #: The optional steps its requests pass through (core/plan.py), set by the service
     #: when the version starts serving and when its model's shadow or rollout changes.
@@ -134,6 +136,12 @@ def _specs(
     if read is None:
         raise ConfigError(f"{where}: declare {kind} in model.yaml (the artifact does not say)")
     return tuple(dataclasses.replace(s, allow_nonfinite=allow) for s in read)
+
+
+def _version_files(entry: ModelEntry, version: VersionEntry) -> Path:
+    """What a version may read: its version folder, or the file of a one-file repository."""
+    folder = (entry.path / version.name).resolve()
+    return folder if version.artifact.is_relative_to(folder) else version.artifact
 
 
 def _check_traffic(entry: ModelEntry, wanted: tuple[VersionEntry, ...]) -> None:
@@ -370,7 +378,9 @@ class ModelManager:
             build = [
                 v for v in wanted if rebuild is None or v.name in rebuild or v.name not in previous
             ]
-            results = await asyncio.gather(*(self._load_version(entry, v, model) for v in build))
+            results = await asyncio.gather(
+                *(self._load_version(entry, v, model, v.name in previous) for v in build)
+            )
             served = {v.name: previous[v.name] for v in wanted if v not in build}
             served.update((v.version, v) for v in results if v is not None)
             failed = [v.name for v, result in zip(build, results, strict=True) if result is None]
@@ -409,8 +419,9 @@ class ModelManager:
             self._metrics.load_failed(name, kind)
 
     async def _load_version(
-        self, entry: ModelEntry, version: VersionEntry, model: _Model
+        self, entry: ModelEntry, version: VersionEntry, model: _Model, again: bool = False
     ) -> LoadedVersion | None:
+        """Build, warm up and start one version (``again``: it replaces one that serves)."""
         status = VersionStatus(entry.name, version.name, State.LOADING)
         model.status[version.name] = status
         where = f"model '{entry.name}' version '{version.name}'"
@@ -424,8 +435,9 @@ class ModelManager:
         loaded.batcher.start()
         status.state = State.READY
         log.info(
-            "%s ready (%s, max_batch_size=%d)",
+            "%s %s (%s, max_batch_size=%d)",
             where,
+            "reloaded: the new load serves, the old one drains" if again else "ready",
             version.runtime,
             loaded.settings.max_batch_size,
         )
@@ -446,6 +458,8 @@ class ModelManager:
         options = runtime_options(
             config, version.artifact, self._performance, model=entry.name, version=version.name
         )
+        # Read before the runtime loads: a file changed meanwhile reloads the version anyway.
+        files = folder_digest(_version_files(entry, version)) if config.cache.enabled else ""
         runtime = runtime_class(version.runtime)(options)
         runtime.load()
         read = runtime.signature()
@@ -514,7 +528,7 @@ class ModelManager:
             batcher,
             stats,
             generator,
-            artifact_digest(version.artifact) if settings.cache else "",
+            version_digest(files, version.runtime, config, inputs, outputs) if files else "",
         )
 
     async def _retire(
@@ -547,7 +561,12 @@ class ModelManager:
                 current is None or loaded.version not in current.served
             ):
                 self._metrics.forget(loaded.model, loaded.version)
-        log.info("model '%s' version '%s' unloaded", loaded.model, loaded.version)
+        if loaded.version in model.served:  # replaced by a reload, which said so
+            log.debug(
+                "model '%s' version '%s': the old load unloaded", *(loaded.model, loaded.version)
+            )
+        else:
+            log.info("model '%s' version '%s' unloaded", loaded.model, loaded.version)
 
     async def unload(self, name: str, grace_s: float | None = None) -> None:
         """Stop serving a model and unload its versions (see :meth:`_retire` for ``grace_s``).

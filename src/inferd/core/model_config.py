@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from inferd import yamltext
 from inferd.core.pipeline_spec import EnsembleScheduling, PipelineConfig, from_ensemble, graph
 from inferd.errors import ConfigError
 from inferd.settings_sources import unknown_key
@@ -320,15 +321,13 @@ def read_model_config(path: Path, shown: str | None = None) -> ModelConfig:
     if not path.exists():
         return ModelConfig()
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yamltext.load(path.read_text()) or {}
     except OSError as exc:
         raise ConfigError(f"{where}: cannot be read ({exc.strerror})") from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{where}: not UTF-8 text") from exc
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
-        raise ConfigError(f"{where}: not valid YAML{at}") from exc
+        raise ConfigError(f"{where}: {yamltext.problem(exc)}") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a mapping of keys")
     try:

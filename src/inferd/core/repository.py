@@ -1,7 +1,8 @@
 """The model repository on disk: safe names, version folders, artifacts, policies.
 
 Layout: ``<root>/<model>/<version>/model.{pt,onnx,savedmodel,py}`` (a SavedModel is a
-folder) plus optional ``<root>/<model>/model.yaml``. A single model file is a repository of one model.
+folder) plus optional ``<root>/<model>/model.yaml``. A single model file (or a
+``*.savedmodel`` SavedModel folder) is a repository of one model.
 Nothing outside the root is ever opened.
 """
 
@@ -34,6 +35,7 @@ SUFFIX_RUNTIME: Final[dict[str, str]] = {
     ".pt": "torchscript",
     ".ts": "torchscript",
     ".onnx": "onnx",
+    ".savedmodel": "tensorflow",  # a SavedModel folder
 }
 
 
@@ -121,9 +123,13 @@ class Repository:
         if not self.root.exists():
             raise ConfigError(f"model repository {root} does not exist")
         self._base = self.root.parent
+        #: One model file (or a SavedModel folder) served as a repository of one model.
+        self.single = self.root.is_file() or (
+            self.root.suffix == ".savedmodel" and (self.root / "saved_model.pb").is_file()
+        )
 
     def model_names(self) -> list[str]:
-        if self.root.is_file():
+        if self.single:
             return [self._single_file_name()]
         return sorted(p.name for p in self.root.iterdir() if p.is_dir() and SAFE_NAME.match(p.name))
 
@@ -158,7 +164,7 @@ class Repository:
 
     def _inside(self, path: Path) -> Path:
         resolved = path.resolve()
-        root = self.root.parent if self.root.is_file() else self.root
+        root = self.root.parent if self.single else self.root
         if not resolved.is_relative_to(root):
             raise InvalidArgument(
                 f"{self.shown(path)} resolves outside the model repository; refused"
@@ -168,7 +174,7 @@ class Repository:
     def read(self, name: str) -> ModelEntry:
         """The model's entry; NotFound when no such folder, ConfigError when it is broken."""
         check_name("model", name)
-        if self.root.is_file():
+        if self.single:
             return self._read_single_file(name)
         folder = self._inside(self.root / name)
         if not folder.is_dir():
@@ -206,11 +212,11 @@ class Repository:
     def fingerprint(self, name: str) -> Fingerprint:
         """The model's :class:`Fingerprint`; NotFound when its folder is gone."""
         check_name("model", name)
-        if self.root.is_file():
-            return Fingerprint(
-                self._digest(self.root.with_suffix(".yaml")),
-                {"1": ((self.root.name, _stamp(self.root)),)},
+        if self.single:
+            files = (
+                ((self.root.name, _stamp(self.root)),) if self.root.is_file() else _files(self.root)
             )
+            return Fingerprint(self._digest(self.root.with_suffix(".yaml")), {"1": files})
         folder = self.root / name
         try:
             children = sorted(folder.iterdir())
@@ -249,6 +255,14 @@ class Repository:
                 artifact = self._inside(folder / filename)
                 return VersionEntry(folder.name, artifact, config.runtime or runtime)
         files = sorted(p.name for p in resolved.iterdir() if not p.name.startswith("."))
+        renamable = [f for f in files if "model" + Path(f).suffix in ARTIFACTS]
+        if renamable:
+            found = renamable[0]
+            wanted = "model" + Path(found).suffix
+            raise ConfigError(
+                f"{self.shown(folder / found)}: a version's model file is named {wanted}; "
+                f"rename {found} to {wanted}"
+            )
         named = [f for f in files if Path(f).stem == "model"] or files
         if named:
             raise ConfigError(
@@ -266,7 +280,8 @@ class Repository:
         if runtime is None:
             raise ConfigError(
                 f"{self.root.name}: not a model file inferd knows; expected a file ending in "
-                f"one of {sorted(SUFFIX_RUNTIME)}"
+                f"one of {sorted(s for s in SUFFIX_RUNTIME if s != '.savedmodel')}, or a "
+                "SavedModel folder ending in .savedmodel"
             )
         config_file = self.root.with_suffix(".yaml")
         config = read_model_config(self._inside(config_file), self.shown(config_file))

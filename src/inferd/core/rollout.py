@@ -11,7 +11,10 @@ The rule (docs/versions.md, "Guarded rollout"):
 - A window is judged once both versions have answered ``min_requests`` counted requests in
   it (:data:`inferd.core.window.COUNTED_ERRORS`). A judged window crosses a guard when the
   canary's error rate exceeds the stable's by more than ``max_error_rate``, or the canary's
-  p99 latency is more than ``max_p99_ratio`` times the stable's. A crossed guard rolls back
+  p99 latency is more than ``max_p99_ratio`` times the stable's beyond doubt (the lower
+  bound of the canary's p99 above the ratio times the upper bound of the stable's), and a
+  fresh window (both versions' windows open anew) crosses it again: one short window can
+  be slow by chance. A crossed guard rolls back
   (split ``{stable: 100}``) at once: the window is judged at every check, not only at the
   step's end.
 - At the step's end (``step_interval_s`` after it began) a judged window that crossed no
@@ -45,6 +48,7 @@ log = logging.getLogger("inferd.rollout")
 CHECK_INTERVAL_S: Final = 1.0
 #: Checks per step at least (a short step is checked more often than every second).
 CHECKS_PER_STEP: Final = 4
+P99_GUARD: Final = "p99 guard"
 
 
 class Traffic(Protocol):
@@ -132,6 +136,8 @@ class Rollout:
         self._step_began = 0.0
         self._ended: float | None = None
         self._held = False
+        #: Why the window before crossed the p99 guard, to be confirmed by a fresh one.
+        self._suspect: str | None = None
         self._split: dict[str, int] | None = None
         self._windows: dict[str, Window] = {}
 
@@ -165,9 +171,22 @@ class Rollout:
         judged = min(canary.requests, stable.requests) >= self.plan.min_requests
         if judged:
             crossed = self._crossed(canary, stable)
+            if crossed is not None and crossed.startswith(P99_GUARD) and self._suspect is None:
+                # One short window can be slow by chance (a stall of the canary's model
+                # thread delays every request queued on it): judge again on a fresh one.
+                self._suspect = crossed
+                self._windows = {self.stable: Window(), self.canary: Window()}
+                log.info(
+                    "rollout of model '%s': %s; judged again on a fresh window",
+                    *(self.model, crossed),
+                )
+                return
             if crossed is not None:
+                if self._suspect is not None and crossed.startswith(P99_GUARD):
+                    crossed += ", in two windows in a row"
                 self._finish(State.ROLLED_BACK, Decision.ROLLBACK, crossed, {self.stable: 100})
                 return
+            self._suspect = None
         if self._clock() < self._step_began + self.plan.step_interval_s:
             return
         percent = self.plan.steps[self._step]
@@ -230,15 +249,20 @@ class Rollout:
                 f"error rate guard: canary {_rate(canary)} exceeds stable {_rate(stable)} by "
                 f"more than {plan.max_error_rate:.2%}"
             )
-        canary_p99, stable_p99 = canary.p99(), stable.p99()
+        # Two p99s of a few hundred answers each differ by chance (on a busy machine, a
+        # few preempted requests decide them): the canary is judged slower only when it is
+        # slower beyond doubt, its p99's lower bound above the ratio times the stable's
+        # upper bound (inferd.core.window.Window.p99_bounds).
+        canary_p99, stable_p99 = canary.p99_bounds(), stable.p99_bounds()
         if (
             canary_p99 is not None
             and stable_p99 is not None
-            and canary_p99 > plan.max_p99_ratio * stable_p99
+            and canary_p99[0] > plan.max_p99_ratio * stable_p99[1]
         ):
             return (
-                f"p99 guard: canary {_ms(canary_p99)} is more than {plan.max_p99_ratio:g} "
-                f"times stable {_ms(stable_p99)}"
+                f"{P99_GUARD}: canary {_ms(canary.p99())} (at least {_ms(canary_p99[0])}) is "
+                f"more than {plan.max_p99_ratio:g} times stable {_ms(stable.p99())} (at most "
+                f"{_ms(stable_p99[1])})"
             )
         return None
 
@@ -248,6 +272,7 @@ class Rollout:
         self._step = step
         self._step_began = self._clock()
         self._held = False
+        self._suspect = None
         self._windows = {self.stable: Window(), self.canary: Window()}
         self._decide(decision, reason)
 

@@ -26,7 +26,7 @@ from collections.abc import Mapping
 
 from inferd.core.manager import LoadedVersion, ModelManager
 from inferd.core.model_config import TRAFFIC_TOTAL, ModelConfig
-from inferd.errors import InvalidArgument
+from inferd.errors import InvalidArgument, Unavailable
 from inferd.settings import RoutingSettings
 
 _SCALE = float(1 << 64)
@@ -166,6 +166,22 @@ class Router:
         self._manager.versions(model)  # NotFound for a model that is not known
         split = self._splits.get(model)
         return None if split is None else dict(split.weights)
+
+    def primary_share(self, model: str, version: str) -> int:
+        """The percentage of the model's requests that name no version which ``version``
+        answers now: its share of the split among the served members, else 100 for the
+        latest and 0 for the others (0 too while the model serves nothing)."""
+        try:
+            served = self._manager.served(model)
+        except Unavailable:
+            return 0
+        split = self._splits.get(model)
+        if split is None:
+            return TRAFFIC_TOTAL if version == self._manager.resolve(model).version else 0
+        left = {v: split.weights[v] for v in split.members if v in served}
+        if version not in left:
+            return 0
+        return round(TRAFFIC_TOTAL * left[version] / sum(left.values()))
 
     def set_traffic(self, model: str, weights: Mapping[str, int] | None) -> None:
         """Replace the model's split (None: the latest answers). Every version it names must

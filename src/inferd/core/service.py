@@ -10,7 +10,7 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
@@ -575,14 +575,16 @@ class InferenceService:
         self._one_process("a rollout")
         return self.rollouts.start(name, plan).view()
 
-    def _one_process(self, what: str) -> None:
-        """Refuse a run-time routing change that one worker of several would keep to itself
-        (each worker has its own router: ``model.yaml`` is the way to set all of them)."""
+    def _one_process(
+        self, what: str, instead: str = "set it in model.yaml instead", held: str = "routing"
+    ) -> None:
+        """Refuse a run-time change that one worker of several would keep to itself (each
+        worker has its own router and models: the repository is the way to change all)."""
         workers = self.settings.server.workers
         if workers > 1:
             raise InvalidArgument(
                 f"this server runs {workers} worker processes (server.workers), each with its "
-                f"own routing; {what} needs one process (set it in model.yaml instead)"
+                f"own {held}; {what} needs one process ({instead})"
             )
 
     def abort_rollout(self, name: str) -> dict[str, Any]:
@@ -590,12 +592,17 @@ class InferenceService:
         return self.rollouts.abort(name).view()
 
     async def load_model(self, name: str) -> None:
+        """Load or reload a model. One process only: a worker of several would load it
+        alone (the repository poller reloads every worker)."""
+        self._one_process("a load at run time", _BY_POLLER, held="models")
         failures = await self.manager.load(name)
         _settle_heap()
         if failures:
             raise ModelLoadError(f"model '{name}' failed to load: {'; '.join(failures)}")
 
     async def unload_model(self, name: str) -> None:
+        """Unload a model; one process only, as :meth:`load_model`."""
+        self._one_process("an unload at run time", _BY_POLLER, held="models")
         await self.manager.unload(name)
 
     # -- shadow traffic (core/shadow.py) ---------------------------------------------------
@@ -605,7 +612,14 @@ class InferenceService:
         counts and recent disagreeing examples (users' data: admin callers only)."""
         self.manager.versions(name)  # NotFound for a model the repository does not have
         shadow = self.shadows.get(name)
-        return {"model": name, "shadow": None if shadow is None else shadow.state()}
+        if shadow is None:
+            return {"model": name, "shadow": None}
+        share = self.router.primary_share(name, shadow.version)
+        warning = _shadow_warning(name, shadow.version, share) if share else None
+        return {
+            "model": name,
+            "shadow": {**shadow.state(), "primary_share": share, "warning": warning},
+        }
 
     def set_shadow(self, name: str, doc: object) -> dict[str, Any]:
         """``PUT /v2/models/{m}/shadow``: start, change (``{"version", "fraction", ...}``)
@@ -619,13 +633,24 @@ class InferenceService:
             )
         self.shadows.set(name, config, "api")
         self._replan(name)
+        self._warn_shadow(name)
         return self.shadow_state(name)
+
+    def _warn_shadow(self, name: str) -> None:
+        """Warn when the model's shadow version also answers requests that name no version:
+        its own answers are not mirrored (see inferd.core.shadow)."""
+        shadow = self.shadows.get(name)
+        if shadow is not None:
+            share = self.router.primary_share(name, shadow.version)
+            if share:
+                log.warning("%s", _shadow_warning(name, shadow.version, share))
 
     def _serve_shadow(self, name: str, config: ModelConfig | None) -> None:
         """A (re)loaded model gets the shadow its model.yaml declares (or none), and its
         serving versions their plans; an unloaded one (``config`` None) no shadow."""
         self.shadows.set(name, None if config is None else config.shadow, "model.yaml")
         self._replan(name)
+        self._warn_shadow(name)
 
     def _replan(self, name: str) -> None:
         """Give each serving version of a model the plan of what is on for it now (after a
@@ -670,6 +695,20 @@ class InferenceService:
         self.router.set_traffic(name, weights)
         log.info("model '%s': traffic set to %s", name, weights)
         return self.traffic(name)
+
+
+#: How a model changes in every worker at once.
+_BY_POLLER: Final = (
+    "change the repository and let models.poll_interval_s reload every worker, or restart"
+)
+
+
+def _shadow_warning(model: str, version: str, share: int) -> str:
+    return (
+        f"model '{model}': shadow version '{version}' also takes {share} % of the primary "
+        "traffic; those answers are not mirrored (only the other versions' are): shadow a "
+        "version that takes no traffic, or move it out of the split"
+    )
 
 
 def _settle_heap() -> None:

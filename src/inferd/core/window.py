@@ -21,6 +21,8 @@ from typing import Final
 #: nothing about the version and are not counted at all.
 COUNTED_ERRORS: Final = frozenset({"internal", "deadline_exceeded", "unavailable"})
 
+#: The z-score of the p99 guard's confidence bounds (two-sided 95 %).
+P99_Z: Final = 1.96
 FASTEST_S: Final = 1e-6
 SLOWEST_S: Final = 1e3
 GROWTH: Final = 1.02
@@ -55,13 +57,22 @@ class Window:
         """Errors per counted request; 0 without requests."""
         return self.errors / self.requests if self.requests else 0.0
 
+    @property
+    def successes(self) -> int:
+        return self.requests - self.errors
+
     def quantile(self, q: float) -> float | None:
         """The latency (seconds) ``q`` of the successes stay at or below, as the upper bound
         of its bucket; None without successes."""
-        successes = self.requests - self.errors
+        return self.ranked(math.ceil(q * self.successes))
+
+    def ranked(self, rank: int) -> float | None:
+        """The ``rank``-th fastest success's latency (1: the fastest; clamped to the
+        successes there are), as the upper bound of its bucket; None without successes."""
+        successes = self.successes
         if successes <= 0:
             return None
-        rank = math.ceil(q * successes)
+        rank = min(max(rank, 1), successes)
         seen = 0
         for index, count in enumerate(self.latencies):
             seen += count
@@ -71,6 +82,23 @@ class Window:
 
     def p99(self) -> float | None:
         return self.quantile(0.99)
+
+    def p99_bounds(self) -> tuple[float, float] | None:
+        """A 95 % confidence interval of the true p99 from these successes alone, whatever
+        the distribution: the latencies at ranks ``n·0.99 ∓ 1.96·sqrt(n·0.99·0.01)``
+        (the normal approximation of the binomial count of successes below the p99). The
+        upper end is the slowest success when the window is too small to bound it (under
+        about 300 successes); None without successes."""
+        n = self.successes
+        if n <= 0:
+            return None
+        centre, spread = 0.99 * n, P99_Z * math.sqrt(n * 0.99 * 0.01)
+        low, high = (
+            self.ranked(math.floor(centre - spread)),
+            self.ranked(math.ceil(centre + spread)),
+        )
+        assert low is not None and high is not None
+        return low, high
 
     def figures(self) -> dict[str, float | int | None]:
         """The window as ``GET .../rollout`` shows it."""

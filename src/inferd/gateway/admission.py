@@ -107,6 +107,11 @@ class Gateway:
         self._limiter = limiter
         self._has_admin = self.keys.has_scope(Scope.ADMIN)
 
+    @property
+    def limits_per_model(self) -> bool:
+        """Whether the rate limit counts each model apart (admission must name the model)."""
+        return self._limiter is not None and self._limiter.per_model
+
     def principal(
         self, key: str | None, address: str | None, forwarded_for: str | None = None
     ) -> Principal:

@@ -7,7 +7,8 @@ handler parses them: a malformed message ends the call INVALID_ARGUMENT, with a 
 message that names the expected message type. In a request stream the message that
 does not parse arrives as :class:`Malformed`, in its place.
 
-A call's one request, once parsed, leaves the model and version it names in :data:`named`
+A unary call's request may arrive parsed already: admission parses it first when rate
+limits are per model (it needs the model). A call's one request, once parsed, leaves the model and version it names in :data:`named`
 (read from :data:`MODEL_FIELDS`), for the call's access log line; a call that streams its
 requests may name a different model in each, and names none there.
 """
@@ -61,7 +62,10 @@ def _reason(message_class: Any) -> str:
     return f"malformed request: not a valid {message_class.DESCRIPTOR.full_name} message"
 
 
-async def _parse(message_class: Any, raw: bytes, context: Any) -> Any:
+async def _parse(message_class: Any, raw: bytes | Message, context: Any) -> Any:
+    if isinstance(raw, Message):  # parsed by admission already (see inferd.grpc.interceptor)
+        named.set(model_of(raw))
+        return raw
     try:
         request = message_class.FromString(raw)
     except Exception:  # any failure to parse the client's bytes is the client's mistake

@@ -3,7 +3,8 @@
 For each call it takes the request id (``x-request-id`` metadata, or a new one) and
 sends it back as initial metadata, reads the caller's key (``authorization: Bearer <key>``
 or ``x-api-key`` metadata), asks the gateway to admit the method's operation
-(:data:`inferd.gateway.operations.GRPC_METHODS`), and writes the access log line (with
+(:data:`inferd.gateway.operations.GRPC_METHODS`) on the model a unary call's request names
+when rate limits are per model, and writes the access log line (with
 the model and version of the call's request: :data:`inferd.grpc.handlers.named`). A refusal
 ends the call with the status of the core error (UNAUTHENTICATED, PERMISSION_DENIED,
 RESOURCE_EXHAUSTED with ``retry-after``) before the method runs.
@@ -18,14 +19,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
+from google.protobuf.message_factory import GetMessageClass
 
 from inferd.errors import InferdError
 from inferd.gateway import requestid, routingkey
-from inferd.gateway.accesslog import AccessLog, Entry
+from inferd.gateway.accesslog import AccessLog, Entry, Off
 from inferd.gateway.admission import Gateway, bearer
 from inferd.gateway.operations import grpc_operation
 from inferd.grpc.errors import GRPC_STATUS, abort
-from inferd.grpc.handlers import named
+from inferd.grpc.handlers import model_of, named
+from inferd.grpc.protos import POOL
 
 
 def client_host(peer: str) -> str | None:
@@ -51,7 +54,14 @@ class Admission(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     ) -> None:
         self._gateway = gateway
         self._log = log
+        #: Off: no line is built at all.
+        self._logging = not isinstance(log, Off)
         self._routing_key = routing_key.lower()
+        # With per-model rate limits a unary call's request is parsed before admission,
+        # which needs its model; otherwise the method's handler parses it (and nothing here
+        # looks at it).
+        self._wrappers = _PER_MODEL_WRAPPERS if gateway.limits_per_model else _WRAPPERS
+        self._request_classes: dict[str, Any] = {}
 
     async def intercept_service(
         self,
@@ -72,7 +82,7 @@ class Admission(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             elif name == self._routing_key and isinstance(value, str):
                 routing = value
         method: str = details.method
-        wrap = _WRAPPERS[(handler.request_streaming, handler.response_streaming)]
+        wrap = self._wrappers[(handler.request_streaming, handler.response_streaming)]
         make = _FACTORIES[(handler.request_streaming, handler.response_streaming)]
         behaviour = (
             handler.unary_unary
@@ -87,8 +97,23 @@ class Admission(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             response_serializer=handler.response_serializer,
         )
 
-    async def enter(self, call: Call, context: Any) -> _Call:
-        """Set the request id and routing key, answer the id, admit the call (or abort it)."""
+    def parsed(self, method: str, raw: bytes) -> tuple[Any, str | None]:
+        """A unary call's request message and the model it names; the raw bytes and None
+        when they do not parse (the method's handler refuses them)."""
+        if method not in self._request_classes:
+            self._request_classes[method] = _request_class(method)
+        message_class = self._request_classes[method]
+        if message_class is None:
+            return raw, None
+        try:
+            request = message_class.FromString(raw)
+        except Exception:  # the handler answers INVALID_ARGUMENT with its message
+            return raw, None
+        return request, model_of(request)[0]
+
+    async def enter(self, call: Call, context: Any, model: str | None = None) -> _Call:
+        """Set the request id and routing key, answer the id, admit the call on ``model``
+        (or abort it)."""
         method, key, given_id, routing = call
         state = _Call(method, key, requestid.accept(given_id), time.perf_counter())
         requestid.current.set(state.request_id)
@@ -99,13 +124,15 @@ class Admission(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         state.principal = principal.name
         routingkey.current.set(routingkey.choose(routing, principal.name))
         try:
-            await self._gateway.admit(principal, grpc_operation(method))
+            await self._gateway.admit(principal, grpc_operation(method), model)
         except InferdError as exc:
             self.leave(state, context, exc)
             await abort(context, exc)
         return state
 
     def leave(self, state: _Call, context: Any, failure: BaseException | None) -> None:
+        if not self._logging:
+            return
         code = context.code()
         if code is None:
             code = grpc.StatusCode.UNKNOWN if failure is not None else grpc.StatusCode.OK
@@ -162,12 +189,63 @@ def _streaming(admission: Admission, behaviour: Any, call: Call) -> Any:
     return run
 
 
+def _unary_per_model(admission: Admission, behaviour: Any, call: Call) -> Any:
+    async def run(raw: bytes, context: Any) -> Any:
+        request, model = admission.parsed(call[0], raw)
+        state = await admission.enter(call, context, model)
+        failure: BaseException | None = None
+        try:
+            return await behaviour(request, context)
+        except BaseException as exc:
+            failure = exc
+            raise
+        finally:
+            admission.leave(state, context, failure)
+
+    return run
+
+
+def _streaming_per_model(admission: Admission, behaviour: Any, call: Call) -> Any:
+    async def run(raw: bytes, context: Any) -> AsyncIterator[Any]:
+        request, model = admission.parsed(call[0], raw)
+        state = await admission.enter(call, context, model)
+        failure: BaseException | None = None
+        try:
+            async for response in behaviour(request, context):
+                yield response
+        except BaseException as exc:
+            failure = exc
+            raise
+        finally:
+            admission.leave(state, context, failure)
+
+    return run
+
+
+def _request_class(method: str) -> Any:
+    """The request message class of a method path (``/package.Service/Method``); None for
+    a method whose service is not among inferd's protos (:data:`inferd.grpc.protos.POOL`)."""
+    service, _, name = method.strip("/").partition("/")
+    try:
+        found = POOL.FindServiceByName(service).FindMethodByName(name)
+    except KeyError:
+        return None
+    return GetMessageClass(found.input_type)
+
+
 #: (request streams, response streams) -> how the method's behaviour is wrapped.
 _WRAPPERS: dict[tuple[bool, bool], Callable[[Admission, Any, Call], Any]] = {
     (False, False): _unary,
     (True, False): _unary,
     (False, True): _streaming,
     (True, True): _streaming,
+}
+#: The same, when admission needs the model a unary call's request names: a stream of
+#: requests may name a different model in each, and is admitted on none.
+_PER_MODEL_WRAPPERS: dict[tuple[bool, bool], Callable[[Admission, Any, Call], Any]] = {
+    **_WRAPPERS,
+    (False, False): _unary_per_model,
+    (False, True): _streaming_per_model,
 }
 _FACTORIES: dict[tuple[bool, bool], Callable[..., Any]] = {
     (False, False): grpc.unary_unary_rpc_method_handler,

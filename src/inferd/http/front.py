@@ -110,6 +110,8 @@ class Front:
         self._routes = routes
         self._json = json
         self._log: AccessLog = access_log(settings.access_log)
+        #: Off: no line is built at all (the entry, its timing).
+        self._logging = settings.access_log != "off"
         self._origins = frozenset(settings.cors_origins)
         self._routing_header = service.settings.routing.key_header.lower().encode()
         inner: ASGIApp = self._admit
@@ -146,18 +148,22 @@ class Front:
         finally:
             requestid.current.reset(token)
             routingkey.current.reset(routing)
-            self._log.write(
-                Entry(
-                    scope["method"] if kind == "http" else "WS",
-                    scope["path"],
-                    info.status or 500,
-                    (time.perf_counter() - started) * 1000,
-                    info.request_id,
-                    info.model,
-                    info.version,
-                    info.principal.name,
-                )
+            if self._logging:
+                self._write_log(scope, kind, info, started)
+
+    def _write_log(self, scope: Scope, kind: str, info: RequestInfo, started: float) -> None:
+        self._log.write(
+            Entry(
+                scope["method"] if kind == "http" else "WS",
+                scope["path"],
+                info.status or 500,
+                (time.perf_counter() - started) * 1000,
+                info.request_id,
+                info.model,
+                info.version,
+                info.principal.name,
             )
+        )
 
     def _read(self, scope: Scope) -> RequestInfo:
         """One pass over the headers for what the front needs."""

@@ -167,6 +167,12 @@ SHADOW: Final = _object(
             "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
             "disagreements": {"type": "object", "additionalProperties": {"type": "integer"}},
             "last_error": {"type": ["string", "null"]},
+            "primary_share": {
+                "type": "integer",
+                "description": "% of the requests naming no version that the shadow version "
+                "answers itself (they are not mirrored)",
+            },
+            "warning": {"type": ["string", "null"]},
             "recent": {
                 "type": "array",
                 "items": _object(

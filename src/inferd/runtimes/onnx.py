@@ -7,6 +7,7 @@ from typing import Any, Final
 import numpy as np
 import onnxruntime as ort
 
+from inferd.errors import ConfigError
 from inferd.runtimes.base import Arrays, Runtime, Signature
 from inferd.types import DATATYPE_TO_NUMPY, TensorSpec
 
@@ -45,6 +46,14 @@ class OnnxRuntime(Runtime):
     _session: Any = None
 
     def load(self) -> None:
+        if self.options.precision != "fp32":
+            # ONNX Runtime runs the graph in the types it was exported in; converting it
+            # (onnxconverter-common's float16) is the exporter's step, not the server's.
+            raise ConfigError(
+                f"{self.artifact}: precision {self.options.precision!r} is not supported by the "
+                "onnx runtime, which runs the graph in the types it holds; export the model in "
+                "the precision to serve and leave precision at fp32"
+            )
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.intra_op_threads
         options.inter_op_num_threads = self.inter_op_threads
