@@ -11,7 +11,7 @@ GRPC_PORT ?= 8081
 # HAProxy (tests/cluster).
 SYSTEM_PACKAGES := nginx openssl redis-server haproxy
 
-.PHONY: install dev serve test lint typecheck unit bench bench-full bench-text bench-scaleout bench-shadow clean proto system-deps
+.PHONY: install dev serve test lint typecheck unit bench bench-full bench-text bench-scaleout bench-shadow bench-latency clean proto system-deps
 
 # What `make serve` installs besides inferd itself: `onnx` (ONNX Runtime, and onnx to build
 # the example models) is all the default example needs. `make serve EXTRAS=all` adds torch
@@ -89,6 +89,9 @@ bench-scaleout: dev system-deps
 bench-shadow: dev
 	bash benchmarks/install-tools.sh
 	$(PY) benchmarks/shadow.py
+
+bench-latency: dev
+	$(PY) benchmarks/latency.py
 
 PROTO_DIR := src/inferd/grpc/protos
 # The protoc of this grpcio-tools stamps the generated modules with protobuf gencode 6.31.1,

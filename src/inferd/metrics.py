@@ -17,6 +17,8 @@ from typing import Any, Final
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from inferd.serving_metrics import ServingMetrics
+
 LATENCY_BUCKETS: Final = (
     0.0005,
     0.001,
@@ -219,6 +221,9 @@ class Metrics:
             registry=self.registry,
         )
 
+        #: Pipelines' steps and latency targets.
+        self.serving = ServingMetrics(self.registry)
+
     def observer(self, model: str, version: str) -> VersionObserver:
         return VersionObserver(self, model, version)
 
@@ -284,6 +289,7 @@ class Metrics:
         ):
             with contextlib.suppress(KeyError):
                 metric.remove(model, version)
+        self.serving.forget(model, version)
 
     def started(self) -> None:
         """One more inference request in flight."""

@@ -290,3 +290,21 @@ async def test_stopping_lets_the_load_under_way_finish_and_starts_no_other(
     await stopping
     assert await answer(service, "a") == "1: 1"
     assert not service.manager.knows("b")
+
+
+async def test_a_new_pipeline_loads_after_the_new_models_it_uses(
+    tmp_path: Path, start_polled: StartPolled
+) -> None:
+    add_model(tmp_path, "m", ["1"])
+    service, poller = await start_polled(tmp_path)
+    # "a-pipeline" sorts before "z-step", which it uses: it loads after it all the same.
+    add_model(tmp_path, "z-step", ["1"])
+    (tmp_path / "a-pipeline").mkdir()
+    (tmp_path / "a-pipeline" / "model.yaml").write_text(
+        "pipeline:\n"
+        "  steps: [{model: z-step, inputs: {x: x}}, {model: m, inputs: {x: z-step.x}}]\n"
+        "  outputs: {x: m.x}\n"
+    )
+    assert await poller.scan() == ["load z-step", "load a-pipeline"]
+    assert states(service, "a-pipeline") == {"1": "READY"}
+    assert await answer(service, "a-pipeline") == "1: 2"  # 0 + 1 (z-step) + 1 (m)

@@ -27,5 +27,9 @@ def test_example_text_writes_the_model_folder(text_repo: Path) -> None:
         "tokenizer.json",
     ]
     assert "runtime: python" in (text_repo / "minilm" / "model.yaml").read_text()
+    # minilm as a pipeline of three served models, beside it.
+    assert sorted(p.name for p in (text_repo / "minilm-encoder" / "1").iterdir()) == ["model.onnx"]
+    assert "pipeline:" in (text_repo / "minilm-pipeline" / "model.yaml").read_text()
+    assert not any(p.is_dir() for p in (text_repo / "minilm-pipeline").iterdir())
     # The rest of the example repository is written too.
     assert {"tiny", "wide", "minilm"} <= {p.name for p in text_repo.iterdir()}

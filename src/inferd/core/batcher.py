@@ -152,7 +152,7 @@ class Batcher:
         self._stats = stats
         self._observer: BatchObserver = observer or _Unobserved()
         self._batching = max_batch_size > 0
-        self._max_rows = max(max_batch_size, 1)
+        self._max_rows = self._most_rows = max(max_batch_size, 1)
         self._delay = max_queue_delay_s
         self._preferred = frozenset(preferred_batch_sizes)
         self._max_queue = max_queue_size
@@ -198,6 +198,21 @@ class Batcher:
             and self._calls >= INLINE_MIN_SAMPLES
             and self._call_cost < self._inline_limit
         )
+
+    @property
+    def queued(self) -> int:
+        """Requests waiting for a batch."""
+        return self._waiting
+
+    @property
+    def running(self) -> int:
+        """Batches running now (one per busy instance)."""
+        return self._instances - self._free
+
+    def limit_rows(self, rows: int) -> None:
+        """From now on wait for and take at most ``rows`` rows per batch (within
+        ``max_batch_size``): a latency target's batch size (inferd.core.latency)."""
+        self._max_rows = max(1, min(rows, self._most_rows))
 
     @property
     def fault(self) -> str | None:
@@ -374,7 +389,9 @@ class Batcher:
                 continue
             if key is None:
                 key = pending.key
-            if pending.key == key and rows + pending.rows <= self._max_rows:
+            # A batch takes its first request whatever its rows (a latency target's limit
+            # may be below one request's rows).
+            if pending.key == key and (not batch or rows + pending.rows <= self._max_rows):
                 batch.append(pending)
                 rows += pending.rows
             else:

@@ -27,8 +27,11 @@ from inferd.core.batcher import INLINE_MIN_SAMPLES, Batcher
 from inferd.core.cache import ResponseCache, folder_digest, version_digest
 from inferd.core.decoupled import GeneratorRunner
 from inferd.core.failures import CONFIG_CLASSES, WarmupFailed, classify, public_reason
+from inferd.core.latency import batcher_class
 from inferd.core.model_config import ModelConfig, check_declared_names
 from inferd.core.outputs import checked_run, output_problems
+from inferd.core.pipeline import PipelineRunner
+from inferd.core.pipeline_load import load_pipeline, load_waves
 from inferd.core.plan import BARE, ServingPlan
 from inferd.core.repository import ModelEntry, Repository, VersionEntry, check_name, natural_key
 from inferd.core.stats import VersionStats
@@ -64,7 +67,8 @@ class LoadedVersion:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     runtime: Runtime
-    batcher: Batcher
+    #: A pipeline's runs its steps (inferd.core.pipeline).
+    batcher: Batcher | PipelineRunner
     stats: VersionStats
     #: Set for a streaming (decoupled) model: requests go here, not to the batcher.
     generator: GeneratorRunner | None = None
@@ -354,7 +358,8 @@ class ModelManager:
         if self._repository is None:
             return
         names = self._repository.model_names()
-        await asyncio.gather(*(self.load(name) for name in names))
+        for wave in load_waves(self._repository, names):  # a pipeline after its steps
+            await asyncio.gather(*(self.load(name) for name in wave))
 
     async def load(
         self, name: str, rebuild: Collection[str] | None = None, *, required: bool = True
@@ -464,6 +469,16 @@ class ModelManager:
 
     def _build(self, entry: ModelEntry, version: VersionEntry, where: str) -> LoadedVersion:
         config = entry.config
+        if config.pipeline is not None:
+            return load_pipeline(
+                self,
+                entry,
+                version,
+                where,
+                performance=self._performance,
+                limits=self._limits,
+                metrics=self._metrics,
+            )
         options = runtime_options(
             config, version.artifact, self._performance, model=entry.name, version=version.name
         )
@@ -507,7 +522,7 @@ class ModelManager:
             else None
         )
         stats = VersionStats(entry.name, version.name)
-        batcher = Batcher(
+        batcher = batcher_class(settings, self._metrics, entry.name, version.name)(
             checked_run(entry.name, version.name, outputs, runtime.infer),
             stats=stats,
             max_batch_size=settings.max_batch_size,

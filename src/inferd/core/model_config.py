@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from inferd import yamltext
+from inferd.core.pipeline_spec import EnsembleScheduling, PipelineConfig, from_ensemble, graph
 from inferd.errors import ConfigError
 from inferd.settings_sources import unknown_key
 from inferd.types import DATATYPE_TO_NUMPY, TensorSpec
@@ -68,6 +69,8 @@ class BatchingConfig(_Strict):
     max_queue_delay_ms: float | None = Field(None, ge=0, le=10_000)
     preferred_batch_sizes: list[int] = Field(default_factory=list)
     max_queue_size: int | None = Field(None, ge=1)
+    #: Off (None) by default; see inferd.core.latency and docs/performance.md.
+    latency_target_ms: float | None = Field(None, gt=0, le=600_000)
 
     @field_validator("preferred_batch_sizes")
     @classmethod
@@ -177,6 +180,23 @@ class ShadowConfig(_Strict):
         return value
 
 
+#: What only a model that runs an artifact acts on: refused in a pipeline's model.yaml.
+NOT_FOR_PIPELINES: Final = frozenset(
+    {
+        "signature",
+        "batching",
+        "instances",
+        "device",
+        "precision",
+        "intra_op_threads",
+        "inter_op_threads",
+        "max_batch_time_s",
+        "warmup",
+        "parameters",
+    }
+)
+
+
 class ModelConfig(_Strict):
     runtime: Literal["torchscript", "onnx", "tensorflow", "python"] | None = None
     #: The SavedModel signature served (tensorflow only); default ``serving_default``.
@@ -205,6 +225,42 @@ class ModelConfig(_Strict):
     cache: CacheConfig = Field(default_factory=CacheConfig)
     shadow: ShadowConfig | None = None
     parameters: dict[str, Any] = Field(default_factory=dict)
+    #: A model composed of steps (docs/pipelines.md), instead of an artifact.
+    pipeline: PipelineConfig | None = None
+    #: Triton's form of the same; read into ``pipeline``.
+    ensemble_scheduling: EnsembleScheduling | None = None
+
+    @model_validator(mode="after")
+    def _pipeline(self) -> ModelConfig:
+        if self.ensemble_scheduling is not None:
+            if self.pipeline is not None:
+                raise ValueError("give pipeline or ensemble_scheduling, not both")
+            if self.inputs is None or self.outputs is None:
+                raise ValueError("ensemble_scheduling needs the inputs and outputs declared")
+            try:
+                self.pipeline = from_ensemble(
+                    self.ensemble_scheduling,
+                    [t.name for t in self.inputs],
+                    [t.name for t in self.outputs],
+                )
+            except ConfigError as exc:
+                raise ValueError(exc.message) from None
+            self.ensemble_scheduling = None
+        if self.pipeline is not None:
+            if self.runtime is not None:
+                raise ValueError("a pipeline has no runtime of its own (its steps have theirs)")
+            unused = sorted(self.model_fields_set & NOT_FOR_PIPELINES)
+            if unused:
+                raise ValueError(
+                    f"a pipeline does not take {unused[0]!r}: it runs no model of its own (set "
+                    "it in the model.yaml of its steps' models)"
+                )
+            declared = None if self.inputs is None else [t.name for t in self.inputs]
+            try:
+                graph(self.pipeline, declared)
+            except ConfigError as exc:
+                raise ValueError(exc.message) from None
+        return self
 
     @field_validator("device")
     @classmethod
@@ -298,5 +354,7 @@ def _details(model: type[BaseModel], exc: ValidationError) -> str:
         unknown_key(model, e["loc"])
         if e["type"] == "extra_forbidden"
         else f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+        if e["loc"]
+        else e["msg"].removeprefix("Value error, ")  # a check of the whole file
         for e in exc.errors()
     )

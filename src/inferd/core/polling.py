@@ -23,6 +23,7 @@ import contextlib
 import logging
 
 from inferd.core.manager import ModelManager
+from inferd.core.pipeline_load import load_waves
 from inferd.core.repository import Fingerprint, Repository
 from inferd.errors import InferdError, NotFound
 
@@ -84,9 +85,9 @@ class RepositoryPoller:
         if repository is None:
             return []
         now = await asyncio.to_thread(self._fingerprints, repository)
-        return [] if now is None else await self._apply(now)
+        return [] if now is None else await self._apply(repository, now)
 
-    async def _apply(self, now: dict[str, Fingerprint]) -> list[str]:
+    async def _apply(self, repository: Repository, now: dict[str, Fingerprint]) -> list[str]:
         done: list[str] = []
         for name in sorted(self._seen.keys() - now.keys()):
             if self._stopping:
@@ -96,12 +97,12 @@ class RepositoryPoller:
                 log.info("model '%s': its folder is gone; unloading", name)
                 await self._manager.unload(name)
                 done.append(f"unload {name}")
-        for name, fingerprint in sorted(now.items()):
-            before = self._seen.get(name)
+        changed = [name for name in sorted(now) if self._seen.get(name) != now[name]]
+        # A pipeline after the models its steps name (inferd.core.pipeline_load).
+        for name in [n for wave in load_waves(repository, changed) for n in wave]:
+            fingerprint, before = now[name], self._seen.get(name)
             if self._stopping:
                 return done
-            if before == fingerprint:
-                continue
             self._seen[name] = fingerprint
             if before is None:
                 rebuild, action, why = None, f"load {name}", "a new model folder"

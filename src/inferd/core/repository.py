@@ -17,6 +17,7 @@ from typing import Final
 
 from inferd.core.model_config import SAFE_NAME as SAFE_NAME
 from inferd.core.model_config import ModelConfig, read_model_config
+from inferd.core.pipeline_spec import pipeline_versions
 from inferd.errors import ConfigError, InvalidArgument, NotFound, clip
 
 #: Artifact file name -> runtime.
@@ -180,6 +181,13 @@ class Repository:
             raise NotFound(f"model '{name}' is not in the repository")
         config_file = self.root / name / "model.yaml"
         config = read_model_config(self._inside(config_file), self.shown(config_file))
+        if config.pipeline is not None:  # its "artifact" is model.yaml (docs/pipelines.md)
+            names = pipeline_versions(folder, self.shown(self.root / name))
+            entries = (
+                VersionEntry(v, folder / "model.yaml", "pipeline")
+                for v in sorted(names, key=natural_key)
+            )
+            return ModelEntry(name, folder, config, tuple(entries), self.shown(config_file))
         versions = [
             self._read_version(self.root / name / child.name, config)
             for child in folder.iterdir()

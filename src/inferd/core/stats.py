@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from typing import Any
 
 
@@ -49,6 +50,9 @@ class VersionStats:
     cache_hit: Duration = dataclasses.field(default_factory=Duration)
     cache_miss: Duration = dataclasses.field(default_factory=Duration)
     batches: dict[int, BatchStat] = dataclasses.field(default_factory=dict)
+    #: Extra sections of the statistics by key, read when the statistics are (a
+    #: pipeline's steps, a latency target's state).
+    sections: dict[str, Callable[[], Any]] = dataclasses.field(default_factory=dict)
 
     def record_batch(
         self, rows: int, requests: int, input_s: float, infer_s: float, output_s: float
@@ -91,4 +95,5 @@ class VersionStats:
                 }
                 for size, stat in sorted(self.batches.items())
             ],
+            **{key: section() for key, section in self.sections.items()},
         }

@@ -45,6 +45,8 @@ class VersionSettings:
     cache: bool
     #: A call measured under this runs inline when the version is idle (0: never).
     inline_max_compute_s: float = 0.0
+    #: ``batching.latency_target_ms`` in seconds; None: off (inferd.core.latency).
+    latency_target_s: float | None = None
 
     @property
     def batching(self) -> bool:
@@ -107,6 +109,12 @@ def version_settings(
     else:
         max_batch = config.max_batch_size
     delay_ms = config.batching.max_queue_delay_ms
+    target_ms = config.batching.latency_target_ms
+    if target_ms is not None and _given(delay_ms, performance.batch_timeout_ms) >= target_ms:
+        raise ConfigError(
+            f"{where}: batching.latency_target_ms ({target_ms:g}) must be above the queue "
+            f"delay ({_given(delay_ms, performance.batch_timeout_ms):g} ms)"
+        )
     return VersionSettings(
         max_batch_size=max_batch,
         max_queue_delay_s=_given(delay_ms, performance.batch_timeout_ms) / 1000,
@@ -123,6 +131,7 @@ def version_settings(
         nonfinite_outputs=config.nonfinite_outputs,
         cache=config.cache.enabled,
         inline_max_compute_s=performance.inline_max_compute_us / 1e6,
+        latency_target_s=None if target_ms is None else target_ms / 1000,
     )
 
 

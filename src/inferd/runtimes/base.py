@@ -36,6 +36,7 @@ PLATFORMS: Final[dict[str, str]] = {
     "onnx": "onnxruntime_onnx",
     "tensorflow": "tensorflow_savedmodel",
     "python": "python",
+    "pipeline": "ensemble",  # a model composed of steps (inferd.core.pipeline)
 }
 
 #: The package extra that installs each runtime's framework.

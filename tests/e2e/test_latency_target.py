@@ -1,0 +1,86 @@
+"""A latency target's early refusals over the transports: HTTP 503 with Retry-After, gRPC
+UNAVAILABLE with retry-after metadata; the limit and predicted wait in stats and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+
+from inferd.grpc.protos import grpc_service_pb2 as pb
+from inferd.grpc.protos import grpc_service_pb2_grpc as pb_grpc
+from inferd.grpc.server import start_grpc
+from tests.conftest import ServiceFactory, asgi_client
+from tests.core.test_latency import slow_repo
+
+#: 50 ms per one-row batch against a 60 ms target: one request at a time fits, a second
+#: one behind it (about 100 ms away) does not.
+TARGET_MS = 60
+BODY = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 2], "data": [1, 2]}]}
+
+
+async def test_http_refuses_early_with_503_and_retry_after(
+    tmp_path: Path, service_factory: ServiceFactory
+) -> None:
+    service = service_factory(slow_repo(tmp_path, TARGET_MS))
+    async with await asgi_client(service) as client:
+        first = await client.post("/v2/models/slow/infer", json=BODY)  # measured: c(1)
+        assert first.status_code == 200
+        answers = await asyncio.gather(
+            *(client.post("/v2/models/slow/infer", json=BODY) for _ in range(4))
+        )
+        statuses = sorted(a.status_code for a in answers)
+        assert statuses == [200, 503, 503, 503]
+        refused = next(a for a in answers if a.status_code == 503)
+        assert refused.headers["retry-after"] == "1"
+        assert "past its latency target of 60 ms; retry later" in refused.json()["error"]
+        stats = (await client.get("/v2/models/slow/stats")).json()["model_stats"][0]
+        state = stats["latency_target"]
+        assert state["target_ms"] == TARGET_MS and state["batch_limit"] == 1
+        assert state["refused"] == {"target": 3, "deadline": 0}
+        assert state["predicted_wait_ms"] > 40
+        metrics = (await client.get("/metrics")).text
+        assert (
+            'inferd_early_refusals_total{model="slow",reason="target",version="1"} 3.0' in metrics
+        )
+        assert 'inferd_batch_limit{model="slow",version="1"} 1.0' in metrics
+        assert 'inferd_predicted_wait_seconds{model="slow",version="1"}' in metrics
+
+
+def request() -> Any:
+    return pb.ModelInferRequest(
+        model_name="slow",
+        inputs=[pb.ModelInferRequest.InferInputTensor(name="x", datatype="FP32", shape=[1, 2])],
+        raw_input_contents=[np.ones((1, 2), np.float32).tobytes()],
+    )
+
+
+async def test_grpc_refuses_early_with_unavailable(
+    tmp_path: Path, service_factory: ServiceFactory
+) -> None:
+    service = service_factory(slow_repo(tmp_path, TARGET_MS), server={"grpc_port": 0})
+    await service.start()
+    server = await start_grpc(service, service.settings)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = pb_grpc.GRPCInferenceServiceStub(channel)
+            await stub.ModelInfer(request())  # measured: c(1)
+            calls = [stub.ModelInfer(request()) for _ in range(4)]
+            codes, trailers = [], []
+            for call in calls:
+                try:
+                    await call
+                    codes.append(grpc.StatusCode.OK)
+                except grpc.aio.AioRpcError as exc:
+                    codes.append(exc.code())
+                    trailers.append(dict(exc.trailing_metadata() or ()))
+                    assert "past its latency target" in (exc.details() or "")
+            assert sorted(codes, key=str) == sorted(
+                [grpc.StatusCode.OK] + [grpc.StatusCode.UNAVAILABLE] * 3, key=str
+            )
+            assert all(t.get("retry-after") == "1" for t in trailers)
+    finally:
+        await server.stop(0)
