@@ -372,7 +372,7 @@ async def test_requests_that_come_together_still_form_one_batch_inline() -> None
 async def test_a_measurement_seeded_at_load_runs_inline_from_the_first_request() -> None:
     model = Threads()
     batcher = make(model, inline_max_compute_s=0.05)
-    batcher.measured(0.0001)
+    batcher.seed_call_cost(0.0001)
     await batcher.submit(rows(1))
     assert model.threads == [threading.current_thread()]
     await batcher.close()
@@ -383,7 +383,7 @@ async def test_inline_runs_give_the_loop_back_between_slices() -> None:
     # loop goes on, and every request is answered in order.
     model = Threads(pause=0.0004)
     batcher = make(model, max_batch_size=0, inline_max_compute_s=0.05)
-    batcher.measured(0.0004)
+    batcher.seed_call_cost(0.0004)
     ticks = 0
 
     async def ticker() -> None:

@@ -184,7 +184,7 @@ class Batcher:
         self._calls = 0  # model calls measured (up to INLINE_MIN_SAMPLES)
         self._loop_prepared = False
 
-    def measured(self, seconds: float) -> None:
+    def seed_call_cost(self, seconds: float) -> None:
         """Seed the running measurement of a call (at load, from timed warm-up calls), so
         a new version is judged like one that has served a while."""
         self._call_cost = seconds

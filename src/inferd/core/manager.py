@@ -536,7 +536,7 @@ class ModelManager:
             inline_max_compute_s=settings.inline_max_compute_s,
         )
         if timed is not None:
-            batcher.measured(timed)
+            batcher.seed_call_cost(timed)
         generator = (
             GeneratorRunner(
                 runtime.stream,
