@@ -657,7 +657,7 @@ def _response(
         model=loaded.model,
         version=loaded.version,
         outputs=outputs,
-        id=request.id,
+        id=request.id if request.id is not None else request.request_id,
         output_parameters={o.name: o.parameters for o in request.outputs or ()},
         cache=cache,
     )

@@ -24,7 +24,10 @@ from inferd.tensors import (
     to_json_data,
 )
 
-REQUEST_FIELDS: Final = frozenset({"id", "parameters", "inputs", "outputs"})
+#: ``model_name``/``model_version`` repeat the URL's (the KServe SDK always sends the name).
+REQUEST_FIELDS: Final = frozenset(
+    {"id", "parameters", "inputs", "outputs", "model_name", "model_version"}
+)
 INPUT_FIELDS: Final = frozenset({"name", "shape", "datatype", "parameters", "data"})
 OUTPUT_FIELDS: Final = frozenset({"name", "parameters"})
 HEADER_LENGTH: Final = "inference-header-content-length"
@@ -101,6 +104,8 @@ def decode_document(
     request_id = doc.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise InvalidArgument("'id' must be a string")
+    if "model_name" in doc or "model_version" in doc:
+        _agree(doc, model, version)
     raw_inputs = doc.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs:
         raise InvalidArgument("'inputs' must be a non-empty list")
@@ -123,6 +128,22 @@ def decode_document(
         protocol=protocol,
         routing_key=routingkey.current.get(),
     )
+
+
+def _agree(doc: dict[str, Any], model: str, version: str | None) -> None:
+    """A body's ``model_name``/``model_version`` must name what the URL names (an empty
+    or null version names none)."""
+    named = doc.get("model_name")
+    if named is not None and named != model:
+        raise InvalidArgument(
+            f"the body's model_name {clip(repr(named))} does not match the URL's model '{model}'"
+        )
+    given = doc.get("model_version") or None
+    if given is not None and given != version:
+        where = f"version '{version}'" if version else "no version"
+        raise InvalidArgument(
+            f"the body's model_version {clip(repr(given))} does not match the URL's {where}"
+        )
 
 
 def _decode_input(raw: Any, index: int, binary: memoryview, offset: int) -> tuple[WireTensor, int]:

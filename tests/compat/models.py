@@ -1,0 +1,74 @@
+"""Python models that mimic Triton's test models (the ones its client examples call),
+written into a repository folder for a real server to serve."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+#: ``simple``: two INT32 [-1, 16] inputs -> their sum and difference.
+SIMPLE = (
+    "class Model:\n"
+    "    def predict(self, inputs):\n"
+    "        a, b = inputs['INPUT0'], inputs['INPUT1']\n"
+    "        return {'OUTPUT0': a + b, 'OUTPUT1': a - b}\n"
+)
+SIMPLE_YAML = """runtime: python
+max_batch_size: 8
+inputs:
+  - {name: INPUT0, datatype: INT32, shape: [-1, 16]}
+  - {name: INPUT1, datatype: INT32, shape: [-1, 16]}
+outputs:
+  - {name: OUTPUT0, datatype: INT32, shape: [-1, 16]}
+  - {name: OUTPUT1, datatype: INT32, shape: [-1, 16]}
+"""
+
+#: ``simple_string``: as ``simple``, numbers written as strings (BYTES) both ways.
+SIMPLE_STRING = (
+    "import numpy as np\n"
+    "class Model:\n"
+    "    def predict(self, inputs):\n"
+    "        a = inputs['INPUT0'].astype(np.int64)\n"
+    "        b = inputs['INPUT1'].astype(np.int64)\n"
+    "        text = np.vectorize(lambda v: str(v).encode(), otypes=[object])\n"
+    "        return {'OUTPUT0': text(a + b), 'OUTPUT1': text(a - b)}\n"
+)
+SIMPLE_STRING_YAML = SIMPLE_YAML.replace("INT32", "BYTES")
+
+#: ``add_sub``: FP32 [-1, 4] inputs -> sum and difference (the KServe SDK's checks).
+ADD_SUB = SIMPLE
+ADD_SUB_YAML = SIMPLE_YAML.replace("INT32", "FP32").replace("16]", "4]")
+
+#: ``echo``: one BYTES [-1, -1] input returned as it came.
+ECHO = (
+    "class Model:\n    def predict(self, inputs):\n        return {'OUTPUT0': inputs['INPUT0']}\n"
+)
+ECHO_YAML = """runtime: python
+max_batch_size: 8
+inputs:
+  - {name: INPUT0, datatype: BYTES, shape: [-1, -1]}
+outputs:
+  - {name: OUTPUT0, datatype: BYTES, shape: [-1, -1]}
+"""
+
+MODELS = {
+    "simple": (SIMPLE, SIMPLE_YAML),
+    "simple_string": (SIMPLE_STRING, SIMPLE_STRING_YAML),
+    "add_sub": (ADD_SUB, ADD_SUB_YAML),
+    "echo": (ECHO, ECHO_YAML),
+}
+
+
+def write_model(root: Path, name: str, code: str, yaml: str, version: str = "1") -> Path:
+    folder = root / name
+    (folder / version).mkdir(parents=True, exist_ok=True)
+    (folder / version / "model.py").write_text(code)
+    (folder / "model.yaml").write_text(yaml)
+    return folder
+
+
+def write_models(root: Path, *names: str) -> Path:
+    """The named models of :data:`MODELS` (all of them when none is named) under ``root``."""
+    for name in names or tuple(MODELS):
+        code, yaml = MODELS[name]
+        write_model(root, name, code, yaml)
+    return root
