@@ -23,11 +23,14 @@ import numpy as np
 
 from inferd.core.batcher import Batcher
 from inferd.core.cache import ResponseCache, artifact_digest
+from inferd.core.classification import read_labels
 from inferd.core.decoupled import GeneratorRunner
 from inferd.core.failures import CONFIG_CLASSES, WarmupFailed, classify, public_reason
+from inferd.core.load_override import OverrideError, overridden
 from inferd.core.model_config import ModelConfig, check_declared_names
 from inferd.core.outputs import checked_run, output_problems
 from inferd.core.repository import ModelEntry, Repository, VersionEntry, check_name, natural_key
+from inferd.core.reshape import has_reshape, reshaped
 from inferd.core.stats import VersionStats
 from inferd.core.versions import VersionSettings, runtime_options, version_settings
 from inferd.errors import ConfigError, NotFound, Unavailable
@@ -67,6 +70,8 @@ class LoadedVersion:
     generator: GeneratorRunner | None = None
     #: SHA-256 of the artifact, computed at load for models that cache ("" otherwise).
     digest: str = ""
+    #: Output -> its labels (``label_filename``), for the classification extension.
+    labels: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
 
     @property
     def max_batch_size(self) -> int:
@@ -166,11 +171,13 @@ def _warmup_inputs(inputs: tuple[TensorSpec, ...]) -> dict[str, np.ndarray[Any, 
 
 
 def _warm_up(
-    runtime: Runtime, inputs: dict[str, np.ndarray[Any, Any]]
+    runtime: Runtime,
+    inputs: dict[str, np.ndarray[Any, Any]],
+    infer: Callable[[dict[str, np.ndarray[Any, Any]]], dict[str, np.ndarray[Any, Any]]],
 ) -> dict[str, np.ndarray[Any, Any]]:
     """One request before serving, its outputs; a streaming model runs to its first partial."""
     if not runtime.decoupled:
-        return runtime.infer(inputs)
+        return infer(inputs)
     partials = runtime.stream(inputs)
     try:
         return next(partials, {})
@@ -321,7 +328,12 @@ class ModelManager:
         await asyncio.gather(*(self.load(name) for name in names))
 
     async def load(
-        self, name: str, rebuild: Collection[str] | None = None, *, required: bool = True
+        self,
+        name: str,
+        rebuild: Collection[str] | None = None,
+        *,
+        required: bool = True,
+        override: dict[str, Any] | None = None,
     ) -> list[str]:
         """(Re)load a model from the repository. Failures are recorded in the index and
         returned as reasons; the versions that loaded serve either way.
@@ -340,9 +352,11 @@ class ModelManager:
             required = required or (old is not None and old.wanted)
             try:
                 entry = self._repository.read(name)
+                if override is not None:
+                    entry = overridden(entry, override)
                 wanted = entry.served_versions()
                 _check_traffic(entry, wanted)
-            except NotFound:
+            except (NotFound, OverrideError):
                 raise
             except Exception as exc:
                 kind, reason = classify(exc)
@@ -450,9 +464,13 @@ class ModelManager:
             config.outputs, read.outputs if read else None, config.allow_nonfinite, "outputs", where
         )
         settings = version_settings(config, inputs, self._performance, self._limits, where)
+        infer = reshaped(config, settings.batching, runtime.infer)
+        if runtime.decoupled and has_reshape(config):
+            raise ConfigError(f"{where}: reshape is not supported for a streaming model")
+        labels = read_labels(entry.path, config.outputs or (), entry.config_file)
         if config.warmup:
             try:
-                produced = _warm_up(runtime, _warmup_inputs(inputs))
+                produced = _warm_up(runtime, _warmup_inputs(inputs), infer)
             except Exception as exc:
                 raise WarmupFailed(f"{where}: warm-up failed: {classify(exc)[1]}") from exc
             # A streaming model's partial may carry some of the outputs only.
@@ -461,7 +479,7 @@ class ModelManager:
                 raise WarmupFailed(f"{where}: at warm-up, {'; '.join(problems)}")
         stats = VersionStats(entry.name, version.name)
         batcher = Batcher(
-            checked_run(entry.name, version.name, outputs, runtime.infer),
+            checked_run(entry.name, version.name, outputs, infer),
             stats=stats,
             max_batch_size=settings.max_batch_size,
             max_queue_delay_s=settings.max_queue_delay_s,
@@ -495,6 +513,7 @@ class ModelManager:
             stats,
             generator,
             artifact_digest(version.artifact) if settings.cache else "",
+            labels,
         )
 
     async def _retire(

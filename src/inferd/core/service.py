@@ -15,9 +15,11 @@ from typing import Any
 import numpy as np
 
 from inferd import __version__
+from inferd.core import classification
 from inferd.core.batcher import Closed
 from inferd.core.cache import ResponseCache
 from inferd.core.group import ProcessGroup
+from inferd.core.load_override import parse_load_parameters
 from inferd.core.manager import LoadedVersion, ModelManager
 from inferd.core.messages import InferRequest, InferResponse, PredictResult
 from inferd.core.model_config import ModelConfig, parse_shadow
@@ -26,6 +28,7 @@ from inferd.core.rollouts import Rollouts
 from inferd.core.router import Router
 from inferd.core.shadow import Arrays, Shadows
 from inferd.core.simple import predictions, simple_tensor
+from inferd.core.triton_config import triton_config
 from inferd.core.validation import (
     INLINE_DECODE_COST,
     Checked,
@@ -46,7 +49,7 @@ from inferd.errors import (
 from inferd.metrics import UNKNOWN, Metrics
 from inferd.settings import Settings
 from inferd.tensors import round_to_bf16
-from inferd.types import DATATYPE_TO_NUMPY, TRITON_CONFIG_DATATYPE, Tensor, TensorSpec
+from inferd.types import DATATYPE_TO_NUMPY, Tensor, TensorSpec
 
 log = logging.getLogger("inferd.service")
 
@@ -161,42 +164,8 @@ class InferenceService:
         }
 
     def model_config(self, name: str, version: str | None = None) -> dict[str, Any]:
-        """Triton's model-configuration shape (dims exclude the batch dimension)."""
-        loaded = self.router.named(name, version)
-        settings = loaded.settings
-        batching = settings.batching
-
-        def dims(spec: TensorSpec) -> list[int]:
-            return list(spec.shape[1:] if batching else spec.shape)
-
-        def tensor(spec: TensorSpec) -> dict[str, Any]:
-            return {
-                "name": spec.name,
-                "data_type": TRITON_CONFIG_DATATYPE[spec.datatype],
-                "dims": dims(spec),
-            }
-
-        config: dict[str, Any] = {
-            "name": name,
-            "platform": loaded.platform,
-            "backend": loaded.runtime_name,
-            "max_batch_size": settings.max_batch_size,
-            "input": [tensor(s) for s in loaded.inputs],
-            "output": [tensor(s) for s in loaded.outputs],
-            "instance_group": [
-                {
-                    "count": settings.instances,
-                    "kind": "KIND_GPU" if settings.device.startswith("cuda") else "KIND_CPU",
-                }
-            ],
-            "version_policy": loaded.config.version_policy.model_dump(exclude_none=True),
-        }
-        if batching:
-            config["dynamic_batching"] = {
-                "preferred_batch_size": list(settings.preferred_batch_sizes),
-                "max_queue_delay_microseconds": round(settings.max_queue_delay_s * 1e6),
-            }
-        return config
+        """Triton's model configuration, in its JSON form (core/triton_config.py)."""
+        return triton_config(name, self.router.named(name, version))
 
     def model_stats(self, name: str | None = None, version: str | None = None) -> dict[str, Any]:
         names = [name] if name else self.manager.model_names()
@@ -344,6 +313,7 @@ class InferenceService:
         limits = self.settings.safeguards.input_validation
         checked = check_header(loaded, request.inputs, limits)
         selected = self._selected_outputs(loaded, request)
+        classes = classification.requested(request.outputs) if request.outputs else None
         deadline = self.deadline(loaded, request)
         heavy = decode_cost(checked) > INLINE_DECODE_COST
         if heavy:
@@ -382,6 +352,10 @@ class InferenceService:
         finally:
             if heavy:  # freed in the thread, slice by slice, not at once on the loop
                 await asyncio.to_thread(release_inputs, arrays)
+        if classes:
+            outputs = classification.classify(
+                outputs, classes, loaded.labels, loaded.settings.batching
+            )
         return _response(loaded, request, outputs, cached)
 
     # -- streaming (decoupled) models -------------------------------------------------------
@@ -404,6 +378,11 @@ class InferenceService:
             )
         checked = check_header(loaded, request.inputs, self.settings.safeguards.input_validation)
         selected = self._selected_outputs(loaded, request)
+        if request.outputs and classification.requested(request.outputs):
+            raise InvalidArgument(
+                f"model '{loaded.model}' streams its outputs; classification is for models "
+                "that answer once"
+            )
         return self._partials(loaded, request, checked, selected, self.deadline(loaded, request))
 
     async def responses(self, request: InferRequest) -> AsyncIterator[InferResponse]:
@@ -569,8 +548,11 @@ class InferenceService:
         """Stop the model's running rollout; the stable version takes all the traffic."""
         return self.rollouts.abort(name).view()
 
-    async def load_model(self, name: str) -> None:
-        failures = await self.manager.load(name)
+    async def load_model(self, name: str, parameters: Mapping[str, Any] | None = None) -> None:
+        """Load (or reload) a model; ``parameters``: the repository extension's load
+        parameters (a ``config`` override; files are refused, core/load_override.py)."""
+        override = parse_load_parameters(parameters) if parameters else None
+        failures = await self.manager.load(name, override=override)
         _settle_heap()
         if failures:
             raise ModelLoadError(f"model '{name}' failed to load: {'; '.join(failures)}")

@@ -232,22 +232,10 @@ def model_metadata(doc: dict[str, Any]) -> Any:
 
 
 def model_config(doc: dict[str, Any]) -> Any:
-    """The core's Triton-shaped configuration as a ModelConfigResponse."""
-    config = dict(doc)
-    config["version_policy"] = _version_policy(doc.get("version_policy") or {})
+    """The core's configuration (Triton's JSON form) as a ModelConfigResponse."""
     response = pb.ModelConfigResponse()
-    json_format.ParseDict(config, response.config, ignore_unknown_fields=True)
+    json_format.ParseDict(doc, response.config)
     return response
-
-
-def _version_policy(policy: dict[str, Any]) -> dict[str, Any]:
-    if policy.get("all"):
-        return {"all": {}}
-    if policy.get("specific") is not None:
-        # Triton's versions are numbers; inferd's names need not be.
-        numeric = [int(v) for v in policy["specific"] if str(v).isdigit()]
-        return {"specific": {"versions": numeric}}
-    return {"latest": {"num_versions": policy.get("latest") or 1}}
 
 
 def model_statistics(doc: dict[str, Any]) -> Any:

@@ -167,12 +167,11 @@ class InferenceServicer(_Servicer, pb_grpc.GRPCInferenceServiceServicer):  # typ
 
     @translated
     async def RepositoryModelLoad(self, request: Any, context: Any) -> Any:
-        if request.parameters:
-            raise InvalidArgument(
-                f"load parameters {sorted(request.parameters)} are not supported; change "
-                "the model's files and model.yaml instead"
-            )
-        await self._service.load_model(request.model_name)
+        parameters = {
+            key: getattr(value, value.WhichOneof("parameter_choice") or "string_param")
+            for key, value in request.parameters.items()
+        }
+        await self._service.load_model(request.model_name, parameters)
         return pb.RepositoryModelLoadResponse()
 
     @translated
