@@ -27,6 +27,7 @@ from inferd.core.outputs import check_finite
 from inferd.core.rollouts import Rollouts
 from inferd.core.router import Router
 from inferd.core.shadow import Arrays, Shadows
+from inferd.core.shm import SharedMemory
 from inferd.core.simple import predictions, simple_tensor
 from inferd.core.triton_config import triton_config
 from inferd.core.validation import (
@@ -59,6 +60,7 @@ EXTENSIONS = (
     "statistics",
     "model_repository",
     "generate",
+    "classification",
 )
 
 
@@ -79,6 +81,8 @@ class InferenceService:
         self.metrics = metrics
         self.cache = cache
         self.shadows = Shadows(self._shadow_outputs, metrics)
+        #: Registered system shared memory regions (core/shm.py).
+        self.shared_memory = SharedMemory(settings.shared_memory)
         #: The models with a shadow, checked once per computed answer (empty: no cost).
         self._shadowed = self.shadows.by_model
         manager.on_serve(self._serve_shadow)
@@ -123,6 +127,7 @@ class InferenceService:
         await self.rollouts.close()
         await self.shadows.close()
         await self.manager.close(grace)
+        self.shared_memory.close()
         if self.cache is not None:
             await self.cache.close()
 
@@ -136,7 +141,10 @@ class InferenceService:
         return self.loaded.is_set() and not self.draining and self.manager.ready()
 
     def server_metadata(self) -> dict[str, Any]:
-        return {"name": "inferd", "version": __version__, "extensions": list(EXTENSIONS)}
+        extensions = list(EXTENSIONS)
+        if self.settings.shared_memory.mode != "off":
+            extensions.append("system_shared_memory")
+        return {"name": "inferd", "version": __version__, "extensions": extensions}
 
     def model_ready(self, name: str, version: str | None = None) -> bool:
         return self.model_unready_reason(name, version) is None

@@ -48,6 +48,12 @@ REST_ROUTES: Final[tuple[tuple[str, Operation], ...]] = (
     ("/v2/models/{model}/rollout", Operation.ADMIN),
     # GET shows recent requests' inputs (users' data), PUT changes what is mirrored.
     ("/v2/models/{model}/shadow", Operation.ADMIN),
+    # System shared memory: a caller's own regions (core/shm.py), for inference.
+    ("/v2/systemsharedmemory/status", Operation.INFER),
+    ("/v2/systemsharedmemory/unregister", Operation.INFER),
+    ("/v2/systemsharedmemory/region/{name}/status", Operation.INFER),
+    ("/v2/systemsharedmemory/region/{name}/register", Operation.INFER),
+    ("/v2/systemsharedmemory/region/{name}/unregister", Operation.INFER),
 )
 
 _V2: Final = "/inference.GRPCInferenceService/"
@@ -69,6 +75,9 @@ GRPC_METHODS: Final[dict[str, Operation]] = {
     _V2 + "RepositoryIndex": Operation.ADMIN,
     _V2 + "RepositoryModelLoad": Operation.ADMIN,
     _V2 + "RepositoryModelUnload": Operation.ADMIN,
+    _V2 + "SystemSharedMemoryStatus": Operation.INFER,
+    _V2 + "SystemSharedMemoryRegister": Operation.INFER,
+    _V2 + "SystemSharedMemoryUnregister": Operation.INFER,
     _SIMPLE + "Predict": Operation.INFER,
     _SIMPLE + "PredictStream": Operation.STREAM,
 }

@@ -20,7 +20,7 @@ from typing import Any
 import grpc
 
 from inferd.errors import InferdError
-from inferd.gateway import requestid, routingkey
+from inferd.gateway import caller, requestid, routingkey
 from inferd.gateway.accesslog import AccessLog, Entry
 from inferd.gateway.admission import Gateway, bearer
 from inferd.gateway.operations import grpc_operation
@@ -97,6 +97,7 @@ class Admission(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             key, client_host(context.peer()), forwarded_for(context)
         )
         state.principal = principal.name
+        caller.current.set((principal.name, principal.address))
         routingkey.current.set(routingkey.choose(routing, principal.name))
         try:
             await self._gateway.admit(principal, grpc_operation(method))

@@ -11,6 +11,7 @@ from typing import Any, Final
 
 import orjson
 
+from inferd.core import shm
 from inferd.core.messages import InferRequest, InferResponse, InputTensor, RequestedOutput
 from inferd.errors import InvalidArgument, clip
 from inferd.gateway import routingkey
@@ -111,22 +112,28 @@ def decode_document(
         raise InvalidArgument("'inputs' must be a non-empty list")
     inputs: list[InputTensor] = []
     offset = 0
+    shared = False
     for index, raw in enumerate(raw_inputs):
         tensor, offset = _decode_input(raw, index, binary, offset)
+        shared = shared or type(tensor) is shm.SharedInput
         inputs.append(tensor)
     if offset != len(binary):
         raise InvalidArgument(
             f"binary data holds {len(binary)} bytes but the inputs' binary_data_size add up to {offset}"
         )
+    outputs = _decode_outputs(doc.get("outputs"))
+    if outputs and not shared:
+        shared = any(shm.REGION in o.parameters for o in outputs if o.parameters)
     return InferRequest(
         model=model,
         version=version,
         id=request_id,
         inputs=inputs,
-        outputs=_decode_outputs(doc.get("outputs")),
+        outputs=outputs,
         parameters=_parameters(doc.get("parameters"), "the request"),
         protocol=protocol,
         routing_key=routingkey.current.get(),
+        shared_memory=shared,
     )
 
 
@@ -154,6 +161,12 @@ def _decode_input(raw: Any, index: int, binary: memoryview, offset: int) -> tupl
     datatype = check_datatype(name, item.get("datatype"))
     shape = check_shape(name, item.get("shape"))
     parameters = _parameters(item.get("parameters"), f"input '{clip(name)}'")
+    if shm.REGION in parameters:
+        if "data" in item:
+            raise InvalidArgument(
+                f"input '{clip(name)}': give either 'data' or a shared memory region, not both"
+            )
+        return shm.shared_input(name, datatype, shape, parameters), offset
     size = parameters.get("binary_data_size")
     if size is not None:
         if "data" in item:
@@ -218,7 +231,9 @@ def response_document(
             "datatype": tensor.datatype,
             "shape": tensor.shape,
         }
-        if params.get("binary_data", binary_default):
+        if shm.REGION in params:  # written to its region (core/shm.py)
+            entry["parameters"] = tensor.parameters
+        elif params.get("binary_data", binary_default):
             blob = to_binary(tensor.datatype, tensor.data)
             entry["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)

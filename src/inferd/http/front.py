@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from inferd.core.service import InferenceService
 from inferd.errors import InferdError, PermissionDenied
-from inferd.gateway import requestid, routingkey
+from inferd.gateway import caller, requestid, routingkey
 from inferd.gateway.accesslog import AccessLog, Entry, access_log
 from inferd.gateway.admission import Gateway, Principal, bearer
 from inferd.gateway.operations import Operation, PathTable
@@ -119,6 +119,7 @@ class Front:
         info = self._read(scope)
         token = requestid.current.set(info.request_id)
         routing = routingkey.current.set(info.routing_key)
+        caller_token = caller.current.set((info.principal.name, info.principal.address))
         scope[SCOPE_KEY] = info
         header = (REQUEST_ID, info.request_id.encode())
         started = time.perf_counter()
@@ -140,6 +141,7 @@ class Front:
         finally:
             requestid.current.reset(token)
             routingkey.current.reset(routing)
+            caller.current.reset(caller_token)
             self._log.write(
                 Entry(
                     scope["method"] if kind == "http" else "WS",

@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from inferd.core.service import InferenceService
 from inferd.errors import InvalidArgument
-from inferd.gateway import requestid
+from inferd.gateway import caller, requestid
 from inferd.http import schemas as S
 from inferd.http.body import read_body
 from inferd.http.codec import (
@@ -41,7 +41,11 @@ async def infer(service: InferenceService, call: Call) -> Answer:
     decoded = decode_document(await call.json.parse(header), binary, call.model, call.version)
     decoded.deadline = deadline_from(call.headers)
     decoded.request_id = requestid.current.get()
+    if decoded.shared_memory:
+        service.shared_memory.resolve(caller.current.get(), decoded)
     response = await service.infer(decoded)
+    if decoded.shared_memory:
+        service.shared_memory.write_outputs(caller.current.get(), response)
     binary_default = decoded.parameters.get("binary_data_output") is True
     payload, header_length = encode_response(response, binary_default)
     headers = answer_headers(response.version, response.cache)
