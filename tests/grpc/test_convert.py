@@ -115,7 +115,9 @@ def test_decode_errors_name_the_problem() -> None:
         convert.decode_infer_request(request(narrow), None).inputs[0].decode()
     shared = Input(name="x", datatype="FP32", shape=[1])
     shared.parameters["shared_memory_region"].string_param = "r"
-    assert "shared memory is not supported" in bad(shared, raw=[b"\0\0\0\0"])
+    assert "1 entries for 0 inputs (1 more in shared memory)" in bad(shared, raw=[b"\0\0\0\0"])
+    shared.contents.fp32_contents.append(1.0)
+    assert "in a shared memory region or in the request, not both" in bad(shared)
     with pytest.raises(InvalidArgument, match="'model_name' is required"):
         convert.decode_infer_request(pb.ModelInferRequest(), None)
 

@@ -97,9 +97,11 @@ def decode_infer_request(message: Any, deadline: float | None) -> InferRequest:
     # Inputs in a shared memory region have no raw contents; the others have theirs, in order.
     local = [t for t in message.inputs if shm.REGION not in t.parameters]
     if raw and len(raw) != len(local):
+        shared = len(message.inputs) - len(local)
         raise InvalidArgument(
-            f"raw_input_contents has {len(raw)} entries for {len(local)} inputs; "
-            "send one per input, in the order of inputs"
+            f"raw_input_contents has {len(raw)} entries for {len(local)} inputs"
+            + (f" ({shared} more in shared memory)" if shared else "")
+            + "; send one per input, in the order of inputs"
         )
     given = iter(raw)
     inputs: list[InputTensor] = [
