@@ -72,3 +72,70 @@ def write_models(root: Path, *names: str) -> Path:
         code, yaml = MODELS[name]
         write_model(root, name, code, yaml)
     return root
+
+
+#: ``simple_sequence``: Triton's accumulator, kept by the model per correlation id from the
+#: START, READY and CORRID controls it declares.
+SIMPLE_SEQUENCE = (
+    "import numpy as np\n"
+    "class Model:\n"
+    "    def load(self):\n"
+    "        self.totals = {}\n"
+    "    def predict(self, inputs):\n"
+    "        x, start = inputs['INPUT'][:, 0], inputs['START'][:, 0]\n"
+    "        ready, corrid = inputs['READY'][:, 0], inputs['CORRID'][:, 0]\n"
+    "        out = np.zeros(len(x), dtype=np.int32)\n"
+    "        for i in range(len(x)):\n"
+    "            if ready[i]:\n"
+    "                key = corrid[i] if isinstance(corrid[i], bytes) else int(corrid[i])\n"
+    "                total = 0 if start[i] else self.totals.get(key, 0)\n"
+    "                self.totals[key] = out[i] = total + int(x[i])\n"
+    "        return {'OUTPUT': out.reshape(-1, 1)}\n"
+)
+SIMPLE_SEQUENCE_YAML = """runtime: python
+max_batch_size: 2
+inputs:
+  - {name: INPUT, datatype: INT32, dims: [1]}
+outputs:
+  - {name: OUTPUT, datatype: INT32, dims: [1]}
+sequence_batching:
+  strategy: direct
+  control_input:
+    - {name: START, control: [{kind: CONTROL_SEQUENCE_START, int32_false_true: [0, 1]}]}
+    - {name: READY, control: [{kind: CONTROL_SEQUENCE_READY, int32_false_true: [0, 1]}]}
+    - {name: CORRID, control: [{kind: CONTROL_SEQUENCE_CORRID, data_type: TYPE_UINT64}]}
+"""
+#: ``simple_string_sequence``-like: the same with string correlation ids.
+STRING_SEQUENCE_YAML = SIMPLE_SEQUENCE_YAML.replace("TYPE_UINT64", "TYPE_STRING")
+
+#: ``sequence_state``: the same accumulator with inferd's implicit per-sequence state.
+SEQUENCE_STATE = (
+    "import numpy as np\n"
+    "class Model:\n"
+    "    def predict(self, inputs, states):\n"
+    "        out = []\n"
+    "        for value, state in zip(inputs['INPUT'][:, 0], states):\n"
+    "            state['total'] = state.get('total', 0) + int(value)\n"
+    "            out.append(state['total'])\n"
+    "        return {'OUTPUT': np.array(out, dtype=np.int32).reshape(-1, 1)}\n"
+)
+SEQUENCE_STATE_YAML = """runtime: python
+max_batch_size: 4
+inputs:
+  - {name: INPUT, datatype: INT32, dims: [1]}
+outputs:
+  - {name: OUTPUT, datatype: INT32, dims: [1]}
+sequence_batching:
+  strategy: oldest
+  max_candidate_sequences: 3
+  max_sequence_idle_microseconds: 100000
+  state: true
+"""
+
+MODELS.update(
+    {
+        "simple_sequence": (SIMPLE_SEQUENCE, SIMPLE_SEQUENCE_YAML),
+        "simple_string_sequence": (SIMPLE_SEQUENCE, STRING_SEQUENCE_YAML),
+        "sequence_state": (SEQUENCE_STATE, SEQUENCE_STATE_YAML),
+    }
+)

@@ -27,10 +27,11 @@ from inferd.core.classification import read_labels
 from inferd.core.decoupled import GeneratorRunner
 from inferd.core.failures import CONFIG_CLASSES, WarmupFailed, classify, public_reason
 from inferd.core.load_override import OverrideError, overridden
-from inferd.core.model_config import ModelConfig, check_declared_names
+from inferd.core.model_config import ModelConfig, SequenceBatchingConfig, check_declared_names
 from inferd.core.outputs import checked_run, output_problems
 from inferd.core.repository import ModelEntry, Repository, VersionEntry, check_name, natural_key
 from inferd.core.reshape import has_reshape, reshaped
+from inferd.core.sequences import Run, Sequences
 from inferd.core.stats import VersionStats
 from inferd.core.versions import VersionSettings, runtime_options, version_settings
 from inferd.errors import ConfigError, NotFound, Unavailable
@@ -72,6 +73,8 @@ class LoadedVersion:
     digest: str = ""
     #: Output -> its labels (``label_filename``), for the classification extension.
     labels: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    #: Set for a model with sequence batching: requests go here, not to the batcher.
+    sequences: Sequences | None = None
 
     @property
     def max_batch_size(self) -> int:
@@ -185,6 +188,40 @@ def _warm_up(
         close = getattr(partials, "close", None)
         if close is not None:
             close()
+
+
+def _sequences(
+    config: SequenceBatchingConfig,
+    runtime: Runtime,
+    infer: Callable[[dict[str, np.ndarray[Any, Any]]], dict[str, np.ndarray[Any, Any]]],
+    settings: VersionSettings,
+    outputs: tuple[TensorSpec, ...],
+    model: str,
+    where: str,
+) -> Sequences:
+    """The sequence batcher of a version (core/sequences.py)."""
+    if runtime.decoupled:
+        raise ConfigError(f"{where}: sequence_batching is not supported for a streaming model")
+    run: Run
+    if config.state:
+        stateful = getattr(runtime, "infer_states", None)
+        if stateful is None:
+            raise ConfigError(f"{where}: sequence_batching.state is for Python models")
+        run = stateful
+    else:
+
+        def run(arrays: dict[str, np.ndarray[Any, Any]], states: Any) -> Any:
+            return infer(arrays)
+
+    return Sequences(
+        config,
+        model=model,
+        batching=settings.batching,
+        max_batch_size=settings.max_batch_size,
+        instances=settings.instances,
+        outputs=outputs,
+        run=run,
+    )
 
 
 class ModelManager:
@@ -427,6 +464,8 @@ class ModelManager:
             self._failed(entry.name, where, kind, reason, exc)
             return None
         loaded.batcher.start()
+        if loaded.sequences is not None:
+            loaded.sequences.start()
         status.state = State.READY
         log.info(
             "%s ready (%s, max_batch_size=%d)",
@@ -444,6 +483,8 @@ class ModelManager:
         runtime = runtime_class(version.runtime)(options)
         runtime.load()
         read = runtime.signature()
+        sequenced = config.sequence_batching
+        controls = [c.name for c in sequenced.control_input] if sequenced else []
         if read is not None:
             for kind, declared, found in (
                 ("inputs", config.inputs, read.inputs),
@@ -452,7 +493,7 @@ class ModelManager:
                 if declared is not None:
                     check_declared_names(
                         kind,
-                        [t.name for t in declared],
+                        [t.name for t in declared] + (controls if kind == "inputs" else []),
                         [s.name for s in found],
                         entry.config_file,
                         f"{version.name}/{version.artifact.name}",
@@ -468,6 +509,10 @@ class ModelManager:
         if runtime.decoupled and has_reshape(config):
             raise ConfigError(f"{where}: reshape is not supported for a streaming model")
         labels = read_labels(entry.path, config.outputs or (), entry.config_file)
+        sequences = None
+        if sequenced is not None:
+            sequences = _sequences(sequenced, runtime, infer, settings, outputs, entry.name, where)
+            infer = sequences.warm_run
         if config.warmup:
             try:
                 produced = _warm_up(runtime, _warmup_inputs(inputs), infer)
@@ -514,6 +559,7 @@ class ModelManager:
             generator,
             artifact_digest(version.artifact) if settings.cache else "",
             labels,
+            sequences,
         )
 
     async def _retire(
@@ -524,6 +570,8 @@ class ModelManager:
         status = _unloading(model, loaded)
         grace = self._limits.unload_grace_s if grace_s is None else grace_s
         finished = await loaded.batcher.close(grace)
+        if loaded.sequences is not None:
+            await loaded.sequences.close()
         if loaded.generator is not None:
             finished = await loaded.generator.close(grace) and finished
         if self._cache is not None:

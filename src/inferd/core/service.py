@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from inferd import __version__
-from inferd.core import classification
+from inferd.core import classification, sequences
 from inferd.core.batcher import Closed
 from inferd.core.cache import ResponseCache
 from inferd.core.group import ProcessGroup
@@ -61,6 +61,7 @@ EXTENSIONS = (
     "model_repository",
     "generate",
     "classification",
+    "sequence",
 )
 
 
@@ -330,8 +331,14 @@ class InferenceService:
         else:
             arrays = decode_inputs(checked, limits)
 
+        if loaded.sequences is None and request.parameters:
+            sequences.refuse_parameters(loaded.model, request.parameters)
+
         async def compute() -> list[Tensor]:
-            results = await loaded.batcher.submit(arrays, deadline)
+            if loaded.sequences is None:
+                results = await loaded.batcher.submit(arrays, deadline)
+            else:
+                results = await loaded.sequences.submit(request.parameters, arrays, deadline)
             outputs = []
             for spec in selected:
                 array = results.get(spec.name)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from inferd.core.model_config import TensorConfig, VersionPolicy
+from inferd.core.model_config import SequenceBatchingConfig, TensorConfig, VersionPolicy
 from inferd.types import TRITON_CONFIG_DATATYPE, TensorSpec
 
 if TYPE_CHECKING:
@@ -21,6 +21,21 @@ def version_policy(policy: VersionPolicy) -> dict[str, Any]:
         # Triton's versions are numbers; inferd's names need not be.
         return {"specific": {"versions": [int(v) for v in policy.specific if v.isdigit()]}}
     return {"latest": {"num_versions": policy.latest or 1}}
+
+
+def sequence_batching(config: SequenceBatchingConfig) -> dict[str, Any]:
+    delay = config.max_queue_delay_microseconds
+    strategy: dict[str, Any] = {"max_queue_delay_microseconds": delay}
+    if config.strategy == "oldest":
+        strategy["max_candidate_sequences"] = config.max_candidate_sequences
+    return {
+        config.strategy: strategy,
+        "max_sequence_idle_microseconds": config.max_sequence_idle_microseconds,
+        "control_input": [
+            {"name": c.name, "control": [c.control[0].model_dump(exclude_none=True)]}
+            for c in config.control_input
+        ],
+    }
 
 
 def triton_config(name: str, loaded: LoadedVersion) -> dict[str, Any]:
@@ -59,7 +74,10 @@ def triton_config(name: str, loaded: LoadedVersion) -> dict[str, Any]:
             }
         ],
     }
-    if batching:
+    sequences = loaded.config.sequence_batching
+    if sequences is not None:
+        doc["sequence_batching"] = sequence_batching(sequences)
+    elif batching:
         doc["dynamic_batching"] = {
             "preferred_batch_size": list(settings.preferred_batch_sizes),
             "max_queue_delay_microseconds": round(settings.max_queue_delay_s * 1e6),
