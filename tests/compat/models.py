@@ -32,7 +32,8 @@ SIMPLE_STRING = (
     "        text = np.vectorize(lambda v: str(v).encode(), otypes=[object])\n"
     "        return {'OUTPUT0': text(a + b), 'OUTPUT1': text(a - b)}\n"
 )
-SIMPLE_STRING_YAML = SIMPLE_YAML.replace("INT32", "BYTES")
+#: (No warm-up: the warm-up's empty strings are not numbers.)
+SIMPLE_STRING_YAML = SIMPLE_YAML.replace("INT32", "BYTES") + "warmup: false\n"
 
 #: ``add_sub``: FP32 [-1, 4] inputs -> sum and difference (the KServe SDK's checks).
 ADD_SUB = SIMPLE
@@ -70,13 +71,15 @@ def write_models(root: Path, *names: str) -> Path:
     """The named models of :data:`MODELS` (all of them when none is named) under ``root``."""
     for name in names or tuple(MODELS):
         code, yaml = MODELS[name]
-        write_model(root, name, code, yaml)
+        folder = write_model(root, name, code, yaml)
+        for file, text in EXTRA_FILES.get(name, {}).items():
+            (folder / file).write_text(text)
     return root
 
 
-#: ``simple_sequence``: Triton's accumulator, kept by the model per correlation id from the
-#: START, READY and CORRID controls it declares.
-SIMPLE_SEQUENCE = (
+#: ``accumulate``: a running total kept by the model per correlation id, from the START,
+#: READY and CORRID controls it declares.
+ACCUMULATE = (
     "import numpy as np\n"
     "class Model:\n"
     "    def load(self):\n"
@@ -92,7 +95,7 @@ SIMPLE_SEQUENCE = (
     "                self.totals[key] = out[i] = total + int(x[i])\n"
     "        return {'OUTPUT': out.reshape(-1, 1)}\n"
 )
-SIMPLE_SEQUENCE_YAML = """runtime: python
+ACCUMULATE_YAML = """runtime: python
 max_batch_size: 2
 inputs:
   - {name: INPUT, datatype: INT32, dims: [1]}
@@ -105,8 +108,8 @@ sequence_batching:
     - {name: READY, control: [{kind: CONTROL_SEQUENCE_READY, int32_false_true: [0, 1]}]}
     - {name: CORRID, control: [{kind: CONTROL_SEQUENCE_CORRID, data_type: TYPE_UINT64}]}
 """
-#: ``simple_string_sequence``-like: the same with string correlation ids.
-STRING_SEQUENCE_YAML = SIMPLE_SEQUENCE_YAML.replace("TYPE_UINT64", "TYPE_STRING")
+#: ``accumulate_string``: the same with string correlation ids.
+ACCUMULATE_STRING_YAML = ACCUMULATE_YAML.replace("TYPE_UINT64", "TYPE_STRING")
 
 #: ``sequence_state``: the same accumulator with inferd's implicit per-sequence state.
 SEQUENCE_STATE = (
@@ -128,14 +131,145 @@ outputs:
 sequence_batching:
   strategy: oldest
   max_candidate_sequences: 3
-  max_sequence_idle_microseconds: 100000
+  max_sequence_idle_microseconds: 500000
   state: true
 """
 
 MODELS.update(
     {
-        "simple_sequence": (SIMPLE_SEQUENCE, SIMPLE_SEQUENCE_YAML),
-        "simple_string_sequence": (SIMPLE_SEQUENCE, STRING_SEQUENCE_YAML),
+        "accumulate": (ACCUMULATE, ACCUMULATE_YAML),
+        "accumulate_string": (ACCUMULATE, ACCUMULATE_STRING_YAML),
         "sequence_state": (SEQUENCE_STATE, SEQUENCE_STATE_YAML),
     }
 )
+
+
+# -- the models Triton's client examples call ---------------------------------------------
+
+#: ``simple_identity``: one BYTES input returned as it came.
+SIMPLE_IDENTITY_YAML = ECHO_YAML
+
+#: ``simple_sequence``: OUTPUT = INPUT, plus 1 on a sequence's first request (START); no
+#: CORRID control, so sequence ids may be numbers or strings.
+SIMPLE_SEQUENCE = (
+    "class Model:\n"
+    "    def predict(self, inputs):\n"
+    "        ready = inputs['READY']\n"
+    "        return {'OUTPUT': (inputs['INPUT'] + inputs['START']) * ready}\n"
+)
+SIMPLE_SEQUENCE_YAML = """runtime: python
+max_batch_size: 8
+inputs:
+  - {name: INPUT, datatype: INT32, dims: [1]}
+outputs:
+  - {name: OUTPUT, datatype: INT32, dims: [1]}
+sequence_batching:
+  strategy: direct
+  control_input:
+    - {name: START, control: [{kind: CONTROL_SEQUENCE_START, int32_false_true: [0, 1]}]}
+    - {name: READY, control: [{kind: CONTROL_SEQUENCE_READY, int32_false_true: [0, 1]}]}
+"""
+
+#: ``simple_dyna_sequence``: as simple_sequence, plus the correlation id on the last request
+#: (the oldest strategy, Triton's "dyna" batcher).
+SIMPLE_DYNA_SEQUENCE = (
+    "import numpy as np\n"
+    "class Model:\n"
+    "    def predict(self, inputs):\n"
+    "        corrid = inputs['CORRID'].astype(np.int32)\n"
+    "        out = inputs['INPUT'] + inputs['START'] + inputs['END'] * corrid\n"
+    "        return {'OUTPUT': out * inputs['READY']}\n"
+)
+SIMPLE_DYNA_SEQUENCE_YAML = """runtime: python
+max_batch_size: 8
+inputs:
+  - {name: INPUT, datatype: INT32, dims: [1]}
+outputs:
+  - {name: OUTPUT, datatype: INT32, dims: [1]}
+sequence_batching:
+  strategy: oldest
+  control_input:
+    - {name: START, control: [{kind: CONTROL_SEQUENCE_START, int32_false_true: [0, 1]}]}
+    - {name: END, control: [{kind: CONTROL_SEQUENCE_END, int32_false_true: [0, 1]}]}
+    - {name: READY, control: [{kind: CONTROL_SEQUENCE_READY, int32_false_true: [0, 1]}]}
+    - {name: CORRID, control: [{kind: CONTROL_SEQUENCE_CORRID, data_type: TYPE_UINT64}]}
+"""
+
+#: ``simple_string_dyna_sequence``: a running total (inferd's implicit state) plus the
+#: string correlation id, read as a number, on the last request.
+SIMPLE_STRING_DYNA_SEQUENCE = (
+    "import numpy as np\n"
+    "class Model:\n"
+    "    def predict(self, inputs, states):\n"
+    "        out = []\n"
+    "        for i, state in enumerate(states):\n"
+    "            state['total'] = state.get('total', 0) + int(inputs['INPUT'][i, 0])\n"
+    "            end = int(inputs['CORRID'][i, 0]) if inputs['END'][i, 0] else 0\n"
+    "            out.append(state['total'] + end)\n"
+    "        return {'OUTPUT': np.array(out, dtype=np.int32).reshape(-1, 1)}\n"
+)
+SIMPLE_STRING_DYNA_SEQUENCE_YAML = """runtime: python
+max_batch_size: 8
+inputs:
+  - {name: INPUT, datatype: INT32, dims: [1]}
+outputs:
+  - {name: OUTPUT, datatype: INT32, dims: [1]}
+sequence_batching:
+  strategy: oldest
+  state: true
+  control_input:
+    - {name: END, control: [{kind: CONTROL_SEQUENCE_END, int32_false_true: [0, 1]}]}
+    - {name: CORRID, control: [{kind: CONTROL_SEQUENCE_CORRID, data_type: TYPE_STRING}]}
+"""
+
+#: ``repeat_int32``: Triton's decoupled repeat model: each IN element on its own response.
+REPEAT = (
+    "import time\n"
+    "class Model:\n"
+    "    def predict(self, inputs):\n"
+    "        for value, delay in zip(inputs['IN'], inputs['DELAY']):\n"
+    "            time.sleep(int(delay) / 1e6)\n"
+    "            yield {'OUT': value.reshape(1), 'IDX': value.reshape(1) * 0}\n"
+)
+REPEAT_YAML = """runtime: python
+max_batch_size: 0
+inputs:
+  - {name: IN, datatype: INT32, dims: [-1]}
+  - {name: DELAY, datatype: UINT32, dims: [-1]}
+  - {name: WAIT, datatype: UINT32, dims: [1]}
+outputs:
+  - {name: OUT, datatype: INT32, dims: [1]}
+  - {name: IDX, datatype: UINT32, dims: [1]}
+"""
+
+#: ``classifier``: image-shaped input (NCHW), 4 class scores with a label file.
+CLASSIFIER = (
+    "import numpy as np\n"
+    "class Model:\n"
+    "    def predict(self, inputs):\n"
+    "        x = inputs['INPUT'].reshape(len(inputs['INPUT']), -1)[:, :4]\n"
+    "        return {'OUTPUT': x.astype(np.float32)}\n"
+)
+CLASSIFIER_YAML = """runtime: python
+max_batch_size: 4
+inputs:
+  - {name: INPUT, datatype: FP32, dims: [3, 2, 2], format: FORMAT_NCHW}
+outputs:
+  - {name: OUTPUT, datatype: FP32, dims: [4], label_filename: labels.txt}
+"""
+CLASSIFIER_LABELS = "tabby\nterrier\nsparrow\ntrout\n"
+
+MODELS.update(
+    {
+        "simple_identity": (ECHO, SIMPLE_IDENTITY_YAML),
+        "simple_sequence": (SIMPLE_SEQUENCE, SIMPLE_SEQUENCE_YAML),
+        "simple_dyna_sequence": (SIMPLE_DYNA_SEQUENCE, SIMPLE_DYNA_SEQUENCE_YAML),
+        "simple_string_dyna_sequence": (
+            SIMPLE_STRING_DYNA_SEQUENCE,
+            SIMPLE_STRING_DYNA_SEQUENCE_YAML,
+        ),
+        "repeat_int32": (REPEAT, REPEAT_YAML),
+        "classifier": (CLASSIFIER, CLASSIFIER_YAML),
+    }
+)
+EXTRA_FILES = {"classifier": {"labels.txt": CLASSIFIER_LABELS}}

@@ -22,9 +22,7 @@ from tests.streaming import until
 async def served(
     tmp_path: Path, service_factory: ServiceFactory
 ) -> AsyncIterator[tuple[InferenceService, httpx.AsyncClient]]:
-    repo = write_models(
-        tmp_path, "simple", "simple_sequence", "simple_string_sequence", "sequence_state"
-    )
+    repo = write_models(tmp_path, "simple", "accumulate", "accumulate_string", "sequence_state")
     service = service_factory(repo)
     async with await asgi_client(service) as client:
         yield service, client
@@ -53,8 +51,8 @@ async def total(client: httpx.AsyncClient, model: str, value: int, **parameters:
 @pytest.mark.parametrize(
     ("model", "ids"),
     [
-        ("simple_sequence", (1000, 1001)),
-        ("simple_string_sequence", ("alpha", "beta")),
+        ("accumulate", (1000, 1001)),
+        ("accumulate_string", ("alpha", "beta")),
         ("sequence_state", (7, "seven")),
     ],
 )
@@ -76,24 +74,24 @@ async def test_interleaved_sequences_keep_their_own_totals(
 async def test_errors(served: tuple[InferenceService, httpx.AsyncClient]) -> None:
     _, client = served
     cases = [
-        (send(client, "simple_sequence", 1), 400, "send parameter sequence_id"),
+        (send(client, "accumulate", 1), 400, "send parameter sequence_id"),
         (
-            send(client, "simple_sequence", 1, sequence_id=5),
+            send(client, "accumulate", 1, sequence_id=5),
             400,
-            "sequence 5 of model 'simple_sequence' is not live",
+            "sequence 5 of model 'accumulate' is not live",
         ),
         (
-            send(client, "simple_sequence", 1, sequence_id=-1, sequence_start=True),
+            send(client, "accumulate", 1, sequence_id=-1, sequence_start=True),
             400,
             "non-negative integer",
         ),
         (
-            send(client, "simple_sequence", 1, sequence_id="x", sequence_start=True),
+            send(client, "accumulate", 1, sequence_id="x", sequence_start=True),
             400,
             "takes numeric sequence ids",
         ),
         (
-            send(client, "simple_sequence", 1, sequence_id=3, sequence_start=1),
+            send(client, "accumulate", 1, sequence_id=3, sequence_start=1),
             400,
             "must be true or false",
         ),
@@ -102,15 +100,15 @@ async def test_errors(served: tuple[InferenceService, httpx.AsyncClient]) -> Non
         answer = await call
         assert answer.status_code == status, answer.text
         assert message in answer.json()["error"]
-    assert await total(client, "simple_sequence", 1, sequence_id=1, sequence_start=True) == 1
-    again = await send(client, "simple_sequence", 1, sequence_id=1, sequence_start=True)
+    assert await total(client, "accumulate", 1, sequence_id=1, sequence_start=True) == 1
+    again = await send(client, "accumulate", 1, sequence_id=1, sequence_start=True)
     assert again.status_code == 400 and "is live already" in again.json()["error"]
     # Two slots (max_batch_size 2, one instance): a third live sequence is refused.
-    assert await total(client, "simple_sequence", 1, sequence_id=2, sequence_start=True) == 1
-    full = await send(client, "simple_sequence", 1, sequence_id=3, sequence_start=True)
+    assert await total(client, "accumulate", 1, sequence_id=2, sequence_start=True) == 1
+    full = await send(client, "accumulate", 1, sequence_id=3, sequence_start=True)
     assert full.status_code == 429 and "sequence slots are taken" in full.json()["error"]
     rows = await client.post(
-        "/v2/models/simple_sequence/infer",
+        "/v2/models/accumulate/infer",
         json={
             "inputs": [{"name": "INPUT", "datatype": "INT32", "shape": [2, 1], "data": [1, 2]}],
             "parameters": {"sequence_id": 1},
@@ -140,7 +138,7 @@ async def test_idle_sequences_are_released(
     assert sequences.live == 1
     await until(lambda: sequences.live == 0, 5, "the idle sequence to be released")
     gone = await send(client, "sequence_state", 1, sequence_id=9)
-    assert gone.status_code == 400 and "idle for over 100000" in gone.json()["error"]
+    assert gone.status_code == 400 and "idle for over 500000" in gone.json()["error"]
 
 
 async def test_oldest_limits_live_sequences(
@@ -159,7 +157,7 @@ async def test_config_reports_sequence_batching(
     served: tuple[InferenceService, httpx.AsyncClient],
 ) -> None:
     _, client = served
-    doc = (await client.get("/v2/models/simple_sequence/config")).json()
+    doc = (await client.get("/v2/models/accumulate/config")).json()
     config = json_format.ParseDict(doc, model_config_pb2.ModelConfig())
     assert config.WhichOneof("scheduling_choice") == "sequence_batching"
     assert config.sequence_batching.WhichOneof("strategy_choice") == "direct"

@@ -267,8 +267,10 @@ class Sequences:
                             else outputs
                         )
             finally:
+                done = time.monotonic()  # idle time counts from a request's answer
                 for item in batch:
                     item.sequence.pending -= 1
+                    item.sequence.last = done
                     if item.end:
                         self._release(item.sequence)
 
