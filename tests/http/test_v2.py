@@ -273,3 +273,21 @@ async def test_answer_carries_the_request_id_when_the_body_has_none(
     assert answer.json()["id"] == "rid-42"
     given = await example_client.post("/v2/models/tiny/infer", json=infer_body(x, id="mine"))
     assert given.json()["id"] == "mine"
+
+
+@pytest.mark.parametrize(
+    ("parameters", "message"),
+    [
+        ({"priority": 1}, "request parameter(s) ['priority'] are not supported"),
+        ({"sequence_id": 7}, "model 'tiny' does not batch sequences"),
+    ],
+)
+async def test_request_parameters_inferd_does_not_act_on_are_refused(
+    example_client: httpx.AsyncClient, parameters: dict[str, object], message: str
+) -> None:
+    x = np.ones((1, 4), dtype=np.float32)
+    answer = await example_client.post(
+        "/v2/models/tiny/infer", json=infer_body(x, parameters=parameters)
+    )
+    assert answer.status_code == 400
+    assert message in answer.json()["error"]

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from inferd import __version__
-from inferd.core import classification, sequences
+from inferd.core import classification
 from inferd.core.batcher import Closed
 from inferd.core.cache import ResponseCache
 from inferd.core.group import ProcessGroup
@@ -24,6 +24,7 @@ from inferd.core.manager import LoadedVersion, ModelManager
 from inferd.core.messages import InferRequest, InferResponse, PredictResult
 from inferd.core.model_config import ModelConfig, parse_shadow
 from inferd.core.outputs import check_finite
+from inferd.core.parameters import check as check_parameters
 from inferd.core.rollouts import Rollouts
 from inferd.core.router import Router
 from inferd.core.shadow import Arrays, Shadows
@@ -331,8 +332,8 @@ class InferenceService:
         else:
             arrays = decode_inputs(checked, limits)
 
-        if loaded.sequences is None and request.parameters:
-            sequences.refuse_parameters(loaded.model, request.parameters)
+        if request.parameters:
+            check_parameters(loaded.model, request.parameters, loaded.sequences is not None)
 
         async def compute() -> list[Tensor]:
             if loaded.sequences is None:
@@ -393,6 +394,8 @@ class InferenceService:
             )
         checked = check_header(loaded, request.inputs, self.settings.safeguards.input_validation)
         selected = self._selected_outputs(loaded, request)
+        if request.parameters:
+            check_parameters(loaded.model, request.parameters, sequenced=False)
         if request.outputs and classification.requested(request.outputs):
             raise InvalidArgument(
                 f"model '{loaded.model}' streams its outputs; classification is for models "
