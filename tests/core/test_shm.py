@@ -168,3 +168,9 @@ async def test_rest_routes_refuse_a_remote_caller(
         }
         answer = await client.post("/v2/models/simple/infer", json=body)
         assert answer.status_code == 403
+
+
+def test_refused_under_several_workers(root: Path) -> None:
+    shm = SharedMemory(SharedMemorySettings(), root, workers=2)
+    with pytest.raises(PermissionDenied, match="needs one process"):
+        shm.register(LOCAL, "r", "/obj", 0, 8)

@@ -84,7 +84,7 @@ class InferenceService:
         self.cache = cache
         self.shadows = Shadows(self._shadow_outputs, metrics)
         #: Registered system shared memory regions (core/shm.py).
-        self.shared_memory = SharedMemory(settings.shared_memory)
+        self.shared_memory = SharedMemory(settings.shared_memory, workers=settings.server.workers)
         #: The models with a shadow, checked once per computed answer (empty: no cost).
         self._shadowed = self.shadows.by_model
         manager.on_serve(self._serve_shadow)

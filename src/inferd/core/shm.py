@@ -12,7 +12,7 @@ Limits a shared server needs:
 - At most ``shared_memory.max_regions`` regions and ``max_total_bytes`` bytes at once; a
   region is unmapped when it is unregistered and when the server stops.
 - ``shared_memory.mode``: ``off``, ``local`` (callers on loopback addresses only; the
-  default) or ``any``.
+  default) or ``any``. Refused under ``--workers N`` (each worker would hold its own).
 
 A request's inputs that name a region are read when the adapter resolves the request
 (one copy out of the region: an unregister never pulls memory from under a running
@@ -130,8 +130,11 @@ class Region:
 class SharedMemory:
     """The registered regions of every caller."""
 
-    def __init__(self, settings: SharedMemorySettings, root: Path = SHM_ROOT) -> None:
+    def __init__(
+        self, settings: SharedMemorySettings, root: Path = SHM_ROOT, workers: int = 1
+    ) -> None:
         self.settings = settings
+        self._workers = workers
         self._root = root
         self._regions: dict[tuple[str | None, str], Region] = {}
         self._bytes = 0
@@ -141,6 +144,11 @@ class SharedMemory:
         mode = self.settings.mode
         if mode == "off":
             raise PermissionDenied("system shared memory is off (shared_memory.mode: off)")
+        if self._workers > 1:
+            raise PermissionDenied(
+                f"this server runs {self._workers} worker processes (server.workers), each "
+                "with its own regions; system shared memory needs one process"
+            )
         if mode == "local" and not _loopback(caller[1]):
             raise PermissionDenied(
                 "system shared memory is for clients on the server's host "
