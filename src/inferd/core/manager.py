@@ -27,10 +27,11 @@ from inferd.core.classification import read_labels
 from inferd.core.decoupled import GeneratorRunner
 from inferd.core.failures import CONFIG_CLASSES, WarmupFailed, classify, public_reason
 from inferd.core.load_override import OverrideError, overridden
-from inferd.core.model_config import ModelConfig, SequenceBatchingConfig, check_declared_names
+from inferd.core.model_config import ModelConfig, check_declared_names
 from inferd.core.outputs import checked_run, output_problems
 from inferd.core.repository import ModelEntry, Repository, VersionEntry, check_name, natural_key
 from inferd.core.reshape import has_reshape, reshaped
+from inferd.core.sequence_config import SequenceBatchingConfig
 from inferd.core.sequences import Run, Sequences
 from inferd.core.stats import VersionStats
 from inferd.core.versions import VersionSettings, runtime_options, version_settings

@@ -8,7 +8,6 @@ and output.
 
 from __future__ import annotations
 
-import math
 import re
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -23,9 +22,11 @@ from pydantic import (
     model_validator,
 )
 
+from inferd.core.sequence_config import SequenceBatchingConfig
+from inferd.core.tensor_config import Strict, check_reshape
+from inferd.core.tensor_config import TensorConfig as TensorConfig  # model.yaml's tensors
 from inferd.errors import ConfigError
 from inferd.settings_sources import unknown_key
-from inferd.types import DATATYPE_TO_NUMPY, TensorSpec
 
 DEVICE_PATTERN = re.compile(r"^(cpu|cuda(:\d+)?)$")
 #: What the weights of a traffic split add up to.
@@ -34,79 +35,7 @@ TRAFFIC_TOTAL: Final = 100
 SAFE_NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 
 
-class _Strict(BaseModel):
-    model_config = {"extra": "forbid"}
-
-
-#: Triton's input formats (``FORMAT_NCHW`` ...), as model.yaml may also spell them (``NCHW``).
-FORMATS: Final = ("FORMAT_NONE", "FORMAT_NHWC", "FORMAT_NCHW")
-#: A label file is named by a plain file name in the model folder.
-LABEL_FILE: Final = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
-
-
-class ReshapeConfig(_Strict):
-    """Triton's ``reshape``: the shape the model itself takes or gives (batch dimension
-    excluded), where clients see ``dims``."""
-
-    shape: list[int]
-
-
-class TensorConfig(_Strict):
-    name: str = Field(min_length=1, max_length=256)
-    datatype: str
-    #: The full shape (a batching model's starts with -1); or Triton's ``dims`` instead.
-    shape: list[int] | None = None
-    #: Triton's dims: the shape without the batch dimension (needs ``max_batch_size``).
-    dims: list[int] | None = None
-    #: Triton's input format (reported in the configuration; images' layout for clients).
-    format: str | None = None
-    reshape: ReshapeConfig | None = None
-    #: Outputs: labels for the classification extension, one a line, in the model folder.
-    label_filename: str | None = None
-
-    @field_validator("datatype")
-    @classmethod
-    def _datatype(cls, value: str) -> str:
-        upper = value.upper()
-        if upper not in DATATYPE_TO_NUMPY:
-            raise ValueError(
-                f"unknown datatype {value!r}; expected one of {list(DATATYPE_TO_NUMPY)}"
-            )
-        return upper
-
-    @field_validator("shape", "dims")
-    @classmethod
-    def _shape(cls, value: list[int] | None) -> list[int] | None:
-        if value is not None and any(dim < -1 for dim in value):
-            raise ValueError("dimensions are -1 (variable) or >= 0")
-        return value
-
-    @field_validator("format")
-    @classmethod
-    def _format(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        named = value.upper() if value.upper().startswith("FORMAT_") else f"FORMAT_{value.upper()}"
-        if named not in FORMATS:
-            raise ValueError(f"unknown format {value!r}; expected one of {list(FORMATS)}")
-        return named
-
-    @field_validator("label_filename")
-    @classmethod
-    def _label_file(cls, value: str | None) -> str | None:
-        if value is not None and (not LABEL_FILE.match(value) or ".." in value):
-            raise ValueError("a file name in the model folder (no folders)")
-        return value
-
-    @model_validator(mode="after")
-    def _one_shape(self) -> TensorConfig:
-        if (self.shape is None) == (self.dims is None):
-            raise ValueError(f"tensor '{self.name}': give one of shape or dims")
-        return self
-
-    def spec(self, allow_nonfinite: bool) -> TensorSpec:
-        assert self.shape is not None  # ModelConfig turns dims into shape
-        return TensorSpec(self.name, self.datatype, tuple(self.shape), allow_nonfinite)
+_Strict = Strict
 
 
 class BatchingConfig(_Strict):
@@ -222,86 +151,6 @@ class ShadowConfig(_Strict):
         return value
 
 
-#: Triton's control kinds -> what inferd calls them.
-CONTROL_KINDS: Final = (
-    "CONTROL_SEQUENCE_START",
-    "CONTROL_SEQUENCE_END",
-    "CONTROL_SEQUENCE_READY",
-    "CONTROL_SEQUENCE_CORRID",
-)
-#: The datatypes a correlation id (CORRID) may be given to the model as.
-CORRID_TYPES: Final = {
-    "TYPE_UINT64": "UINT64",
-    "TYPE_INT64": "INT64",
-    "TYPE_UINT32": "UINT32",
-    "TYPE_INT32": "INT32",
-    "TYPE_STRING": "BYTES",
-}
-
-
-class ControlConfig(_Strict):
-    kind: Literal[
-        "CONTROL_SEQUENCE_START",
-        "CONTROL_SEQUENCE_END",
-        "CONTROL_SEQUENCE_READY",
-        "CONTROL_SEQUENCE_CORRID",
-    ]
-    int32_false_true: list[int] | None = None
-    fp32_false_true: list[float] | None = None
-    bool_false_true: list[bool] | None = None
-    data_type: str | None = None
-
-    @model_validator(mode="after")
-    def _values(self) -> ControlConfig:
-        given = [
-            v
-            for v in (self.int32_false_true, self.fp32_false_true, self.bool_false_true)
-            if v is not None
-        ]
-        if self.kind == "CONTROL_SEQUENCE_CORRID":
-            if given or self.data_type not in CORRID_TYPES:
-                raise ValueError(
-                    f"a CORRID control takes data_type, one of {list(CORRID_TYPES)}, and no "
-                    "false/true values"
-                )
-        elif len(given) != 1 or len(given[0]) != 2 or self.data_type is not None:
-            raise ValueError(
-                f"{self.kind} takes one of int32_false_true, fp32_false_true or "
-                "bool_false_true: two values, [false, true]"
-            )
-        return self
-
-
-class ControlInputConfig(_Strict):
-    """A tensor the model declares for a sequence control; clients never send it."""
-
-    name: str = Field(min_length=1, max_length=256)
-    control: list[ControlConfig] = Field(min_length=1, max_length=1)
-
-
-class SequenceBatchingConfig(_Strict):
-    """Triton's sequence batcher (core/sequences.py)."""
-
-    strategy: Literal["direct", "oldest"] = "direct"
-    max_sequence_idle_microseconds: int = Field(1_000_000, ge=1)
-    max_queue_delay_microseconds: int = Field(0, ge=0, le=10_000_000)
-    #: oldest: live sequences at once (direct: one per batch slot of every instance).
-    max_candidate_sequences: int = Field(64, ge=1, le=65_536)
-    control_input: list[ControlInputConfig] = Field(default_factory=list)
-    #: Python models: ``predict(self, inputs, states)`` gets one dict per row, kept for
-    #: its sequence from start to end.
-    state: bool = False
-
-    @field_validator("control_input")
-    @classmethod
-    def _one_each(cls, value: list[ControlInputConfig]) -> list[ControlInputConfig]:
-        kinds = [c.control[0].kind for c in value]
-        names = [c.name for c in value]
-        if len(set(kinds)) != len(kinds) or len(set(names)) != len(names):
-            raise ValueError("each control kind and each name at most once")
-        return value
-
-
 class ModelConfig(_Strict):
     runtime: Literal["torchscript", "onnx", "tensorflow", "python"] | None = None
     #: The SavedModel signature served (tensorflow only); default ``serving_default``.
@@ -398,29 +247,11 @@ class ModelConfig(_Strict):
                     f"sequence_batching: control inputs {clash} are also in inputs; clients "
                     "never send them: leave them out of inputs"
                 )
-            if self.cache.enabled:
-                raise ValueError("a sequence model's answers depend on its state: no cache")
+            if self.cache.enabled or self.shadow is not None:
+                raise ValueError(
+                    "a sequence model's answers depend on its sequences' state: no cache, no shadow"
+                )
         return self
-
-
-def check_reshape(kind: str, tensor: TensorConfig, max_batch_size: int | None) -> None:
-    """A reshape holds the elements the tensor's shape holds: at most one -1 on each side,
-    and the same count of fixed elements."""
-    assert tensor.reshape is not None and tensor.shape is not None
-    if max_batch_size is None:
-        raise ValueError(f"{kind} '{tensor.name}': reshape needs max_batch_size")
-    dims = tensor.shape[1:] if max_batch_size > 0 else tensor.shape
-    target = tensor.reshape.shape
-    if dims.count(-1) > 1 or target.count(-1) > 1 or dims.count(-1) != target.count(-1):
-        raise ValueError(
-            f"{kind} '{tensor.name}': reshape {target} and dims {dims} need the same number "
-            "(at most one) of variable (-1) dimensions"
-        )
-    fixed = [math.prod(d for d in shape if d != -1) for shape in (dims, target)]
-    if fixed[0] != fixed[1]:
-        raise ValueError(
-            f"{kind} '{tensor.name}': reshape {target} does not hold the elements of dims {dims}"
-        )
 
 
 def check_declared_names(

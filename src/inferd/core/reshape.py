@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from inferd.core.model_config import ModelConfig, TensorConfig
+from inferd.core.model_config import ModelConfig
+from inferd.core.tensor_config import TensorConfig
 
 Arrays = dict[str, np.ndarray[Any, Any]]
 Run = Callable[[Arrays], Arrays]

@@ -28,19 +28,19 @@ import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Final
+from typing import Any
 
 import numpy as np
 
-from inferd.core.model_config import CORRID_TYPES, SequenceBatchingConfig
 from inferd.core.outputs import output_problems
+from inferd.core.parameters import sequence_of
+from inferd.core.sequence_config import CORRID_TYPES, SequenceBatchingConfig
 from inferd.errors import (
     DeadlineExceeded,
     InternalError,
     InvalidArgument,
     ResourceExhausted,
     Unavailable,
-    clip,
 )
 from inferd.types import DATATYPE_TO_NUMPY, TensorSpec
 
@@ -48,44 +48,6 @@ Arrays = dict[str, np.ndarray[Any, Any]]
 States = list[dict[str, Any]] | None
 Run = Callable[[Arrays, States], Arrays]
 SequenceId = int | str
-
-ID: Final = "sequence_id"
-START: Final = "sequence_start"
-END: Final = "sequence_end"
-PARAMETERS: Final = frozenset({ID, START, END})
-
-
-def refuse_parameters(model: str, parameters: Mapping[str, Any]) -> None:
-    """A model without sequence batching refuses the sequence parameters."""
-    given = PARAMETERS & parameters.keys()
-    if given:
-        raise InvalidArgument(
-            f"model '{model}' does not batch sequences (no sequence_batching in its "
-            f"model.yaml); parameters {sorted(given)} are not supported"
-        )
-
-
-def _flag(parameters: Mapping[str, Any], key: str) -> bool:
-    value = parameters.get(key, False)
-    if type(value) is not bool:
-        raise InvalidArgument(f"parameter '{key}' must be true or false, got {clip(repr(value))}")
-    return value
-
-
-def sequence_of(model: str, parameters: Mapping[str, Any]) -> tuple[SequenceId, bool, bool]:
-    """The request's sequence id, start and end flags."""
-    sid = parameters.get(ID)
-    if sid is None or sid == 0 or sid == "":
-        raise InvalidArgument(
-            f"model '{model}' batches sequences: send parameter sequence_id (a number or a "
-            "string; sequence_start true on a sequence's first request, sequence_end on its last)"
-        )
-    if (type(sid) is not int or sid < 0) and (not isinstance(sid, str) or len(sid) > 256):
-        raise InvalidArgument(
-            f"sequence_id must be a non-negative integer or a string of at most 256 "
-            f"characters, got {clip(repr(sid))}"
-        )
-    return sid, _flag(parameters, START), _flag(parameters, END)
 
 
 @dataclasses.dataclass(slots=True, eq=False)

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from inferd.core.model_config import SequenceBatchingConfig, TensorConfig, VersionPolicy
+from inferd.core.model_config import VersionPolicy
+from inferd.core.sequence_config import SequenceBatchingConfig
+from inferd.core.tensor_config import TensorConfig
 from inferd.types import TRITON_CONFIG_DATATYPE, TensorSpec
 
 if TYPE_CHECKING:
