@@ -3,16 +3,22 @@ and strings, implicit state, idle release and the errors."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 from google.protobuf import json_format
 from tritonclient.grpc import model_config_pb2
 
+from inferd.core.sequence_config import SequenceBatchingConfig
+from inferd.core.sequences import Sequences
 from inferd.core.service import InferenceService
+from inferd.types import TensorSpec
 from tests.compat.models import write_models
 from tests.conftest import ServiceFactory, asgi_client
 from tests.streaming import until
@@ -167,3 +173,90 @@ async def test_config_reports_sequence_batching(
         model_config_pb2.ModelSequenceBatching.Control.CONTROL_SEQUENCE_READY,
         model_config_pb2.ModelSequenceBatching.Control.CONTROL_SEQUENCE_CORRID,
     ]
+
+
+def batcher(strategy: str, seen: list[dict[str, Any]], instances: int = 1) -> Sequences:
+    """A sequence batcher whose model records what it is given and echoes INPUT."""
+    config = SequenceBatchingConfig.model_validate(
+        {
+            "strategy": strategy,
+            "control_input": [
+                {
+                    "name": "S",
+                    "control": [{"kind": "CONTROL_SEQUENCE_START", "int32_false_true": [0, 1]}],
+                },
+                {
+                    "name": "R",
+                    "control": [
+                        {"kind": "CONTROL_SEQUENCE_READY", "bool_false_true": [False, True]}
+                    ],
+                },
+                {
+                    "name": "C",
+                    "control": [{"kind": "CONTROL_SEQUENCE_CORRID", "data_type": "TYPE_UINT64"}],
+                },
+            ],
+        }
+    )
+
+    def run(arrays: dict[str, np.ndarray], states: Any) -> dict[str, np.ndarray]:
+        seen.append({**{k: v.tolist() for k, v in arrays.items()}, "thread": threading.get_ident()})
+        return {"OUTPUT": arrays["INPUT"]}
+
+    spec = TensorSpec("OUTPUT", "INT32", (-1, 1))
+    return Sequences(
+        config,
+        model="m",
+        batching=True,
+        max_batch_size=4,
+        instances=instances,
+        outputs=(spec,),
+        run=run,
+    )
+
+
+def row(value: int) -> dict[str, np.ndarray]:
+    return {"INPUT": np.array([[value]], dtype=np.int32)}
+
+
+async def test_direct_gives_each_sequence_its_slot_and_pads_the_rest() -> None:
+    seen: list[dict[str, Any]] = []
+    sequences = batcher("direct", seen)
+    sequences.start()
+    try:
+        await sequences.submit({"sequence_id": 5, "sequence_start": True}, row(1), None)
+        await sequences.submit({"sequence_id": 6, "sequence_start": True}, row(2), None)
+        out = await sequences.submit({"sequence_id": 6}, row(3), None)
+    finally:
+        await sequences.close()
+    assert out["OUTPUT"].tolist() == [[3]]
+    # Sequence 6 holds slot 1: its request is row 1, slot 0 is padding with READY false.
+    assert seen[-1]["INPUT"] == [[0], [3]]
+    assert seen[-1]["R"] == [[False], [True]]
+    assert seen[-1]["S"] == [[0], [0]]
+    assert seen[-1]["C"] == [[0], [6]]
+    assert seen[1]["S"] == [[0], [1]]
+
+
+async def test_oldest_batches_in_arrival_order_on_one_instance_per_sequence() -> None:
+    seen: list[dict[str, Any]] = []
+    sequences = batcher("oldest", seen, instances=2)
+    sequences.start()
+    try:
+        await sequences.submit({"sequence_id": 1, "sequence_start": True}, row(1), None)
+        await sequences.submit({"sequence_id": 2, "sequence_start": True}, row(2), None)
+        for _ in range(3):
+            await asyncio.gather(
+                sequences.submit({"sequence_id": 1}, row(10), None),
+                sequences.submit({"sequence_id": 2}, row(20), None),
+            )
+    finally:
+        await sequences.close()
+    threads: dict[int, set[int]] = {}
+    for call in seen:
+        for corrid in call["C"]:
+            threads.setdefault(corrid[0], set()).add(call["thread"])
+        assert all(r == [True] for r in call["R"])  # no padding
+    # Each sequence ran on one instance thread only, and the two on different ones.
+    assert all(len(t) == 1 for t in threads.values())
+    assert threads[1] != threads[2]
