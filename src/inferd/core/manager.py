@@ -511,12 +511,13 @@ class ModelManager:
             raise ConfigError(f"{where}: reshape is not supported for a streaming model")
         labels = read_labels(entry.path, config.outputs or (), entry.config_file)
         sequences = None
+        warm = infer
         if sequenced is not None:
             sequences = _sequences(sequenced, runtime, infer, settings, outputs, entry.name, where)
-            infer = sequences.warm_run
+            warm = sequences.warm_run  # its requests go to the sequence batcher, not the batcher
         if config.warmup:
             try:
-                produced = _warm_up(runtime, _warmup_inputs(inputs), infer)
+                produced = _warm_up(runtime, _warmup_inputs(inputs), warm)
             except Exception as exc:
                 raise WarmupFailed(f"{where}: warm-up failed: {classify(exc)[1]}") from exc
             # A streaming model's partial may carry some of the outputs only.
