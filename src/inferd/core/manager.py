@@ -214,7 +214,9 @@ TIMED_WARMUP_S: Final = 0.05
 
 
 def _timed_calls(
-    runtime: Runtime, inputs: dict[str, np.ndarray[Any, Any]], inline_limit_s: float
+    infer: Callable[[dict[str, np.ndarray[Any, Any]]], dict[str, np.ndarray[Any, Any]]],
+    inputs: dict[str, np.ndarray[Any, Any]],
+    inline_limit_s: float,
 ) -> float | None:
     """The mean time of a few more warm-up calls, when the model may run inline (its
     measurement seeds the batcher's, so a new version is judged like an old one); None
@@ -224,7 +226,7 @@ def _timed_calls(
     spent = 0.0
     for _ in range(INLINE_MIN_SAMPLES):
         started = time.perf_counter()
-        runtime.infer(inputs)
+        infer(inputs)
         spent += time.perf_counter() - started
         if spent > TIMED_WARMUP_S:
             return None
@@ -580,8 +582,8 @@ class ModelManager:
             if problems:
                 raise WarmupFailed(f"{where}: at warm-up, {'; '.join(problems)}")
         timed = (
-            _timed_calls(runtime, _warmup_inputs(inputs), settings.inline_max_compute_s)
-            if config.warmup and not runtime.decoupled
+            _timed_calls(infer, _warmup_inputs(inputs), settings.inline_max_compute_s)
+            if config.warmup and not runtime.decoupled and sequences is None
             else None
         )
         stats = VersionStats(entry.name, version.name)
