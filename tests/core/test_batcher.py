@@ -309,14 +309,17 @@ async def test_close_within_a_grace_reports_finished_work() -> None:
 
 
 class Threads:
-    """Doubles its input, remembering the thread of every call; ``pause`` makes it slow."""
+    """Doubles its input, remembering the thread and rows of every call; ``pause`` makes
+    it slow."""
 
     def __init__(self, pause: float = 0.0) -> None:
         self.threads: list[threading.Thread] = []
+        self.rows: list[int] = []
         self.pause = pause
 
     def __call__(self, inputs: Arrays) -> Arrays:
         self.threads.append(threading.current_thread())
+        self.rows.append(inputs["x"].shape[0])
         if self.pause:
             time.sleep(self.pause)
         return {"y": inputs["x"] * 2}
@@ -354,14 +357,46 @@ async def test_inline_is_off_by_default_and_with_a_queue_delay() -> None:
         await batcher.close()
 
 
-async def test_requests_that_come_together_still_batch_in_an_instance_thread() -> None:
+async def test_requests_that_come_together_still_form_one_batch_inline() -> None:
     model = Threads()
     batcher = make(model, inline_max_compute_s=0.05)
     for _ in range(INLINE_MIN_SAMPLES):
         await batcher.submit(rows(1))
     results = await asyncio.gather(*(batcher.submit(rows(1, float(i))) for i in range(6)))
     assert [r["y"][0, 0] for r in results] == [2.0 * i for i in range(6)]
-    assert model.threads[-1] is not threading.current_thread()  # one batch of six, off the loop
+    assert model.rows[-1] == 6  # one call of the six rows
+    assert model.threads[-1] is threading.current_thread()  # on the loop
+    await batcher.close()
+
+
+async def test_a_measurement_seeded_at_load_runs_inline_from_the_first_request() -> None:
+    model = Threads()
+    batcher = make(model, inline_max_compute_s=0.05)
+    batcher.seed_call_cost(0.0001)
+    await batcher.submit(rows(1))
+    assert model.threads == [threading.current_thread()]
+    await batcher.close()
+
+
+async def test_inline_runs_give_the_loop_back_between_slices() -> None:
+    # A model that does not batch, a long queue: one turn runs a slice of it inline, the
+    # loop goes on, and every request is answered in order.
+    model = Threads(pause=0.0004)
+    batcher = make(model, max_batch_size=0, inline_max_compute_s=0.05)
+    batcher.seed_call_cost(0.0004)
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    beat = asyncio.create_task(ticker())
+    results = await asyncio.gather(*(batcher.submit(rows(1, float(i))) for i in range(20)))
+    beat.cancel()
+    assert [r["y"][0, 0] for r in results] == [2.0 * i for i in range(20)]
+    assert ticks >= 3  # 20 calls of 0.4 ms in slices of 1 ms: the loop ran in between
     await batcher.close()
 
 

@@ -17,13 +17,13 @@ Contract:
 - A batch that runs longer than ``max_batch_time_s`` marks the batcher faulty (``fault``
   says why): that batch's requests and every queued one get Unavailable, and new ones are
   refused with Unavailable until the batch returns.
-- Inline when idle and cheap (``inline_max_compute_s`` > 0, and no queue delay): a batch
-  of one request, when nothing else is queued and no batch runs, runs on the event loop
-  where it was formed, without the hop to an instance thread and back, when the version's
-  running measurement of a model call (an average over its recent calls, at least
-  ``INLINE_MIN_SAMPLES`` of them) is under ``inline_max_compute_s`` and its calls average
-  fewer than ``INLINE_MAX_COMPANY`` requests (under concurrent load, batches form and go to
-  an instance thread, beside the loop). A slow model never
+- Inline when idle and cheap (``inline_max_compute_s`` > 0, and no queue delay): batches
+  are formed as always, and while no batch of the version runs in an instance thread they
+  run on the event loop where they were formed, without the hop to an instance thread and
+  back, when the version's running measurement of a model call (an average over its recent
+  calls, at least ``INLINE_MIN_SAMPLES`` of them, seeded at load by timed warm-up calls) is
+  under ``inline_max_compute_s``. One loop turn runs at most ``INLINE_SLICE_S`` of them;
+  the rest follow in the next turn, after the loop has read its sockets. A slow model never
   measures under it, so it never runs inline; a model that becomes slow stops running
   inline as its average rises. Everything else goes through the queue.
 - ``close`` finishes what is queued and running, then stops the instance threads. Given a
@@ -67,12 +67,11 @@ Timings = tuple[float, float, float]
 _NO_TIME: Final[Timings] = (0.0, 0.0, 0.0)
 #: Model calls measured before a version may run inline.
 INLINE_MIN_SAMPLES: Final = 8
-#: Weight of the newest call in the running averages of a call's time and requests.
+#: Most time one loop turn spends running a version's batches inline before it lets the
+#: loop go on (the rest follow in the next turn).
+INLINE_SLICE_S: Final = 0.001
+#: Weight of the newest call in the running average of a call's time.
 _COST_WEIGHT: Final = 0.1
-#: Inline runs stop while calls average this many requests or more: requests come
-#: together, so batches form, and the model's calls are better off in an instance thread
-#: beside the loop than on it.
-INLINE_MAX_COMPANY: Final = 1.25
 
 
 class Closed(Unavailable):
@@ -183,8 +182,13 @@ class Batcher:
         self._inline_limit = inline_max_compute_s
         self._call_cost = 0.0  # running average of a model call, in seconds
         self._calls = 0  # model calls measured (up to INLINE_MIN_SAMPLES)
-        self._company = 1.0  # running average of the requests per call
         self._loop_prepared = False
+
+    def seed_call_cost(self, seconds: float) -> None:
+        """Seed the running measurement of a call (at load, from timed warm-up calls), so
+        a new version is judged like one that has served a while."""
+        self._call_cost = seconds
+        self._calls = INLINE_MIN_SAMPLES
 
     @property
     def inline_ready(self) -> bool:
@@ -279,6 +283,7 @@ class Batcher:
         costs no extra loop turns.
         """
         self._dispatch_soon = False
+        inline_until = 0.0  # when this turn's inline runs must let the loop go on
         while self._free and self._queue:
             if self._batching and self._delay > 0 and not self._closing and not self._ready():
                 break
@@ -287,14 +292,20 @@ class Batcher:
                 continue  # only finished or expired requests were queued
             if (
                 self._inline
-                and len(batch) == 1
-                and not self._queue
                 and self._free == self._instances
                 and self._calls >= INLINE_MIN_SAMPLES
                 and self._call_cost < self._inline_limit
-                and self._company < INLINE_MAX_COMPANY
             ):
-                self._run_inline(batch[0])
+                now = time.perf_counter()
+                if not inline_until:
+                    inline_until = now + INLINE_SLICE_S
+                elif now > inline_until:
+                    # Enough of this turn on the model: the loop reads sockets, then on.
+                    for pending in reversed(batch):
+                        self._queue.appendleft(pending)
+                    self._soon()
+                    break
+                self._run_inline(batch)
                 continue
             self._free -= 1
             self._idle.clear()
@@ -308,24 +319,36 @@ class Batcher:
                 self._observer.waited(start - pending.enqueued)
         self._observer.depth(self._waiting)
 
-    def _run_inline(self, pending: _Pending) -> None:
-        """A lone request's call, here on the loop (nothing else is queued or running and
-        the model is cheap): no hop to an instance thread and back."""
-        self._leave(pending)
-        self._stats.queue.add(time.monotonic() - pending.enqueued)
-        self._observer.waited(time.monotonic() - pending.enqueued)
+    def _run_inline(self, batch: list[_Pending]) -> None:
+        """A batch's call, here on the loop (no batch is running and the model is cheap):
+        no hop to an instance thread and back."""
+        start = time.monotonic()
+        for pending in batch:
+            self._leave(pending)
+            self._stats.queue.add(start - pending.enqueued)
+            self._observer.waited(start - pending.enqueued)
         if not self._loop_prepared and self._prepare_thread is not None:
             self._prepare_thread()  # settings a framework keeps per thread, as for instances
         self._loop_prepared = True
+        rows = sum(p.rows for p in batch)
         try:
-            outputs, timings = self._compute(pending.inputs, pending.rows)
+            outputs, timings = self._compute(
+                _joined(batch) if len(batch) > 1 else batch[0].inputs, rows
+            )
         except BaseException as exc:
-            if not pending.future.done():
-                pending.future.set_exception(self._failure(exc))
+            failure = self._failure(exc)
+            for pending in batch:
+                if not pending.future.done():
+                    pending.future.set_exception(failure)
             return
-        self._executed(pending.rows, 1, timings)
-        if not pending.future.done():
-            pending.future.set_result(outputs)
+        self._executed(rows, len(batch), timings)
+        self._deliver(batch, outputs)
+
+    def _soon(self) -> None:
+        """Dispatch again in a coming loop turn (once)."""
+        if not self._dispatch_soon and self._loop is not None:
+            self._dispatch_soon = True
+            self._loop.call_soon(self._dispatch)
 
     def _ready(self) -> bool:
         """A full (or preferred) batch is queued or the oldest waited enough; if neither,
@@ -423,7 +446,6 @@ class Batcher:
             self._call_cost += (seconds - self._call_cost) / self._calls
         else:
             self._call_cost += (seconds - self._call_cost) * _COST_WEIGHT
-        self._company += (requests - self._company) * _COST_WEIGHT
 
     def _failure(self, error: BaseException | None) -> InferdError:
         """What the requests of a failed call get: the model's own error when it raised

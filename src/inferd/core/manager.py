@@ -16,13 +16,14 @@ import asyncio
 import dataclasses
 import enum
 import logging
+import time
 from collections.abc import Callable, Collection
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
-from inferd.core.batcher import Batcher
+from inferd.core.batcher import INLINE_MIN_SAMPLES, Batcher
 from inferd.core.cache import ResponseCache, folder_digest, version_digest
 from inferd.core.decoupled import GeneratorRunner
 from inferd.core.failures import CONFIG_CLASSES, WarmupFailed, classify, public_reason
@@ -194,6 +195,29 @@ def _warm_up(
         close = getattr(partials, "close", None)
         if close is not None:
             close()
+
+
+#: Timed warm-up calls stop once they took this long together (a model this slow per
+#: call never runs inline anyway).
+TIMED_WARMUP_S: Final = 0.05
+
+
+def _timed_calls(
+    runtime: Runtime, inputs: dict[str, np.ndarray[Any, Any]], inline_limit_s: float
+) -> float | None:
+    """The mean time of a few more warm-up calls, when the model may run inline (its
+    measurement seeds the batcher's, so a new version is judged like an old one); None
+    when inline runs are off or the calls are too slow to matter."""
+    if inline_limit_s <= 0:
+        return None
+    spent = 0.0
+    for _ in range(INLINE_MIN_SAMPLES):
+        started = time.perf_counter()
+        runtime.infer(inputs)
+        spent += time.perf_counter() - started
+        if spent > TIMED_WARMUP_S:
+            return None
+    return spent / INLINE_MIN_SAMPLES
 
 
 class ModelManager:
@@ -492,6 +516,11 @@ class ModelManager:
             problems = [] if runtime.decoupled else output_problems(outputs, produced)
             if problems:
                 raise WarmupFailed(f"{where}: at warm-up, {'; '.join(problems)}")
+        timed = (
+            _timed_calls(runtime, _warmup_inputs(inputs), settings.inline_max_compute_s)
+            if config.warmup and not runtime.decoupled
+            else None
+        )
         stats = VersionStats(entry.name, version.name)
         batcher = batcher_class(settings, self._metrics, entry.name, version.name)(
             checked_run(entry.name, version.name, outputs, runtime.infer),
@@ -506,6 +535,8 @@ class ModelManager:
             max_batch_time_s=settings.max_batch_time_s,
             inline_max_compute_s=settings.inline_max_compute_s,
         )
+        if timed is not None:
+            batcher.seed_call_cost(timed)
         generator = (
             GeneratorRunner(
                 runtime.stream,
