@@ -438,6 +438,23 @@ class LimitsSettings(_Section):
     models: ModelLimits = Field(default_factory=ModelLimits)
 
 
+class SharedMemorySettings(_Section):
+    """Triton's system shared memory extension (POSIX shared memory, same host only)."""
+
+    mode: Literal["off", "local", "any"] = Field(
+        "local",
+        description="off: refused; local: for clients on the server's host (loopback "
+        "addresses) only; any: for every client (only where remote clients share the host's "
+        "/dev/shm, as containers of one pod can).",
+    )
+    max_regions: int = Field(
+        64, ge=1, le=4096, description="Regions registered at once, over every caller."
+    )
+    max_total_bytes: int = Field(
+        1 << 30, ge=1, description="Bytes of every registered region together."
+    )
+
+
 class StorageSettings(_Section):
     redis_uri: str | None = Field(
         None,
@@ -473,6 +490,7 @@ class Settings(BaseSettings):
     stream: StreamSettings = Field(default_factory=StreamSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
+    shared_memory: SharedMemorySettings = Field(default_factory=SharedMemorySettings)
 
     @classmethod
     def settings_customise_sources(

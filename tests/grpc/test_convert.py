@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 from inferd.core.messages import InferResponse
+from inferd.core.model_config import VersionPolicy
+from inferd.core.triton_config import version_policy
 from inferd.errors import InvalidArgument
 from inferd.grpc import convert
 from inferd.grpc.protos import grpc_service_pb2 as pb
@@ -114,7 +116,9 @@ def test_decode_errors_name_the_problem() -> None:
         convert.decode_infer_request(request(narrow), None).inputs[0].decode()
     shared = Input(name="x", datatype="FP32", shape=[1])
     shared.parameters["shared_memory_region"].string_param = "r"
-    assert "shared memory is not supported" in bad(shared, raw=[b"\0\0\0\0"])
+    assert "1 entries for 0 inputs (1 more in shared memory)" in bad(shared, raw=[b"\0\0\0\0"])
+    shared.contents.fp32_contents.append(1.0)
+    assert "in a shared memory region or in the request, not both" in bad(shared)
     with pytest.raises(InvalidArgument, match="'model_name' is required"):
         convert.decode_infer_request(pb.ModelInferRequest(), None)
 
@@ -175,10 +179,13 @@ def test_encode_puts_every_output_in_raw_contents() -> None:
 
 
 def test_model_config_version_policy() -> None:
-    doc = {"name": "m", "max_batch_size": 8, "version_policy": {"specific": ["1", "v2", "10"]}}
-    config = convert.model_config(doc).config
-    assert list(config.version_policy.specific.versions) == [1, 10]
-    config = convert.model_config({"name": "m", "version_policy": {"all": True}}).config
-    assert config.version_policy.WhichOneof("policy_choice") == "all"
-    config = convert.model_config({"name": "m", "version_policy": {"latest": 2}}).config
-    assert config.version_policy.latest.num_versions == 2
+    policies = [
+        VersionPolicy(specific=["1", "v2", "10"]),
+        VersionPolicy(all=True),
+        VersionPolicy(latest=2),
+    ]
+    docs = [{"name": "m", "version_policy": version_policy(p)} for p in policies]
+    configs = [convert.model_config(doc).config for doc in docs]
+    assert list(configs[0].version_policy.specific.versions) == [1, 10]
+    assert configs[1].version_policy.WhichOneof("policy_choice") == "all"
+    assert configs[2].version_policy.latest.num_versions == 2

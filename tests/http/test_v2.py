@@ -231,3 +231,63 @@ async def test_the_admin_token_is_an_admin_key(
         headers = {"Authorization": header} if header else {}
         response = await client.post("/v2/repository/models/tiny/load", headers=headers)
         assert response.status_code == status
+
+
+@pytest.mark.parametrize(
+    ("path", "extra", "status", "message"),
+    [
+        ("/v2/models/tiny/infer", {"model_name": "tiny"}, 200, None),
+        (
+            "/v2/models/tiny/versions/1/infer",
+            {"model_name": "tiny", "model_version": "1"},
+            200,
+            None,
+        ),
+        ("/v2/models/tiny/infer", {"model_version": ""}, 200, None),
+        ("/v2/models/tiny/infer", {"model_name": "wide"}, 400, "model_name 'wide' does not match"),
+        ("/v2/models/tiny/infer", {"model_version": "1"}, 400, "the URL's no version"),
+        ("/v2/models/tiny/versions/1/infer", {"model_version": "2"}, 400, "URL's version '1'"),
+    ],
+)
+async def test_body_may_repeat_the_urls_model(
+    example_client: httpx.AsyncClient,
+    path: str,
+    extra: dict[str, object],
+    status: int,
+    message: str | None,
+) -> None:
+    x = np.ones((1, 4), dtype=np.float32)
+    answer = await example_client.post(path, json=infer_body(x, **extra))
+    assert answer.status_code == status, answer.text
+    if message is not None:
+        assert message in answer.json()["error"]
+
+
+async def test_answer_carries_the_request_id_when_the_body_has_none(
+    example_client: httpx.AsyncClient,
+) -> None:
+    x = np.ones((1, 4), dtype=np.float32)
+    answer = await example_client.post(
+        "/v2/models/tiny/infer", json=infer_body(x), headers={"x-request-id": "rid-42"}
+    )
+    assert answer.json()["id"] == "rid-42"
+    given = await example_client.post("/v2/models/tiny/infer", json=infer_body(x, id="mine"))
+    assert given.json()["id"] == "mine"
+
+
+@pytest.mark.parametrize(
+    ("parameters", "message"),
+    [
+        ({"priority": 1}, "request parameter(s) ['priority'] are not supported"),
+        ({"sequence_id": 7}, "model 'tiny' does not batch sequences"),
+    ],
+)
+async def test_request_parameters_inferd_does_not_act_on_are_refused(
+    example_client: httpx.AsyncClient, parameters: dict[str, object], message: str
+) -> None:
+    x = np.ones((1, 4), dtype=np.float32)
+    answer = await example_client.post(
+        "/v2/models/tiny/infer", json=infer_body(x, parameters=parameters)
+    )
+    assert answer.status_code == 400
+    assert message in answer.json()["error"]

@@ -422,3 +422,20 @@ async def test_at_most_max_in_flight_messages_run_at_once(stream_repo: Path) -> 
         assert busy_max(stream_repo) == 3
     finally:
         server.stop()
+
+
+async def test_shared_memory_is_refused_on_a_stream(live_server: ServerProcess) -> None:
+    message = {
+        "inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": ROW}],
+        "outputs": [
+            {
+                "name": "output",
+                "parameters": {"shared_memory_region": "r", "shared_memory_byte_size": 8},
+            }
+        ],
+    }
+    async with connect(ws_url(live_server, "/v2/models/tiny/stream")) as ws:
+        await ws.send(json.dumps(message))
+        reply = await answer(ws)
+    assert reply["code"] == 400
+    assert "not available on a WebSocket stream" in reply["error"]

@@ -25,15 +25,20 @@ import numpy as np
 
 from inferd.core.batcher import INLINE_MIN_SAMPLES, Batcher
 from inferd.core.cache import ResponseCache, folder_digest, version_digest
+from inferd.core.classification import read_labels
 from inferd.core.decoupled import GeneratorRunner
 from inferd.core.failures import CONFIG_CLASSES, WarmupFailed, classify, public_reason
 from inferd.core.latency import batcher_class
+from inferd.core.load_override import OverrideError, overridden
 from inferd.core.model_config import ModelConfig, check_declared_names
 from inferd.core.outputs import checked_run, output_problems
 from inferd.core.pipeline import PipelineRunner
 from inferd.core.pipeline_load import load_pipeline, load_waves
 from inferd.core.plan import BARE, ServingPlan
 from inferd.core.repository import ModelEntry, Repository, VersionEntry, check_name, natural_key
+from inferd.core.reshape import has_reshape, reshaped
+from inferd.core.sequence_config import SequenceBatchingConfig
+from inferd.core.sequences import Run, Sequences
 from inferd.core.stats import VersionStats
 from inferd.core.versions import VersionSettings, runtime_options, version_settings
 from inferd.errors import ConfigError, NotFound, Unavailable
@@ -75,6 +80,10 @@ class LoadedVersion:
     #: What can change its answers (inferd.core.cache.version_digest), computed at load for
     #: models that cache ("" otherwise).
     digest: str = ""
+    #: Output -> its labels (``label_filename``), for the classification extension.
+    labels: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    #: Set for a model with sequence batching: requests go here, not to the batcher.
+    sequences: Sequences | None = None
     #: The optional steps its requests pass through (core/plan.py), set by the service
     #: when the version starts serving and when its model's shadow or rollout changes.
     plan: ServingPlan = BARE
@@ -183,11 +192,13 @@ def _warmup_inputs(inputs: tuple[TensorSpec, ...]) -> dict[str, np.ndarray[Any, 
 
 
 def _warm_up(
-    runtime: Runtime, inputs: dict[str, np.ndarray[Any, Any]]
+    runtime: Runtime,
+    inputs: dict[str, np.ndarray[Any, Any]],
+    infer: Callable[[dict[str, np.ndarray[Any, Any]]], dict[str, np.ndarray[Any, Any]]],
 ) -> dict[str, np.ndarray[Any, Any]]:
     """One request before serving, its outputs; a streaming model runs to its first partial."""
     if not runtime.decoupled:
-        return runtime.infer(inputs)
+        return infer(inputs)
     partials = runtime.stream(inputs)
     try:
         return next(partials, {})
@@ -218,6 +229,38 @@ def _timed_calls(
         if spent > TIMED_WARMUP_S:
             return None
     return spent / INLINE_MIN_SAMPLES
+def _sequences(
+    config: SequenceBatchingConfig,
+    runtime: Runtime,
+    infer: Callable[[dict[str, np.ndarray[Any, Any]]], dict[str, np.ndarray[Any, Any]]],
+    settings: VersionSettings,
+    outputs: tuple[TensorSpec, ...],
+    model: str,
+    where: str,
+) -> Sequences:
+    """The sequence batcher of a version (core/sequences.py)."""
+    if runtime.decoupled:
+        raise ConfigError(f"{where}: sequence_batching is not supported for a streaming model")
+    run: Run
+    if config.state:
+        stateful = getattr(runtime, "infer_states", None)
+        if stateful is None:
+            raise ConfigError(f"{where}: sequence_batching.state is for Python models")
+        run = stateful
+    else:
+
+        def run(arrays: dict[str, np.ndarray[Any, Any]], states: Any) -> Any:
+            return infer(arrays)
+
+    return Sequences(
+        config,
+        model=model,
+        batching=settings.batching,
+        max_batch_size=settings.max_batch_size,
+        instances=settings.instances,
+        outputs=outputs,
+        run=run,
+    )
 
 
 class ModelManager:
@@ -362,7 +405,12 @@ class ModelManager:
             await asyncio.gather(*(self.load(name) for name in wave))
 
     async def load(
-        self, name: str, rebuild: Collection[str] | None = None, *, required: bool = True
+        self,
+        name: str,
+        rebuild: Collection[str] | None = None,
+        *,
+        required: bool = True,
+        override: dict[str, Any] | None = None,
     ) -> list[str]:
         """(Re)load a model from the repository. Failures are recorded in the index and
         returned as reasons; the versions that loaded serve either way.
@@ -381,9 +429,11 @@ class ModelManager:
             required = required or (old is not None and old.wanted)
             try:
                 entry = self._repository.read(name)
+                if override is not None:
+                    entry = overridden(entry, override)
                 wanted = entry.served_versions()
                 _check_traffic(entry, wanted)
-            except NotFound:
+            except (NotFound, OverrideError):
                 raise
             except Exception as exc:
                 kind, reason = classify(exc)
@@ -457,6 +507,8 @@ class ModelManager:
             self._failed(entry.name, where, kind, reason, exc)
             return None
         loaded.batcher.start()
+        if loaded.sequences is not None:
+            loaded.sequences.start()
         status.state = State.READY
         log.info(
             "%s %s (%s, max_batch_size=%d)",
@@ -487,6 +539,8 @@ class ModelManager:
         runtime = runtime_class(version.runtime)(options)
         runtime.load()
         read = runtime.signature()
+        sequenced = config.sequence_batching
+        controls = [c.name for c in sequenced.control_input] if sequenced else []
         if read is not None:
             for kind, declared, found in (
                 ("inputs", config.inputs, read.inputs),
@@ -495,7 +549,7 @@ class ModelManager:
                 if declared is not None:
                     check_declared_names(
                         kind,
-                        [t.name for t in declared],
+                        [t.name for t in declared] + (controls if kind == "inputs" else []),
                         [s.name for s in found],
                         entry.config_file,
                         f"{version.name}/{version.artifact.name}",
@@ -507,9 +561,18 @@ class ModelManager:
             config.outputs, read.outputs if read else None, config.allow_nonfinite, "outputs", where
         )
         settings = version_settings(config, inputs, self._performance, self._limits, where)
+        infer = reshaped(config, settings.batching, runtime.infer)
+        if runtime.decoupled and has_reshape(config):
+            raise ConfigError(f"{where}: reshape is not supported for a streaming model")
+        labels = read_labels(entry.path, config.outputs or (), entry.config_file)
+        sequences = None
+        warm = infer
+        if sequenced is not None:
+            sequences = _sequences(sequenced, runtime, infer, settings, outputs, entry.name, where)
+            warm = sequences.warm_run  # its requests go to the sequence batcher, not the batcher
         if config.warmup:
             try:
-                produced = _warm_up(runtime, _warmup_inputs(inputs))
+                produced = _warm_up(runtime, _warmup_inputs(inputs), warm)
             except Exception as exc:
                 raise WarmupFailed(f"{where}: warm-up failed: {classify(exc)[1]}") from exc
             # A streaming model's partial may carry some of the outputs only.
@@ -523,7 +586,7 @@ class ModelManager:
         )
         stats = VersionStats(entry.name, version.name)
         batcher = batcher_class(settings, self._metrics, entry.name, version.name)(
-            checked_run(entry.name, version.name, outputs, runtime.infer),
+            checked_run(entry.name, version.name, outputs, infer),
             stats=stats,
             max_batch_size=settings.max_batch_size,
             max_queue_delay_s=settings.max_queue_delay_s,
@@ -560,6 +623,8 @@ class ModelManager:
             stats,
             generator,
             version_digest(files, version.runtime, config, inputs, outputs) if files else "",
+            labels,
+            sequences,
         )
 
     async def _retire(
@@ -570,6 +635,8 @@ class ModelManager:
         status = _unloading(model, loaded)
         grace = self._limits.unload_grace_s if grace_s is None else grace_s
         finished = await loaded.batcher.close(grace)
+        if loaded.sequences is not None:
+            await loaded.sequences.close()
         if loaded.generator is not None:
             finished = await loaded.generator.close(grace) and finished
         if self._cache is not None:

@@ -35,6 +35,9 @@ class InferRequest:
     request_id: str | None = None
     #: Keeps a caller on one version of a traffic split (see inferd.core.router).
     routing_key: str | None = None
+    #: An input or output names a system shared memory region: the adapter resolves the
+    #: request, and writes the answer's outputs, through core/shm.py.
+    shared_memory: bool = False
 
     def effective_id(self) -> str:
         """The id the log and an internal error name: the transport's, else the V2 ``id``

@@ -24,9 +24,11 @@ from pydantic import (
 
 from inferd import yamltext
 from inferd.core.pipeline_spec import EnsembleScheduling, PipelineConfig, from_ensemble, graph
+from inferd.core.sequence_config import SequenceBatchingConfig
+from inferd.core.tensor_config import Strict, check_reshape
+from inferd.core.tensor_config import TensorConfig as TensorConfig  # model.yaml's tensors
 from inferd.errors import ConfigError
 from inferd.settings_sources import unknown_key
-from inferd.types import DATATYPE_TO_NUMPY, TensorSpec
 
 DEVICE_PATTERN = re.compile(r"^(cpu|cuda(:\d+)?)$")
 #: What the weights of a traffic split add up to.
@@ -35,34 +37,7 @@ TRAFFIC_TOTAL: Final = 100
 SAFE_NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 
 
-class _Strict(BaseModel):
-    model_config = {"extra": "forbid"}
-
-
-class TensorConfig(_Strict):
-    name: str = Field(min_length=1, max_length=256)
-    datatype: str
-    shape: list[int]
-
-    @field_validator("datatype")
-    @classmethod
-    def _datatype(cls, value: str) -> str:
-        upper = value.upper()
-        if upper not in DATATYPE_TO_NUMPY:
-            raise ValueError(
-                f"unknown datatype {value!r}; expected one of {list(DATATYPE_TO_NUMPY)}"
-            )
-        return upper
-
-    @field_validator("shape")
-    @classmethod
-    def _shape(cls, value: list[int]) -> list[int]:
-        if any(dim < -1 for dim in value):
-            raise ValueError("dimensions are -1 (variable) or >= 0")
-        return value
-
-    def spec(self, allow_nonfinite: bool) -> TensorSpec:
-        return TensorSpec(self.name, self.datatype, tuple(self.shape), allow_nonfinite)
+_Strict = Strict
 
 
 class BatchingConfig(_Strict):
@@ -224,6 +199,7 @@ class ModelConfig(_Strict):
     warmup: bool = True
     cache: CacheConfig = Field(default_factory=CacheConfig)
     shadow: ShadowConfig | None = None
+    sequence_batching: SequenceBatchingConfig | None = None
     parameters: dict[str, Any] = Field(default_factory=dict)
     #: A model composed of steps (docs/pipelines.md), instead of an artifact.
     pipeline: PipelineConfig | None = None
@@ -297,6 +273,42 @@ class ModelConfig(_Strict):
             if len(names) != len(set(names)):
                 raise ValueError(f"tensor names repeat: {names}")
         return value
+
+    @model_validator(mode="after")
+    def _triton_tensors(self) -> ModelConfig:
+        """Triton's ``dims`` become the full shape; ``format`` is an input's, and
+        ``label_filename`` an output's."""
+        for kind, tensors in (("inputs", self.inputs or ()), ("outputs", self.outputs or ())):
+            for tensor in tensors:
+                if tensor.dims is not None:
+                    if self.max_batch_size is None:
+                        raise ValueError(
+                            f"{kind} '{tensor.name}': dims (Triton's, without the batch "
+                            "dimension) need max_batch_size (0 when the model does not batch)"
+                        )
+                    batch = [-1] if self.max_batch_size > 0 else []
+                    tensor.shape = batch + tensor.dims
+                    tensor.dims = None
+                if tensor.format is not None and kind == "outputs":
+                    raise ValueError(f"outputs '{tensor.name}': format is for inputs")
+                if tensor.label_filename is not None and kind == "inputs":
+                    raise ValueError(f"inputs '{tensor.name}': label_filename is for outputs")
+                if tensor.reshape is not None:
+                    check_reshape(kind, tensor, self.max_batch_size)
+        sequences = self.sequence_batching
+        if sequences is not None:
+            declared = {t.name for t in self.inputs or ()}
+            clash = [c.name for c in sequences.control_input if c.name in declared]
+            if clash:
+                raise ValueError(
+                    f"sequence_batching: control inputs {clash} are also in inputs; clients "
+                    "never send them: leave them out of inputs"
+                )
+            if self.cache.enabled or self.shadow is not None:
+                raise ValueError(
+                    "a sequence model's answers depend on its sequences' state: no cache, no shadow"
+                )
+        return self
 
 
 def check_declared_names(

@@ -15,18 +15,23 @@ from typing import Any, Final
 import numpy as np
 
 from inferd import __version__
+from inferd.core import classification
 from inferd.core.batcher import Closed
 from inferd.core.cache import ResponseCache
 from inferd.core.group import ProcessGroup
+from inferd.core.load_override import parse_load_parameters
 from inferd.core.manager import LoadedVersion, ModelManager
 from inferd.core.messages import InferRequest, InferResponse, PredictResult
 from inferd.core.model_config import ModelConfig, parse_shadow
 from inferd.core.outputs import check_finite
+from inferd.core.parameters import check as check_parameters
 from inferd.core.plan import ServingPlan, plan_for
 from inferd.core.rollouts import Rollouts
 from inferd.core.router import Router
 from inferd.core.shadow import Arrays, Shadows
+from inferd.core.shm import SharedMemory
 from inferd.core.simple import predictions, simple_tensor
+from inferd.core.triton_config import triton_config
 from inferd.core.validation import (
     INLINE_DECODE_COST,
     Checked,
@@ -47,7 +52,7 @@ from inferd.errors import (
 from inferd.metrics import UNKNOWN, Metrics
 from inferd.settings import Settings
 from inferd.tensors import round_to_bf16
-from inferd.types import DATATYPE_TO_NUMPY, TRITON_CONFIG_DATATYPE, Tensor, TensorSpec
+from inferd.types import DATATYPE_TO_NUMPY, Tensor, TensorSpec
 
 log = logging.getLogger("inferd.service")
 
@@ -57,6 +62,8 @@ EXTENSIONS = (
     "statistics",
     "model_repository",
     "generate",
+    "classification",
+    "sequence",
 )
 
 
@@ -77,6 +84,8 @@ class InferenceService:
         self.metrics = metrics
         self.cache = cache
         self.shadows = Shadows(self._shadow_outputs, metrics)
+        #: Registered system shared memory regions (core/shm.py).
+        self.shared_memory = SharedMemory(settings.shared_memory, workers=settings.server.workers)
         manager.on_serve(self._serve_shadow)
         #: The --workers process group; alone, this process (see server.build_service).
         self.group = ProcessGroup(None, 1, self.snapshot)
@@ -119,6 +128,7 @@ class InferenceService:
         await self.rollouts.close()
         await self.shadows.close()
         await self.manager.close(grace)
+        self.shared_memory.close()
         if self.cache is not None:
             await self.cache.close()
 
@@ -132,7 +142,10 @@ class InferenceService:
         return self.loaded.is_set() and not self.draining and self.manager.ready()
 
     def server_metadata(self) -> dict[str, Any]:
-        return {"name": "inferd", "version": __version__, "extensions": list(EXTENSIONS)}
+        extensions = list(EXTENSIONS)
+        if self.settings.shared_memory.mode != "off":
+            extensions.append("system_shared_memory")
+        return {"name": "inferd", "version": __version__, "extensions": extensions}
 
     def model_ready(self, name: str, version: str | None = None) -> bool:
         return self.model_unready_reason(name, version) is None
@@ -160,42 +173,8 @@ class InferenceService:
         }
 
     def model_config(self, name: str, version: str | None = None) -> dict[str, Any]:
-        """Triton's model-configuration shape (dims exclude the batch dimension)."""
-        loaded = self.router.named(name, version)
-        settings = loaded.settings
-        batching = settings.batching
-
-        def dims(spec: TensorSpec) -> list[int]:
-            return list(spec.shape[1:] if batching else spec.shape)
-
-        def tensor(spec: TensorSpec) -> dict[str, Any]:
-            return {
-                "name": spec.name,
-                "data_type": TRITON_CONFIG_DATATYPE[spec.datatype],
-                "dims": dims(spec),
-            }
-
-        config: dict[str, Any] = {
-            "name": name,
-            "platform": loaded.platform,
-            "backend": loaded.runtime_name,
-            "max_batch_size": settings.max_batch_size,
-            "input": [tensor(s) for s in loaded.inputs],
-            "output": [tensor(s) for s in loaded.outputs],
-            "instance_group": [
-                {
-                    "count": settings.instances,
-                    "kind": "KIND_GPU" if settings.device.startswith("cuda") else "KIND_CPU",
-                }
-            ],
-            "version_policy": loaded.config.version_policy.model_dump(exclude_none=True),
-        }
-        if batching:
-            config["dynamic_batching"] = {
-                "preferred_batch_size": list(settings.preferred_batch_sizes),
-                "max_queue_delay_microseconds": round(settings.max_queue_delay_s * 1e6),
-            }
-        return config
+        """Triton's model configuration, in its JSON form (core/triton_config.py)."""
+        return triton_config(name, self.router.named(name, version))
 
     def model_stats(self, name: str | None = None, version: str | None = None) -> dict[str, Any]:
         names = [name] if name else self.manager.model_names()
@@ -352,6 +331,7 @@ class InferenceService:
         limits = self.settings.safeguards.input_validation
         checked = check_header(loaded, request.inputs, limits)
         selected = self._selected_outputs(loaded, request)
+        classes = classification.requested(request.outputs) if request.outputs else None
         deadline = self.deadline(loaded, request)
         heavy = decode_cost(checked) > INLINE_DECODE_COST
         if heavy:
@@ -359,12 +339,13 @@ class InferenceService:
             arrays = await asyncio.to_thread(decode_inputs, checked, limits)
         else:
             arrays = decode_inputs(checked, limits)
+        if request.parameters:
+            check_parameters(loaded.model, request.parameters, loaded.sequences is not None)
         cached: str | None = None
         try:
             if plan.cache is None:
-                outputs = _outputs(
-                    loaded, selected, await loaded.batcher.submit(arrays, deadline), plan
-                )
+                results = await _submit(loaded, request, arrays, deadline)
+                outputs = _outputs(loaded, selected, results, plan)
             else:
                 outputs, cached = await self._through_cache(
                     plan.cache, loaded, request, arrays, selected, deadline
@@ -374,16 +355,11 @@ class InferenceService:
         finally:
             if heavy:  # freed in the thread, slice by slice, not at once on the loop
                 await asyncio.to_thread(release_inputs, arrays)
-        return InferResponse(
-            model=loaded.model,
-            version=loaded.version,
-            outputs=outputs,
-            id=request.id,
-            output_parameters={o.name: o.parameters for o in request.outputs}
-            if request.outputs
-            else {},
-            cache=cached,
-        )
+        if classes:
+            outputs = classification.classify(
+                outputs, classes, loaded.labels, loaded.settings.batching
+            )
+        return _response(loaded, request, outputs, cached)
 
     async def _through_cache(
         self,
@@ -397,7 +373,7 @@ class InferenceService:
         """The outputs from the prediction cache, else computed (and stored); hit or miss."""
 
         async def compute() -> list[Tensor]:
-            results = await loaded.batcher.submit(arrays, deadline)
+            results = await _submit(loaded, request, arrays, deadline)
             return _outputs(loaded, selected, results, loaded.plan)
 
         names = [spec.name for spec in selected]
@@ -424,6 +400,13 @@ class InferenceService:
             )
         checked = check_header(loaded, request.inputs, self.settings.safeguards.input_validation)
         selected = self._selected_outputs(loaded, request)
+        if request.parameters:
+            check_parameters(loaded.model, request.parameters, sequenced=False)
+        if request.outputs and classification.requested(request.outputs):
+            raise InvalidArgument(
+                f"model '{loaded.model}' streams its outputs; classification is for models "
+                "that answer once"
+            )
         return self._partials(loaded, request, checked, selected, self.deadline(loaded, request))
 
     async def responses(self, request: InferRequest) -> AsyncIterator[InferResponse]:
@@ -591,11 +574,14 @@ class InferenceService:
         """Stop the model's running rollout; the stable version takes all the traffic."""
         return self.rollouts.abort(name).view()
 
-    async def load_model(self, name: str) -> None:
-        """Load or reload a model. One process only: a worker of several would load it
-        alone (the repository poller reloads every worker)."""
+    async def load_model(self, name: str, parameters: Mapping[str, Any] | None = None) -> None:
+        """Load or reload a model; ``parameters``: the repository extension's load
+        parameters (a ``config`` override; files are refused, core/load_override.py). One
+        process only: a worker of several would load it alone (the repository poller
+        reloads every worker)."""
         self._one_process("a load at run time", _BY_POLLER, held="models")
-        failures = await self.manager.load(name)
+        override = parse_load_parameters(parameters) if parameters else None
+        failures = await self.manager.load(name, override=override)
         _settle_heap()
         if failures:
             raise ModelLoadError(f"model '{name}' failed to load: {'; '.join(failures)}")
@@ -723,6 +709,15 @@ def _settle_heap() -> None:
     gc.freeze()
 
 
+async def _submit(
+    loaded: LoadedVersion, request: InferRequest, arrays: Arrays, deadline: float
+) -> Mapping[str, np.ndarray[Any, Any]]:
+    """The request's rows through the version's batcher, or its sequence batcher."""
+    if loaded.sequences is None:
+        return await loaded.batcher.submit(arrays, deadline)
+    return await loaded.sequences.submit(request.parameters, arrays, deadline)
+
+
 def _outputs(
     loaded: LoadedVersion,
     selected: list[TensorSpec],
@@ -750,7 +745,7 @@ def _response(
         model=loaded.model,
         version=loaded.version,
         outputs=outputs,
-        id=request.id,
+        id=request.id if request.id is not None else request.request_id,
         output_parameters={o.name: o.parameters for o in request.outputs or ()},
         cache=cache,
     )

@@ -41,6 +41,9 @@ GRPC_METHODS: Final[dict[str, Operation]] = {
     _V2 + "RepositoryIndex": Operation.ADMIN,
     _V2 + "RepositoryModelLoad": Operation.ADMIN,
     _V2 + "RepositoryModelUnload": Operation.ADMIN,
+    _V2 + "SystemSharedMemoryStatus": Operation.INFER,
+    _V2 + "SystemSharedMemoryRegister": Operation.INFER,
+    _V2 + "SystemSharedMemoryUnregister": Operation.INFER,
     _SIMPLE + "Predict": Operation.INFER,
     _SIMPLE + "PredictStream": Operation.STREAM,
 }

@@ -15,6 +15,7 @@ from typing import Any, Final
 import numpy as np
 from google.protobuf import json_format
 
+from inferd.core import shm
 from inferd.core.messages import InferRequest, InferResponse, InputTensor, RequestedOutput
 from inferd.errors import InvalidArgument, clip
 from inferd.gateway import requestid, routingkey
@@ -27,7 +28,7 @@ from inferd.tensors import (
     element_count,
     to_binary,
 )
-from inferd.types import DATATYPE_TO_NUMPY
+from inferd.types import DATATYPE_TO_NUMPY, Tensor
 
 #: V2 datatype -> the InferTensorContents field that carries it. FP16 and BF16 have none.
 CONTENTS_FIELD: Final[dict[str, str]] = {
@@ -64,11 +65,6 @@ PARAMETER_FIELD: Final[dict[type, str]] = {
     str: "string_param",
 }
 
-#: Input parameters that ask for something inferd does not do.
-UNSUPPORTED_INPUT_PARAMETERS: Final = frozenset(
-    {"shared_memory_region", "shared_memory_byte_size", "shared_memory_offset"}
-)
-
 
 # -- parameters ------------------------------------------------------------------------------
 
@@ -98,26 +94,36 @@ def decode_infer_request(message: Any, deadline: float | None) -> InferRequest:
     if not message.model_name:
         raise InvalidArgument("'model_name' is required")
     raw = message.raw_input_contents
-    if raw and len(raw) != len(message.inputs):
+    # Inputs in a shared memory region have no raw contents; the others have theirs, in order.
+    local = [t for t in message.inputs if shm.REGION not in t.parameters]
+    if raw and len(raw) != len(local):
+        shared = len(message.inputs) - len(local)
         raise InvalidArgument(
-            f"raw_input_contents has {len(raw)} entries for {len(message.inputs)} inputs; "
-            "send one per input, in the order of inputs"
+            f"raw_input_contents has {len(raw)} entries for {len(local)} inputs"
+            + (f" ({shared} more in shared memory)" if shared else "")
+            + "; send one per input, in the order of inputs"
         )
+    given = iter(raw)
     inputs: list[InputTensor] = [
-        _decode_input(tensor, index, raw[index] if raw else None)
-        for index, tensor in enumerate(message.inputs)
+        _decode_input(t, i, next(given) if raw and shm.REGION not in t.parameters else None)
+        for i, t in enumerate(message.inputs)
     ]
+    outputs = _decode_outputs(message.outputs)
+    shared = len(local) != len(inputs) or any(
+        shm.REGION in o.parameters for o in outputs or () if o.parameters
+    )
     return InferRequest(
         model=message.model_name,
         version=message.model_version or None,
         id=message.id or None,
         inputs=inputs,
-        outputs=_decode_outputs(message.outputs),
+        outputs=outputs,
         parameters=decode_parameters(message.parameters),
         deadline=deadline,
         protocol="grpc",
         request_id=requestid.current.get(),
         routing_key=routingkey.current.get(),
+        shared_memory=shared,
     )
 
 
@@ -128,12 +134,13 @@ def _decode_input(tensor: Any, index: int, raw: bytes | None) -> WireTensor:
     datatype = check_datatype(name, tensor.datatype)
     shape = check_shape(name, list(tensor.shape))
     parameters = decode_parameters(tensor.parameters)
-    unsupported = UNSUPPORTED_INPUT_PARAMETERS & parameters.keys()
-    if unsupported:
-        raise InvalidArgument(
-            f"input '{clip(name)}': shared memory is not supported ({sorted(unsupported)}); "
-            "send the data in raw_input_contents"
-        )
+    if shm.REGION in parameters:
+        if tensor.HasField("contents"):
+            raise InvalidArgument(
+                f"input '{clip(name)}': give its data in a shared memory region or in the "
+                "request, not both"
+            )
+        return shm.shared_input(name, datatype, shape, parameters)
     if raw is None:
         wire = _contents_tensor(name, datatype, shape, tensor.contents)
     elif tensor.HasField("contents"):
@@ -217,11 +224,21 @@ def encode_infer_response(response: InferResponse) -> Any:
             )
             for tensor in response.outputs
         ],
-        raw_output_contents=[to_binary(t.datatype, t.data) for t in response.outputs],
+        raw_output_contents=[_raw(t, response) for t in response.outputs],
     )
+    for tensor, output in zip(response.outputs, message.outputs, strict=True):
+        if tensor.parameters:
+            encode_parameters(tensor.parameters, output.parameters)
     if response.parameters:
         encode_parameters(response.parameters, message.parameters)
     return message
+
+
+def _raw(tensor: Tensor, response: InferResponse) -> bytes:
+    """An output's raw contents; empty for one written to shared memory (core/shm.py)."""
+    if shm.REGION in response.output_parameters.get(tensor.name, ()):
+        return b""
+    return to_binary(tensor.datatype, tensor.data)
 
 
 # -- metadata, configuration, statistics, repository -------------------------------------------
@@ -232,22 +249,10 @@ def model_metadata(doc: dict[str, Any]) -> Any:
 
 
 def model_config(doc: dict[str, Any]) -> Any:
-    """The core's Triton-shaped configuration as a ModelConfigResponse."""
-    config = dict(doc)
-    config["version_policy"] = _version_policy(doc.get("version_policy") or {})
+    """The core's configuration (Triton's JSON form) as a ModelConfigResponse."""
     response = pb.ModelConfigResponse()
-    json_format.ParseDict(config, response.config, ignore_unknown_fields=True)
+    json_format.ParseDict(doc, response.config)
     return response
-
-
-def _version_policy(policy: dict[str, Any]) -> dict[str, Any]:
-    if policy.get("all"):
-        return {"all": {}}
-    if policy.get("specific") is not None:
-        # Triton's versions are numbers; inferd's names need not be.
-        numeric = [int(v) for v in policy["specific"] if str(v).isdigit()]
-        return {"specific": {"versions": numeric}}
-    return {"latest": {"num_versions": policy.get("latest") or 1}}
 
 
 def model_statistics(doc: dict[str, Any]) -> Any:

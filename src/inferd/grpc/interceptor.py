@@ -22,7 +22,7 @@ import grpc
 from google.protobuf.message_factory import GetMessageClass
 
 from inferd.errors import InferdError
-from inferd.gateway import requestid, routingkey
+from inferd.gateway import caller, requestid, routingkey
 from inferd.gateway.accesslog import AccessLog, Entry, Off
 from inferd.gateway.admission import Gateway, bearer
 from inferd.gateway.operations import grpc_operation
@@ -122,6 +122,7 @@ class Admission(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             key, client_host(context.peer()), forwarded_for(context)
         )
         state.principal = principal.name
+        caller.current.set((principal.name, principal.address))
         routingkey.current.set(routingkey.choose(routing, principal.name))
         try:
             await self._gateway.admit(principal, grpc_operation(method), model)

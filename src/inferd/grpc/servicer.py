@@ -13,7 +13,7 @@ import numpy as np
 from inferd.core.service import InferenceService
 from inferd.core.streams import End, OrderedStream, StreamLimits, StreamRegistry
 from inferd.errors import InvalidArgument
-from inferd.gateway import routingkey
+from inferd.gateway import caller, routingkey
 from inferd.grpc import convert
 from inferd.grpc.errors import status_of, translated
 from inferd.grpc.handlers import Malformed
@@ -128,7 +128,12 @@ class InferenceServicer(_Servicer, pb_grpc.GRPCInferenceServiceServicer):  # typ
     @translated
     async def ModelInfer(self, request: Any, context: Any) -> Any:
         decoded = convert.decode_infer_request(request, deadline_of(context))
+        shared = self._service.shared_memory
+        if decoded.shared_memory:
+            shared.resolve(caller.current.get(), decoded)
         response = await self._service.infer(decoded)
+        if decoded.shared_memory:
+            shared.write_outputs(caller.current.get(), response)
         if response.cache is not None:
             context.set_trailing_metadata(((CACHE_METADATA, response.cache),))
         return convert.encode_infer_response(response)
@@ -147,7 +152,11 @@ class InferenceServicer(_Servicer, pb_grpc.GRPCInferenceServiceServicer):  # typ
             try:
                 decoded = convert.decode_infer_request(request, deadline)
                 empty_final = decoded.parameters.get(EMPTY_FINAL) is True
+                if decoded.shared_memory:
+                    self._service.shared_memory.resolve(caller.current.get(), decoded)
                 async for response in self._service.responses(decoded):
+                    if decoded.shared_memory:
+                        self._service.shared_memory.write_outputs(caller.current.get(), response)
                     if response.final and not response.outputs and not empty_final:
                         continue
                     encoded = convert.encode_infer_response(response)
@@ -159,6 +168,29 @@ class InferenceServicer(_Servicer, pb_grpc.GRPCInferenceServiceServicer):  # typ
         async for response in self._ordered(requests, context, serve, _stream_error):
             yield response
 
+    # -- system shared memory (core/shm.py) ---------------------------------------------------
+
+    @translated
+    async def SystemSharedMemoryStatus(self, request: Any, context: Any) -> Any:
+        regions = self._service.shared_memory.status(caller.current.get(), request.name or None)
+        return pb.SystemSharedMemoryStatusResponse(
+            regions={
+                r["name"]: pb.SystemSharedMemoryStatusResponse.RegionStatus(**r) for r in regions
+            }
+        )
+
+    @translated
+    async def SystemSharedMemoryRegister(self, request: Any, context: Any) -> Any:
+        self._service.shared_memory.register(
+            caller.current.get(), request.name, request.key, request.offset, request.byte_size
+        )
+        return pb.SystemSharedMemoryRegisterResponse()
+
+    @translated
+    async def SystemSharedMemoryUnregister(self, request: Any, context: Any) -> Any:
+        self._service.shared_memory.unregister(caller.current.get(), request.name or None)
+        return pb.SystemSharedMemoryUnregisterResponse()
+
     # -- model repository --------------------------------------------------------------------
 
     @translated
@@ -167,12 +199,11 @@ class InferenceServicer(_Servicer, pb_grpc.GRPCInferenceServiceServicer):  # typ
 
     @translated
     async def RepositoryModelLoad(self, request: Any, context: Any) -> Any:
-        if request.parameters:
-            raise InvalidArgument(
-                f"load parameters {sorted(request.parameters)} are not supported; change "
-                "the model's files and model.yaml instead"
-            )
-        await self._service.load_model(request.model_name)
+        parameters = {
+            key: getattr(value, value.WhichOneof("parameter_choice") or "string_param")
+            for key, value in request.parameters.items()
+        }
+        await self._service.load_model(request.model_name, parameters)
         return pb.RepositoryModelLoadResponse()
 
     @translated

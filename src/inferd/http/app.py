@@ -19,7 +19,7 @@ from inferd.core.streams import StreamRegistry
 from inferd.errors import InferdError
 from inferd.gateway.admission import Gateway
 from inferd.gateway.ratelimit import rate_limiter
-from inferd.http import rollout, simple, v2, websocket
+from inferd.http import rollout, shm, simple, v2, websocket
 from inferd.http.docs import add_docs
 from inferd.http.errors import error_response
 from inferd.http.front import Front
@@ -68,6 +68,7 @@ def create_app(service: InferenceService, gateway: Gateway | None = None) -> Fro
     for path in routes.websocket_paths():
         app.router.routes.append(WebSocketRoute(path, websocket.stream))
     app.include_router(v2.router())
+    app.include_router(shm.router())
     app.include_router(simple.router())
     app.include_router(rollout.router())
 

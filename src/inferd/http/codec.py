@@ -11,6 +11,7 @@ from typing import Any, Final
 
 import orjson
 
+from inferd.core import shm
 from inferd.core.messages import InferRequest, InferResponse, InputTensor, RequestedOutput
 from inferd.errors import InvalidArgument, clip
 from inferd.gateway import routingkey
@@ -24,7 +25,10 @@ from inferd.tensors import (
     to_json_data,
 )
 
-REQUEST_FIELDS: Final = frozenset({"id", "parameters", "inputs", "outputs"})
+#: ``model_name``/``model_version`` repeat the URL's (the KServe SDK always sends the name).
+REQUEST_FIELDS: Final = frozenset(
+    {"id", "parameters", "inputs", "outputs", "model_name", "model_version"}
+)
 INPUT_FIELDS: Final = frozenset({"name", "shape", "datatype", "parameters", "data"})
 OUTPUT_FIELDS: Final = frozenset({"name", "parameters"})
 HEADER_LENGTH: Final = "inference-header-content-length"
@@ -101,28 +105,52 @@ def decode_document(
     request_id = doc.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise InvalidArgument("'id' must be a string")
+    if "model_name" in doc or "model_version" in doc:
+        _agree(doc, model, version)
     raw_inputs = doc.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs:
         raise InvalidArgument("'inputs' must be a non-empty list")
     inputs: list[InputTensor] = []
     offset = 0
+    shared = False
     for index, raw in enumerate(raw_inputs):
         tensor, offset = _decode_input(raw, index, binary, offset)
+        shared = shared or type(tensor) is shm.SharedInput
         inputs.append(tensor)
     if offset != len(binary):
         raise InvalidArgument(
             f"binary data holds {len(binary)} bytes but the inputs' binary_data_size add up to {offset}"
         )
+    outputs = _decode_outputs(doc.get("outputs"))
+    if outputs and not shared:
+        shared = any(shm.REGION in o.parameters for o in outputs if o.parameters)
     return InferRequest(
         model=model,
         version=version,
         id=request_id,
         inputs=inputs,
-        outputs=_decode_outputs(doc.get("outputs")),
+        outputs=outputs,
         parameters=_parameters(doc.get("parameters"), "the request"),
         protocol=protocol,
         routing_key=routingkey.current.get(),
+        shared_memory=shared,
     )
+
+
+def _agree(doc: dict[str, Any], model: str, version: str | None) -> None:
+    """A body's ``model_name``/``model_version`` must name what the URL names (an empty
+    or null version names none)."""
+    named = doc.get("model_name")
+    if named is not None and named != model:
+        raise InvalidArgument(
+            f"the body's model_name {clip(repr(named))} does not match the URL's model '{model}'"
+        )
+    given = doc.get("model_version") or None
+    if given is not None and given != version:
+        where = f"version '{version}'" if version else "no version"
+        raise InvalidArgument(
+            f"the body's model_version {clip(repr(given))} does not match the URL's {where}"
+        )
 
 
 def _decode_input(raw: Any, index: int, binary: memoryview, offset: int) -> tuple[WireTensor, int]:
@@ -133,6 +161,12 @@ def _decode_input(raw: Any, index: int, binary: memoryview, offset: int) -> tupl
     datatype = check_datatype(name, item.get("datatype"))
     shape = check_shape(name, item.get("shape"))
     parameters = _parameters(item.get("parameters"), f"input '{clip(name)}'")
+    if shm.REGION in parameters:
+        if "data" in item:
+            raise InvalidArgument(
+                f"input '{clip(name)}': give either 'data' or a shared memory region, not both"
+            )
+        return shm.shared_input(name, datatype, shape, parameters), offset
     size = parameters.get("binary_data_size")
     if size is not None:
         if "data" in item:
@@ -197,7 +231,9 @@ def response_document(
             "datatype": tensor.datatype,
             "shape": tensor.shape,
         }
-        if params.get("binary_data", binary_default):
+        if shm.REGION in params:  # written to its region (core/shm.py)
+            entry["parameters"] = tensor.parameters
+        elif params.get("binary_data", binary_default):
             blob = to_binary(tensor.datatype, tensor.data)
             entry["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)

@@ -213,7 +213,7 @@ class Front:
         if scope["type"] == "http":
             handler = match.route.handler
             if handler is not None:
-                call = raw.Call({}, info.model, info.version, b"", self._json)
+                call = raw.Call({}, info.model, info.version, b"", self._json, info.principal)
                 await raw.serve(handler, call, self._service, scope, receive, send)
                 return
         elif info.origin is not None and self._origins:

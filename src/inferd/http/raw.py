@@ -23,6 +23,7 @@ from starlette.types import Receive, Scope, Send
 
 from inferd.core.service import InferenceService
 from inferd.errors import PayloadTooLarge
+from inferd.gateway.admission import Principal
 from inferd.gateway.limits import check_declared_length, read_limited
 from inferd.http.errors import error_parts
 from inferd.http.jsonwork import JsonParser
@@ -34,13 +35,21 @@ JSON: Final = b"application/json"
 
 @dataclasses.dataclass(slots=True)
 class Call:
-    """What a raw handler reads of a request: lower-case headers, path parameters, body."""
+    """What a raw handler reads of a request: lower-case headers, path parameters, body,
+    and the caller (the gateway's principal)."""
 
     headers: dict[str, str]
     model: str | None
     version: str | None
     body: bytes
     json: JsonParser
+    principal: Principal | None = None
+
+    def caller(self) -> tuple[str | None, str | None]:
+        """Whom the request's system shared memory regions belong to: key name, address."""
+        if self.principal is None:
+            return None, None
+        return self.principal.name, self.principal.address
 
 
 @dataclasses.dataclass(slots=True)

@@ -121,6 +121,12 @@ ROUTES: Final[tuple[Route, ...]] = (
     Route(f"{_MODEL}/rollout", Operation.ADMIN, GET_PUT_DELETE),
     # GET shows recent requests' inputs (users' data), PUT changes what is mirrored.
     Route(f"{_MODEL}/shadow", Operation.ADMIN, GET_PUT),
+    # system shared memory: the caller's own regions (core/shm.py), for inference
+    Route("/v2/systemsharedmemory/status", Operation.INFER),
+    Route("/v2/systemsharedmemory/unregister", Operation.INFER, POST),
+    Route("/v2/systemsharedmemory/region/{name}/status", Operation.INFER),
+    Route("/v2/systemsharedmemory/region/{name}/register", Operation.INFER, POST),
+    Route("/v2/systemsharedmemory/region/{name}/unregister", Operation.INFER, POST),
     # the API's documentation (served from files in the package)
     Route("/docs", Operation.METADATA),
     Route("/openapi.json", Operation.METADATA),

@@ -41,7 +41,11 @@ async def infer(service: InferenceService, call: Call) -> Answer:
     decoded = decode_document(await call.json.parse(header), binary, call.model, call.version)
     decoded.deadline = deadline_from(call.headers)
     decoded.request_id = requestid.current.get()
+    if decoded.shared_memory:
+        service.shared_memory.resolve(call.caller(), decoded)
     response = await service.infer(decoded)
+    if decoded.shared_memory:
+        service.shared_memory.write_outputs(call.caller(), response)
     binary_default = decoded.parameters.get("binary_data_output") is True
     payload, header_length = encode_response(response, binary_default)
     headers = answer_headers(response.version, response.cache)
@@ -182,7 +186,20 @@ def router() -> APIRouter:
         responses=answers(S.EMPTY, 400, 401, 403, 404, 429, 503),
     )
     async def load(request: Request, model: str) -> Response:
-        await service_of(request).load_model(model)
+        service = service_of(request)
+        body = await read_body(request, service.settings.safeguards.max_request_bytes)
+        parameters: dict[str, Any] = {}
+        if body.strip():
+            doc = parse_json(body)
+            if not isinstance(doc, dict) or set(doc) - {"parameters"}:
+                raise InvalidArgument(
+                    'the load request is {"parameters": {"config": "<Triton model '
+                    'configuration as JSON>"}} or empty'
+                )
+            parameters = doc.get("parameters") or {}
+            if not isinstance(parameters, dict):
+                raise InvalidArgument("the load request's 'parameters' must be an object")
+        await service.load_model(model, parameters)
         return _json({})
 
     @api.get(

@@ -196,6 +196,11 @@ class _Stream:
                 "binary tensor data is not available on a stream; drop 'binary_data' and read "
                 "the outputs' JSON 'data'"
             )
+        if request.shared_memory:
+            raise InvalidArgument(
+                "system shared memory is not available on a WebSocket stream; use /infer or "
+                "gRPC ModelInfer / ModelStreamInfer"
+            )
         async for response in self.service.responses(request):
             body, _ = response_document(response, binary_default=False)
             if response.final and not response.outputs:

@@ -58,7 +58,7 @@ class PythonRuntime(Runtime):
             check_class(model_cls, self.artifact)
             assert model_cls is not None  # check_class refuses a missing class
             model = model_cls()
-            check_hooks(model, self.artifact)
+            check_hooks(model, self.artifact, self._stateful())
             call_load(model, self._context())
         except BaseException:
             sys.modules.pop(module_name, None)
@@ -67,6 +67,18 @@ class PythonRuntime(Runtime):
         self.decoupled = kind_of(model.predict) in STREAMING_KINDS
         self._run = self.RUNNERS.get(kind_of(model.predict), PythonRuntime._call)
         self._model = model
+
+    def _stateful(self) -> bool:
+        sequences = getattr(self.options.model_yaml, "sequence_batching", None)
+        return bool(sequences is not None and sequences.state)
+
+    def infer_states(self, inputs: Arrays, states: list[dict[str, Any]]) -> Arrays:
+        """A sequence model's batch with one state dict per row (core/sequences.py)."""
+        x = self._pipeline.before(inputs)
+        output = self._model.predict(x, states)
+        if inspect.iscoroutine(output):
+            output = self._thread_loop().run_until_complete(output)
+        return self._pipeline.after(output, inputs)
 
     def _context(self) -> LoadContext:
         return LoadContext(

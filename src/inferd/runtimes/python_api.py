@@ -125,9 +125,15 @@ def check_class(model_cls: Any, where: Path) -> None:
         raise ConfigError(f"{where}: Model() must take no arguments; read settings in load()")
 
 
-def check_hooks(model: Any, where: Path) -> None:
+def check_hooks(model: Any, where: Path, states: bool = False) -> None:
     """Check the instance's hooks: argument counts, kinds and pairs."""
-    if not _takes(model.predict, 1):
+    if states:
+        if not _takes(model.predict, 2):
+            raise ConfigError(
+                f"{where}: with sequence_batching.state, Model.predict takes the inputs and "
+                "one state dict per row: predict(self, inputs, states)"
+            )
+    elif not _takes(model.predict, 1):
         raise ConfigError(f"{where}: Model.predict must take one argument: predict(self, inputs)")
     for name, needs in ONE_ARGUMENT_HOOKS.items():
         hook = getattr(model, name, None)
