@@ -69,6 +69,10 @@ NOT_RUN: Final[dict[tuple[str, str], str]] = {
         "grpcurl is not installed here (no Debian or PyPI package): tests/grpc/"
         "test_health_reflection.py makes the same calls with grpc stubs"
     ),
+    ("docs/pipelines.md", "inferd example --text models && inferd serve models"): (
+        "builds the text models and serves until stopped: tests/text/test_pipeline.py sends "
+        "the same requests to the same models, in process"
+    ),
     (
         "docs/python-models.md",
         "inferd init scorer --runtime python --dir models   # models/scorer/model.yaml, models/scorer/1/model.py",
