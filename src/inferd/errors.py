@@ -40,6 +40,8 @@ class InferdError(Exception):
     """Base class: a message meant for the client and a neutral code."""
 
     code: ErrorCode = ErrorCode.INTERNAL
+    #: The server's id of the request that failed (set by inferd.client on what it raises).
+    request_id: str | None = None
 
     def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
         message = clip(message, MESSAGE_LIMIT)
