@@ -19,6 +19,7 @@ class Operation(enum.Enum):
     INFER = "infer"
     STREAM = "stream"
     ADMIN = "admin"  # the control API: repository index, load, unload, traffic, rollout, shadow
+    STATIC = "static"  # the dashboard's page, script and style: files holding no data
 
 
 #: REST and WebSocket paths -> operation; ``{model}`` and ``{version}`` match one segment.
@@ -48,6 +49,11 @@ REST_ROUTES: Final[tuple[tuple[str, Operation], ...]] = (
     ("/v2/models/{model}/rollout", Operation.ADMIN),
     # GET shows recent requests' inputs (users' data), PUT changes what is mirrored.
     ("/v2/models/{model}/shadow", Operation.ADMIN),
+    # The dashboard: its files are open (a browser cannot send a key to load them); its
+    # data is metadata, and shows a caller only what its scope may read.
+    ("/dashboard", Operation.STATIC),
+    ("/dashboard/state", Operation.METADATA),
+    ("/dashboard/{asset}", Operation.STATIC),
 )
 
 _V2: Final = "/inference.GRPCInferenceService/"
