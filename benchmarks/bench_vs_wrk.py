@@ -48,6 +48,7 @@ def run_wrk(script: Path, url: str, n: int, duration: float, server: Server) -> 
         "errors": summary["status_errors"] + summary["socket_errors"],
         "generator_cpu": cpu.generator,
         "server_cpu": cpu.server,
+        "other_cpu": cpu.other,
     }
 
 
@@ -66,6 +67,7 @@ def run_bench(base: str, n: int, duration: float, server: Server) -> dict[str, A
         "errors": step["errors"],
         "generator_cpu": cpu.generator,  # the whole process: start-up and the first request too
         "server_cpu": cpu.server,
+        "other_cpu": cpu.other,
     }
 
 
@@ -114,9 +116,9 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
     print(
         "| connections | generator | req/s (median) | p50 ms | p99 ms | errors | generator CPU % "
-        "| server CPU % | inferd bench / wrk |"
+        "| server CPU % | other CPU % | inferd bench / wrk |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|")
     for n, runs in rows:
         ratio = median(runs["bench"], "req_s") / median(runs["wrk"], "req_s")
         for who in ("wrk", "bench"):
@@ -125,7 +127,7 @@ def main() -> int:
                 f"| {n} | {'wrk' if who == 'wrk' else 'inferd bench'} | {median(r, 'req_s'):,.0f} "
                 f"| {median(r, 'p50_ms'):.2f} | {median(r, 'p99_ms'):.2f} "
                 f"| {sum(x['errors'] for x in r)} | {median(r, 'generator_cpu'):.0f} "
-                f"| {median(r, 'server_cpu'):.0f} | {ratio:.2f} |"
+                f"| {median(r, 'server_cpu'):.0f} | {median(r, 'other_cpu'):.0f} | {ratio:.2f} |"
             )
     return 0
 

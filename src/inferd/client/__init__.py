@@ -7,9 +7,10 @@ Refusals raise inferd's own exception tree (``inferd.errors``: ``NotFound``,
 
 from __future__ import annotations
 
+from inferd.client.aio import AsyncClient
 from inferd.client.codec import InferResult
 from inferd.client.grpc import AsyncGrpcClient, GrpcClient
-from inferd.client.http import AsyncClient, Client
+from inferd.client.http import Client
 from inferd.client.retry import NO_RETRY, Retry
 
 __all__ = [
