@@ -61,6 +61,28 @@ def gate(repo: Path) -> Path:
     return repo / "gated" / "1" / "open"
 
 
+SPLIT_MODEL: Final = (
+    "class Model:\n"
+    "    def load(self, context):\n"
+    "        self.version = float(context.version)\n"
+    "    def predict(self, inputs):\n"
+    "        return {'y': inputs['x'] + self.version}\n"
+)
+
+
+def write_split(root: Path) -> None:
+    """``split``: versions 1 and 2 (y = x + version), half the traffic each, a label."""
+    for version in ("1", "2"):
+        (root / "split" / version).mkdir(parents=True)
+        (root / "split" / version / "model.py").write_text(SPLIT_MODEL)
+    (root / "split" / "model.yaml").write_text(
+        "runtime: python\nmax_batch_size: 0\nversion_policy: {all: true}\n"
+        "traffic: {'1': 50, '2': 50}\nlabels: {stable: '1', canary: '2'}\n"
+        "inputs: [{name: x, datatype: FP32, shape: [1]}]\n"
+        "outputs: [{name: y, datatype: FP32, shape: [1]}]\n"
+    )
+
+
 def identity_yaml() -> str:
     lines = ["runtime: python", "max_batch_size: 0", "inputs:"]
     lines += [f"  - {{name: in_{dt}, datatype: {dt}, shape: [2, 3]}}" for dt in DATATYPES]
@@ -125,6 +147,7 @@ def client_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "inputs: [{name: x, datatype: FP32, shape: [1]}]\n"
         "outputs: [{name: y, datatype: FP32, shape: [1]}]\n",
     )
+    write_split(root)
     gate(root).touch()  # open: the warm-up's requests pass
     write_starter("words", root / "words" / "1" / "model.py")
     (root / "words" / "model.yaml").write_text(WORDS_YAML)

@@ -201,3 +201,14 @@ def test_health_and_metadata(client_server: ServerProcess) -> None:
             client.model_ready("slow", "9")
         assert client.server_metadata()["name"] == "inferd"
         assert client.model_metadata("slow")["inputs"][0]["name"] == "x"
+
+
+def test_labels_versions_and_routing_keys(client_server: ServerProcess) -> None:
+    x = {"x": np.zeros(1, np.float32)}
+    with Client(client_server.url) as client:
+        assert client.infer("split", x, label="canary").version == "2"
+        assert client.infer("split", x, version="1")["y"].tolist() == [1.0]
+        sticky = {client.infer("split", x, routing_key="user-7").version for _ in range(8)}
+        spread = {client.infer("split", x, routing_key=f"user-{i}").version for i in range(32)}
+    assert len(sticky) == 1  # one key, one version
+    assert spread == {"1", "2"}  # the split, by key
