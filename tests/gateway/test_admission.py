@@ -75,8 +75,14 @@ async def test_rules(
 
 @pytest.mark.parametrize(
     ("settings", "key"),
-    [({}, None), (KEYS, None), (KEYS, INFER_KEY), (KEYS, ADMIN_KEY), (KEYS, "wrong")]
-    + [({**KEYS, "require_api_key": True, "metrics_require_key": True}, None)],
+    [
+        ({}, None),
+        (KEYS, None),
+        (KEYS, INFER_KEY),
+        (KEYS, ADMIN_KEY),
+        (KEYS, "wrong"),
+        ({**KEYS, "require_api_key": True, "metrics_require_key": True}, None),
+    ],
 )
 async def test_allows_agrees_with_admit_and_counts_nothing(
     settings: dict[str, Any], key: str | None
