@@ -9,6 +9,7 @@ it too; ``binary=False`` writes and reads JSON ``data``.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
@@ -18,7 +19,7 @@ import orjson
 from inferd.errors import InvalidArgument
 from inferd.http.codec import HEADER_LENGTH, split_body
 from inferd.tensors import check_datatype, from_binary, from_json, to_binary, to_json_data
-from inferd.types import datatype_of
+from inferd.types import FLOAT_DATATYPES, datatype_of
 
 Array = np.ndarray[Any, Any]
 #: What a caller may give as inputs: name -> array (or anything ``np.asarray`` takes).
@@ -145,6 +146,27 @@ def decode_response(
     return decode_document(orjson.loads(header), binary, request_id, cache)
 
 
+#: How the server writes the float values JSON has no number for (``tensors.NONFINITE_JSON``).
+NONFINITE: Final[dict[str, float]] = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def _from_json(name: str, datatype: str, shape: tuple[int, ...], data: Any) -> Array:
+    """An output's JSON ``data``; a float output may hold NaN and infinities as strings."""
+    if datatype in FLOAT_DATATYPES and _has_text(data):
+        data = (
+            np.vectorize(lambda v: NONFINITE.get(v, v), otypes=[object])(
+                np.asarray(data, dtype=object)
+            )
+            .astype(np.float64)
+            .tolist()
+        )
+    return from_json(name, datatype, shape, data)
+
+
+def _has_text(data: Any) -> bool:
+    return any(isinstance(v, str) for v in np.asarray(data, dtype=object).reshape(-1))
+
+
 def decode_document(
     doc: dict[str, Any], binary: memoryview, request_id: str | None, cache: str | None
 ) -> InferResult:
@@ -154,7 +176,7 @@ def decode_document(
         name, datatype, shape = item["name"], item["datatype"], tuple(item["shape"])
         size = (item.get("parameters") or {}).get("binary_data_size")
         if size is None:
-            outputs[name] = from_json(name, datatype, shape, item["data"])
+            outputs[name] = _from_json(name, datatype, shape, item["data"])
         else:
             outputs[name] = from_binary(name, datatype, shape, binary[offset : offset + size])
             offset += size
