@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -97,3 +98,17 @@ def test_models_lists_versions_and_states(
     assert main(["models", live_server.url]) == 0
     table = capsys.readouterr().out
     assert "tiny" in table and "READY" in table
+
+
+def test_models_says_when_the_dashboard_is_off(
+    example_repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shutil.copytree(example_repo / "sentiment", tmp_path / "sentiment")
+    env = {"INFERENCE_SERVER__DASHBOARD": "false"}
+    server = ServerProcess(tmp_path, "--grpc-port", "0", env=env)
+    try:
+        server.wait_ready()
+        assert main(["models", server.url]) == 2
+    finally:
+        server.stop()
+    assert "its dashboard is off (server.dashboard)" in capsys.readouterr().err

@@ -26,7 +26,7 @@ from inferd.client.calls import headers, model_path
 from inferd.client.codec import encode_request, tensors
 from inferd.errors import ConfigError
 from inferd.tools.load import HttpRequest, Tally, grpc_load, http_load
-from inferd.tools.target import client_of, grpc_target, read_inputs
+from inferd.tools.target import client_of, grpc_credentials, grpc_target, read_inputs
 
 REFRESH_S = 0.25
 
@@ -104,9 +104,12 @@ def _loader(args: argparse.Namespace, client: Client, inputs: dict[str, Any]) ->
     if args.protocol == "grpc":
         metadata = [("authorization", f"Bearer {args.api_key}")] if args.api_key else []
         target = grpc_target(args)
+        credentials = grpc_credentials(args)
 
         def grpc_run(n: int, seconds: float, tally: Tally) -> Any:
-            return grpc_load(target, args.model, args.version, inputs, metadata, n, seconds, tally)
+            return grpc_load(
+                target, args.model, args.version, inputs, metadata, n, seconds, tally, credentials
+            )
 
         return grpc_run
     body, content = encode_request(tensors(inputs), None, args.binary)

@@ -20,7 +20,11 @@ def add_server_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--api-key", default=os.environ.get(KEY_VARIABLE), help=f"API key (default ${KEY_VARIABLE})"
     )
-    parser.add_argument("--ca", type=Path, help="CA bundle (PEM) that signed an https server")
+    parser.add_argument(
+        "--ca",
+        type=Path,
+        help="CA (PEM) that signed the server's certificate: https, and TLS on the gRPC port",
+    )
     parser.add_argument(
         "--grpc-target",
         help="gRPC host:port for --protocol grpc (default: the URL's host, port 8081)",

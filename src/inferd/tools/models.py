@@ -10,6 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from inferd.errors import ConfigError, NotFound
 from inferd.tools.target import client_of
 
 HIDDEN = "(admin)"
@@ -62,7 +63,14 @@ def _rollout(rollout: dict[str, Any] | None) -> str:
 
 def run(args: argparse.Namespace) -> int:
     with client_of(args) as client:
-        table_rows = rows(client.overview())
+        try:
+            state = client.overview()
+        except NotFound:
+            raise ConfigError(
+                f"{args.url} serves no /dashboard/state: its dashboard is off (server.dashboard); "
+                "inferd models reads it"
+            ) from None
+    table_rows = rows(state)
     if args.json:
         print(json.dumps(table_rows))
         return 0

@@ -28,7 +28,8 @@ def run(args: argparse.Namespace) -> int:
         inputs = read_inputs(client.model_metadata(args.model, args.version), args.data, args.file)
         if args.protocol == "grpc":
             target = grpc_target(args)
-            with GrpcClient(target, api_key=args.api_key, timeout=args.timeout) as rpc:
+            tls = {"root_certificates": args.ca.read_bytes()} if args.ca else {}
+            with GrpcClient(target, api_key=args.api_key, timeout=args.timeout, **tls) as rpc:
                 return _answer(args, rpc, inputs)
         return _answer(args, client, inputs)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import grpc
 import numpy as np
 
 from inferd.client import Client
@@ -28,6 +29,13 @@ def grpc_target(args: argparse.Namespace) -> str:
         return str(args.grpc_target)
     host = urlsplit(args.url).hostname or "127.0.0.1"
     return f"{host}:8081"
+
+
+def grpc_credentials(args: argparse.Namespace) -> grpc.ChannelCredentials | None:
+    """TLS for the gRPC port when ``--ca`` names the CA that signed it."""
+    if args.ca is None:
+        return None
+    return grpc.ssl_channel_credentials(root_certificates=args.ca.read_bytes())
 
 
 def read_inputs(
