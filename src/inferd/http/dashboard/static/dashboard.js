@@ -101,13 +101,19 @@ function shadowText(counts) {
   return parts.join(", ") || "–";
 }
 
+function windowText(role, figures) {
+  if (!figures) return "";
+  const rate = figures.error_rate === undefined ? "" : ", " + (100 * figures.error_rate).toFixed(1) + " % errors";
+  const p99 = figures.p99_ms === undefined || figures.p99_ms === null ? "" : ", p99 " + figures.p99_ms.toFixed(1) + " ms";
+  return role + " " + figures.requests + " req" + rate + p99;
+}
+
 function rolloutText(rollout) {
   if (!rollout) return "–";
-  let text = rollout.state + ": " + rollout.canary + " step " + rollout.step + " at " +
-    rollout.percent + " %";
   const w = rollout.window || {};
-  if (w.canary) text += "; canary errors " + JSON.stringify(w.canary);
-  return text;
+  const guards = [windowText("canary", w.canary), windowText("stable", w.stable)].filter(Boolean);
+  return rollout.state + ": " + rollout.canary + " step " + rollout.step + " at " +
+    rollout.percent + " %" + (guards.length ? "; " + guards.join("; ") : "");
 }
 
 function modelRows(state) {
