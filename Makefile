@@ -8,8 +8,8 @@ GRPC_PORT ?= 8081
 
 # What the tests run for real: nginx (the control API behind a same-host proxy; the
 # cluster tests), openssl (certificates for the TLS tests), Redis (the shared cache and rate limits) and
-# HAProxy (tests/cluster).
-SYSTEM_PACKAGES := nginx openssl redis-server haproxy
+# HAProxy (tests/cluster), Chromium and its driver (the dashboard's browser test, driven by selenium).
+SYSTEM_PACKAGES := nginx openssl redis-server haproxy chromium chromium-driver
 
 .PHONY: install dev serve test lint typecheck unit bench bench-full bench-text bench-scaleout bench-shadow bench-latency clean proto system-deps
 

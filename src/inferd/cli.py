@@ -1,17 +1,21 @@
-"""The ``inferd`` command: serve, config, example, validate, init, keys."""
+"""The ``inferd`` command: serve, config, example, validate, init, keys; and the client's
+predict, models and bench (``inferd.tools``)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from inferd import __version__
 from inferd.errors import ConfigError, InferdError
 from inferd.ports import PortInUse
+from inferd.tools.flags import TOOLS
 
 if TYPE_CHECKING:
     from inferd.settings import LoadedSettings
@@ -183,6 +187,8 @@ def _parser() -> argparse.ArgumentParser:
         required=True,
         help="infer: inference, metadata, streams; admin: also the control API (required)",
     )
+    for add_flags, _ in TOOLS.values():
+        add_flags(commands)
     return parser
 
 
@@ -357,7 +363,18 @@ def _keys(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {
+def _tool(module: str) -> Callable[[argparse.Namespace], int]:
+    """A client command's ``run``, imported when it runs."""
+
+    def run(args: argparse.Namespace) -> int:
+        code: int = importlib.import_module(module).run(args)
+        return code
+
+    return run
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    **{name: _tool(module) for name, (_, module) in TOOLS.items()},
     "serve": _serve,
     "config": _config,
     "example": _example,

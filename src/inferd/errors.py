@@ -43,6 +43,8 @@ class InferdError(Exception):
     #: The model version that was serving the request when it failed (None: the request
     #: failed before a version was chosen); transports name it (``X-Model-Version``).
     model_version: str | None = None
+    #: The server's id of the request that failed (set by inferd.client on what it raises).
+    request_id: str | None = None
 
     def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
         message = clip(message, MESSAGE_LIMIT)

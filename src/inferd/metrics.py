@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import contextlib
 from bisect import bisect_left
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from inferd.serving_metrics import ServingMetrics
@@ -299,11 +301,19 @@ class Metrics:
         self._in_flight.add(-1.0)
 
     def render(self) -> bytes:
+        return generate_latest(self._readable())
+
+    def collect(self) -> Iterable[Metric]:
+        """Every metric family as ``render`` reads it (summed over the workers when there
+        are several): what the dashboard's state is made of."""
+        return self._readable().collect()
+
+    def _readable(self) -> CollectorRegistry:
         if self.multiprocess_dir is None:
-            return generate_latest(self.registry)
+            return self.registry
         combined = CollectorRegistry()
         MultiProcessCollector(combined, path=str(self.multiprocess_dir))  # type: ignore[no-untyped-call]
-        return generate_latest(combined)
+        return combined
 
 
 class VersionObserver:

@@ -103,6 +103,12 @@ class ServerSettings(_Section):
         description="One line per request on stderr (off, plain or json): method or RPC, "
         "route, model, version, status, latency, key name, request id.",
     )
+    dashboard: bool = Field(
+        True,
+        description="Serve the live dashboard at /dashboard; its data (/dashboard/state) "
+        "needs what metadata needs (an infer key when require_api_key), and shows only "
+        "what the caller's scope may read. false: no dashboard routes at all.",
+    )
     trusted_proxies: list[str] = Field(
         default_factory=list,
         description="Addresses or networks (10.0.0.0/8, ::1) of proxies whose "

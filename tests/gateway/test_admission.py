@@ -37,7 +37,7 @@ async def outcome(
     return results
 
 
-#                 HEALTH METRICS METADATA INFER STREAM ADMIN
+#                 HEALTH METRICS METADATA INFER STREAM ADMIN STATIC (the dashboard's files)
 DENIED, UNAUTH = PermissionDenied, Unauthenticated
 
 
@@ -45,27 +45,56 @@ DENIED, UNAUTH = PermissionDenied, Unauthenticated
     ("settings", "key", "address", "expected"),
     [
         # No key configured: inference open, the control API off, from loopback too.
-        ({}, None, "127.0.0.1", [OK, OK, OK, OK, OK, DENIED]),
-        ({}, None, "127.0.0.6", [OK, OK, OK, OK, OK, DENIED]),
-        ({}, None, "10.0.0.1", [OK, OK, OK, OK, OK, DENIED]),
+        ({}, None, "127.0.0.1", [OK, OK, OK, OK, OK, DENIED, OK]),
+        ({}, None, "127.0.0.6", [OK, OK, OK, OK, OK, DENIED, OK]),
+        ({}, None, "10.0.0.1", [OK, OK, OK, OK, OK, DENIED, OK]),
         # Unless loopback admin is asked for explicitly.
-        ({"allow_local_admin": True}, None, "127.0.0.6", [OK, OK, OK, OK, OK, OK]),
-        ({"allow_local_admin": True}, None, "10.0.0.1", [OK, OK, OK, OK, OK, DENIED]),
+        ({"allow_local_admin": True}, None, "127.0.0.6", [OK, OK, OK, OK, OK, OK, OK]),
+        ({"allow_local_admin": True}, None, "10.0.0.1", [OK, OK, OK, OK, OK, DENIED, OK]),
         # Keys configured.
-        (KEYS, None, "127.0.0.1", [OK, OK, OK, OK, OK, UNAUTH]),
-        (KEYS, "wrong", "127.0.0.1", [OK, UNAUTH, UNAUTH, UNAUTH, UNAUTH, UNAUTH]),
-        (KEYS, INFER_KEY, "127.0.0.1", [OK, OK, OK, OK, OK, DENIED]),
-        (KEYS, ADMIN_KEY, "10.0.0.1", [OK, OK, OK, OK, OK, OK]),
+        (KEYS, None, "127.0.0.1", [OK, OK, OK, OK, OK, UNAUTH, OK]),
+        (KEYS, "wrong", "127.0.0.1", [OK, UNAUTH, UNAUTH, UNAUTH, UNAUTH, UNAUTH, OK]),
+        (KEYS, INFER_KEY, "127.0.0.1", [OK, OK, OK, OK, OK, DENIED, OK]),
+        (KEYS, ADMIN_KEY, "10.0.0.1", [OK, OK, OK, OK, OK, OK, OK]),
         # Closed inference and keyed metrics.
-        ({**KEYS, "require_api_key": True}, None, "::1", [OK, OK, UNAUTH, UNAUTH, UNAUTH, UNAUTH]),
-        ({**KEYS, "metrics_require_key": True}, None, "::1", [OK, UNAUTH, OK, OK, OK, UNAUTH]),
-        ({**KEYS, "require_api_key": True}, INFER_KEY, "::1", [OK, OK, OK, OK, OK, DENIED]),
+        (
+            {**KEYS, "require_api_key": True},
+            None,
+            "::1",
+            [OK, OK, UNAUTH, UNAUTH, UNAUTH, UNAUTH, OK],
+        ),
+        ({**KEYS, "metrics_require_key": True}, None, "::1", [OK, UNAUTH, OK, OK, OK, UNAUTH, OK]),
+        ({**KEYS, "require_api_key": True}, INFER_KEY, "::1", [OK, OK, OK, OK, OK, DENIED, OK]),
     ],
 )
 async def test_rules(
     settings: dict[str, Any], key: str | None, address: str, expected: list[Any]
 ) -> None:
     assert await outcome(settings, key, address) == expected
+
+
+@pytest.mark.parametrize(
+    ("settings", "key"),
+    [
+        ({}, None),
+        (KEYS, None),
+        (KEYS, INFER_KEY),
+        (KEYS, ADMIN_KEY),
+        (KEYS, "wrong"),
+        ({**KEYS, "require_api_key": True, "metrics_require_key": True}, None),
+    ],
+)
+async def test_allows_agrees_with_admit_and_counts_nothing(
+    settings: dict[str, Any], key: str | None
+) -> None:
+    limiter = limiter_for(RateLimitSettings(enabled=True, requests_per_minute=1), StorageSettings())
+    gateway = Gateway(ServerSettings(**settings), limiter)
+    principal = gateway.principal(key, "10.0.0.1")
+    allowed = [gateway.allows(principal, operation) for operation in ALL for _ in range(3)]
+    admitted = [result is OK for result in await outcome(settings, key, "10.0.0.1")]
+    assert allowed == [a for a in admitted for _ in range(3)]
+    if gateway.allows(principal, Operation.INFER):
+        await gateway.admit(principal, Operation.INFER)  # the budget of one is still whole
 
 
 async def test_messages_say_what_to_do() -> None:

@@ -231,6 +231,8 @@ def _timed_calls(
         if spent > TIMED_WARMUP_S:
             return None
     return spent / INLINE_MIN_SAMPLES
+
+
 def _sequences(
     config: SequenceBatchingConfig,
     runtime: Runtime,

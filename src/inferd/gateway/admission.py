@@ -43,6 +43,7 @@ RULES: Final[dict[Operation, Rule]] = {
     Operation.INFER: Rule(Scope.INFER, "require_api_key", limited=True),
     Operation.STREAM: Rule(Scope.INFER, "require_api_key", limited=True),
     Operation.ADMIN: Rule(Scope.ADMIN, None, limited=True),
+    Operation.STATIC: Rule(None, None, limited=True),
 }
 
 ADMIN_OFF: Final = (
@@ -132,6 +133,19 @@ class Gateway:
             self._authorize(principal, rule)
         if rule.limited and self._limiter is not None:
             await self._limiter.check(principal.rate_key, model)
+
+    def allows(self, principal: Principal, operation: Operation) -> bool:
+        """Whether ``principal``'s key (or its absence) would be admitted to ``operation``;
+        nothing is counted against the rate limit. For a response that shows a part only
+        to callers who may read it (the dashboard's state)."""
+        rule = RULES[operation]
+        if rule.scope is None:
+            return True
+        try:
+            self._authorize(principal, rule)
+        except (Unauthenticated, PermissionDenied):
+            return False
+        return True
 
     async def count(self, principal: Principal, model: str | None) -> None:
         """Count one message of an admitted stream against the principal's rate limit."""

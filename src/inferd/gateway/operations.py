@@ -20,6 +20,7 @@ class Operation(enum.Enum):
     INFER = "infer"
     STREAM = "stream"
     ADMIN = "admin"  # the control API: repository index, load, unload, traffic, rollout, shadow
+    STATIC = "static"  # the dashboard's page, script and style: files holding no data
 
 
 _V2: Final = "/inference.GRPCInferenceService/"

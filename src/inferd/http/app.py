@@ -19,7 +19,7 @@ from inferd.core.streams import StreamRegistry
 from inferd.errors import InferdError
 from inferd.gateway.admission import Gateway
 from inferd.gateway.ratelimit import rate_limiter
-from inferd.http import rollout, shm, simple, v2, websocket
+from inferd.http import dashboard, rollout, shm, simple, v2, websocket
 from inferd.http.docs import add_docs
 from inferd.http.errors import error_response
 from inferd.http.front import Front
@@ -71,6 +71,8 @@ def create_app(service: InferenceService, gateway: Gateway | None = None) -> Fro
     app.include_router(shm.router())
     app.include_router(simple.router())
     app.include_router(rollout.router())
+    if service.settings.server.dashboard:
+        app.include_router(dashboard.router())
 
     async def on_error(request: Request, exc: Exception) -> Response:
         return error_response(exc)

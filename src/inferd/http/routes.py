@@ -127,6 +127,11 @@ ROUTES: Final[tuple[Route, ...]] = (
     Route("/v2/systemsharedmemory/region/{name}/status", Operation.INFER),
     Route("/v2/systemsharedmemory/region/{name}/register", Operation.INFER, POST),
     Route("/v2/systemsharedmemory/region/{name}/unregister", Operation.INFER, POST),
+    # the dashboard: its files are open (a browser cannot send a key to load them); its
+    # data is metadata, and shows a caller only what its scope may read
+    Route("/dashboard", Operation.STATIC),
+    Route("/dashboard/state", Operation.METADATA),
+    Route("/dashboard/{asset}", Operation.STATIC),
     # the API's documentation (served from files in the package)
     Route("/docs", Operation.METADATA),
     Route("/openapi.json", Operation.METADATA),

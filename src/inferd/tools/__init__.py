@@ -1,0 +1,1 @@
+"""The client-side commands of ``inferd``: ``predict``, ``models`` and ``bench``."""
