@@ -96,7 +96,40 @@ NOT_RUN: Final[dict[tuple[str, str], str]] = {
         "serves in the background and waits for the poller: tests/core/test_polling.py and "
         "tests/e2e/test_swaps.py do the same"
     ),
+    **{
+        ("docs/client.md", first): (
+            "docs/client.md runs as one program (its blocks build on each other) in "
+            "tests/test_client_docs.py, with the venv's inferd on PATH"
+        )
+        for first in (
+            "from inferd.errors import InvalidArgument",
+            "from inferd.client import GrpcClient, Retry",
+            'with Client("http://127.0.0.1:8080") as client:',
+            "import asyncio",
+            "inferd predict http://127.0.0.1:8080 --model tiny --data '[[1, 2, 3, 4]]'",
+            "inferd models http://127.0.0.1:8080",
+            "inferd bench http://127.0.0.1:8080 --model tiny --concurrency 1,8 --duration 1 "
+            "--warmup 0.5 --json",
+        )
+    },
+    ("README.md", "inferd predict http://127.0.0.1:8080 --model tiny --data '[[1, 2, 3, 4]]'"): (
+        "the README's client commands run in tests/test_client_docs.py, with the venv's "
+        "inferd on PATH"
+    ),
+    (
+        "docs/compatibility.md",
+        'curl -s -X POST localhost:8080/v2/repository/models/simple/load -H "Authorization: '
+        'Bearer $ADMIN_KEY" \\',
+    ): (
+        "loads Triton's 'simple' model, which the docs server does not have: "
+        "tests/core/test_load_override.py loads with the same config override"
+    ),
+    ("docs/compatibility.md", 'out = httpclient.InferRequestedOutput("PROBS", class_count=3)'): (
+        "an excerpt of a tritonclient program: tests/compat/test_triton_examples.py asks "
+        "for classes the same way"
+    ),
 }
+
 
 VERSIONED_MODEL: Final = """
 import numpy as np

@@ -585,7 +585,7 @@ class ModelManager:
                 raise WarmupFailed(f"{where}: at warm-up, {'; '.join(problems)}")
         timed = (
             _timed_calls(infer, _warmup_inputs(inputs), settings.inline_max_compute_s)
-            if config.warmup and not runtime.decoupled and sequences is None
+            if config.warmup and runtime.inline_safe and not runtime.decoupled and sequences is None
             else None
         )
         stats = VersionStats(entry.name, version.name)
@@ -600,7 +600,7 @@ class ModelManager:
             prepare_thread=runtime.prepare_thread,
             observer=self._metrics.observer(entry.name, version.name) if self._metrics else None,
             max_batch_time_s=settings.max_batch_time_s,
-            inline_max_compute_s=settings.inline_max_compute_s,
+            inline_max_compute_s=settings.inline_max_compute_s if runtime.inline_safe else 0.0,
         )
         if timed is not None:
             batcher.seed_call_cost(timed)

@@ -91,6 +91,9 @@ class Runtime(abc.ABC):
 
     #: True when the loaded model streams partial outputs (``stream``) instead of answering once.
     decoupled: bool = False
+    #: False when ``infer`` must not be called on the server's event loop thread (it runs
+    #: an event loop of its own); such a model never runs inline (core/batcher.py).
+    inline_safe: bool = True
 
     def __init__(self, options: RuntimeOptions) -> None:
         self.options = options

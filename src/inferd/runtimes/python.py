@@ -65,6 +65,8 @@ class PythonRuntime(Runtime):
             raise
         self._pipeline = Pipeline(model, outputs, self.options.by_row)
         self.decoupled = kind_of(model.predict) in STREAMING_KINDS
+        # An async predict runs on a loop of the calling thread: never on the server's.
+        self.inline_safe = not inspect.iscoroutinefunction(model.predict)
         self._run = self.RUNNERS.get(kind_of(model.predict), PythonRuntime._call)
         self._model = model
 
