@@ -8,9 +8,10 @@ message that names the expected message type. In a request stream the message th
 does not parse arrives as :class:`Malformed`, in its place.
 
 A unary call's request may arrive parsed already: admission parses it first when rate
-limits are per model (it needs the model). A call's one request, once parsed, leaves the model and version it names in :data:`named`
-(read from :data:`MODEL_FIELDS`), for the call's access log line; a call that streams its
-requests may name a different model in each, and names none there.
+limits are per model (it needs the model). A call's one request, once parsed, leaves the
+model and version it names in :data:`named` (read from :data:`MODEL_FIELDS`), for the
+call's access log line; a call that streams its requests may name a different model in
+each, and names none there.
 """
 
 from __future__ import annotations

@@ -3,10 +3,10 @@
 For each call it takes the request id (``x-request-id`` metadata, or a new one) and
 sends it back as initial metadata, reads the caller's key (``authorization: Bearer <key>``
 or ``x-api-key`` metadata), asks the gateway to admit the method's operation
-(:data:`inferd.gateway.operations.GRPC_METHODS`) on the model a unary call's request names
-when rate limits are per model, and writes the access log line (with
-the model and version of the call's request: :data:`inferd.grpc.handlers.named`). A refusal
-ends the call with the status of the core error (UNAUTHENTICATED, PERMISSION_DENIED,
+(:data:`inferd.gateway.operations.GRPC_METHODS`), on the model a unary call's request
+names when rate limits are per model, and writes the access log line (with the model and
+version of the call's request: :data:`inferd.grpc.handlers.named`). A refusal ends the
+call with the status of the core error (UNAUTHENTICATED, PERMISSION_DENIED,
 RESOURCE_EXHAUSTED with ``retry-after``) before the method runs.
 """
 
