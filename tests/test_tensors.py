@@ -126,9 +126,17 @@ def test_bad_shapes(shape: object) -> None:
         check_shape("x", shape)
 
 
-@pytest.mark.parametrize("datatype", ["FP8", "fp32", None, 3])
-def test_bad_datatypes(datatype: object) -> None:
-    with pytest.raises(InvalidArgument, match="unknown datatype"):
+@pytest.mark.parametrize(
+    ("datatype", "message"),
+    [
+        ("FP8", "unknown datatype"),
+        ("fp32", "unknown datatype"),
+        (3, "unknown datatype"),
+        (None, "datatype is required"),
+    ],
+)
+def test_bad_datatypes(datatype: object, message: str) -> None:
+    with pytest.raises(InvalidArgument, match=message):
         check_datatype("x", datatype)
 
 

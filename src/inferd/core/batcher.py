@@ -17,7 +17,8 @@ Contract:
 - A batch that runs longer than ``max_batch_time_s`` marks the batcher faulty (``fault``
   says why): that batch's requests and every queued one get Unavailable, and new ones are
   refused with Unavailable until the batch returns.
-- Inline when idle and cheap (``inline_max_compute_s`` > 0, and no queue delay): batches
+- Inline when idle and cheap (``inline_max_compute_s`` > 0, no queue delay, and a runtime
+  whose calls are framework compute, not user code: never a Python model): batches
   are formed as always, and while no batch of the version runs in an instance thread they
   run on the event loop where they were formed, without the hop to an instance thread and
   back, when the version's running measurement of a model call (an average over its recent

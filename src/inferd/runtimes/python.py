@@ -34,6 +34,9 @@ from inferd.runtimes.python_api import kind as kind_of
 class PythonRuntime(Runtime):
     _model: Any = None
     _module_name = ""
+    #: User code may block (a lock, a file, the network, an event loop of its own) however
+    #: cheap it measured: it always runs in its instance threads, never on the server's loop.
+    inline_safe = False
 
     def load(self) -> None:
         outputs = self.options.outputs
@@ -65,8 +68,6 @@ class PythonRuntime(Runtime):
             raise
         self._pipeline = Pipeline(model, outputs, self.options.by_row)
         self.decoupled = kind_of(model.predict) in STREAMING_KINDS
-        # An async predict runs on a loop of the calling thread: never on the server's.
-        self.inline_safe = not inspect.iscoroutinefunction(model.predict)
         self._run = self.RUNNERS.get(kind_of(model.predict), PythonRuntime._call)
         self._model = model
 
