@@ -331,11 +331,10 @@ class Batcher:
         if not self._loop_prepared and self._prepare_thread is not None:
             self._prepare_thread()  # settings a framework keeps per thread, as for instances
         self._loop_prepared = True
-        rows = sum(p.rows for p in batch)
+        lone = len(batch) == 1
+        rows = batch[0].rows if lone else sum(p.rows for p in batch)
         try:
-            outputs, timings = self._compute(
-                _joined(batch) if len(batch) > 1 else batch[0].inputs, rows
-            )
+            outputs, timings = self._compute(batch[0].inputs if lone else _joined(batch), rows)
         except BaseException as exc:
             failure = self._failure(exc)
             for pending in batch:

@@ -344,7 +344,11 @@ class InferenceService:
         cached: str | None = None
         try:
             if plan.cache is None:
-                results = await _submit(loaded, request, arrays, deadline)
+                results = await (
+                    loaded.batcher.submit(arrays, deadline)
+                    if loaded.sequences is None
+                    else loaded.sequences.submit(request.parameters, arrays, deadline)
+                )
                 outputs = _outputs(loaded, selected, results, plan)
             else:
                 outputs, cached = await self._through_cache(
