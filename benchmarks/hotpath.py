@@ -283,7 +283,32 @@ def features_repository(base: Path, root: Path) -> Path:
     return repo
 
 
-def build(args: argparse.Namespace, work: Path) -> tuple[list[Point], list[Server]]:
+def release_site() -> Path:
+    """The packages the release needs that this venv's differ from: its generated gRPC
+    modules want protobuf 7 (this venv may hold 6, which kserve's SDK pins), installed
+    once into a folder put first on the release's path."""
+    site = OUT / "release-site"
+    marker = site / ".installed"
+    if not marker.exists():
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--no-deps",
+                "--target",
+                str(site),
+                "protobuf>=7.35,<8",
+            ],
+            check=True,
+        )
+        marker.touch()
+    return site
+
+
+def build(args: argparse.Namespace, work: Path, servers: list[Server]) -> list[Point]:
     import hashlib
 
     OUT.mkdir(exist_ok=True)
@@ -291,7 +316,6 @@ def build(args: argparse.Namespace, work: Path) -> tuple[list[Point], list[Serve
     artifacts = build_repository(repo, ["tiny", "wide"], max_batch_size=64)
     tiny, wide = payloads("tiny"), payloads("wide")
     env = _env()
-    servers: list[Server] = []
 
     def serve(name: str, command: list[str], ready: Callable[[], bool], **extra: str) -> Server:
         log(f"starting {name}")
@@ -348,7 +372,7 @@ def build(args: argparse.Namespace, work: Path) -> tuple[list[Point], list[Serve
         "release",
         inferd_command(release_src, repo, ports["release"], grpc_ports["release"], None),
         lambda: http_ok(f"{url['release']}/ready"),
-        PYTHONPATH=str(release_src),
+        PYTHONPATH=f"{release_site()}:{release_src}",
     )
     inferd = serve(
         "inferd",
@@ -444,7 +468,7 @@ def build(args: argparse.Namespace, work: Path) -> tuple[list[Point], list[Serve
             work,
         ),
     ]
-    return points, servers
+    return points
 
 
 def _check(target: HttpTarget, expected: np.ndarray[Any, Any]) -> None:
@@ -460,8 +484,9 @@ def run(args: argparse.Namespace) -> str:
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="inferd-hotpath-") as folder:
         work = Path(folder)
-        points, servers = build(args, work)
+        servers: list[Server] = []
         try:
+            points = build(args, work, servers)
             for point in points:  # warm-up, not counted
                 point.run(1.0)
             for round_ in range(1, args.rounds + 1):
