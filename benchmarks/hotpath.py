@@ -49,7 +49,16 @@ import numpy as np
 from artifacts import Payloads, build_repository, payloads, served_name
 from contestants import JSON
 from limit import measure as measure_limit
-from loadgen import CpuShares, CpuWindow, HttpTarget, _run_measured, write_wrk_script, wrk
+from loadgen import (
+    WRK_DONE,
+    WRK_MARK,
+    CpuShares,
+    CpuWindow,
+    HttpTarget,
+    _run_measured,
+    write_wrk_script,
+    wrk,
+)
 from pyload import infer_request, server_ready
 from servers import Server, free_port, http_ok, post
 
@@ -67,7 +76,8 @@ H2_CONNECTIONS: Final = 4
 H2_STREAMS: Final = 16
 
 #: wrk's script for requests that each carry another input (cache misses).
-VARYING_LUA: Final = """\
+VARYING_LUA: Final = (
+    """\
 wrk.method = "POST"
 {headers}
 local n = 0
@@ -76,15 +86,9 @@ request = function()
   return wrk.format(nil, nil, nil,
     '{{"inputs":[{{"name":"input","shape":[1,4],"datatype":"FP32","data":[' .. n .. ',2,3,4]}}]}}')
 end
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    'WRK_JSON {{"requests": %d, "duration_us": %d, "status_errors": %d, "socket_errors": %d, '
-    .. '"p50_us": %.1f, "p99_us": %.1f}}\\n',
-    summary.requests, summary.duration, e.status, e.connect + e.read + e.write + e.timeout,
-    latency:percentile(50), latency:percentile(99)))
-end
 """
+    + WRK_DONE
+)
 
 
 @dataclasses.dataclass
@@ -165,7 +169,7 @@ def varying_point(
 ) -> Point:
     lines = "\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in {**JSON, **headers}.items())
     script = work / f"varying-{server.name}.lua"
-    script.write_text(VARYING_LUA.format(headers=lines))
+    script.write_text(VARYING_LUA.format(headers=lines, mark=WRK_MARK))
     return Point(label, lambda seconds: _wrk(script, url, 64, seconds, server))
 
 

@@ -23,12 +23,8 @@ from typing import Any, Protocol
 HERE = Path(__file__).resolve().parent
 WRK_MARK = "WRK_JSON "
 
-LUA_TEMPLATE = """\
-local file = assert(io.open({body}, "rb"))
-wrk.method = "POST"
-wrk.body = file:read("*a")
-file:close()
-{headers}
+#: wrk's ``done`` hook: the summary as one JSON line after WRK_MARK ({{ }} are braces).
+WRK_DONE = """\
 function done(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
@@ -38,6 +34,17 @@ function done(summary, latency, requests)
     latency:percentile(50), latency:percentile(99)))
 end
 """
+
+LUA_TEMPLATE = (
+    """\
+local file = assert(io.open({body}, "rb"))
+wrk.method = "POST"
+wrk.body = file:read("*a")
+file:close()
+{headers}
+"""
+    + WRK_DONE
+)
 
 
 @dataclasses.dataclass(frozen=True)
