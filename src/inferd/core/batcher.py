@@ -192,15 +192,6 @@ class Batcher:
         self._calls = INLINE_MIN_SAMPLES
 
     @property
-    def inline_ready(self) -> bool:
-        """Whether an idle request would run inline now (the measurement allows it)."""
-        return (
-            self._inline
-            and self._calls >= INLINE_MIN_SAMPLES
-            and self._call_cost < self._inline_limit
-        )
-
-    @property
     def queued(self) -> int:
         """Requests waiting for a batch."""
         return self._waiting

@@ -13,6 +13,7 @@ RESOURCE_EXHAUSTED with ``retry-after``) before the method runs.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -159,40 +160,14 @@ class Admission(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 Call = tuple[str, str | None, str | None, str | None]
 
 
-def _unary(admission: Admission, behaviour: Any, call: Call) -> Any:
+def _unary(admission: Admission, behaviour: Any, call: Call, per_model: bool = False) -> Any:
+    """``per_model``: the request arrives unparsed and is parsed here, once, so that
+    admission knows the model it names (per-model rate limits)."""
+
     async def run(request: Any, context: Any) -> Any:
-        state = await admission.enter(call, context)
-        failure: BaseException | None = None
-        try:
-            return await behaviour(request, context)
-        except BaseException as exc:
-            failure = exc
-            raise
-        finally:
-            admission.leave(state, context, failure)
-
-    return run
-
-
-def _streaming(admission: Admission, behaviour: Any, call: Call) -> Any:
-    async def run(request: Any, context: Any) -> AsyncIterator[Any]:
-        state = await admission.enter(call, context)
-        failure: BaseException | None = None
-        try:
-            async for response in behaviour(request, context):
-                yield response
-        except BaseException as exc:
-            failure = exc
-            raise
-        finally:
-            admission.leave(state, context, failure)
-
-    return run
-
-
-def _unary_per_model(admission: Admission, behaviour: Any, call: Call) -> Any:
-    async def run(raw: bytes, context: Any) -> Any:
-        request, model = admission.parsed(call[0], raw)
+        model = None
+        if per_model:
+            request, model = admission.parsed(call[0], request)
         state = await admission.enter(call, context, model)
         failure: BaseException | None = None
         try:
@@ -206,9 +181,13 @@ def _unary_per_model(admission: Admission, behaviour: Any, call: Call) -> Any:
     return run
 
 
-def _streaming_per_model(admission: Admission, behaviour: Any, call: Call) -> Any:
-    async def run(raw: bytes, context: Any) -> AsyncIterator[Any]:
-        request, model = admission.parsed(call[0], raw)
+def _streaming(admission: Admission, behaviour: Any, call: Call, per_model: bool = False) -> Any:
+    """``per_model``: as for :func:`_unary` (a unary request, streamed answers)."""
+
+    async def run(request: Any, context: Any) -> AsyncIterator[Any]:
+        model = None
+        if per_model:
+            request, model = admission.parsed(call[0], request)
         state = await admission.enter(call, context, model)
         failure: BaseException | None = None
         try:
@@ -245,8 +224,8 @@ _WRAPPERS: dict[tuple[bool, bool], Callable[[Admission, Any, Call], Any]] = {
 #: requests may name a different model in each, and is admitted on none.
 _PER_MODEL_WRAPPERS: dict[tuple[bool, bool], Callable[[Admission, Any, Call], Any]] = {
     **_WRAPPERS,
-    (False, False): _unary_per_model,
-    (False, True): _streaming_per_model,
+    (False, False): functools.partial(_unary, per_model=True),
+    (False, True): functools.partial(_streaming, per_model=True),
 }
 _FACTORIES: dict[tuple[bool, bool], Callable[..., Any]] = {
     (False, False): grpc.unary_unary_rpc_method_handler,
