@@ -11,7 +11,7 @@ import pytest
 
 from inferd.cli import main
 from tests.conftest import ServerProcess, clean_environment
-from tests.core.test_repository import make_model
+from tests.core.store.test_repository import make_model
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:

@@ -93,7 +93,7 @@ NOT_RUN: Final[dict[tuple[str, str], str]] = {
         "docs/versions.md",
         "inferd init m --dir models                       # a Python model, version 1",
     ): (
-        "serves in the background and waits for the poller: tests/core/test_polling.py and "
+        "serves in the background and waits for the poller: tests/core/store/test_polling.py and "
         "tests/e2e/test_swaps.py do the same"
     ),
     **{
@@ -122,7 +122,7 @@ NOT_RUN: Final[dict[tuple[str, str], str]] = {
         'Bearer $ADMIN_KEY" \\',
     ): (
         "loads Triton's 'simple' model, which the docs server does not have: "
-        "tests/core/test_load_override.py loads with the same config override"
+        "tests/core/store/test_load_override.py loads with the same config override"
     ),
     ("docs/compatibility.md", 'out = httpclient.InferRequestedOutput("PROBS", class_count=3)'): (
         "an excerpt of a tritonclient program: tests/compat/test_triton_examples.py asks "

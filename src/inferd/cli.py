@@ -51,7 +51,7 @@ def _load(args: argparse.Namespace) -> LoadedSettings:
 
 def check_repository(loaded: LoadedSettings) -> None:
     """Refuse to start without a repository, or with an empty one unless allowed."""
-    from inferd.core.repository import Repository
+    from inferd.core.store.repository import Repository
 
     settings = loaded.settings
     path = settings.models.repository
@@ -145,7 +145,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from inferd.core.manager import State
+    from inferd.core.store.manager import State
     from inferd.server import build_service
     from inferd.settings import explain_settings
 

@@ -40,7 +40,7 @@ LATENCY_BUCKETS: Final = (
 BATCH_BUCKETS: Final = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 #: Largest differences between a shadow's output and the primary's (0: identical).
 DIFFERENCE_BUCKETS: Final = (0.0, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 0.01, 0.1, 1.0, 10.0, 100.0)
-#: What became of a request mirrored to a shadow version (see inferd.core.shadow).
+#: What became of a request mirrored to a shadow version (see inferd.core.traffic.shadow).
 SHADOW_OUTCOMES: Final = ("agree", "disagree", "dropped", "error")
 #: The differences observed per compared output.
 SHADOW_MEASURES: Final = ("abs", "rel")

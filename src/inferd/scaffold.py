@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
-from inferd.core.repository import check_name
+from inferd.core.store.repository import check_name
 from inferd.errors import ConfigError
 from inferd.example import (
     TINY,

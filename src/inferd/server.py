@@ -17,12 +17,12 @@ from typing import Any, Final
 import uvicorn
 
 from inferd.core.cache import ResponseCache
-from inferd.core.group import ProcessGroup
-from inferd.core.manager import ModelManager
-from inferd.core.polling import RepositoryPoller
-from inferd.core.repository import Repository
 from inferd.core.service import InferenceService
 from inferd.core.storage import shared_store
+from inferd.core.store.group import ProcessGroup
+from inferd.core.store.manager import ModelManager
+from inferd.core.store.polling import RepositoryPoller
+from inferd.core.store.repository import Repository
 from inferd.errors import ConfigError
 from inferd.gateway import accesslog, requestid
 from inferd.gateway.admission import Gateway

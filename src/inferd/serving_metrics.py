@@ -12,7 +12,7 @@ from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-#: Why a latency target refused a request at admission (see inferd.core.latency).
+#: Why a latency target refused a request at admission (see inferd.core.serving.latency).
 REFUSAL_REASONS: Final = ("target", "deadline")
 STEP_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 

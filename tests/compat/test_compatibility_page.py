@@ -8,8 +8,8 @@ from pathlib import Path
 
 import yaml
 
-from inferd.core.model_config import ModelConfig
 from inferd.core.service import EXTENSIONS
+from inferd.core.store.model_config import ModelConfig
 
 PAGE = Path(__file__).parents[2] / "docs" / "compatibility.md"
 

@@ -12,8 +12,8 @@ import yaml
 
 from inferd.core.cache import decode, encode, folder_digest, version_digest
 from inferd.core.messages import InferRequest, RequestedOutput
-from inferd.core.model_config import ModelConfig
 from inferd.core.service import InferenceService
+from inferd.core.store.model_config import ModelConfig
 from inferd.errors import ConfigError, Unavailable
 from inferd.types import Tensor, TensorSpec
 from tests.conftest import RedisServer, ServiceFactory, free_port
@@ -269,7 +269,7 @@ async def test_max_bytes_takes_units(
 
 
 def test_a_bad_size_names_the_field(tmp_path: Path) -> None:
-    from inferd.core.model_config import read_model_config
+    from inferd.core.store.model_config import read_model_config
 
     path = counting_repo(tmp_path, {"enabled": True, "max_bytes": "12XB"}) / "m" / "model.yaml"
     with pytest.raises(ConfigError, match=r"cache\.max_bytes: .*got '12XB'"):

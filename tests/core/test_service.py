@@ -14,7 +14,7 @@ from inferd.errors import InferdError, InternalError, InvalidArgument, Unavailab
 from inferd.tensors import WireTensor
 from inferd.types import Tensor
 from tests.conftest import ServiceFactory
-from tests.core.test_repository import make_model
+from tests.core.store.test_repository import make_model
 from tests.rollout_models import write_model
 
 

@@ -17,7 +17,7 @@ from websockets.sync.client import connect
 from inferd.grpc.protos import grpc_service_pb2 as pb
 from inferd.grpc.protos import grpc_service_pb2_grpc as pb_grpc
 from tests.conftest import ServerProcess, wait_until
-from tests.core.test_repository import make_model
+from tests.core.store.test_repository import make_model
 from tests.core.test_service import raiser_repository
 
 SECRET = "/srv/secret"

@@ -14,7 +14,7 @@ from inferd.grpc.protos import grpc_service_pb2 as pb
 from inferd.grpc.protos import grpc_service_pb2_grpc as pb_grpc
 from inferd.grpc.server import start_grpc
 from tests.conftest import ServiceFactory, asgi_client
-from tests.core.test_latency import slow_repo
+from tests.core.serving.test_latency import slow_repo
 
 #: 50 ms per one-row batch against a 60 ms target: one request at a time fits, a second
 #: one behind it (about 100 ms away) does not.

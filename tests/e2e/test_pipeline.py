@@ -20,7 +20,7 @@ from inferd.grpc.protos import grpc_service_pb2 as pb
 from inferd.grpc.protos import grpc_service_pb2_grpc as pb_grpc
 from inferd.grpc.server import start_grpc
 from tests.conftest import ServerProcess, ServiceFactory, asgi_client, wait_until
-from tests.core.test_pipeline import write_repo
+from tests.core.serving.test_pipeline import write_repo
 
 
 def infer_request(values: list[float]) -> Any:

@@ -16,8 +16,8 @@ import tritonclient.grpc as triton_grpc
 import websockets
 import yaml
 
-from inferd.core.model_config import ModelConfig
-from inferd.core.versions import runtime_options
+from inferd.core.store.model_config import ModelConfig
+from inferd.core.store.versions import runtime_options
 from inferd.example import TINY, WIDE
 from inferd.runtimes.base import runtime_class
 from tests.conftest import ServerProcess

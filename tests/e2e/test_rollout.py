@@ -18,7 +18,7 @@ from tests.rollout_models import BODY, write_model
 
 #: Short steps and few requests, so a test takes seconds. The p99 guard is set out of reach:
 #: the two versions are the same code, and their latencies on a busy machine are luck; the
-#: in-process tests (tests/core/test_rollout.py) pin that guard.
+#: in-process tests (tests/core/traffic/test_rollout.py) pin that guard.
 FAST = {"step_interval_s": 0.2, "max_error_rate": 0.01, "max_p99_ratio": 1000}
 
 

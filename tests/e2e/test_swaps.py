@@ -21,7 +21,7 @@ import pytest
 from inferd.grpc.protos import grpc_service_pb2 as pb
 from inferd.grpc.protos import grpc_service_pb2_grpc as pb_grpc
 from tests.conftest import ServerProcess, wait_until
-from tests.core.test_polling import BROKEN, add_model, add_version
+from tests.core.store.test_polling import BROKEN, add_model, add_version
 
 TOKEN = "swap-admin-token"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}

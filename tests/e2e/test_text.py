@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import yaml
 
-from inferd.core.model_config import ModelConfig
-from inferd.core.versions import runtime_options
+from inferd.core.store.model_config import ModelConfig
+from inferd.core.store.versions import runtime_options
 from inferd.runtimes.base import runtime_class
 from tests.conftest import ServerProcess
 

@@ -14,7 +14,7 @@ import tritonclient.grpc as triton
 from inferd.gateway.keys import Scope, new_key
 from inferd.grpc.protos import simple_pb2, simple_pb2_grpc
 from tests.conftest import ServerProcess
-from tests.core.test_repository import make_model
+from tests.core.store.test_repository import make_model
 
 ADMIN_KEY, ADMIN = new_key("ops", Scope.ADMIN)
 INFER_KEY, INFER = new_key("app", Scope.INFER)

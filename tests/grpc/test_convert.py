@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from inferd.core.messages import InferResponse
-from inferd.core.model_config import VersionPolicy
-from inferd.core.triton_config import version_policy
+from inferd.core.store.model_config import VersionPolicy
+from inferd.core.store.triton_config import version_policy
 from inferd.errors import InvalidArgument
 from inferd.grpc import convert
 from inferd.grpc.protos import grpc_service_pb2 as pb

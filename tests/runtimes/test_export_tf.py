@@ -13,8 +13,8 @@ import pytest
 import tensorflow as tf
 import yaml
 
-from inferd.core.model_config import ModelConfig
-from inferd.core.versions import runtime_options
+from inferd.core.store.model_config import ModelConfig
+from inferd.core.store.versions import runtime_options
 from inferd.runtimes.base import runtime_class
 from tests.test_export_docs import run_recipe
 

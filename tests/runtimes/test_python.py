@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import yaml
 
-from inferd.core.model_config import ModelConfig
-from inferd.core.versions import runtime_options
+from inferd.core.store.model_config import ModelConfig
+from inferd.core.store.versions import runtime_options
 from inferd.errors import ConfigError, InternalError
 from inferd.runtimes.base import Runtime, runtime_class
 from inferd.settings import PerformanceSettings

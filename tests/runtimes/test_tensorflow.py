@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from inferd.core.model_config import ModelConfig
-from inferd.core.repository import Repository
-from inferd.core.versions import runtime_options
+from inferd.core.store.model_config import ModelConfig
+from inferd.core.store.repository import Repository
+from inferd.core.store.versions import runtime_options
 from inferd.errors import ConfigError, ModelLoadError
 from inferd.example import TINY, mlp_reference, mlp_weights, write_savedmodel
 from inferd.runtimes.base import runtime_class

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import ServiceFactory, asgi_client
-from tests.core.test_pipeline_docs import yaml_blocks
+from tests.core.serving.test_pipeline_docs import yaml_blocks
 from tests.text.test_model import SENTENCES
 
 MODELS = ("minilm", "minilm-tokenizer", "minilm-encoder", "minilm-pooling", "minilm-pipeline")

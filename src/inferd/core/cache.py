@@ -31,15 +31,15 @@ from typing import TYPE_CHECKING, Any, Final
 import numpy as np
 
 from inferd.core.messages import InferRequest
-from inferd.core.model_config import ModelConfig
-from inferd.core.repository import UNWATCHED
 from inferd.core.storage import MemoryStore, StorageUnavailable, Store
+from inferd.core.store.model_config import ModelConfig
+from inferd.core.store.repository import UNWATCHED
 from inferd.metrics import Metrics
 from inferd.tensors import from_binary, to_binary
 from inferd.types import Tensor, TensorSpec
 
 if TYPE_CHECKING:
-    from inferd.core.manager import LoadedVersion
+    from inferd.core.store.manager import LoadedVersion
 
 log = logging.getLogger("inferd.cache")
 

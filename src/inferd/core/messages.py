@@ -33,10 +33,10 @@ class InferRequest:
     protocol: str = "rest"
     #: The transport's request id (X-Request-Id), if any; see :meth:`effective_id`.
     request_id: str | None = None
-    #: Keeps a caller on one version of a traffic split (see inferd.core.router).
+    #: Keeps a caller on one version of a traffic split (see inferd.core.traffic.router).
     routing_key: str | None = None
     #: An input or output names a system shared memory region: the adapter resolves the
-    #: request, and writes the answer's outputs, through core/shm.py.
+    #: request, and writes the answer's outputs, through core/serving/shm.py.
     shared_memory: bool = False
 
     def effective_id(self) -> str:

@@ -19,9 +19,9 @@ from inferd.types import FLOAT_DATATYPES
 
 if TYPE_CHECKING:
     from inferd.core.cache import ResponseCache
-    from inferd.core.manager import LoadedVersion
-    from inferd.core.rollout import Rollout
-    from inferd.core.shadow import Shadow
+    from inferd.core.store.manager import LoadedVersion
+    from inferd.core.traffic.rollout import Rollout
+    from inferd.core.traffic.shadow import Shadow
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -15,24 +15,16 @@ from typing import Any, Final
 import numpy as np
 
 from inferd import __version__
-from inferd.core import classification
-from inferd.core.batcher import Closed
 from inferd.core.cache import ResponseCache
-from inferd.core.group import ProcessGroup
-from inferd.core.load_override import parse_load_parameters
-from inferd.core.manager import LoadedVersion, ModelManager
 from inferd.core.messages import InferRequest, InferResponse, PredictResult
-from inferd.core.model_config import ModelConfig, parse_shadow
-from inferd.core.outputs import check_finite
 from inferd.core.parameters import check as check_parameters
 from inferd.core.plan import ServingPlan, plan_for
-from inferd.core.rollouts import Rollouts
-from inferd.core.router import Router
-from inferd.core.shadow import Arrays, Shadows
-from inferd.core.shm import SharedMemory
-from inferd.core.simple import predictions, simple_tensor
-from inferd.core.triton_config import triton_config
-from inferd.core.validation import (
+from inferd.core.serving import classification
+from inferd.core.serving.batcher import Closed
+from inferd.core.serving.outputs import check_finite
+from inferd.core.serving.shm import SharedMemory
+from inferd.core.serving.simple import predictions, simple_tensor
+from inferd.core.serving.validation import (
     INLINE_DECODE_COST,
     Checked,
     check_header,
@@ -40,6 +32,14 @@ from inferd.core.validation import (
     decode_inputs,
     release_inputs,
 )
+from inferd.core.store.group import ProcessGroup
+from inferd.core.store.load_override import parse_load_parameters
+from inferd.core.store.manager import LoadedVersion, ModelManager
+from inferd.core.store.model_config import ModelConfig, parse_shadow
+from inferd.core.store.triton_config import triton_config
+from inferd.core.traffic.rollouts import Rollouts
+from inferd.core.traffic.router import Router
+from inferd.core.traffic.shadow import Arrays, Shadows
 from inferd.errors import (
     ErrorCode,
     InferdError,
@@ -84,7 +84,7 @@ class InferenceService:
         self.metrics = metrics
         self.cache = cache
         self.shadows = Shadows(self._shadow_outputs, metrics)
-        #: Registered system shared memory regions (core/shm.py).
+        #: Registered system shared memory regions (core/serving/shm.py).
         self.shared_memory = SharedMemory(settings.shared_memory, workers=settings.server.workers)
         manager.on_serve(self._serve_shadow)
         #: The --workers process group; alone, this process (see server.build_service).
@@ -173,7 +173,7 @@ class InferenceService:
         }
 
     def model_config(self, name: str, version: str | None = None) -> dict[str, Any]:
-        """Triton's model configuration, in its JSON form (core/triton_config.py)."""
+        """Triton's model configuration, in its JSON form (core/store/triton_config.py)."""
         return triton_config(name, self.router.named(name, version))
 
     def model_stats(self, name: str | None = None, version: str | None = None) -> dict[str, Any]:
@@ -504,7 +504,7 @@ class InferenceService:
         routing_key: str | None = None,
     ) -> PredictResult:
         """The simple API: one row (or rows, ``batched``) of the model's one input, shaped as
-        the model declares it (core/simple.py); ``flat``: one row given flattened."""
+        the model declares it (core/serving/simple.py); ``flat``: one row given flattened."""
         start = time.perf_counter()
         name = model or self.default_model()
         loaded = self.router.resolve(
@@ -551,7 +551,7 @@ class InferenceService:
             for s in self.manager.index()
         ]
 
-    # -- guarded rollouts (core/rollout.py) ---------------------------------------------------
+    # -- guarded rollouts (core/traffic/rollout.py) ---------------------------------------------------
 
     def rollout(self, name: str) -> dict[str, Any]:
         """The model's running rollout, else its last one (NotFound when none)."""
@@ -581,7 +581,7 @@ class InferenceService:
 
     async def load_model(self, name: str, parameters: Mapping[str, Any] | None = None) -> None:
         """Load or reload a model; ``parameters``: the repository extension's load
-        parameters (a ``config`` override; files are refused, core/load_override.py). One
+        parameters (a ``config`` override; files are refused, core/store/load_override.py). One
         process only: a worker of several would load it alone (the repository poller
         reloads every worker)."""
         self._one_process("a load at run time", _BY_POLLER, held="models")
@@ -596,7 +596,7 @@ class InferenceService:
         self._one_process("an unload at run time", _BY_POLLER, held="models")
         await self.manager.unload(name)
 
-    # -- shadow traffic (core/shadow.py) ---------------------------------------------------
+    # -- shadow traffic (core/traffic/shadow.py) ---------------------------------------------------
 
     def shadow_state(self, name: str) -> dict[str, Any]:
         """``GET /v2/models/{m}/shadow``: the model's shadow (None when it has none), its
@@ -629,7 +629,7 @@ class InferenceService:
 
     def _warn_shadow(self, name: str) -> None:
         """Warn when the model's shadow version also answers requests that name no version:
-        its own answers are not mirrored (see inferd.core.shadow)."""
+        its own answers are not mirrored (see inferd.core.traffic.shadow)."""
         shadow = self.shadows.get(name)
         if shadow is not None:
             share = self.router.primary_share(name, shadow.version)

@@ -1,6 +1,6 @@
 """The caller of the request being served: its API key's name (None without a key) and
 its address, held in a context variable by the front (HTTP) and the gRPC interceptor for
-what belongs to a caller (system shared memory regions, core/shm.py)."""
+what belongs to a caller (system shared memory regions, core/serving/shm.py)."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ The front (HTTP, WebSocket) and the gRPC interceptor read the ``routing.key_head
 header or metadata (``X-Routing-Key`` by default); without it, the caller's API key name
 is the routing key. It is held in a context variable for the adapters, which put it on
 the request (:attr:`inferd.core.messages.InferRequest.routing_key`); the router checks its
-length (:mod:`inferd.core.router`).
+length (:mod:`inferd.core.traffic.router`).
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ from typing import Any, Final
 import numpy as np
 from google.protobuf import json_format
 
-from inferd.core import shm
 from inferd.core.messages import InferRequest, InferResponse, InputTensor, RequestedOutput
+from inferd.core.serving import shm
 from inferd.errors import InvalidArgument, clip
 from inferd.gateway import requestid, routingkey
 from inferd.grpc.protos import grpc_service_pb2 as pb
@@ -235,7 +235,7 @@ def encode_infer_response(response: InferResponse) -> Any:
 
 
 def _raw(tensor: Tensor, response: InferResponse) -> bytes:
-    """An output's raw contents; empty for one written to shared memory (core/shm.py)."""
+    """An output's raw contents; empty for one written to shared memory (core/serving/shm.py)."""
     if shm.REGION in response.output_parameters.get(tensor.name, ()):
         return b""
     return to_binary(tensor.datatype, tensor.data)

@@ -24,7 +24,7 @@ import grpc
 from google.protobuf.descriptor import ServiceDescriptor
 
 from inferd.core.service import InferenceService
-from inferd.core.streams import StreamRegistry
+from inferd.core.serving.streams import StreamRegistry
 from inferd.errors import ConfigError
 from inferd.gateway.accesslog import access_log
 from inferd.gateway.admission import Gateway

@@ -11,7 +11,7 @@ import grpc
 import numpy as np
 
 from inferd.core.service import InferenceService
-from inferd.core.streams import End, OrderedStream, StreamLimits, StreamRegistry
+from inferd.core.serving.streams import End, OrderedStream, StreamLimits, StreamRegistry
 from inferd.errors import InvalidArgument
 from inferd.gateway import caller, routingkey
 from inferd.grpc import convert
@@ -168,7 +168,7 @@ class InferenceServicer(_Servicer, pb_grpc.GRPCInferenceServiceServicer):  # typ
         async for response in self._ordered(requests, context, serve, _stream_error):
             yield response
 
-    # -- system shared memory (core/shm.py) ---------------------------------------------------
+    # -- system shared memory (core/serving/shm.py) ---------------------------------------------------
 
     @translated
     async def SystemSharedMemoryStatus(self, request: Any, context: Any) -> Any:

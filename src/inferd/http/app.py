@@ -15,7 +15,7 @@ from starlette.routing import WebSocketRoute
 
 from inferd import __version__
 from inferd.core.service import InferenceService
-from inferd.core.streams import StreamRegistry
+from inferd.core.serving.streams import StreamRegistry
 from inferd.errors import InferdError
 from inferd.gateway.admission import Gateway
 from inferd.gateway.ratelimit import rate_limiter

@@ -11,8 +11,8 @@ from typing import Any, Final
 
 import orjson
 
-from inferd.core import shm
 from inferd.core.messages import InferRequest, InferResponse, InputTensor, RequestedOutput
+from inferd.core.serving import shm
 from inferd.errors import InvalidArgument, clip
 from inferd.gateway import routingkey
 from inferd.tensors import (
@@ -231,7 +231,7 @@ def response_document(
             "datatype": tensor.datatype,
             "shape": tensor.shape,
         }
-        if shm.REGION in params:  # written to its region (core/shm.py)
+        if shm.REGION in params:  # written to its region (core/serving/shm.py)
             entry["parameters"] = tensor.parameters
         elif params.get("binary_data", binary_default):
             blob = to_binary(tensor.datatype, tensor.data)

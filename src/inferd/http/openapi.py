@@ -8,12 +8,12 @@ from typing import Any, Final
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from inferd.core.repository import SAFE_NAME
+from inferd.core.store.repository import SAFE_NAME
 from inferd.errors import InferdError
 from inferd.http.routes import Route
 from inferd.types import DATATYPE_TO_NUMPY
 
-#: Path parameters that name a model or version: safe names (core/repository.py).
+#: Path parameters that name a model or version: safe names (core/store/repository.py).
 NAME_PARAMETERS: Final = ("model", "version")
 
 _TENSOR = {

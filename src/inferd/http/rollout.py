@@ -1,5 +1,5 @@
 """``/v2/models/{model}/rollout``: start (PUT), show (GET) and stop (DELETE) a guarded
-rollout (core/rollout.py). All three need the admin scope (gateway/operations.py)."""
+rollout (core/traffic/rollout.py). All three need the admin scope (gateway/operations.py)."""
 
 from __future__ import annotations
 

@@ -121,7 +121,7 @@ ROUTES: Final[tuple[Route, ...]] = (
     Route(f"{_MODEL}/rollout", Operation.ADMIN, GET_PUT_DELETE),
     # GET shows recent requests' inputs (users' data), PUT changes what is mirrored.
     Route(f"{_MODEL}/shadow", Operation.ADMIN, GET_PUT),
-    # system shared memory: the caller's own regions (core/shm.py), for inference
+    # system shared memory: the caller's own regions (core/serving/shm.py), for inference
     Route("/v2/systemsharedmemory/status", Operation.INFER),
     Route("/v2/systemsharedmemory/unregister", Operation.INFER, POST),
     Route("/v2/systemsharedmemory/region/{name}/status", Operation.INFER),

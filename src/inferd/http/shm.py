@@ -1,5 +1,5 @@
 """Triton's system shared memory extension over REST: a caller registers, lists and
-unregisters its own regions (core/shm.py); inference reads and writes them."""
+unregisters its own regions (core/serving/shm.py); inference reads and writes them."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from inferd.core.service import InferenceService
-from inferd.core.shm import SharedMemory
+from inferd.core.serving.shm import SharedMemory
 from inferd.errors import InvalidArgument
 from inferd.http import schemas as S
 from inferd.http.body import read_body

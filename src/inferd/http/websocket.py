@@ -27,7 +27,7 @@ from starlette.applications import Starlette
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from inferd.core.service import InferenceService
-from inferd.core.streams import ClientGone, End, OrderedStream, StreamLimits, StreamRegistry
+from inferd.core.serving.streams import ClientGone, End, OrderedStream, StreamLimits, StreamRegistry
 from inferd.errors import InferdError, InvalidArgument, clip
 from inferd.gateway import routingkey
 from inferd.gateway.admission import Gateway, Principal

@@ -36,7 +36,7 @@ PLATFORMS: Final[dict[str, str]] = {
     "onnx": "onnxruntime_onnx",
     "tensorflow": "tensorflow_savedmodel",
     "python": "python",
-    "pipeline": "ensemble",  # a model composed of steps (inferd.core.pipeline)
+    "pipeline": "ensemble",  # a model composed of steps (inferd.core.serving.pipeline)
 }
 
 #: The package extra that installs each runtime's framework.
@@ -50,7 +50,7 @@ EXTRAS: Final[dict[str, str]] = {
 @dataclasses.dataclass(frozen=True, slots=True)
 class RuntimeOptions:
     """What a runtime needs of its version's settings (resolved once, at load, by
-    :func:`inferd.core.versions.runtime_options`)."""
+    :func:`inferd.core.store.versions.runtime_options`)."""
 
     artifact: Path
     model: str = ""
@@ -92,7 +92,7 @@ class Runtime(abc.ABC):
     #: True when the loaded model streams partial outputs (``stream``) instead of answering once.
     decoupled: bool = False
     #: False when ``infer`` must not be called on the server's event loop thread (it runs
-    #: an event loop of its own); such a model never runs inline (core/batcher.py).
+    #: an event loop of its own); such a model never runs inline (core/serving/batcher.py).
     inline_safe: bool = True
 
     def __init__(self, options: RuntimeOptions) -> None:

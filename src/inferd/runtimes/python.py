@@ -76,7 +76,7 @@ class PythonRuntime(Runtime):
         return bool(sequences is not None and sequences.state)
 
     def infer_states(self, inputs: Arrays, states: list[dict[str, Any]]) -> Arrays:
-        """A sequence model's batch with one state dict per row (core/sequences.py)."""
+        """A sequence model's batch with one state dict per row (core/serving/sequences.py)."""
         x = self._pipeline.before(inputs)
         output = self._model.predict(x, states)
         if inspect.iscoroutine(output):

@@ -1,0 +1,1 @@
+"""Serving a loaded version: batching, streams, checks and the steps a request runs through."""

@@ -1,0 +1,552 @@
+"""Dynamic batching for one loaded model version.
+
+Contract:
+- ``submit`` resolves with exactly the rows it sent, in order, or raises. A batch closes
+  when it holds ``max_batch_size`` rows or when its oldest request has waited
+  ``max_queue_delay_s``; with a delay of 0 it takes whatever is queued when an instance is
+  free. Requests whose non-batch shapes or dtypes differ are never put in one batch.
+- The runtime runs in a thread of its own, one per instance, so the event loop keeps
+  decoding while a model computes; batches go to a free instance once per loop turn that
+  queued requests (so requests decoded together share a batch) and from the callback of
+  the batch before, with no scheduler task in between. A runtime that changes the batch
+  dimension is an error.
+- A failure reaches every request of the batch that failed and no other.
+- A full queue refuses at once (ResourceExhausted); a request whose deadline passed is
+  answered DeadlineExceeded and never reaches the runtime. A request that was answered
+  (expired, cancelled) stops counting against the queue at once.
+- A batch that runs longer than ``max_batch_time_s`` marks the batcher faulty (``fault``
+  says why): that batch's requests and every queued one get Unavailable, and new ones are
+  refused with Unavailable until the batch returns.
+- Inline when idle and cheap (``inline_max_compute_s`` > 0, no queue delay, and a runtime
+  whose calls are framework compute, not user code: never a Python model): batches
+  are formed as always, and while no batch of the version runs in an instance thread they
+  run on the event loop where they were formed, without the hop to an instance thread and
+  back, when the version's running measurement of a model call (an average over its recent
+  calls, at least ``INLINE_MIN_SAMPLES`` of them, seeded at load by timed warm-up calls) is
+  under ``inline_max_compute_s``. One loop turn runs at most ``INLINE_SLICE_S`` of them;
+  the rest follow in the next turn, after the loop has read its sockets. A slow model never
+  measures under it, so it never runs inline; a model that becomes slow stops running
+  inline as its average rises. Everything else goes through the queue.
+- ``close`` finishes what is queued and running, then stops the instance threads. Given a
+  grace, it waits no longer: what is left gets Unavailable and instance threads still
+  running (a model that never returns) are abandoned, reported in the log; it returns
+  False then. Instance threads are daemon threads, so an abandoned one never holds up
+  the process's exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Final, Protocol
+
+import numpy as np
+
+from inferd.core.serving.stats import VersionStats
+from inferd.core.serving.watchdog import Watchdog
+from inferd.errors import (
+    DeadlineExceeded,
+    InferdError,
+    InternalError,
+    ResourceExhausted,
+    Unavailable,
+)
+
+log = logging.getLogger("inferd.batcher")
+
+Arrays = dict[str, np.ndarray[Any, Any]]
+RunFn = Callable[[Arrays], Arrays]
+BatchKey = tuple[tuple[str, str, tuple[int, ...]], ...]
+#: Seconds spent joining the rows, running the model and checking its outputs.
+Timings = tuple[float, float, float]
+_NO_TIME: Final[Timings] = (0.0, 0.0, 0.0)
+#: Model calls measured before a version may run inline.
+INLINE_MIN_SAMPLES: Final = 8
+#: Most time one loop turn spends running a version's batches inline before it lets the
+#: loop go on (the rest follow in the next turn).
+INLINE_SLICE_S: Final = 0.001
+#: Weight of the newest call in the running average of a call's time.
+_COST_WEIGHT: Final = 0.1
+
+
+class Closed(Unavailable):
+    """The batcher closed (its version unloads) before the request was queued: nothing ran."""
+
+
+class BatchObserver(Protocol):
+    def depth(self, queued: int) -> None: ...
+    def waited(self, seconds: float) -> None: ...
+    def executed(self, rows: int, seconds: float) -> None: ...
+
+
+class _Unobserved:
+    def depth(self, queued: int) -> None:
+        pass
+
+    def waited(self, seconds: float) -> None:
+        pass
+
+    def executed(self, rows: int, seconds: float) -> None:
+        pass
+
+
+@dataclasses.dataclass(slots=True)
+class _Pending:
+    inputs: Arrays
+    rows: int
+    key: BatchKey
+    future: asyncio.Future[Arrays]
+    enqueued: float
+    deadline: float | None
+    queued: bool = True  # counted in the queue's length until it leaves or is answered
+
+
+def _expire(future: asyncio.Future[Arrays]) -> None:
+    if not future.done():
+        future.set_exception(DeadlineExceeded("the request's deadline passed before it finished"))
+
+
+def _joined(batch: list[_Pending]) -> Callable[[], Arrays]:
+    """A batch's inputs, its requests' rows joined (when called: in the instance thread)."""
+
+    def join() -> Arrays:
+        if len(batch) == 1:
+            return batch[0].inputs
+        return {name: np.concatenate([p.inputs[name] for p in batch]) for name in batch[0].inputs}
+
+    return join
+
+
+def _key(inputs: Arrays, batching: bool) -> BatchKey:
+    return tuple(
+        (name, array.dtype.str, array.shape[1:] if batching else array.shape)
+        for name, array in inputs.items()
+    )
+
+
+class Batcher:
+    def __init__(
+        self,
+        run: RunFn,
+        *,
+        stats: VersionStats,
+        max_batch_size: int,
+        max_queue_delay_s: float = 0.0,
+        preferred_batch_sizes: Sequence[int] = (),
+        max_queue_size: int = 256,
+        instances: int = 1,
+        prepare_thread: Callable[[], None] | None = None,
+        observer: BatchObserver | None = None,
+        max_batch_time_s: float | None = None,
+        inline_max_compute_s: float = 0.0,
+    ) -> None:
+        if instances < 1:
+            raise ValueError("instances must be >= 1")
+        self._run_fn = run
+        self._prepare_thread = prepare_thread
+        self._stats = stats
+        self._observer: BatchObserver = observer or _Unobserved()
+        self._batching = max_batch_size > 0
+        self._max_rows = self._most_rows = max(max_batch_size, 1)
+        self._delay = max_queue_delay_s
+        self._preferred = frozenset(preferred_batch_sizes)
+        self._max_queue = max_queue_size
+        self._queue: collections.deque[_Pending] = collections.deque()
+        self._waiting = 0  # requests in the queue not yet answered
+        self._watchdog: Watchdog[list[_Pending]] = Watchdog(
+            stats.name, max_batch_time_s, self._overran
+        )
+        self._instances = instances
+        self._free = instances
+        # Instance threads take batches from here; None tells one of them to stop.
+        self._work: queue.SimpleQueue[list[_Pending] | None] = queue.SimpleQueue()
+        self._threads = [
+            threading.Thread(
+                target=self._serve_instance, name=f"infer-{stats.name}_{i}", daemon=True
+            )
+            for i in range(instances)
+        ]
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._dispatch_soon = False
+        self._idle = asyncio.Event()
+        self._closing = False
+        #: Inline runs are possible at all (a model that waits to fill batches never runs
+        #: inline); whether one happens depends on the measured cost of a call.
+        self._inline = inline_max_compute_s > 0 and not (self._batching and self._delay > 0)
+        self._inline_limit = inline_max_compute_s
+        self._call_cost = 0.0  # running average of a model call, in seconds
+        self._calls = 0  # model calls measured (up to INLINE_MIN_SAMPLES)
+        self._loop_prepared = False
+
+    def seed_call_cost(self, seconds: float) -> None:
+        """Seed the running measurement of a call (at load, from timed warm-up calls), so
+        a new version is judged like one that has served a while."""
+        self._call_cost = seconds
+        self._calls = INLINE_MIN_SAMPLES
+
+    @property
+    def queued(self) -> int:
+        """Requests waiting for a batch."""
+        return self._waiting
+
+    @property
+    def running(self) -> int:
+        """Batches running now (one per busy instance)."""
+        return self._instances - self._free
+
+    def limit_rows(self, rows: int) -> None:
+        """From now on wait for and take at most ``rows`` rows per batch (within
+        ``max_batch_size``): a latency target's batch size (inferd.core.serving.latency)."""
+        self._max_rows = max(1, min(rows, self._most_rows))
+
+    @property
+    def fault(self) -> str | None:
+        """Why the batcher refuses work (a batch ran past ``max_batch_time_s``), or None."""
+        return self._watchdog.fault
+
+    def start(self) -> None:
+        """Bind to the running loop and start the instance threads (once)."""
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+            for thread in self._threads:
+                thread.start()
+
+    async def submit(self, inputs: Arrays, deadline: float | None = None) -> Arrays:
+        """Queue one request (``inputs`` share their batch dimension) and await its rows."""
+        if self._closing:
+            raise Closed(f"model '{self._stats.name}' is shutting down")
+        if self._watchdog.fault is not None:
+            raise Unavailable(f"model '{self._stats.name}' is unhealthy: {self._watchdog.fault}")
+        if self._waiting >= self._max_queue:
+            raise ResourceExhausted(
+                f"model '{self._stats.name}' has {self._waiting} requests queued; retry later",
+                retry_after_s=1.0,
+            )
+        rows = next(iter(inputs.values())).shape[0] if self._batching and inputs else 1
+        now = time.monotonic()
+        if deadline is not None and now >= deadline:
+            raise DeadlineExceeded("the request's deadline passed before it was queued")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Arrays] = loop.create_future()
+        if len(self._queue) > 2 * self._max_queue:
+            # Answered requests stay in the deque while no instance is free: drop them.
+            self._queue = collections.deque(p for p in self._queue if p.queued)
+        pending = _Pending(inputs, rows, _key(inputs, self._batching), future, now, deadline)
+        self._queue.append(pending)
+        self._waiting += 1
+        if not self._dispatch_soon:
+            # After the other requests decoded in this loop turn, so they share a batch.
+            self._dispatch_soon = True
+            loop.call_soon(self._dispatch)
+        # One timer per request (cheaper than a timeout scope): it fails the future at the
+        # deadline; a batch that finishes later finds the future done and skips it.
+        timer = (
+            None
+            if deadline is None
+            else loop.call_at(loop.time() + (deadline - now), _expire, future)
+        )
+        try:
+            return await future
+        finally:
+            if timer is not None:
+                timer.cancel()
+            self._leave(pending)
+
+    def _leave(self, pending: _Pending) -> None:
+        """The request no longer counts as queued (taken into a batch or answered)."""
+        if pending.queued:
+            pending.queued = False
+            self._waiting -= 1
+
+    # -- on the event loop: form batches, hand them to free instances ------------------------
+
+    def _dispatch(self) -> None:
+        """Hand batches to free instances while any is free and a batch is ready.
+
+        Called once per loop turn that queued requests, when an instance finishes and when
+        the queue delay of the oldest request runs out: no scheduler task, so a request
+        costs no extra loop turns.
+        """
+        self._dispatch_soon = False
+        inline_until = 0.0  # when this turn's inline runs must let the loop go on
+        while self._free and self._queue:
+            if self._batching and self._delay > 0 and not self._closing and not self._ready():
+                break
+            batch = self._collect()
+            if not batch:
+                continue  # only finished or expired requests were queued
+            if (
+                self._inline
+                and self._free == self._instances
+                and self._calls >= INLINE_MIN_SAMPLES
+                and self._call_cost < self._inline_limit
+            ):
+                now = time.perf_counter()
+                if not inline_until:
+                    inline_until = now + INLINE_SLICE_S
+                elif now > inline_until:
+                    # Enough of this turn on the model: the loop reads sockets, then on.
+                    for pending in reversed(batch):
+                        self._queue.appendleft(pending)
+                    self._soon()
+                    break
+                self._run_inline(batch)
+                continue
+            self._free -= 1
+            self._idle.clear()
+            assert self._loop is not None  # started: batches only come from submit
+            self._watchdog.started(batch, self._loop)
+            self._work.put(batch)
+            start = time.monotonic()
+            for pending in batch:
+                self._leave(pending)
+                self._stats.queue.add(start - pending.enqueued)
+                self._observer.waited(start - pending.enqueued)
+        self._observer.depth(self._waiting)
+
+    def _run_inline(self, batch: list[_Pending]) -> None:
+        """A batch's call, here on the loop (no batch is running and the model is cheap):
+        no hop to an instance thread and back."""
+        start = time.monotonic()
+        for pending in batch:
+            self._leave(pending)
+            self._stats.queue.add(start - pending.enqueued)
+            self._observer.waited(start - pending.enqueued)
+        if not self._loop_prepared and self._prepare_thread is not None:
+            self._prepare_thread()  # settings a framework keeps per thread, as for instances
+        self._loop_prepared = True
+        lone = len(batch) == 1
+        rows = batch[0].rows if lone else sum(p.rows for p in batch)
+        try:
+            outputs, timings = self._compute(batch[0].inputs if lone else _joined(batch), rows)
+        except BaseException as exc:
+            failure = self._failure(exc)
+            for pending in batch:
+                if not pending.future.done():
+                    pending.future.set_exception(failure)
+            return
+        self._executed(rows, len(batch), timings)
+        self._deliver(batch, outputs)
+
+    def _soon(self) -> None:
+        """Dispatch again in a coming loop turn (once)."""
+        if not self._dispatch_soon and self._loop is not None:
+            self._dispatch_soon = True
+            self._loop.call_soon(self._dispatch)
+
+    def _ready(self) -> bool:
+        """A full (or preferred) batch is queued or the oldest waited enough; if neither,
+        a timer calls ``_dispatch`` when the oldest has waited the queue delay."""
+        first = self._queue[0]
+        available = sum(p.rows for p in self._queue if p.key == first.key)
+        if available >= self._max_rows or available in self._preferred:
+            return True
+        due = first.enqueued + self._delay
+        if time.monotonic() >= due:
+            return True
+        if self._timer is None and self._loop is not None:
+            self._timer = self._loop.call_at(
+                self._loop.time() + (due - time.monotonic()), self._on_timer
+            )
+        return False
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._dispatch()
+
+    def _collect(self) -> list[_Pending]:
+        """Take requests of the first live request's key, oldest first, up to the max rows."""
+        now = time.monotonic()
+        batch: list[_Pending] = []
+        rows = 0
+        keep: collections.deque[_Pending] = collections.deque()
+        key: BatchKey | None = None
+        for pending in self._queue:
+            if pending.future.done():
+                self._leave(pending)
+                continue
+            if pending.deadline is not None and now >= pending.deadline:
+                pending.future.set_exception(
+                    DeadlineExceeded("the request's deadline passed while it was queued")
+                )
+                self._leave(pending)
+                continue
+            if key is None:
+                key = pending.key
+            # A batch takes its first request whatever its rows (a latency target's limit
+            # may be below one request's rows).
+            if pending.key == key and (not batch or rows + pending.rows <= self._max_rows):
+                batch.append(pending)
+                rows += pending.rows
+            else:
+                keep.append(pending)
+        self._queue = keep
+        if self._preferred and len(batch) > 1:
+            batch = self._trim_to_preferred(batch)
+        return batch
+
+    def _trim_to_preferred(self, batch: list[_Pending]) -> list[_Pending]:
+        total, best = 0, 0
+        for i, pending in enumerate(batch, 1):
+            total += pending.rows
+            if total in self._preferred:
+                best = i
+        if best == 0 or best == len(batch):
+            return batch
+        for pending in reversed(batch[best:]):
+            self._queue.appendleft(pending)
+        return batch[:best]
+
+    def _finish(
+        self,
+        batch: list[_Pending],
+        outputs: Arrays | None,
+        timings: Timings,
+        error: BaseException | None,
+    ) -> None:
+        """Back on the loop: hand the instance its next batch first (it idles until then),
+        then deliver this batch's rows or its failure."""
+        self._watchdog.finished(batch)
+        self._free += 1
+        self._dispatch()
+        if error is None and outputs is not None:
+            self._executed(sum(p.rows for p in batch), len(batch), timings)
+            self._deliver(batch, outputs)
+        else:
+            failure = self._failure(error)
+            for pending in batch:
+                if not pending.future.done():
+                    pending.future.set_exception(failure)
+        if self._free == self._instances and not self._waiting:
+            self._idle.set()
+
+    def _executed(self, rows: int, requests: int, timings: Timings) -> None:
+        """Count a finished call in the statistics and the running average of its cost."""
+        self._stats.record_batch(rows, requests, *timings)
+        seconds = timings[0] + timings[1] + timings[2]
+        self._observer.executed(rows, seconds)
+        if self._calls < INLINE_MIN_SAMPLES:
+            self._calls += 1
+            self._call_cost += (seconds - self._call_cost) / self._calls
+        else:
+            self._call_cost += (seconds - self._call_cost) * _COST_WEIGHT
+
+    def _failure(self, error: BaseException | None) -> InferdError:
+        """What the requests of a failed call get: the model's own error when it raised
+        one of the tree's, else an internal error caused by what it raised."""
+        if isinstance(error, InferdError):
+            return error
+        failure = InternalError(
+            f"model '{self._stats.name}' failed: {type(error).__name__}: {error}"
+        )
+        failure.__cause__ = error  # the model's traceback, for the service's log line
+        return failure
+
+    # -- the watchdog ------------------------------------------------------------------------
+
+    def _overran(self, fault: str) -> None:
+        """A batch ran past ``max_batch_time_s``: answer everything it holds up."""
+        self._fail_all(Unavailable(f"model '{self._stats.name}' is unhealthy: {fault}"))
+
+    def _fail_all(self, failure: InferdError) -> None:
+        """Answer every queued and running request with ``failure``."""
+        for pending in self._queue:
+            self._leave(pending)
+            if not pending.future.done():
+                pending.future.set_exception(failure)
+        self._queue.clear()
+        for batch in self._watchdog.running():
+            for pending in batch:
+                if not pending.future.done():
+                    pending.future.set_exception(failure)
+        self._observer.depth(0)
+
+    # -- in an instance thread ---------------------------------------------------------------
+
+    def _serve_instance(self) -> None:
+        assert self._loop is not None
+        if self._prepare_thread is not None:
+            try:
+                self._prepare_thread()
+            except Exception:
+                log.exception("model '%s': preparing an instance thread failed", self._stats.name)
+        while True:
+            batch = self._work.get()
+            if batch is None:
+                return
+            try:
+                outputs, timings = self._compute(_joined(batch), sum(p.rows for p in batch))
+            except BaseException as exc:  # a model's SystemExit must not take the instance
+                result: tuple[Arrays | None, Timings, BaseException | None] = (None, _NO_TIME, exc)
+            else:
+                result = (outputs, timings, None)
+            try:
+                self._loop.call_soon_threadsafe(self._finish, batch, *result)
+            except RuntimeError:
+                return  # the loop is closed: nobody is waiting any more
+
+    def _compute(self, inputs: Callable[[], Arrays] | Arrays, rows: int) -> tuple[Arrays, Timings]:
+        """Run the model on ``inputs`` (a function that joins a batch's rows, timed with
+        it) and check that every output has ``rows`` rows."""
+        t0 = time.perf_counter()
+        if callable(inputs):
+            inputs = inputs()
+        t1 = time.perf_counter()
+        outputs = self._run_fn(inputs)
+        t2 = time.perf_counter()
+        if self._batching:
+            for name, array in outputs.items():
+                if array.ndim == 0 or array.shape[0] != rows:
+                    raise InternalError(
+                        f"model '{self._stats.name}' returned {array.shape[0] if array.ndim else 0}"
+                        f" rows of output '{name}' for a batch of {rows}"
+                    )
+        return outputs, (t1 - t0, t2 - t1, time.perf_counter() - t2)
+
+    def _deliver(self, batch: list[_Pending], outputs: Arrays) -> None:
+        if len(batch) == 1:
+            if not batch[0].future.done():
+                batch[0].future.set_result(outputs)
+            return
+        offset = 0
+        for pending in batch:
+            end = offset + pending.rows
+            if not pending.future.done():
+                pending.future.set_result({n: a[offset:end] for n, a in outputs.items()})
+            offset = end
+
+    async def close(self, grace_s: float | None = None) -> bool:
+        """Finish queued and running work (waiting at most ``grace_s``), then stop the
+        instance threads. False when instance threads were still running and abandoned."""
+        self._closing = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._dispatch()  # what waited for a fuller batch goes now
+        finished = True
+        if self._loop is not None and (self._waiting or self._free < self._instances):
+            try:
+                async with asyncio.timeout(grace_s):
+                    await self._idle.wait()
+            except TimeoutError:
+                finished = self._free == self._instances
+                self._fail_all(
+                    Unavailable(f"model '{self._stats.name}' was unloaded before this finished")
+                )
+                if not finished:
+                    log.error(
+                        "model '%s': %d instance thread(s) still running after %g s; abandoned",
+                        self._stats.name,
+                        self._instances - self._free,
+                        grace_s,
+                    )
+        for _ in self._threads:
+            self._work.put(None)
+        return finished

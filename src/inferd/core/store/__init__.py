@@ -1,0 +1,1 @@
+"""The model store: what is on disk, what a model declares, and the versions kept loaded."""

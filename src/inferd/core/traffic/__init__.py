@@ -1,0 +1,1 @@
+"""Which version answers: routing, splits, shadow traffic and guarded rollouts."""
