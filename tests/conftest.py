@@ -17,13 +17,12 @@ from typing import IO, Any
 import httpx
 import pytest
 
-from inferd.core.service import InferenceService
+from inferd.core.node import Node, build_node
 from inferd.example import build_example
 from inferd.http.app import create_app
-from inferd.server import build_service
 from inferd.settings import load_settings
 
-ServiceFactory = Callable[..., InferenceService]
+NodeFactory = Callable[..., Node]
 
 
 def _below_ephemeral() -> Iterator[int]:
@@ -82,34 +81,34 @@ def make_settings(repository: Path | None, **sections: dict[str, Any]) -> Any:
 
 
 @pytest.fixture
-async def service_factory() -> AsyncIterator[ServiceFactory]:
+async def node_factory() -> AsyncIterator[NodeFactory]:
     """Builds services over a repository; every one built is stopped at teardown."""
-    made: list[InferenceService] = []
+    made: list[Node] = []
 
-    def make(repository: Path | None, **sections: dict[str, Any]) -> InferenceService:
-        service = build_service(make_settings(repository, **sections))
-        made.append(service)
-        return service
+    def make(repository: Path | None, **sections: dict[str, Any]) -> Node:
+        node = build_node(make_settings(repository, **sections))
+        made.append(node)
+        return node
 
     yield make
-    for service in made:
-        await service.stop()
+    for node in made:
+        await node.stop()
 
 
-async def asgi_client(service: InferenceService) -> httpx.AsyncClient:
+async def asgi_client(node: Node) -> httpx.AsyncClient:
     """An httpx client over the ASGI app of a started service (no sockets)."""
-    await service.start()
-    app = create_app(service)
+    await node.start()
+    app = create_app(node)
     transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
     return httpx.AsyncClient(transport=transport, base_url="http://inferd")
 
 
 @pytest.fixture
 async def example_client(
-    example_repo: Path, service_factory: ServiceFactory
+    example_repo: Path, node_factory: NodeFactory
 ) -> AsyncIterator[httpx.AsyncClient]:
-    service = service_factory(example_repo, models={"default_model": "tiny"})
-    async with await asgi_client(service) as client:
+    node = node_factory(example_repo, models={"default_model": "tiny"})
+    async with await asgi_client(node) as client:
         yield client
 
 

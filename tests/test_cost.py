@@ -30,8 +30,8 @@ import orjson
 import pytest
 import yaml
 
+from inferd.core.node import build_node
 from inferd.http.app import create_app
-from inferd.server import build_service
 from tests.conftest import make_settings
 
 SRC: Final = str(Path(__file__).resolve().parents[1] / "src" / "inferd")
@@ -152,9 +152,9 @@ async def _request(app: Any, path: str, body: bytes, headers: list[tuple[bytes, 
 async def _measure(scenario: str, repository: Path) -> int:
     (path, body_of), _ = BUDGETS[scenario]
     settings = make_settings(repository, **_sections(scenario))
-    service = build_service(settings)
-    await service.start()
-    app = create_app(service)
+    node = build_node(settings)
+    await node.start()
+    app = create_app(node)
     keyed = settings.server.require_api_key
     headers = [(b"x-api-key", RAW_KEY.encode())] if keyed else []
     try:
@@ -173,7 +173,7 @@ async def _measure(scenario: str, repository: Path) -> int:
             counts.append(counter.count)
         return int(statistics.median(counts))
     finally:
-        await service.stop()
+        await node.stop()
 
 
 @pytest.mark.parametrize("scenario", list(BUDGETS))

@@ -9,7 +9,7 @@ import httpx
 import numpy as np
 
 from inferd.example import TINY, build_example, mlp_reference, mlp_weights
-from tests.conftest import ServiceFactory, asgi_client
+from tests.conftest import NodeFactory, asgi_client
 
 
 async def test_sentiment_over_v2(example_client: httpx.AsyncClient) -> None:
@@ -28,7 +28,7 @@ async def test_sentiment_over_v2(example_client: httpx.AsyncClient) -> None:
 
 
 async def test_without_torch_tiny_is_onnx_and_answers_alike(
-    tmp_path: Path, service_factory: ServiceFactory
+    tmp_path: Path, node_factory: NodeFactory
 ) -> None:
     written = build_example(tmp_path, with_tensorflow=False, with_torch=False)
     assert sorted(p.relative_to(tmp_path).as_posix() for p in written) == [
@@ -37,8 +37,8 @@ async def test_without_torch_tiny_is_onnx_and_answers_alike(
         "wide/1/model.onnx",
         "words/1/model.py",
     ]
-    service = service_factory(tmp_path, models={"default_model": "tiny"})
-    async with await asgi_client(service) as client:
+    node = node_factory(tmp_path, models={"default_model": "tiny"})
+    async with await asgi_client(node) as client:
         answer = await client.post("/predict", json={"inputs": [1, 2, 3, 4]})
     assert answer.status_code == 200, answer.text
     expected = mlp_reference(mlp_weights(TINY, seed=0), np.array([[1, 2, 3, 4]], np.float32))

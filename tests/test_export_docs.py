@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from inferd.cli import main
-from tests.conftest import ServiceFactory, asgi_client
+from tests.conftest import NodeFactory, asgi_client
 
 DOC: Path = Path(__file__).parents[1] / "docs" / "export.md"
 FENCE = re.compile(r"^```(\w+)\n(.*?)^```", re.MULTILINE | re.DOTALL)
@@ -55,7 +55,7 @@ def run_recipe(heading: str, folder: Path) -> dict[str, Any]:
     return vars(module)
 
 
-async def infer(service: Any, model: str, x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+async def infer(node: Any, model: str, x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     body = {
         "inputs": [
             {
@@ -66,7 +66,7 @@ async def infer(service: Any, model: str, x: np.ndarray[Any, Any]) -> np.ndarray
             }
         ]
     }
-    async with await asgi_client(service) as client:
+    async with await asgi_client(node) as client:
         response = await client.post(f"/v2/models/{model}/infer", json=body)
     assert response.status_code == 200, response.text
     output = response.json()["outputs"][0]
@@ -84,7 +84,7 @@ def test_every_section_has_code() -> None:
 
 
 async def test_pytorch_recipes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, service_factory: ServiceFactory
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, node_factory: NodeFactory
 ) -> None:
     import torch
 
@@ -94,21 +94,21 @@ async def test_pytorch_recipes(
     x = np.random.default_rng(0).standard_normal((5, 4), dtype=np.float32)
     with torch.no_grad():
         expected = names["model"](torch.from_numpy(x)).numpy()
-    service = service_factory(tmp_path / "models")
+    node = node_factory(tmp_path / "models")
     for model in ("classifier_ts", "classifier_onnx", "classifier_onnx_legacy"):
-        np.testing.assert_allclose(await infer(service, model, x), expected, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(await infer(node, model, x), expected, rtol=1e-5, atol=1e-6)
 
 
 async def test_scikit_learn_recipe(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, service_factory: ServiceFactory
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, node_factory: NodeFactory
 ) -> None:
     monkeypatch.chdir(tmp_path)
     names = run_recipe("scikit-learn through the Python runtime", tmp_path)
     assert await asyncio.to_thread(main, ["validate", "models"]) == 0
     x = names["features"][::30].astype(np.float32)
     expected = names["clf"].predict_proba(x)
-    service = service_factory(tmp_path / "models")
-    np.testing.assert_allclose(await infer(service, "iris", x), expected, rtol=1e-4, atol=1e-5)
-    async with await asgi_client(service) as client:
+    node = node_factory(tmp_path / "models")
+    np.testing.assert_allclose(await infer(node, "iris", x), expected, rtol=1e-4, atol=1e-5)
+    async with await asgi_client(node) as client:
         answer = await client.post("/models/iris/predict", json={"inputs": [5.1, 3.5, 1.4, 0.2]})
     assert np.argmax(answer.json()["predictions"]) == 0

@@ -10,7 +10,7 @@ import pytest
 
 from inferd.cli import main
 from inferd.example import TINY, mlp_reference, mlp_weights
-from tests.conftest import ServiceFactory, asgi_client
+from tests.conftest import NodeFactory, asgi_client
 
 X = [[1.0, 2.0, 3.0, 4.0], [0.5, -1.0, 0.0, 2.0]]
 #: Runtime -> what its starter model answers for X.
@@ -25,7 +25,7 @@ EXPECTED = {
 @pytest.mark.parametrize("runtime", sorted(EXPECTED))
 async def test_init_writes_a_model_that_validates_and_serves(
     tmp_path: Path,
-    service_factory: ServiceFactory,
+    node_factory: NodeFactory,
     runtime: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -34,8 +34,8 @@ async def test_init_writes_a_model_that_validates_and_serves(
     assert f"wrote {tmp_path / 'starter' / 'model.yaml'}" in written
     assert (tmp_path / "starter" / "model.yaml").read_text().startswith("# starter:")
     assert await asyncio.to_thread(main, ["validate", str(tmp_path)]) == 0
-    service = service_factory(tmp_path)
-    async with await asgi_client(service) as client:
+    node = node_factory(tmp_path)
+    async with await asgi_client(node) as client:
         response = await client.post("/predict", json={"batch": X})
     assert response.status_code == 200, response.text
     np.testing.assert_allclose(response.json()["predictions"], EXPECTED[runtime], rtol=1e-5)

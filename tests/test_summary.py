@@ -5,19 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 from inferd.summary import summary
-from tests.conftest import ServiceFactory
+from tests.conftest import NodeFactory
 from tests.e2e.test_startup_log import write_repo
 
 
 async def test_the_summary_lists_every_version_and_marks_tls(
-    tmp_path: Path, service_factory: ServiceFactory
+    tmp_path: Path, node_factory: NodeFactory
 ) -> None:
     repo = write_repo(tmp_path / "models", 2)
     (repo / "broken" / "1").mkdir(parents=True)
     (repo / "broken" / "1" / "model.onnx").write_bytes(b"not onnx")
-    service = service_factory(repo)
-    await service.start()
-    text = summary(service, "https://127.0.0.1:8443", ("127.0.0.1", 8444), tls=True)
+    node = node_factory(repo)
+    await node.start()
+    text = summary(node, "https://127.0.0.1:8443", ("127.0.0.1", 8444), tls=True)
     lines = text.splitlines()
     assert lines[0] == "serving 1 of 2 model versions:"
     assert lines[1].split() == ["model", "version", "state", "reason"]
@@ -27,4 +27,4 @@ async def test_the_summary_lists_every_version_and_marks_tls(
         "  REST     https://127.0.0.1:8443  (OpenAPI: https://127.0.0.1:8443/docs)",
         "  gRPC     127.0.0.1:8444  (TLS)",
     ]
-    assert "(TLS)" not in summary(service, "http://h:1", ("h", 2), tls=False)
+    assert "(TLS)" not in summary(node, "http://h:1", ("h", 2), tls=False)

@@ -145,8 +145,8 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from inferd.core.node import build_node
     from inferd.core.store.manager import State
-    from inferd.server import build_service
     from inferd.settings import explain_settings
 
     loaded = explain_settings(
@@ -155,22 +155,22 @@ def _check(args: argparse.Namespace) -> int:
         override_names=flag_names(),
     )
     check_repository(loaded)
-    service = build_service(loaded.settings)
+    node = build_node(loaded.settings)
 
     async def check() -> int:
-        await service.manager.load_all()
-        rows = service.manager.index()
+        await node.manager.load_all()
+        rows = node.manager.index()
         failed = 0
         for row in rows:
             failed += row.state is State.FAILED
             line = f"{row.model:20} {row.version or '-':10} {row.state.value:12} {row.reason}"
             print(line.rstrip())
             if row.state is State.READY:
-                meta = service.model_metadata(row.model, row.version)
-                for kind in ("inputs", "outputs"):
-                    for t in meta[kind]:
-                        print(f"    {kind[:-1]:6} {t['name']}: {t['datatype']} {t['shape']}")
-        await service.manager.close()
+                meta = node.catalog.model_metadata(row.model, row.version)
+                for kind, specs in (("input", meta.inputs), ("output", meta.outputs)):
+                    for t in specs:
+                        print(f"    {kind:6} {t.name}: {t.datatype} {list(t.shape)}")
+        await node.manager.close()
         print(f"{failed} problem(s) in {len(rows)} model version(s)")
         return 1 if failed else 0
 

@@ -1,4 +1,5 @@
-"""Process assembly: settings -> repository -> manager -> service -> transports."""
+"""The server: one process's transports over its node (inferd.core.node), and the node's
+lifecycle -- start, drain, stop -- which nothing else drives."""
 
 from __future__ import annotations
 
@@ -16,13 +17,8 @@ from typing import Any, Final
 
 import uvicorn
 
-from inferd.core.cache import ResponseCache
-from inferd.core.service import InferenceService
-from inferd.core.storage import shared_store
-from inferd.core.store.group import ProcessGroup
-from inferd.core.store.manager import ModelManager
+from inferd.core.node import Node, build_node
 from inferd.core.store.polling import RepositoryPoller
-from inferd.core.store.repository import Repository
 from inferd.errors import ConfigError
 from inferd.gateway import accesslog, requestid
 from inferd.gateway.admission import Gateway
@@ -32,9 +28,8 @@ from inferd.http.app import create_app
 from inferd.http.front import Front
 from inferd.http.protocol import LimitedHttpProtocol, protocol_class
 from inferd.http.websocket import close_streams
-from inferd.metrics import Metrics
 from inferd.ports import Ports, check_grpc_shared, log_grpc_url, open_ports
-from inferd.settings import ServerSettings, Settings, metrics_dir
+from inferd.settings import ServerSettings, Settings
 from inferd.signals import STOP_SIGNALS, block_stop_signals, unblock_stop_signals
 from inferd.summary import log_summary
 
@@ -65,17 +60,6 @@ def raise_open_files_limit(connections: int) -> None:
         )
 
 
-def build_service(settings: Settings) -> InferenceService:
-    repository = Repository(settings.models.repository) if settings.models.repository else None
-    metrics = Metrics(metrics_dir())
-    store = shared_store(settings.storage.redis_uri, settings.storage.timeout_ms / 1000)
-    cache = ResponseCache(store, metrics)
-    manager = ModelManager(repository, settings.performance, metrics, settings.limits.models, cache)
-    service = InferenceService(settings, manager, metrics, cache)
-    service.group = ProcessGroup(metrics_dir(), settings.server.workers, service.snapshot)
-    return service
-
-
 def tls_options(settings: ServerSettings) -> dict[str, Any]:
     """uvicorn's TLS arguments from ``server.tls_*`` (none: plain HTTP)."""
     if settings.tls_cert_file is None:
@@ -94,14 +78,15 @@ def tls_options(settings: ServerSettings) -> dict[str, Any]:
 
 
 def uvicorn_config(
-    settings: Settings, service: InferenceService, gateway: Gateway | None = None
+    settings: Settings, node: Node, gateway: Gateway | None = None
 ) -> uvicorn.Config:
+    gate = node.gate
     return uvicorn.Config(
-        create_app(service, gateway),
+        create_app(node, gateway),
         host=settings.server.host,
         port=settings.server.port,
         loop="none",
-        http=protocol_class(settings.limits.http, lambda: service.draining),
+        http=protocol_class(settings.limits.http, lambda: gate.draining),
         ws="auto",
         ws_max_size=settings.safeguards.max_request_bytes,
         lifespan="on",
@@ -161,28 +146,30 @@ async def run(
     for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, stop.set)
     unblock_stop_signals()  # blocked since serve() started (inferd.signals)
-    service = build_service(settings)
-    await service.group.start()
-    limiter = rate_limiter(settings.safeguards.rate_limit, settings.storage, service.metrics)
+    node = build_node(settings)
+    await node.group.start()
+    limiter = rate_limiter(settings.safeguards.rate_limit, settings.storage, node.metrics)
     gateway = Gateway(settings.server, limiter)
     grpc_server = None
     if settings.server.grpc_port:
         if shared:
             check_grpc_shared(settings.server.host, settings.server.grpc_port)
-        grpc_server = await start_grpc(service, settings, gateway, shared=shared)
+        grpc_server = await start_grpc(node, settings, gateway, shared=shared)
         if not shared:  # the supervisor logs the workers' URLs
             log_grpc_url(settings.server.host, grpc_server.port)
-    http = HttpServer(uvicorn_config(settings, service, gateway))
-    poller = RepositoryPoller(service.manager, settings.models.poll_interval_s)
-    poller.start(service.loaded)  # polls once the lifespan has loaded every model
+    http = HttpServer(uvicorn_config(settings, node, gateway))
+    poller = RepositoryPoller(node.manager, settings.models.poll_interval_s)
+    poller.start(node.loaded)  # polls once every model has loaded
     serving = asyncio.create_task(http.serve(sockets=[ports.http]))
+    # The ports answer at once (liveness); /ready turns 200 once every model has loaded.
+    loading = asyncio.create_task(node.start())
     tls = settings.server.tls_cert_file is not None
     told = None
     if summarize:
         # A worker's Ports know no scheme: the settings say whether it serves TLS.
         rest = ports.http_url.replace("http://", "https://", 1) if tls else ports.http_url
         grpc = (settings.server.host, grpc_server.port) if grpc_server is not None else None
-        told = asyncio.create_task(log_summary(service, rest, grpc, tls))
+        told = asyncio.create_task(log_summary(node, rest, grpc, tls))
     stopping = asyncio.create_task(stop.wait())
     await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
     if stop.is_set():
@@ -190,10 +177,10 @@ async def run(
         log.info("signal received: draining (grace %.0f s)", grace)
         deadline = time.monotonic() + grace
         # Readiness turns false at once; a poll under way finishes its load first.
-        drained, _ = await asyncio.gather(service.drain(grace), poller.stop())
+        drained, _ = await asyncio.gather(node.drain(grace), poller.stop())
         if not drained:
             log.warning("grace period over: unloading models under the requests still running")
-            await service.stop()  # they are answered 503 rather than cut off
+            await node.stop()  # they are answered 503 rather than cut off
         keepalive = settings.limits.http.keepalive_timeout_s + LINGER_POLL_S
         await http.linger(min(deadline, deadline - grace + keepalive))
         # uvicorn waits this long (whole seconds, 0 would time out at once) for requests
@@ -204,10 +191,14 @@ async def run(
     if told is not None:
         told.cancel()
     await poller.stop()  # (done already after a signal)
-    await serving
+    await serving  # the app's streams closed (its lifespan)
+    loading.cancel()  # a signal while the repository was loading
+    with contextlib.suppress(asyncio.CancelledError):
+        await loading
+    await node.stop()
     if grpc_server is not None:
-        await grpc_server.stop(1.0)  # the service has drained: only idle streams are left
-    await service.group.stop()
+        await grpc_server.stop(1.0)  # the node has drained: only idle streams are left
+    await node.group.stop()
     if limiter is not None:
         await limiter.close()
 

@@ -5,19 +5,17 @@ from __future__ import annotations
 
 import logging
 
-from inferd.core.service import InferenceService
+from inferd.core.node import Node
 from inferd.ports import address
 
 log = logging.getLogger("inferd")
 
 
-def summary(
-    service: InferenceService, rest_url: str, grpc: tuple[str, int] | None, tls: bool
-) -> str:
+def summary(node: Node, rest_url: str, grpc: tuple[str, int] | None, tls: bool) -> str:
     """The summary's text: a table of models, then the URLs."""
     rows = [
         (r["name"], r["version"] or "-", r["state"], r["reason"])
-        for r in (service.repository_index(full=True))
+        for r in node.control.repository_index(full=True)
     ]
     header = ("model", "version", "state", "reason")
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(3)]
@@ -36,9 +34,7 @@ def summary(
     return "\n".join(lines)
 
 
-async def log_summary(
-    service: InferenceService, rest_url: str, grpc: tuple[str, int] | None, tls: bool
-) -> None:
+async def log_summary(node: Node, rest_url: str, grpc: tuple[str, int] | None, tls: bool) -> None:
     """Log :func:`summary` once the repository has loaded."""
-    await service.loaded.wait()
-    log.info("%s", summary(service, rest_url, grpc, tls))
+    await node.loaded.wait()
+    log.info("%s", summary(node, rest_url, grpc, tls))

@@ -296,3 +296,14 @@ def bf16_words(array: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
 def round_to_bf16(array: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     """The float32 values that bfloat16 can hold, nearest-even."""
     return (bf16_words(array).astype(np.uint32) << np.uint32(16)).view(np.float32)
+
+
+def as_datatype(array: np.ndarray[Any, Any], datatype: str) -> np.ndarray[Any, Any]:
+    """``array`` in the numpy type of V2 ``datatype`` (BF16: float32 rounded to what bfloat16
+    holds; BYTES as it is)."""
+    target = DATATYPE_TO_NUMPY[datatype]
+    if datatype == "BF16":
+        return round_to_bf16(array)
+    if array.dtype != target and datatype != "BYTES":
+        return array.astype(target)
+    return array

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from inferd.core.service import EXTENSIONS
+from inferd.core.catalog import EXTENSIONS
 from inferd.core.store.model_config import ModelConfig
 
 PAGE = Path(__file__).parents[2] / "docs" / "compatibility.md"

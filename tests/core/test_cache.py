@@ -12,11 +12,11 @@ import yaml
 
 from inferd.core.cache import decode, encode, folder_digest, version_digest
 from inferd.core.messages import InferRequest, RequestedOutput
-from inferd.core.service import InferenceService
+from inferd.core.node import Node
 from inferd.core.store.model_config import ModelConfig
 from inferd.errors import ConfigError, Unavailable
 from inferd.types import Tensor, TensorSpec
-from tests.conftest import RedisServer, ServiceFactory, free_port
+from tests.conftest import NodeFactory, RedisServer, free_port
 
 #: y is the number of batches the model has run so far: equal answers mean "not computed".
 COUNTING_MODEL = """
@@ -67,18 +67,18 @@ def request(x: list[float], outputs: list[str] | None = None) -> InferRequest:
     )
 
 
-async def started(factory: ServiceFactory, root: Path, **sections: Any) -> InferenceService:
-    service = factory(root, **sections)
-    await service.start()
-    return service
+async def started(factory: NodeFactory, root: Path, **sections: Any) -> Node:
+    node = factory(root, **sections)
+    await node.start()
+    return node
 
 
 def y(response: Any) -> float:
     return float(response.outputs[0].data[0, 0])
 
 
-def cache_stats(service: InferenceService) -> tuple[int, int]:
-    stats = service.model_stats("m")["model_stats"][0]["inference_stats"]
+def cache_stats(node: Node) -> tuple[int, int]:
+    stats = node.catalog.model_stats("m")["model_stats"][0]["inference_stats"]
     return stats["cache_hit"]["count"], stats["cache_miss"]["count"]
 
 
@@ -105,47 +105,47 @@ def test_a_value_that_is_not_an_entry_is_refused(value: bytes) -> None:
 
 
 async def test_a_repeated_request_is_a_hit_with_the_first_answer(
-    tmp_path: Path, service_factory: ServiceFactory
+    tmp_path: Path, node_factory: NodeFactory
 ) -> None:
-    service = await started(service_factory, counting_repo(tmp_path, {"enabled": True}))
-    first = await service.infer(request([1, 2]))
-    second = await service.infer(request([1, 2]))
-    other = await service.infer(request([1, 3]))
+    node = await started(node_factory, counting_repo(tmp_path, {"enabled": True}))
+    first = await node.service.infer(request([1, 2]))
+    second = await node.service.infer(request([1, 2]))
+    other = await node.service.infer(request([1, 3]))
     assert (first.cache, second.cache, other.cache) == ("miss", "hit", "miss")
     assert (y(first), y(second), y(other)) == (1.0, 1.0, 2.0)
     assert second.outputs[1].data.tolist() == [[2.0, 4.0]]
-    assert cache_stats(service) == (1, 2)
-    text = service.metrics.render().decode()
+    assert cache_stats(node) == (1, 2)
+    text = node.metrics.render().decode()
     assert 'inferd_cache_lookups_total{model="m",result="hit"} 1.0' in text
     assert 'inferd_cache_lookups_total{model="m",result="miss"} 2.0' in text
 
 
 async def test_requested_outputs_are_part_of_the_key(
-    tmp_path: Path, service_factory: ServiceFactory
+    tmp_path: Path, node_factory: NodeFactory
 ) -> None:
-    service = await started(service_factory, counting_repo(tmp_path, {"enabled": True}))
-    both = await service.infer(request([1, 2]))
-    only_y = await service.infer(request([1, 2], ["y"]))
+    node = await started(node_factory, counting_repo(tmp_path, {"enabled": True}))
+    both = await node.service.infer(request([1, 2]))
+    only_y = await node.service.infer(request([1, 2], ["y"]))
     assert (both.cache, only_y.cache, y(only_y)) == ("miss", "miss", 2.0)
     assert [t.name for t in only_y.outputs] == ["y"]
 
 
 async def test_a_model_without_the_cache_computes_every_time(
-    tmp_path: Path, service_factory: ServiceFactory
+    tmp_path: Path, node_factory: NodeFactory
 ) -> None:
-    service = await started(service_factory, counting_repo(tmp_path))
-    first = await service.infer(request([1, 2]))
-    second = await service.infer(request([1, 2]))
+    node = await started(node_factory, counting_repo(tmp_path))
+    first = await node.service.infer(request([1, 2]))
+    second = await node.service.infer(request([1, 2]))
     assert (first.cache, second.cache, y(second)) == (None, None, 2.0)
-    assert cache_stats(service) == (0, 0)
+    assert cache_stats(node) == (0, 0)
 
 
 async def test_identical_requests_in_flight_are_computed_once(
-    tmp_path: Path, service_factory: ServiceFactory
+    tmp_path: Path, node_factory: NodeFactory
 ) -> None:
-    service = await started(service_factory, counting_repo(tmp_path, {"enabled": True}))
-    assert service.cache is not None
-    loaded = service.manager.resolve("m")
+    node = await started(node_factory, counting_repo(tmp_path, {"enabled": True}))
+    assert node.cache is not None
+    loaded = node.manager.resolve("m")
     release = asyncio.Event()
     computed = 0
 
@@ -156,9 +156,7 @@ async def test_identical_requests_in_flight_are_computed_once(
         return [Tensor("y", "FP32", np.ones((1, 1), dtype=np.float32))]
 
     calls = [
-        asyncio.create_task(
-            service.cache.through(loaded, {"x": X55}, request([5, 5]), ["y"], compute)
-        )
+        asyncio.create_task(node.cache.through(loaded, {"x": X55}, request([5, 5]), ["y"], compute))
         for _ in range(5)
     ]
     await asyncio.sleep(0)  # let every call reach the cache
@@ -169,11 +167,11 @@ async def test_identical_requests_in_flight_are_computed_once(
 
 
 async def test_a_failure_reaches_every_waiter_and_is_not_stored(
-    tmp_path: Path, service_factory: ServiceFactory
+    tmp_path: Path, node_factory: NodeFactory
 ) -> None:
-    service = await started(service_factory, counting_repo(tmp_path, {"enabled": True}))
-    assert service.cache is not None
-    loaded = service.manager.resolve("m")
+    node = await started(node_factory, counting_repo(tmp_path, {"enabled": True}))
+    assert node.cache is not None
+    loaded = node.manager.resolve("m")
     release = asyncio.Event()
 
     async def failing() -> list[Tensor]:
@@ -181,78 +179,72 @@ async def test_a_failure_reaches_every_waiter_and_is_not_stored(
         raise Unavailable("model went away")
 
     calls = [
-        asyncio.create_task(
-            service.cache.through(loaded, {"x": X77}, request([7, 7]), ["y"], failing)
-        )
+        asyncio.create_task(node.cache.through(loaded, {"x": X77}, request([7, 7]), ["y"], failing))
         for _ in range(3)
     ]
     await asyncio.sleep(0)
     release.set()
     outcomes = await asyncio.gather(*calls, return_exceptions=True)
     assert [type(o) for o in outcomes] == [Unavailable] * 3
-    answer = await service.infer(request([7, 7], ["y"]))
+    answer = await node.service.infer(request([7, 7], ["y"]))
     assert answer.cache == "miss"
 
 
 async def test_new_weights_under_the_same_version_are_a_miss(
-    tmp_path: Path, service_factory: ServiceFactory
+    tmp_path: Path, node_factory: NodeFactory
 ) -> None:
     root = counting_repo(tmp_path, {"enabled": True})
-    service = await started(service_factory, root)
-    assert (await service.infer(request([1, 2]))).cache == "miss"
+    node = await started(node_factory, root)
+    assert (await node.service.infer(request([1, 2]))).cache == "miss"
     counting_repo(tmp_path, {"enabled": True}, COUNTING_MODEL.replace("x * 2", "x * 3"))
-    await service.load_model("m")
-    again = await service.infer(request([1, 2]))
+    await node.control.load_model("m")
+    again = await node.service.infer(request([1, 2]))
     assert (again.cache, again.outputs[1].data.tolist()) == ("miss", [[3.0, 6.0]])
 
 
 async def test_unload_frees_what_the_process_held(
-    tmp_path: Path, service_factory: ServiceFactory
+    tmp_path: Path, node_factory: NodeFactory
 ) -> None:
-    service = await started(service_factory, counting_repo(tmp_path, {"enabled": True}))
-    await service.infer(request([1, 2]))
-    assert 'inferd_cache_bytes{model="m"} 0.0' not in service.metrics.render().decode()
-    await service.unload_model("m")
-    assert 'inferd_cache_bytes{model="m"} 0.0' in service.metrics.render().decode()
+    node = await started(node_factory, counting_repo(tmp_path, {"enabled": True}))
+    await node.service.infer(request([1, 2]))
+    assert 'inferd_cache_bytes{model="m"} 0.0' not in node.metrics.render().decode()
+    await node.control.unload_model("m")
+    assert 'inferd_cache_bytes{model="m"} 0.0' in node.metrics.render().decode()
 
 
 async def test_the_in_process_cache_stays_in_max_bytes(
-    tmp_path: Path, service_factory: ServiceFactory
+    tmp_path: Path, node_factory: NodeFactory
 ) -> None:
     # One entry is ~180 bytes (key, header, two small tensors): room for two.
-    service = await started(
-        service_factory, counting_repo(tmp_path, {"enabled": True, "max_bytes": 400})
-    )
+    node = await started(node_factory, counting_repo(tmp_path, {"enabled": True, "max_bytes": 400}))
     for x in (1, 2, 3):
-        await service.infer(request([x, x]))
-    assert (await service.infer(request([3, 3]))).cache == "hit"
-    assert (await service.infer(request([1, 1]))).cache == "miss"  # evicted
-    assert 'inferd_cache_evictions_total{model="m"}' in service.metrics.render().decode()
+        await node.service.infer(request([x, x]))
+    assert (await node.service.infer(request([3, 3]))).cache == "hit"
+    assert (await node.service.infer(request([1, 1]))).cache == "miss"  # evicted
+    assert 'inferd_cache_evictions_total{model="m"}' in node.metrics.render().decode()
 
 
 async def test_redis_is_shared_by_services(
-    tmp_path: Path, service_factory: ServiceFactory, redis_server: RedisServer
+    tmp_path: Path, node_factory: NodeFactory, redis_server: RedisServer
 ) -> None:
     root = counting_repo(tmp_path, {"enabled": True})
     storage = {"redis_uri": redis_server.uri, "timeout_ms": 1000}
-    one = await started(service_factory, root, storage=storage)
-    two = await started(service_factory, root, storage=storage)
-    made = await one.infer(request([4, 2]))
-    reused = await two.infer(request([4, 2]))
+    one = await started(node_factory, root, storage=storage)
+    two = await started(node_factory, root, storage=storage)
+    made = await one.service.infer(request([4, 2]))
+    reused = await two.service.infer(request([4, 2]))
     assert (made.cache, reused.cache, y(reused)) == ("miss", "hit", y(made))
 
 
 async def test_redis_down_bypasses_the_cache_and_inference_goes_on(
-    tmp_path: Path, service_factory: ServiceFactory
+    tmp_path: Path, node_factory: NodeFactory
 ) -> None:
     storage = {"redis_uri": f"redis://127.0.0.1:{free_port()}/0", "timeout_ms": 50}
-    service = await started(
-        service_factory, counting_repo(tmp_path, {"enabled": True}), storage=storage
-    )
-    first = await service.infer(request([1, 2]))
-    second = await service.infer(request([1, 2]))
+    node = await started(node_factory, counting_repo(tmp_path, {"enabled": True}), storage=storage)
+    first = await node.service.infer(request([1, 2]))
+    second = await node.service.infer(request([1, 2]))
     assert (first.cache, second.cache, y(second)) == ("miss", "miss", 2.0)
-    text = service.metrics.render().decode()
+    text = node.metrics.render().decode()
     assert 'inferd_cache_lookups_total{model="m",result="bypassed"} 2.0' in text
 
 
@@ -260,12 +252,12 @@ async def test_redis_down_bypasses_the_cache_and_inference_goes_on(
     ("given", "expected"), [("256MiB", 256 << 20), ("1.5KB", 1500), (4096, 4096), ("10 B", 10)]
 )
 async def test_max_bytes_takes_units(
-    tmp_path: Path, service_factory: ServiceFactory, given: object, expected: int
+    tmp_path: Path, node_factory: NodeFactory, given: object, expected: int
 ) -> None:
-    service = await started(
-        service_factory, counting_repo(tmp_path, {"enabled": True, "max_bytes": given})
+    node = await started(
+        node_factory, counting_repo(tmp_path, {"enabled": True, "max_bytes": given})
     )
-    assert service.manager.resolve("m").config.cache.max_bytes == expected
+    assert node.manager.resolve("m").config.cache.max_bytes == expected
 
 
 def test_a_bad_size_names_the_field(tmp_path: Path) -> None:

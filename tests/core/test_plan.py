@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 from inferd.core.plan import BARE
-from tests.conftest import ServiceFactory
+from tests.conftest import NodeFactory
 
 
 def _tiny(root: Path, example_repo: Path, **config: object) -> Path:
@@ -25,57 +25,57 @@ def _tiny(root: Path, example_repo: Path, **config: object) -> Path:
 
 
 async def test_a_version_with_nothing_on_has_the_bare_plan(
-    example_repo: Path, service_factory: ServiceFactory, tmp_path: Path
+    example_repo: Path, node_factory: NodeFactory, tmp_path: Path
 ) -> None:
-    service = service_factory(_tiny(tmp_path, example_repo, nonfinite_outputs="encode"))
-    await service.start()
+    node = node_factory(_tiny(tmp_path, example_repo, nonfinite_outputs="encode"))
+    await node.start()
     for version in ("1", "2"):
-        assert service.router.named("tiny", version).plan == BARE
+        assert node.router.named("tiny", version).plan == BARE
 
 
 async def test_cache_and_the_finite_check_come_from_model_yaml(
-    example_repo: Path, service_factory: ServiceFactory, tmp_path: Path
+    example_repo: Path, node_factory: NodeFactory, tmp_path: Path
 ) -> None:
-    service = service_factory(_tiny(tmp_path, example_repo, cache={"enabled": True}))
-    await service.start()
-    assert service.router.named("tiny", "1").plan.steps() == ["cache", "finite_check"]
+    node = node_factory(_tiny(tmp_path, example_repo, cache={"enabled": True}))
+    await node.start()
+    assert node.router.named("tiny", "1").plan.steps() == ["cache", "finite_check"]
 
 
 async def test_a_shadow_is_in_the_primary_versions_plans_until_it_stops(
-    example_repo: Path, service_factory: ServiceFactory, tmp_path: Path
+    example_repo: Path, node_factory: NodeFactory, tmp_path: Path
 ) -> None:
     repo = _tiny(tmp_path, example_repo, nonfinite_outputs="encode")
-    service = service_factory(repo)
-    await service.start()
-    service.set_shadow("tiny", {"version": "2", "fraction": 0.5})
-    assert service.router.named("tiny", "1").plan.steps() == ["shadow"]
-    assert service.router.named("tiny", "2").plan == BARE  # not mirrored to itself
-    service.set_shadow("tiny", None)
-    assert service.router.named("tiny", "1").plan == BARE
+    node = node_factory(repo)
+    await node.start()
+    node.control.set_shadow("tiny", {"version": "2", "fraction": 0.5})
+    assert node.router.named("tiny", "1").plan.steps() == ["shadow"]
+    assert node.router.named("tiny", "2").plan == BARE  # not mirrored to itself
+    node.control.set_shadow("tiny", None)
+    assert node.router.named("tiny", "1").plan == BARE
 
 
 async def test_a_running_rollouts_window_is_in_its_two_versions_plans(
-    example_repo: Path, service_factory: ServiceFactory, tmp_path: Path
+    example_repo: Path, node_factory: NodeFactory, tmp_path: Path
 ) -> None:
     repo = _tiny(tmp_path, example_repo, nonfinite_outputs="encode", traffic={"1": 100})
-    service = service_factory(repo)
-    await service.start()
-    service.start_rollout("tiny", {"to": "2", "steps": [10, 100], "step_interval_s": 60})
+    node = node_factory(repo)
+    await node.start()
+    node.control.start_rollout("tiny", {"to": "2", "steps": [10, 100], "step_interval_s": 60})
     for version in ("1", "2"):
-        assert service.router.named("tiny", version).plan.steps() == ["rollout_window"]
-    service.abort_rollout("tiny")
+        assert node.router.named("tiny", version).plan.steps() == ["rollout_window"]
+    node.control.abort_rollout("tiny")
     for version in ("1", "2"):
-        assert service.router.named("tiny", version).plan == BARE
+        assert node.router.named("tiny", version).plan == BARE
 
 
 async def test_a_reload_gives_the_new_instances_their_plans(
-    example_repo: Path, service_factory: ServiceFactory, tmp_path: Path
+    example_repo: Path, node_factory: NodeFactory, tmp_path: Path
 ) -> None:
     repo = _tiny(tmp_path, example_repo, cache={"enabled": True})
-    service = service_factory(repo)
-    await service.start()
-    before = service.router.named("tiny", "1")
-    await service.load_model("tiny")
-    after = service.router.named("tiny", "1")
+    node = node_factory(repo)
+    await node.start()
+    before = node.router.named("tiny", "1")
+    await node.control.load_model("tiny")
+    after = node.router.named("tiny", "1")
     assert after is not before
     assert after.plan.steps() == ["cache", "finite_check"]

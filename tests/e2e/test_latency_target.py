@@ -13,7 +13,7 @@ import numpy as np
 from inferd.grpc.protos import grpc_service_pb2 as pb
 from inferd.grpc.protos import grpc_service_pb2_grpc as pb_grpc
 from inferd.grpc.server import start_grpc
-from tests.conftest import ServiceFactory, asgi_client
+from tests.conftest import NodeFactory, asgi_client
 from tests.core.serving.test_latency import slow_repo
 
 #: 50 ms per one-row batch against a 60 ms target: one request at a time fits, a second
@@ -23,10 +23,10 @@ BODY = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 2], "data": [1
 
 
 async def test_http_refuses_early_with_503_and_retry_after(
-    tmp_path: Path, service_factory: ServiceFactory
+    tmp_path: Path, node_factory: NodeFactory
 ) -> None:
-    service = service_factory(slow_repo(tmp_path, TARGET_MS))
-    async with await asgi_client(service) as client:
+    node = node_factory(slow_repo(tmp_path, TARGET_MS))
+    async with await asgi_client(node) as client:
         first = await client.post("/v2/models/slow/infer", json=BODY)  # measured: c(1)
         assert first.status_code == 200
         answers = await asyncio.gather(
@@ -59,11 +59,11 @@ def request() -> Any:
 
 
 async def test_grpc_refuses_early_with_unavailable(
-    tmp_path: Path, service_factory: ServiceFactory
+    tmp_path: Path, node_factory: NodeFactory
 ) -> None:
-    service = service_factory(slow_repo(tmp_path, TARGET_MS), server={"grpc_port": 0})
-    await service.start()
-    server = await start_grpc(service, service.settings)
+    node = node_factory(slow_repo(tmp_path, TARGET_MS), server={"grpc_port": 0})
+    await node.start()
+    server = await start_grpc(node, node.settings)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
             stub = pb_grpc.GRPCInferenceServiceStub(channel)

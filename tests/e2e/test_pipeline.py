@@ -19,7 +19,7 @@ from websockets.asyncio.client import connect
 from inferd.grpc.protos import grpc_service_pb2 as pb
 from inferd.grpc.protos import grpc_service_pb2_grpc as pb_grpc
 from inferd.grpc.server import start_grpc
-from tests.conftest import ServerProcess, ServiceFactory, asgi_client, wait_until
+from tests.conftest import NodeFactory, ServerProcess, asgi_client, wait_until
 from tests.core.serving.test_pipeline import write_repo
 
 
@@ -33,21 +33,21 @@ def infer_request(values: list[float]) -> Any:
 
 @pytest.fixture
 async def grpc_pipeline(
-    tmp_path: Path, service_factory: ServiceFactory
+    tmp_path: Path, node_factory: NodeFactory
 ) -> AsyncIterator[tuple[Any, Any]]:
-    service = service_factory(write_repo(tmp_path), server={"grpc_port": 0})
-    await service.start()
-    server = await start_grpc(service, service.settings)
+    node = node_factory(write_repo(tmp_path), server={"grpc_port": 0})
+    await node.start()
+    server = await start_grpc(node, node.settings)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-        yield service, pb_grpc.GRPCInferenceServiceStub(channel)
+        yield node, pb_grpc.GRPCInferenceServiceStub(channel)
     await server.stop(0)
 
 
-async def test_rest_serves_a_pipeline(tmp_path: Path, service_factory: ServiceFactory) -> None:
+async def test_rest_serves_a_pipeline(tmp_path: Path, node_factory: NodeFactory) -> None:
     repo = write_repo(tmp_path)
     (tmp_path / "open").touch()
-    service = service_factory(repo)
-    async with await asgi_client(service) as client:
+    node = node_factory(repo)
+    async with await asgi_client(node) as client:
         body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 2], "data": [1, 2]}]}
         answer = (await client.post("/v2/models/p/infer", json=body)).json()
         assert [(o["name"], o["data"]) for o in answer["outputs"]] == [
@@ -78,20 +78,20 @@ async def test_a_client_that_goes_away_mid_pipeline(
 ) -> None:
     """The second call waits at the gate step behind the first; its client cancels it;
     the gate never runs it and the step after it never sees it."""
-    service, stub = grpc_pipeline
+    node, stub = grpc_pipeline
     first = stub.ModelInfer(infer_request([1, 1]))
     await asyncio.to_thread(wait_until, (tmp_path / "entered").exists, 10, "the first batch")
     second = stub.ModelInfer(infer_request([2, 2]))
 
     def queued_at_gate() -> bool:
-        steps = service.model_stats("p")["model_stats"][0]["pipeline"]["steps"]
+        steps = node.catalog.model_stats("p")["model_stats"][0]["pipeline"]["steps"]
         return bool(steps["first"]["success"]["count"] == 2)
 
     await asyncio.to_thread(wait_until, queued_at_gate, 10, "the second call at the gate")
     second.cancel()
 
     def cancelled_there() -> bool:
-        steps = service.model_stats("p")["model_stats"][0]["pipeline"]["steps"]
+        steps = node.catalog.model_stats("p")["model_stats"][0]["pipeline"]["steps"]
         return bool(steps["gate"]["fail"]["count"] == 1)
 
     await asyncio.to_thread(wait_until, cancelled_there, 10, "the cancellation to reach the step")
@@ -101,8 +101,8 @@ async def test_a_client_that_goes_away_mid_pipeline(
     with pytest.raises(asyncio.CancelledError):
         await second
     assert (tmp_path / "batches").read_text().count("batch") == 1
-    assert service.model_stats("sum")["model_stats"][0]["inference_count"] == 1
-    metrics = service.metrics.render().decode()
+    assert node.catalog.model_stats("sum")["model_stats"][0]["inference_count"] == 1
+    metrics = node.metrics.render().decode()
     assert (
         'inferd_requests_total{model="p",protocol="grpc",status="cancelled",version="1"} 1.0'
         in metrics

@@ -13,10 +13,10 @@ import grpc
 import pytest
 import yaml
 
-from inferd.core.service import InferenceService
+from inferd.core.node import Node
 from inferd.grpc.protos import grpc_service_pb2_grpc, simple_pb2_grpc
 from inferd.grpc.server import GrpcServer, start_grpc
-from tests.conftest import ServiceFactory
+from tests.conftest import NodeFactory
 
 #: Seconds the ``slow`` model takes per batch: long enough for a queued request to expire.
 SLOW_S = 0.5
@@ -82,7 +82,7 @@ def grpc_repo(example_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 
 @dataclasses.dataclass
 class Served:
-    service: InferenceService
+    node: Node
     server: GrpcServer
     channel: Any
 
@@ -96,9 +96,7 @@ class Served:
 
 
 @pytest.fixture
-async def serve(
-    grpc_repo: Path, service_factory: ServiceFactory
-) -> AsyncIterator[Callable[..., Any]]:
+async def serve(grpc_repo: Path, node_factory: NodeFactory) -> AsyncIterator[Callable[..., Any]]:
     """``await serve(**settings_sections)``: a started service and its gRPC server on a
     free port, with a channel to it. Everything is stopped at teardown."""
     running: list[Served] = []
@@ -106,12 +104,12 @@ async def serve(
     async def make(*, start: bool = True, **sections: dict[str, Any]) -> Served:
         sections.setdefault("server", {})["grpc_port"] = 0
         sections.setdefault("models", {}).setdefault("default_model", "tiny")
-        service = service_factory(grpc_repo, **sections)
+        node = node_factory(grpc_repo, **sections)
         if start:
-            await service.start()
-        server = await start_grpc(service, service.settings)
+            await node.start()
+        server = await start_grpc(node, node.settings)
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
-        served = Served(service, server, channel)
+        served = Served(node, server, channel)
         running.append(served)
         return served
 

@@ -30,11 +30,11 @@ async def check(served: Served, service: str = "") -> Any:
 async def test_health_follows_readiness(serve: Callable[..., Any]) -> None:
     served = await serve(start=False)
     assert await check(served) == NOT_SERVING
-    await served.service.start()
+    await served.node.start()
     assert await check(served) == SERVING
     assert await check(served, "inference.GRPCInferenceService") == SERVING
     assert await check(served, "inferd.simple.InferenceService") == SERVING
-    await served.service.stop()
+    await served.node.stop()
     assert await check(served) == NOT_SERVING
 
 
@@ -93,7 +93,7 @@ async def test_health_watch_is_told_of_a_change(served: Served) -> None:
     stub = health_pb2_grpc.HealthStub(served.channel)
     call = stub.Watch(health_pb2.HealthCheckRequest(service=""))
     assert (await call.read()).status == SERVING
-    await served.service.drain(0)
+    await served.node.drain(0)
     assert (await asyncio.wait_for(call.read(), 10)).status == NOT_SERVING
     call.cancel()
 

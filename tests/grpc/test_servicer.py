@@ -90,7 +90,7 @@ async def test_not_ready_before_the_models_load(serve: Callable[..., Any]) -> No
     assert not (await served.infer.ServerReady(pb.ServerReadyRequest())).ready
     early = served.infer.ModelInfer(tiny_request(np.zeros((1, 4))))
     assert await code_of(early) in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAVAILABLE)
-    await served.service.start()
+    await served.node.start()
     assert (await served.infer.ServerReady(pb.ServerReadyRequest())).ready
     await assert_serving(served)
 
@@ -458,15 +458,15 @@ async def test_per_model_rate_limits_apply_to_grpc(serve: Callable[..., Any]) ->
 
 
 async def test_rest_and_grpc_share_one_budget(
-    grpc_repo: Path, service_factory: Callable[..., Any]
+    grpc_repo: Path, node_factory: Callable[..., Any]
 ) -> None:
-    service = service_factory(
+    node = node_factory(
         grpc_repo, safeguards=LIMITED, models={"default_model": "tiny"}, server={"grpc_port": 0}
     )
-    await service.start()
-    gateway = default_gateway(service)
-    server = await start_grpc(service, service.settings, gateway)
-    transport = httpx.ASGITransport(app=create_app(service, gateway), client=("127.0.0.1", 1))
+    await node.start()
+    gateway = default_gateway(node)
+    server = await start_grpc(node, node.settings, gateway)
+    transport = httpx.ASGITransport(app=create_app(node, gateway), client=("127.0.0.1", 1))
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://inferd") as client:
             for _ in range(2):

@@ -20,7 +20,7 @@ from inferd.grpc.protos import grpc_service_pb2 as pb
 from inferd.grpc.protos import grpc_service_pb2_grpc, simple_pb2, simple_pb2_grpc
 from inferd.grpc.server import GrpcServer, start_grpc
 from inferd.tensors import from_binary
-from tests.conftest import ServerProcess, ServiceFactory
+from tests.conftest import NodeFactory, ServerProcess
 from tests.streaming import busy_max, steps, until
 
 Input = pb.ModelInferRequest.InferInputTensor
@@ -152,17 +152,15 @@ class Streams:
 
 
 @pytest.fixture
-async def serve(
-    stream_repo: Path, service_factory: ServiceFactory
-) -> AsyncIterator[Callable[..., Any]]:
+async def serve(stream_repo: Path, node_factory: NodeFactory) -> AsyncIterator[Callable[..., Any]]:
     """``await serve(**settings_sections)``: a gRPC server over the streaming models."""
     running: list[Streams] = []
 
     async def make(**sections: dict[str, Any]) -> Streams:
         sections.setdefault("server", {})["grpc_port"] = 0
-        service = service_factory(stream_repo, **sections)
-        await service.start()
-        server = await start_grpc(service, service.settings)
+        node = node_factory(stream_repo, **sections)
+        await node.start()
+        server = await start_grpc(node, node.settings)
         made = Streams(server, grpc.aio.insecure_channel(f"127.0.0.1:{server.port}"), stream_repo)
         running.append(made)
         return made

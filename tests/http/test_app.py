@@ -20,11 +20,11 @@ def client_from(app: Any, address: str) -> httpx.AsyncClient:
 
 
 async def test_the_rate_limit_is_per_client_and_spares_probes(
-    example_repo: Path, service_factory: Any
+    example_repo: Path, node_factory: Any
 ) -> None:
-    service = service_factory(example_repo, safeguards=LIMITED, models={"default_model": "tiny"})
-    await service.start()
-    app = create_app(service)
+    node = node_factory(example_repo, safeguards=LIMITED, models={"default_model": "tiny"})
+    await node.start()
+    app = create_app(node)
     async with client_from(app, "10.0.0.1") as first, client_from(app, "10.0.0.2") as second:
         for path in ("/predict", "/v2/models/tiny"):  # raw and FastAPI routes alike
             answer = await (
@@ -80,16 +80,16 @@ async def test_empty_path_segments_are_not_raw_routes(
 
 
 async def test_a_body_over_the_limit_is_refused_while_it_streams(
-    example_repo: Path, service_factory: Any
+    example_repo: Path, node_factory: Any
 ) -> None:
-    service = service_factory(example_repo, safeguards={"max_request_size_mb": 0.001})
-    await service.start()
+    node = node_factory(example_repo, safeguards={"max_request_size_mb": 0.001})
+    await node.start()
 
     async def body() -> Any:  # chunked: no Content-Length to refuse it by
         for _ in range(4):
             yield b" " * 400
 
-    async with client_from(create_app(service), "127.0.0.1") as client:
+    async with client_from(create_app(node), "127.0.0.1") as client:
         answer = await client.post("/v2/models/tiny/infer", content=body())
         assert answer.status_code == 413
         assert "exceeds the" in answer.json()["error"]
@@ -108,25 +108,25 @@ async def rotating(client: httpx.AsyncClient, count: int) -> list[int]:
 
 
 async def test_forwarded_for_from_an_untrusted_peer_is_ignored(
-    example_repo: Path, service_factory: Any
+    example_repo: Path, node_factory: Any
 ) -> None:
-    service = service_factory(example_repo, safeguards=LIMITED, models={"default_model": "tiny"})
-    await service.start()
-    async with client_from(create_app(service), "127.0.0.1") as local:
+    node = node_factory(example_repo, safeguards=LIMITED, models={"default_model": "tiny"})
+    await node.start()
+    async with client_from(create_app(node), "127.0.0.1") as local:
         assert await rotating(local, 4) == [200, 200, 429, 429]
 
 
 async def test_forwarded_for_from_a_trusted_proxy_names_the_client(
-    example_repo: Path, service_factory: Any
+    example_repo: Path, node_factory: Any
 ) -> None:
-    service = service_factory(
+    node = node_factory(
         example_repo,
         safeguards=LIMITED,
         models={"default_model": "tiny"},
         server={"trusted_proxies": ["127.0.0.1"]},
     )
-    await service.start()
-    async with client_from(create_app(service), "127.0.0.1") as proxy:
+    await node.start()
+    async with client_from(create_app(node), "127.0.0.1") as proxy:
         assert await rotating(proxy, 4) == [200, 200, 200, 200]
         same = {"X-Forwarded-For": "203.0.113.0"}  # its second request, then its third
         answer = await proxy.post("/predict", json={"inputs": [1, 2, 3, 4]}, headers=same)

@@ -14,7 +14,7 @@ from starlette.testclient import TestClient, WebSocketDenialResponse
 
 from inferd.gateway.keys import Scope, new_key
 from inferd.http.app import create_app
-from tests.conftest import ServiceFactory, wait_until
+from tests.conftest import NodeFactory
 
 ADMIN_KEY, ADMIN = new_key("ops", Scope.ADMIN)
 INFER_KEY, INFER = new_key("app", Scope.INFER)
@@ -25,11 +25,11 @@ V2 = {"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": 
 
 
 @pytest.fixture
-def make_client(example_repo: Path, service_factory: ServiceFactory) -> Any:
+def make_client(example_repo: Path, node_factory: NodeFactory) -> Any:
     async def make(address: str = "127.0.0.1", **server: Any) -> httpx.AsyncClient:
-        service = service_factory(example_repo, server=server, models={"default_model": "tiny"})
-        await service.start()
-        transport = httpx.ASGITransport(app=create_app(service), client=(address, 4000))
+        node = node_factory(example_repo, server=server, models={"default_model": "tiny"})
+        await node.start()
+        transport = httpx.ASGITransport(app=create_app(node), client=(address, 4000))
         return httpx.AsyncClient(transport=transport, base_url="http://inferd")
 
     return make
@@ -212,16 +212,14 @@ async def test_cross_origin_control_requests_are_refused_even_with_a_key(
         assert answer.status_code == status, answer.text
 
 
-def test_websocket_handshake_cors_and_keys(
-    example_repo: Path, service_factory: ServiceFactory
-) -> None:
-    service = service_factory(
+def test_websocket_handshake_cors_and_keys(example_repo: Path, node_factory: NodeFactory) -> None:
+    node = node_factory(
         example_repo,
         server={**KEYS, "require_api_key": True, "cors_origins": [ORIGIN]},
         models={"default_model": "tiny"},
     )
-    with TestClient(create_app(service)) as client:
-        wait_until(lambda: client.get("/ready").status_code == 200, what="the models")
+    with TestClient(create_app(node)) as client:
+        client.portal.call(node.start)  # on the client's loop, as a server would
         headers = {"Origin": ORIGIN, "X-API-Key": INFER_KEY, "X-Request-Id": "ws-7"}
         with client.websocket_connect("/predict/stream", headers=headers) as ws:
             ws.send_json({"inputs": [1, 2, 3, 4]})

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from inferd.gateway.keys import Scope, new_key
-from tests.conftest import ServiceFactory, asgi_client
+from tests.conftest import NodeFactory, asgi_client
 from tests.rollout_models import BODY, write_model
 
 ADMIN_KEY, ADMIN = new_key("ops", Scope.ADMIN)
@@ -27,9 +27,9 @@ def repo(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def client(repo: Path, service_factory: ServiceFactory) -> AsyncIterator[httpx.AsyncClient]:
-    service = service_factory(repo, server={"allow_local_admin": True})
-    async with await asgi_client(service) as made:
+async def client(repo: Path, node_factory: NodeFactory) -> AsyncIterator[httpx.AsyncClient]:
+    node = node_factory(repo, server={"allow_local_admin": True})
+    async with await asgi_client(node) as made:
         yield made
 
 
@@ -126,10 +126,10 @@ async def test_no_rollout_yet_is_not_found(client: httpx.AsyncClient) -> None:
     ],
 )
 async def test_several_workers_refuse_routing_changes_at_run_time(
-    repo: Path, service_factory: ServiceFactory, path: str, body: dict[str, object]
+    repo: Path, node_factory: NodeFactory, path: str, body: dict[str, object]
 ) -> None:
-    service = service_factory(repo, server={"allow_local_admin": True, "workers": 2})
-    async with await asgi_client(service) as client:
+    node = node_factory(repo, server={"allow_local_admin": True, "workers": 2})
+    async with await asgi_client(node) as client:
         before = (await client.get("/v2/models/m/traffic")).json()
         answer = await client.put(f"/v2/models/m/{path}", json=body)
         assert answer.status_code == 400
@@ -141,11 +141,11 @@ async def test_several_workers_refuse_routing_changes_at_run_time(
 @pytest.mark.parametrize(("key", "status"), [(None, 401), (INFER_KEY, 403), (ADMIN_KEY, 404)])
 @pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])
 async def test_every_rollout_route_needs_the_admin_scope(
-    repo: Path, service_factory: ServiceFactory, method: str, key: str | None, status: int
+    repo: Path, node_factory: NodeFactory, method: str, key: str | None, status: int
 ) -> None:
     keys: dict[str, Any] = {"api_keys": [ADMIN.line(), INFER.line()], "require_api_key": True}
-    service = service_factory(repo, server=keys)
+    node = node_factory(repo, server=keys)
     headers = {} if key is None else {"X-API-Key": key}
-    async with await asgi_client(service) as client:
+    async with await asgi_client(node) as client:
         answer = await client.request(method, "/v2/models/nope/rollout", json=PLAN, headers=headers)
     assert answer.status_code == status, answer.text

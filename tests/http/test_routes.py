@@ -13,7 +13,7 @@ from starlette.routing import Mount, WebSocketRoute
 from inferd.gateway.operations import Operation
 from inferd.http.app import create_app
 from inferd.http.routes import ROUTES, RouteTable
-from tests.conftest import ServiceFactory, asgi_client
+from tests.conftest import NodeFactory, asgi_client
 
 
 @pytest.mark.parametrize(
@@ -74,9 +74,9 @@ def _served(routes: list[object]) -> set[tuple[str, frozenset[str]]]:
 
 
 async def test_fastapi_serves_exactly_the_tables_other_routes(
-    service_factory: ServiceFactory,
+    node_factory: NodeFactory,
 ) -> None:
-    app = create_app(service_factory(None)).app
+    app = create_app(node_factory(None)).app
     table = {(r.path, r.methods) for r in ROUTES if r.handler is None}
     assert _served(list(app.routes)) == table
 
@@ -88,14 +88,14 @@ def test_every_fast_route_has_an_openapi_entry_and_posts() -> None:
 
 
 async def test_an_unknown_path_is_refused_before_admission(
-    example_repo: Path, service_factory: ServiceFactory
+    example_repo: Path, node_factory: NodeFactory
 ) -> None:
     # With keys required, a path that is not a route is not admitted as anything: 404,
     # not 401 (it was a metadata read once).
-    service = service_factory(
+    node = node_factory(
         example_repo, server={"require_api_key": True, "api_keys": ["reader:infer:" + "0" * 64]}
     )
-    async with await asgi_client(service) as client:
+    async with await asgi_client(node) as client:
         for path in ("/nothing/here", "/v2/models//infer", "/predict/extra"):
             answer = await client.get(path)
             assert answer.status_code == 404, path

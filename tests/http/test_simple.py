@@ -85,11 +85,11 @@ async def test_predict_errors(
     assert message in response.json()["error"]
 
 
-async def test_default_model_must_be_chosen_among_several(example_repo, service_factory) -> None:
+async def test_default_model_must_be_chosen_among_several(example_repo, node_factory) -> None:
     from tests.conftest import asgi_client
 
-    service = service_factory(example_repo)
-    async with await asgi_client(service) as client:
+    node = node_factory(example_repo)
+    async with await asgi_client(node) as client:
         response = await client.post("/predict", json={"inputs": [1, 2, 3, 4]})
         assert response.status_code == 400
         assert "default_model" in response.json()["error"]
@@ -102,7 +102,7 @@ class Model:
 """
 
 
-async def test_predict_rows_of_several_dimensions(tmp_path, service_factory) -> None:
+async def test_predict_rows_of_several_dimensions(tmp_path, node_factory) -> None:
     from tests.conftest import asgi_client
     from tests.runtimes.test_python import write_model
 
@@ -110,8 +110,8 @@ async def test_predict_rows_of_several_dimensions(tmp_path, service_factory) -> 
     config = {"runtime": "python", "inputs": [grid], "outputs": [{**grid, "name": "y"}]}
     write_model(tmp_path / "grid", GRID_MODEL, config)
     row = [[1, 2, 3], [4, 5, 6]]
-    service = service_factory(tmp_path)
-    async with await asgi_client(service) as client:
+    node = node_factory(tmp_path)
+    async with await asgi_client(node) as client:
         one = await client.post("/predict", json={"inputs": row})
         assert one.status_code == 200, one.text
         assert one.json()["predictions"] == [[2, 4, 6], [8, 10, 12]]

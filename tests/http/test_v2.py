@@ -11,7 +11,7 @@ import pytest
 
 from inferd.example import TINY, WIDE, mlp_reference, mlp_weights
 from inferd.gateway.keys import Scope, new_key
-from tests.conftest import ServiceFactory, asgi_client
+from tests.conftest import NodeFactory, asgi_client
 
 TINY_W = mlp_weights(TINY, seed=0)
 WIDE_W = mlp_weights(WIDE, seed=1)
@@ -192,11 +192,9 @@ ADMIN_KEY, ADMIN_ENTRY = new_key("ops", Scope.ADMIN)
 AS_ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 
-async def test_repository_index_load_unload(
-    example_repo: Path, service_factory: ServiceFactory
-) -> None:
-    service = service_factory(example_repo, server={"api_keys": [ADMIN_ENTRY.line()]})
-    async with await asgi_client(service) as client:
+async def test_repository_index_load_unload(example_repo: Path, node_factory: NodeFactory) -> None:
+    node = node_factory(example_repo, server={"api_keys": [ADMIN_ENTRY.line()]})
+    async with await asgi_client(node) as client:
         index = (await client.post("/v2/repository/index", headers=AS_ADMIN)).json()
         assert {(r["name"], r["state"]) for r in index} == {
             ("sentiment", "READY"),
@@ -224,10 +222,10 @@ async def test_repository_index_load_unload(
     [(None, 401), ("Bearer wrong", 401), ("Basic czNjcmV0", 401), ("Bearer s3cret", 200)],
 )
 async def test_the_admin_token_is_an_admin_key(
-    example_repo: Path, service_factory: ServiceFactory, header: str | None, status: int
+    example_repo: Path, node_factory: NodeFactory, header: str | None, status: int
 ) -> None:
-    service = service_factory(example_repo, server={"admin_token": "s3cret"})
-    async with await asgi_client(service) as client:
+    node = node_factory(example_repo, server={"admin_token": "s3cret"})
+    async with await asgi_client(node) as client:
         headers = {"Authorization": header} if header else {}
         response = await client.post("/v2/repository/models/tiny/load", headers=headers)
         assert response.status_code == status

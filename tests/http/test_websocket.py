@@ -18,9 +18,9 @@ import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from inferd.core.node import build_node
 from inferd.example import TINY, mlp_reference, mlp_weights
 from inferd.http.app import create_app
-from inferd.server import build_service
 from tests.conftest import ServerProcess, free_port, make_settings
 from tests.streaming import busy_max, steps
 
@@ -240,9 +240,9 @@ async def test_oversized_frame_checked_by_the_app(example_repo: Path) -> None:
         example_repo, models={"default_model": "tiny"}, safeguards={"max_request_size_mb": 0.001}
     )
     port = free_port()
-    config = uvicorn.Config(
-        create_app(build_service(settings)), port=port, ws_max_size=2**24, log_level="warning"
-    )
+    node = build_node(settings)
+    await node.start()
+    config = uvicorn.Config(create_app(node), port=port, ws_max_size=2**24, log_level="warning")
     server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve())
 
@@ -258,6 +258,7 @@ async def test_oversized_frame_checked_by_the_app(example_repo: Path) -> None:
     finally:
         server.should_exit = True
         await serving
+        await node.stop()
     assert [r["id"] for r in replies] == ["small"]
     assert code == 1009
 

@@ -18,7 +18,7 @@ from inferd.core.store.versions import runtime_options
 from inferd.errors import ConfigError, InternalError
 from inferd.runtimes.base import Runtime, runtime_class
 from inferd.settings import PerformanceSettings
-from tests.conftest import ServiceFactory, asgi_client
+from tests.conftest import NodeFactory, asgi_client
 
 TEXT_YAML: dict[str, Any] = {
     "runtime": "python",
@@ -331,11 +331,11 @@ ASYNC_MODEL = """
 
 
 async def test_async_predict_runs_on_a_loop_of_the_instance_thread(
-    tmp_path: Path, service_factory: ServiceFactory
+    tmp_path: Path, node_factory: NodeFactory
 ) -> None:
     write_model(tmp_path / "talker", ASYNC_MODEL, TEXT_YAML)
-    service = service_factory(tmp_path)
-    async with await asgi_client(service) as client:
+    node = node_factory(tmp_path)
+    async with await asgi_client(node) as client:
         answers = []
         for text in ("hello", "again"):
             response = await client.post(
@@ -354,10 +354,10 @@ async def test_async_predict_runs_on_a_loop_of_the_instance_thread(
     assert answers[0]["loop"] != server_loop
 
 
-async def test_text_model_over_v2_json(tmp_path: Path, service_factory: ServiceFactory) -> None:
+async def test_text_model_over_v2_json(tmp_path: Path, node_factory: NodeFactory) -> None:
     write_model(tmp_path / "words", HOOKED, TEXT_YAML)
-    service = service_factory(tmp_path)
-    async with await asgi_client(service) as client:
+    node = node_factory(tmp_path)
+    async with await asgi_client(node) as client:
         response = await client.post(
             "/v2/models/words/infer",
             json={
@@ -377,12 +377,12 @@ async def test_text_model_over_v2_json(tmp_path: Path, service_factory: ServiceF
 
 
 async def test_a_wrong_hook_fails_the_version_with_the_reason(
-    tmp_path: Path, service_factory: ServiceFactory
+    tmp_path: Path, node_factory: NodeFactory
 ) -> None:
     source = next(model for model, reason in BAD_MODELS if reason.startswith("Model.setup()"))
     write_model(tmp_path / "bad", source, TEXT_YAML)
-    service = service_factory(tmp_path, server={"admin_token": "t"})
-    async with await asgi_client(service) as client:
+    node = node_factory(tmp_path, server={"admin_token": "t"})
+    async with await asgi_client(node) as client:
         answer = await client.post("/v2/repository/index", headers={"X-API-Key": "t"})
         index = answer.json()
     assert index[0]["state"] == "FAILED"
@@ -417,7 +417,7 @@ def test_hooks_of_a_model_that_does_not_batch_see_the_whole_input(
 
 
 async def test_a_hook_that_returns_the_wrong_thing_is_an_internal_error(
-    tmp_path: Path, service_factory: ServiceFactory, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, node_factory: NodeFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     source = """
         class Model:
@@ -431,12 +431,12 @@ async def test_a_hook_that_returns_the_wrong_thing_is_an_internal_error(
                 return {"answer": output}
         """
     write_model(tmp_path / "short", source, {**TEXT_YAML, "warmup": False})
-    service = service_factory(tmp_path)
+    node = node_factory(tmp_path)
     body = {
         "id": "r-7",
         "inputs": [{"name": "text", "datatype": "BYTES", "shape": [2], "data": ["a", "b"]}],
     }
-    async with await asgi_client(service) as client:
+    async with await asgi_client(node) as client:
         response = await client.post(
             "/v2/models/short/infer", json=body, headers={"X-Request-Id": "r-7"}
         )

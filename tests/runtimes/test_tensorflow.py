@@ -18,7 +18,7 @@ from inferd.example import TINY, mlp_reference, mlp_weights, write_savedmodel
 from inferd.runtimes.base import runtime_class
 from inferd.runtimes.tensorflow import TensorFlowRuntime
 from inferd.settings import PerformanceSettings
-from tests.conftest import ServiceFactory, asgi_client
+from tests.conftest import NodeFactory, asgi_client
 
 
 class _TwoSignatures(tf.Module):  # type: ignore[misc]
@@ -127,15 +127,15 @@ def test_thread_counts_a_process_already_fixed_are_logged(
 
 
 async def test_a_savedmodel_folder_is_a_repository_of_one_model(
-    tmp_path: Path, service_factory: ServiceFactory
+    tmp_path: Path, node_factory: NodeFactory
 ) -> None:
     folder = tmp_path / "classifier.savedmodel"
     write_savedmodel(mlp_weights(TINY), folder)
     repository = Repository(folder)
     assert repository.model_names() == ["classifier"]
     assert repository.read("classifier").versions[0].runtime == "tensorflow"
-    service = service_factory(folder)
-    async with await asgi_client(service) as client:
+    node = node_factory(folder)
+    async with await asgi_client(node) as client:
         answer = await client.post("/predict", json={"inputs": [1, 2, 3, 4]})
     assert answer.status_code == 200, answer.text
     expected = mlp_reference(mlp_weights(TINY), np.array([[1, 2, 3, 4]], dtype=np.float32))

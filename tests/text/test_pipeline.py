@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.conftest import ServiceFactory, asgi_client
+from tests.conftest import NodeFactory, asgi_client
 from tests.core.serving.test_pipeline_docs import yaml_blocks
 from tests.text.test_model import SENTENCES
 
@@ -50,10 +50,10 @@ def embeddings(answer: Any) -> np.ndarray[Any, Any]:
 
 
 async def test_the_pipeline_equals_the_single_model(
-    minilm_repo: Path, service_factory: ServiceFactory
+    minilm_repo: Path, node_factory: NodeFactory
 ) -> None:
-    service = service_factory(minilm_repo)
-    async with await asgi_client(service) as client:
+    node = node_factory(minilm_repo)
+    async with await asgi_client(node) as client:
         metadata = (await client.get("/v2/models/minilm-pipeline")).json()
         assert metadata["platform"] == "ensemble"
         assert metadata["inputs"] == [{"name": "text", "datatype": "BYTES", "shape": [-1]}]
@@ -73,10 +73,10 @@ async def test_the_pipeline_equals_the_single_model(
 
 
 async def test_under_32_concurrent_clients_the_encoder_step_batches(
-    minilm_repo: Path, service_factory: ServiceFactory
+    minilm_repo: Path, node_factory: NodeFactory
 ) -> None:
-    service = service_factory(minilm_repo)
-    async with await asgi_client(service) as client:
+    node = node_factory(minilm_repo)
+    async with await asgi_client(node) as client:
         single = embeddings(await client.post("/v2/models/minilm/infer", json=body(*SHORT)))
         answers = await asyncio.gather(
             *(client.post("/v2/models/minilm-pipeline/infer", json=body(s)) for s in SHORT)

@@ -15,6 +15,7 @@ from typing import Any, Final
 import numpy as np
 from google.protobuf import json_format
 
+from inferd.core.catalog import ModelMetadata, ServerMetadata
 from inferd.core.messages import InferRequest, InferResponse, InputTensor, RequestedOutput
 from inferd.core.serving import shm
 from inferd.errors import InvalidArgument, clip
@@ -244,8 +245,23 @@ def _raw(tensor: Tensor, response: InferResponse) -> bytes:
 # -- metadata, configuration, statistics, repository -------------------------------------------
 
 
-def model_metadata(doc: dict[str, Any]) -> Any:
-    return json_format.ParseDict(doc, pb.ModelMetadataResponse(), ignore_unknown_fields=True)
+def server_metadata(meta: ServerMetadata) -> Any:
+    return pb.ServerMetadataResponse(
+        name=meta.name, version=meta.version, extensions=list(meta.extensions)
+    )
+
+
+def model_metadata(meta: ModelMetadata) -> Any:
+    tensor = pb.ModelMetadataResponse.TensorMetadata
+    return pb.ModelMetadataResponse(
+        name=meta.name,
+        versions=list(meta.versions),
+        platform=meta.platform,
+        inputs=[tensor(name=s.name, datatype=s.datatype, shape=list(s.shape)) for s in meta.inputs],
+        outputs=[
+            tensor(name=s.name, datatype=s.datatype, shape=list(s.shape)) for s in meta.outputs
+        ],
+    )
 
 
 def model_config(doc: dict[str, Any]) -> Any:
@@ -259,11 +275,7 @@ def model_statistics(doc: dict[str, Any]) -> Any:
     return json_format.ParseDict(doc, pb.ModelStatisticsResponse(), ignore_unknown_fields=True)
 
 
-def repository_index(rows: list[dict[str, str]], ready_only: bool) -> Any:
+def repository_index(rows: list[dict[str, str]]) -> Any:
     return pb.RepositoryIndexResponse(
-        models=[
-            pb.RepositoryIndexResponse.ModelIndex(**row)
-            for row in rows
-            if not ready_only or row["state"] == "READY"
-        ]
+        models=[pb.RepositoryIndexResponse.ModelIndex(**row) for row in rows]
     )

@@ -18,7 +18,7 @@ from typing import Any, Final
 
 import grpc
 
-from inferd.core.service import InferenceService
+from inferd.core.catalog import Catalog
 from inferd.errors import clip
 from inferd.grpc.protos import health_pb2, health_pb2_grpc
 
@@ -29,10 +29,8 @@ Status = health_pb2.HealthCheckResponse.ServingStatus
 
 
 class HealthServicer(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
-    def __init__(
-        self, service: InferenceService, service_names: Iterable[str], max_watchers: int
-    ) -> None:
-        self._service = service
+    def __init__(self, catalog: Catalog, service_names: Iterable[str], max_watchers: int) -> None:
+        self._catalog = catalog
         self._names = frozenset({"", *service_names})
         self._max_watchers = max_watchers
         self._watchers = 0
@@ -42,7 +40,7 @@ class HealthServicer(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
     def _status(self, name: str) -> Any:
         if name not in self._names:
             return Status.SERVICE_UNKNOWN
-        return Status.SERVING if self._service.ready() else Status.NOT_SERVING
+        return Status.SERVING if self._catalog.ready() else Status.NOT_SERVING
 
     async def Check(self, request: Any, context: Any) -> Any:
         status = self._status(request.service)
@@ -81,10 +79,10 @@ class HealthServicer(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
 
     async def _poll(self) -> None:
         """Wake every watcher when readiness changes."""
-        ready = self._service.ready()
+        ready = self._catalog.ready()
         while True:
             await asyncio.sleep(WATCH_INTERVAL_S)
-            now = self._service.ready()
+            now = self._catalog.ready()
             if now != ready:
                 ready = now
                 changed, self._changed = self._changed, asyncio.Event()

@@ -23,7 +23,7 @@ from typing import Any, Final
 import grpc
 from google.protobuf.descriptor import ServiceDescriptor
 
-from inferd.core.service import InferenceService
+from inferd.core.node import Node
 from inferd.core.serving.streams import StreamRegistry
 from inferd.errors import ConfigError
 from inferd.gateway.accesslog import access_log
@@ -119,13 +119,13 @@ def credentials(settings: ServerSettings) -> Any:
 
 
 async def start_grpc(
-    service: InferenceService,
+    node: Node,
     settings: Settings,
     gateway: Gateway | None = None,
     *,
     shared: bool = False,
 ) -> GrpcServer:
-    """Serve ``service`` on ``server.host:server.grpc_port`` (port 0 picks a free port).
+    """Serve ``node`` on ``server.host:server.grpc_port`` (port 0 picks a free port).
 
     Messages larger than ``safeguards.max_request_bytes`` are refused with
     RESOURCE_EXHAUSTED before they are decoded. ``gateway`` is the process's shared one
@@ -136,7 +136,7 @@ async def start_grpc(
     """
     gateway = gateway or Gateway(
         settings.server,
-        rate_limiter(settings.safeguards.rate_limit, settings.storage, service.metrics),
+        rate_limiter(settings.safeguards.rate_limit, settings.storage, node.metrics),
     )
     limits = settings.limits.grpc
     server = grpc.aio.server(
@@ -152,10 +152,10 @@ async def start_grpc(
         ],
     )
     streams = StreamRegistry()
-    add_servicer(server, _service(grpc_service_pb2), InferenceServicer(service, streams))
-    add_servicer(server, _service(simple_pb2), SimpleServicer(service, streams))
+    add_servicer(server, _service(grpc_service_pb2), InferenceServicer(node, streams))
+    add_servicer(server, _service(simple_pb2), SimpleServicer(node, streams))
     health_pb2_grpc.add_HealthServicer_to_server(
-        HealthServicer(service, SERVICE_NAMES, limits.max_health_watchers), server
+        HealthServicer(node.catalog, SERVICE_NAMES, limits.max_health_watchers), server
     )
     reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
         ReflectionServicer(SERVICE_NAMES), server

@@ -10,7 +10,7 @@ from typing import Any, Final
 import grpc
 import numpy as np
 
-from inferd.core.service import InferenceService
+from inferd.core.node import Node
 from inferd.core.serving.streams import End, OrderedStream, StreamLimits, StreamRegistry
 from inferd.errors import InvalidArgument
 from inferd.gateway import caller, routingkey
@@ -45,13 +45,16 @@ def deadline_of(context: Any) -> float | None:
 
 
 class _Servicer:
-    """What both servicers share: the service and the open streams. Admission (keys,
+    """What both servicers share: the node's parts and the open streams. Admission (keys,
     scopes, the rate limit) is the interceptor's (grpc/interceptor.py)."""
 
-    def __init__(self, service: InferenceService, streams: StreamRegistry | None = None) -> None:
-        self._service = service
+    def __init__(self, node: Node, streams: StreamRegistry | None = None) -> None:
+        self._service = node.service
+        self._catalog = node.catalog
+        self._control = node.control
+        self._group = node.group
         self._streams = streams or StreamRegistry()
-        self._limits = StreamLimits.of(service.settings)
+        self._limits = StreamLimits.of(node.settings)
 
     async def _ordered(
         self,
@@ -92,35 +95,35 @@ class InferenceServicer(_Servicer, pb_grpc.GRPCInferenceServiceServicer):  # typ
 
     @translated
     async def ServerLive(self, request: Any, context: Any) -> Any:
-        return pb.ServerLiveResponse(live=self._service.live())
+        return pb.ServerLiveResponse(live=self._catalog.live())
 
     @translated
     async def ServerReady(self, request: Any, context: Any) -> Any:
-        return pb.ServerReadyResponse(ready=self._service.ready())
+        return pb.ServerReadyResponse(ready=self._catalog.ready())
 
     @translated
     async def ModelReady(self, request: Any, context: Any) -> Any:
-        ready = self._service.model_ready(request.name, request.version or None)
+        ready = self._catalog.model_ready(request.name, request.version or None)
         return pb.ModelReadyResponse(ready=ready)
 
     @translated
     async def ServerMetadata(self, request: Any, context: Any) -> Any:
-        return pb.ServerMetadataResponse(**self._service.server_metadata())
+        return convert.server_metadata(self._catalog.server_metadata())
 
     @translated
     async def ModelMetadata(self, request: Any, context: Any) -> Any:
-        doc = self._service.model_metadata(request.name, request.version or None)
+        doc = self._catalog.model_metadata(request.name, request.version or None)
         return convert.model_metadata(doc)
 
     @translated
     async def ModelConfig(self, request: Any, context: Any) -> Any:
-        doc = self._service.model_config(request.name, request.version or None)
+        doc = self._catalog.model_config(request.name, request.version or None)
         return convert.model_config(doc)
 
     @translated
     async def ModelStatistics(self, request: Any, context: Any) -> Any:
-        local = self._service.model_stats(request.name or None, request.version or None)
-        doc = await self._service.group.stats(local)
+        local = self._catalog.model_stats(request.name or None, request.version or None)
+        doc = await self._group.stats(local)
         return convert.model_statistics(doc)
 
     # -- inference ---------------------------------------------------------------------------
@@ -195,7 +198,7 @@ class InferenceServicer(_Servicer, pb_grpc.GRPCInferenceServiceServicer):  # typ
 
     @translated
     async def RepositoryIndex(self, request: Any, context: Any) -> Any:
-        return convert.repository_index(self._service.repository_index(True), request.ready)
+        return convert.repository_index(self._control.repository_index(True, request.ready))
 
     @translated
     async def RepositoryModelLoad(self, request: Any, context: Any) -> Any:
@@ -203,12 +206,12 @@ class InferenceServicer(_Servicer, pb_grpc.GRPCInferenceServiceServicer):  # typ
             key: getattr(value, value.WhichOneof("parameter_choice") or "string_param")
             for key, value in request.parameters.items()
         }
-        await self._service.load_model(request.model_name, parameters)
+        await self._control.load_model(request.model_name, parameters)
         return pb.RepositoryModelLoadResponse()
 
     @translated
     async def RepositoryModelUnload(self, request: Any, context: Any) -> Any:
-        await self._service.unload_model(request.model_name)
+        await self._control.unload_model(request.model_name)
         return pb.RepositoryModelUnloadResponse()
 
 

@@ -3,7 +3,6 @@ one front."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -14,7 +13,7 @@ from starlette.responses import Response
 from starlette.routing import WebSocketRoute
 
 from inferd import __version__
-from inferd.core.service import InferenceService
+from inferd.core.node import Node
 from inferd.core.serving.streams import StreamRegistry
 from inferd.errors import InferdError
 from inferd.gateway.admission import Gateway
@@ -28,29 +27,26 @@ from inferd.http.openapi import document_fast_routes
 from inferd.http.routes import RouteTable
 
 
-def default_gateway(service: InferenceService) -> Gateway:
-    """A gateway of the service's settings, with a rate limiter of its own when
+def default_gateway(node: Node) -> Gateway:
+    """A gateway of the node's settings, with a rate limiter of its own when
     ``safeguards.rate_limit`` is on."""
-    settings = service.settings
+    settings = node.settings
     return Gateway(
         settings.server,
-        rate_limiter(settings.safeguards.rate_limit, settings.storage, service.metrics),
+        rate_limiter(settings.safeguards.rate_limit, settings.storage, node.metrics),
     )
 
 
-def create_app(service: InferenceService, gateway: Gateway | None = None) -> Front:
-    """The ASGI app; ``gateway`` is the process's shared one (by default, its own)."""
+def create_app(node: Node, gateway: Gateway | None = None) -> Front:
+    """The ASGI app of a node; ``gateway`` is the process's shared one (by default, its
+    own). The app starts and stops nothing of the node: the server does (inferd.server)."""
+    service = node.service
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # Ports open at once (liveness answers); /ready turns 200 once every model loaded.
-        loading = asyncio.create_task(service.start())
         yield
-        loading.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await loading
-        await streams.close_all(service.settings.server.shutdown_grace_s)
-        await service.stop()
+        # The app's own: its streams get their last answers, its JSON threads end.
+        await streams.close_all(node.settings.server.shutdown_grace_s)
         json.close()
 
     app = FastAPI(
@@ -61,6 +57,7 @@ def create_app(service: InferenceService, gateway: Gateway | None = None) -> Fro
         docs_url=None,  # served from local files by add_docs
         redoc_url=None,
     )
+    app.state.node = node
     app.state.service = service
     app.state.streams = streams = StreamRegistry()
     app.state.json = json = JsonParser(service.settings.safeguards.json_offload_bytes)
@@ -82,5 +79,5 @@ def create_app(service: InferenceService, gateway: Gateway | None = None) -> Fro
         app.add_exception_handler(kind, on_error)
     add_docs(app)
     document_fast_routes(app, routes.fast_routes())
-    app.state.gateway = gateway = gateway or default_gateway(service)
+    app.state.gateway = gateway = gateway or default_gateway(node)
     return Front(app, service, gateway, routes, json, service.settings.server)

@@ -75,9 +75,8 @@ async def decode(service: InferenceService, call: Call) -> InferRequest:
         raise InvalidArgument(
             'a generate request is a JSON object: {"<input name>": value, ..., "parameters": {...}}'
         )
-    specs = {
-        spec["name"]: spec for spec in service.model_metadata(call.model, call.version)["inputs"]
-    }
+    declared = service.router.named(call.model, call.version).inputs
+    specs = {spec.name: spec.as_metadata() for spec in declared}
     unknown = sorted(doc.keys() - specs.keys() - {PARAMETERS})
     if unknown:
         raise InvalidArgument(

@@ -9,7 +9,7 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from inferd.core.service import InferenceService
+from inferd.core.control import ControlPlane
 from inferd.http import schemas as S
 from inferd.http.body import read_body
 from inferd.http.codec import parse_json
@@ -25,9 +25,9 @@ def _json(doc: Any) -> Response:
 def router() -> APIRouter:
     api = APIRouter(prefix="/v2", tags=["Versions"])
 
-    def service_of(request: Request) -> InferenceService:
-        svc: InferenceService = request.app.state.service
-        return svc
+    def control_of(request: Request) -> ControlPlane:
+        control: ControlPlane = request.app.state.node.control
+        return control
 
     @api.get(
         "/models/{model}/rollout",
@@ -35,7 +35,7 @@ def router() -> APIRouter:
         responses=answers(S.ROLLOUT, 400, 401, 403, 404, 429),
     )
     async def get_rollout(request: Request, model: str) -> Response:
-        return _json(service_of(request).rollout(model))
+        return _json(control_of(request).rollout(model))
 
     @api.put(
         "/models/{model}/rollout",
@@ -46,9 +46,9 @@ def router() -> APIRouter:
         },
     )
     async def start_rollout(request: Request, model: str) -> Response:
-        service = service_of(request)
-        body = await read_body(request, service.settings.safeguards.max_request_bytes)
-        return _json(service.start_rollout(model, parse_json(body)))
+        control = control_of(request)
+        body = await read_body(request, control.settings.safeguards.max_request_bytes)
+        return _json(control.start_rollout(model, parse_json(body)))
 
     @api.delete(
         "/models/{model}/rollout",
@@ -56,6 +56,6 @@ def router() -> APIRouter:
         responses=answers(S.ROLLOUT, 400, 401, 403, 404, 429),
     )
     async def abort_rollout(request: Request, model: str) -> Response:
-        return _json(service_of(request).abort_rollout(model))
+        return _json(control_of(request).abort_rollout(model))
 
     return api

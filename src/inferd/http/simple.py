@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import Response
 
+from inferd.core.node import Node
 from inferd.core.service import InferenceService
 from inferd.errors import InvalidArgument, clip
 from inferd.gateway import requestid, routingkey
@@ -111,9 +112,9 @@ def router() -> APIRouter:
         responses=answers(S.READINESS, not_ready=S.READINESS),
     )
     async def ready(request: Request) -> Response:
-        service: InferenceService = request.app.state.service
-        is_ready, workers = await service.group.ready()
-        doc = {"ready": is_ready, "models": service.repository_index(), "workers": workers}
+        node: Node = request.app.state.node
+        is_ready, workers = await node.group.ready()
+        doc = {"ready": is_ready, "models": node.control.repository_index(), "workers": workers}
         return Response(orjson.dumps(doc), status_code=200 if is_ready else 503, media_type=JSON)
 
     @api.get(

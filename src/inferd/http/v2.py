@@ -8,6 +8,8 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from inferd.core.catalog import ModelMetadata, ServerMetadata
+from inferd.core.node import Node
 from inferd.core.service import InferenceService
 from inferd.errors import InvalidArgument
 from inferd.gateway import requestid
@@ -58,20 +60,34 @@ async def infer(service: InferenceService, call: Call) -> Answer:
     )
 
 
+def _server_metadata(meta: ServerMetadata) -> dict[str, Any]:
+    return {"name": meta.name, "version": meta.version, "extensions": list(meta.extensions)}
+
+
+def _model_metadata(meta: ModelMetadata) -> dict[str, Any]:
+    return {
+        "name": meta.name,
+        "versions": list(meta.versions),
+        "platform": meta.platform,
+        "inputs": [spec.as_metadata() for spec in meta.inputs],
+        "outputs": [spec.as_metadata() for spec in meta.outputs],
+    }
+
+
 def router() -> APIRouter:
     api = APIRouter(prefix="/v2", tags=["Open Inference Protocol"])
 
-    def service_of(request: Request) -> InferenceService:
-        svc: InferenceService = request.app.state.service
-        return svc
+    def node_of(request: Request) -> Node:
+        node: Node = request.app.state.node
+        return node
 
     @api.get("", summary="Server metadata", responses=answers(S.SERVER_METADATA, 429))
     async def server_metadata(request: Request) -> Response:
-        return _json(service_of(request).server_metadata())
+        return _json(_server_metadata(node_of(request).catalog.server_metadata()))
 
     @api.get("/health/live", summary="Server liveness", responses=answers(S.LIVE))
     async def live(request: Request) -> Response:
-        return _json({"live": service_of(request).live()})
+        return _json({"live": node_of(request).catalog.live()})
 
     @api.get(
         "/health/ready",
@@ -79,7 +95,7 @@ def router() -> APIRouter:
         responses=answers(S.READY, not_ready=S.READY),
     )
     async def ready(request: Request) -> Response:
-        is_ready = service_of(request).ready()
+        is_ready = node_of(request).catalog.ready()
         return _json({"ready": is_ready}, 200 if is_ready else 503)
 
     @api.get(
@@ -88,14 +104,14 @@ def router() -> APIRouter:
         responses=answers(S.STATS, 429),
     )
     async def all_stats(request: Request) -> Response:
-        service = service_of(request)
-        return _json(await service.group.stats(service.model_stats()))
+        node = node_of(request)
+        return _json(await node.group.stats(node.catalog.model_stats()))
 
     @api.get(
         "/models/{model}", summary="Model metadata", responses=answers(S.MODEL_METADATA, *MODEL)
     )
     async def model_metadata(request: Request, model: str) -> Response:
-        return _json(service_of(request).model_metadata(model))
+        return _json(_model_metadata(node_of(request).catalog.model_metadata(model)))
 
     @api.get(
         "/models/{model}/versions/{version}",
@@ -103,10 +119,10 @@ def router() -> APIRouter:
         responses=answers(S.MODEL_METADATA, *MODEL),
     )
     async def version_metadata(request: Request, model: str, version: str) -> Response:
-        return _json(service_of(request).model_metadata(model, version))
+        return _json(_model_metadata(node_of(request).catalog.model_metadata(model, version)))
 
     async def _ready(request: Request, model: str, version: str | None) -> Response:
-        reason = service_of(request).model_unready_reason(model, version)
+        reason = node_of(request).catalog.model_unready_reason(model, version)
         if reason is None:
             return _json({"name": model, "ready": True}, 200)
         return _json({"name": model, "ready": False, "reason": reason}, 503)
@@ -133,7 +149,7 @@ def router() -> APIRouter:
         responses=answers(S.MODEL_CONFIG, *MODEL),
     )
     async def model_config(request: Request, model: str) -> Response:
-        return _json(service_of(request).model_config(model))
+        return _json(node_of(request).catalog.model_config(model))
 
     @api.get(
         "/models/{model}/versions/{version}/config",
@@ -141,7 +157,7 @@ def router() -> APIRouter:
         responses=answers(S.MODEL_CONFIG, *MODEL),
     )
     async def version_config(request: Request, model: str, version: str) -> Response:
-        return _json(service_of(request).model_config(model, version))
+        return _json(node_of(request).catalog.model_config(model, version))
 
     @api.get(
         "/models/{model}/stats",
@@ -149,8 +165,8 @@ def router() -> APIRouter:
         responses=answers(S.STATS, 400, 404, 429),
     )
     async def model_stats(request: Request, model: str) -> Response:
-        service = service_of(request)
-        return _json(await service.group.stats(service.model_stats(model)))
+        node = node_of(request)
+        return _json(await node.group.stats(node.catalog.model_stats(model)))
 
     @api.get(
         "/models/{model}/versions/{version}/stats",
@@ -158,8 +174,8 @@ def router() -> APIRouter:
         responses=answers(S.STATS, 400, 404, 429),
     )
     async def version_stats(request: Request, model: str, version: str) -> Response:
-        service = service_of(request)
-        return _json(await service.group.stats(service.model_stats(model, version)))
+        node = node_of(request)
+        return _json(await node.group.stats(node.catalog.model_stats(model, version)))
 
     @api.post(
         "/repository/index",
@@ -167,18 +183,16 @@ def router() -> APIRouter:
         responses=answers(S.INDEX, 400, 401, 403, 413, 429),
     )
     async def repository_index(request: Request) -> Response:
-        service = service_of(request)
-        body = await read_body(request, service.settings.safeguards.max_request_bytes)
+        node = node_of(request)
+        body = await read_body(request, node.settings.safeguards.max_request_bytes)
         ready_only = False
         if body.strip():
             doc = parse_json(body)
             if not isinstance(doc, dict) or not isinstance(doc.get("ready", False), bool):
                 raise InvalidArgument('the index request is {"ready": true|false}')
             ready_only = doc.get("ready", False)
-        rows = service.repository_index(full=True)  # admin only (see inferd.gateway)
-        if ready_only:
-            rows = [r for r in rows if r["state"] == "READY"]
-        return _json(rows)
+        # admin only (see inferd.gateway): the full reasons
+        return _json(node.control.repository_index(full=True, ready_only=ready_only))
 
     @api.post(
         "/repository/models/{model}/load",
@@ -186,8 +200,8 @@ def router() -> APIRouter:
         responses=answers(S.EMPTY, 400, 401, 403, 404, 429, 503),
     )
     async def load(request: Request, model: str) -> Response:
-        service = service_of(request)
-        body = await read_body(request, service.settings.safeguards.max_request_bytes)
+        node = node_of(request)
+        body = await read_body(request, node.settings.safeguards.max_request_bytes)
         parameters: dict[str, Any] = {}
         if body.strip():
             doc = parse_json(body)
@@ -199,7 +213,7 @@ def router() -> APIRouter:
             parameters = doc.get("parameters") or {}
             if not isinstance(parameters, dict):
                 raise InvalidArgument("the load request's 'parameters' must be an object")
-        await service.load_model(model, parameters)
+        await node.control.load_model(model, parameters)
         return _json({})
 
     @api.get(
@@ -208,7 +222,7 @@ def router() -> APIRouter:
         responses=answers(S.TRAFFIC, 400, 401, 403, 404, 429),
     )
     async def get_traffic(request: Request, model: str) -> Response:
-        return _json(service_of(request).traffic(model))
+        return _json(node_of(request).control.traffic(model))
 
     @api.put(
         "/models/{model}/traffic",
@@ -222,15 +236,15 @@ def router() -> APIRouter:
         },
     )
     async def set_traffic(request: Request, model: str) -> Response:
-        service = service_of(request)
-        body = await read_body(request, service.settings.safeguards.max_request_bytes)
+        node = node_of(request)
+        body = await read_body(request, node.settings.safeguards.max_request_bytes)
         doc = parse_json(body)
         if not isinstance(doc, dict) or set(doc) != {"traffic"}:
             raise InvalidArgument(
                 'the traffic request is {"traffic": {"<version>": <weight>, ...}} '
                 '(weights summing to 100) or {"traffic": null}'
             )
-        return _json(service.set_traffic(model, doc["traffic"]))
+        return _json(node.control.set_traffic(model, doc["traffic"]))
 
     @api.post(
         "/repository/models/{model}/unload",
@@ -238,7 +252,7 @@ def router() -> APIRouter:
         responses=answers(S.EMPTY, 400, 401, 403, 404, 429),
     )
     async def unload(request: Request, model: str) -> Response:
-        await service_of(request).unload_model(model)
+        await node_of(request).control.unload_model(model)
         return _json({})
 
     @api.get(
@@ -247,7 +261,7 @@ def router() -> APIRouter:
         responses=answers(S.SHADOW, 400, 401, 403, 404, 429),
     )
     async def get_shadow(request: Request, model: str) -> Response:
-        return _json(service_of(request).shadow_state(model))
+        return _json(node_of(request).control.shadow_state(model))
 
     @api.put(
         "/models/{model}/shadow",
@@ -261,8 +275,8 @@ def router() -> APIRouter:
         },
     )
     async def put_shadow(request: Request, model: str) -> Response:
-        service = service_of(request)
-        body = await read_body(request, service.settings.safeguards.max_request_bytes)
-        return _json(service.set_shadow(model, parse_json(body)))
+        node = node_of(request)
+        body = await read_body(request, node.settings.safeguards.max_request_bytes)
+        return _json(node.control.set_shadow(model, parse_json(body)))
 
     return api

@@ -15,7 +15,7 @@ from inferd.core.serving.classification import classify, requested
 from inferd.errors import InvalidArgument
 from inferd.types import Tensor
 from tests.compat.models import write_model
-from tests.conftest import ServiceFactory, asgi_client
+from tests.conftest import NodeFactory, asgi_client
 
 #: A model of 4 scores per row: the input itself.
 SCORES = (
@@ -34,12 +34,10 @@ outputs:
 
 
 @pytest.fixture
-async def client(
-    tmp_path: Path, service_factory: ServiceFactory
-) -> AsyncIterator[httpx.AsyncClient]:
+async def client(tmp_path: Path, node_factory: NodeFactory) -> AsyncIterator[httpx.AsyncClient]:
     folder = write_model(tmp_path, "scores", SCORES, SCORES_YAML)
     (folder / "labels.txt").write_text("cat\ndog\nbird\n")  # one label short: index 3 has none
-    async with await asgi_client(service_factory(tmp_path)) as c:
+    async with await asgi_client(node_factory(tmp_path)) as c:
         yield c
 
 
@@ -109,11 +107,11 @@ def test_requested_reads_only_outputs_that_ask() -> None:
 
 
 async def test_a_missing_label_file_fails_the_load(
-    tmp_path: Path, service_factory: ServiceFactory
+    tmp_path: Path, node_factory: NodeFactory
 ) -> None:
     write_model(tmp_path, "scores", SCORES, SCORES_YAML)
-    service = service_factory(tmp_path)
-    await service.start()
-    [row] = service.repository_index(full=True)
+    node = node_factory(tmp_path)
+    await node.start()
+    [row] = node.control.repository_index(full=True)
     assert row["state"] == "FAILED"
     assert "label_filename 'labels.txt' cannot be read" in row["reason"]

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from inferd.core.messages import InferRequest, InferResponse
-from inferd.core.service import InferenceService
+from inferd.core.node import Node
 from inferd.errors import DeadlineExceeded, InternalError, InvalidArgument
 from inferd.types import Tensor
-from tests.conftest import ServiceFactory
+from tests.conftest import NodeFactory
 from tests.streaming import steps, until
 
 
@@ -34,8 +34,8 @@ def count_request(
 
 
 @pytest.fixture
-async def service(stream_repo: Path, service_factory: ServiceFactory) -> InferenceService:
-    made = service_factory(stream_repo, stream={"max_buffered_responses": 2})
+async def node(stream_repo: Path, node_factory: NodeFactory) -> Node:
+    made = node_factory(stream_repo, stream={"max_buffered_responses": 2})
     await made.start()
     return made
 
@@ -45,36 +45,36 @@ def values(responses: list[InferResponse]) -> list[int]:
 
 
 @pytest.mark.parametrize("model", ["count", "acount"])
-async def test_partials_then_a_final_response(service: InferenceService, model: str) -> None:
+async def test_partials_then_a_final_response(node: Node, model: str) -> None:
     tag = f"partials-{model}"
-    responses = [r async for r in service.stream(count_request(tag, 5, model=model))]
+    responses = [r async for r in node.service.stream(count_request(tag, 5, model=model))]
     assert values(responses) == [0, 1, 2, 3, 4]
     assert [r.final for r in responses] == [False] * 5 + [True]
     assert responses[-1].outputs == []
     assert all(r.model == model and r.version == "1" for r in responses)
-    assert steps(service.settings.models.repository, tag) == ["0", "1", "2", "3", "4", "closed"]
+    assert steps(node.settings.models.repository, tag) == ["0", "1", "2", "3", "4", "closed"]
 
 
-async def test_a_model_that_answers_once_has_one_response(service: InferenceService) -> None:
+async def test_a_model_that_answers_once_has_one_response(node: Node) -> None:
     request = InferRequest(model="busy", inputs=[Tensor("x", "FP32", np.ones((1, 1), np.float32))])
-    responses = [r async for r in service.responses(request)]
+    responses = [r async for r in node.service.responses(request)]
     assert len(responses) == 1
     assert responses[0].final
 
 
-async def test_each_call_refuses_the_other_kind(service: InferenceService) -> None:
+async def test_each_call_refuses_the_other_kind(node: Node) -> None:
     with pytest.raises(InvalidArgument, match="streams its outputs"):
-        await service.infer(count_request("refused", 1))
+        await node.service.infer(count_request("refused", 1))
     request = InferRequest(model="busy", inputs=[Tensor("x", "FP32", np.ones((1, 1), np.float32))])
     with pytest.raises(InvalidArgument, match="does not stream its outputs"):
-        service.stream(request)
+        node.service.stream(request)
     with pytest.raises(InvalidArgument, match="missing inputs"):
-        service.stream(InferRequest(model="count", inputs=[]))
+        node.service.stream(InferRequest(model="count", inputs=[]))
 
 
-async def test_a_slow_reader_holds_the_generator_back(service: InferenceService) -> None:
-    root = service.settings.models.repository
-    partials = service.stream(count_request("slow-reader", 1000))
+async def test_a_slow_reader_holds_the_generator_back(node: Node) -> None:
+    root = node.settings.models.repository
+    partials = node.service.stream(count_request("slow-reader", 1000))
     first = await anext(partials)
     assert first.outputs[0].data[0] == 0
     # The generator runs ahead of the reader by the buffer (2 partials), no further.
@@ -86,11 +86,11 @@ async def test_a_slow_reader_holds_the_generator_back(service: InferenceService)
     assert steps(root, "slow-reader") == ["0", "1", "2", "closed"]
 
 
-async def test_a_cancelled_consumer_stops_the_generator(service: InferenceService) -> None:
-    root = service.settings.models.repository
+async def test_a_cancelled_consumer_stops_the_generator(node: Node) -> None:
+    root = node.settings.models.repository
 
     async def consume() -> None:
-        async for _ in service.stream(count_request("cancelled", 1000, delay_ms=10)):
+        async for _ in node.service.stream(count_request("cancelled", 1000, delay_ms=10)):
             pass
 
     task = asyncio.ensure_future(consume())
@@ -102,29 +102,29 @@ async def test_a_cancelled_consumer_stops_the_generator(service: InferenceServic
     assert len(steps(root, "cancelled")) < 50
 
 
-async def test_the_deadline_ends_a_stream(service: InferenceService) -> None:
-    root = service.settings.models.repository
+async def test_the_deadline_ends_a_stream(node: Node) -> None:
+    root = node.settings.models.repository
     request = count_request("deadline", 1000, delay_ms=20, timeout=300_000)  # 0.3 s
     received: list[InferResponse] = []
     started = time.monotonic()
     with pytest.raises(DeadlineExceeded):
-        async for response in service.stream(request):
+        async for response in node.service.stream(request):
             received.append(response)
     assert time.monotonic() - started < 5
     assert 0 < len(received) < 1000
     await until(lambda: "closed" in steps(root, "deadline"), what="the generator to close")
 
 
-async def test_a_failure_after_partials_reaches_the_caller(service: InferenceService) -> None:
+async def test_a_failure_after_partials_reaches_the_caller(node: Node) -> None:
     received: list[InferResponse] = []
     with pytest.raises(InternalError, match=r"internal error \(request id "):
-        async for response in service.stream(count_request("fails", -3)):
+        async for response in node.service.stream(count_request("fails", -3)):
             received.append(response)
     assert values(received) == [0, 1, 2]
 
 
-async def test_streams_are_counted_in_statistics(service: InferenceService) -> None:
-    async for _ in service.stream(count_request("stats", 2)):
+async def test_streams_are_counted_in_statistics(node: Node) -> None:
+    async for _ in node.service.stream(count_request("stats", 2)):
         pass
-    stats = service.model_stats("count")["model_stats"][0]["inference_stats"]
+    stats = node.catalog.model_stats("count")["model_stats"][0]["inference_stats"]
     assert stats["success"]["count"] >= 1

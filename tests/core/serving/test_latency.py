@@ -17,7 +17,7 @@ from inferd.core.serving.stats import VersionStats
 from inferd.errors import Unavailable
 from inferd.metrics import Metrics
 from inferd.serving_metrics import TargetGauges
-from tests.conftest import ServiceFactory
+from tests.conftest import NodeFactory
 from tests.core.serving.test_pipeline import python_model, tensor
 
 
@@ -200,20 +200,20 @@ def slow_repo(root: Path, target_ms: float | None, delay_ms: float = 0) -> Path:
 
 
 async def test_without_a_target_the_plain_batcher_serves(
-    tmp_path: Path, service_factory: ServiceFactory
+    tmp_path: Path, node_factory: NodeFactory
 ) -> None:
-    service = service_factory(slow_repo(tmp_path, None))
-    await service.start()
-    assert type(service.manager.resolve("slow").batcher) is Batcher
-    assert "latency_target" not in service.model_stats("slow")["model_stats"][0]
+    node = node_factory(slow_repo(tmp_path, None))
+    await node.start()
+    assert type(node.manager.resolve("slow").batcher) is Batcher
+    assert "latency_target" not in node.catalog.model_stats("slow")["model_stats"][0]
 
 
 async def test_the_target_must_be_above_the_queue_delay(
-    tmp_path: Path, service_factory: ServiceFactory
+    tmp_path: Path, node_factory: NodeFactory
 ) -> None:
-    service = service_factory(slow_repo(tmp_path, 5, delay_ms=5))
-    await service.start()
-    (row_,) = service.repository_index(full=True)
+    node = node_factory(slow_repo(tmp_path, 5, delay_ms=5))
+    await node.start()
+    (row_,) = node.control.repository_index(full=True)
     assert row_["state"] == "FAILED"
     assert row_["reason"].endswith(
         "batching.latency_target_ms (5) must be above the queue delay (5 ms)"
@@ -237,7 +237,7 @@ async def test_a_limit_below_one_request_still_runs_it_alone() -> None:
 
 
 async def test_the_performance_doc_example_serves(
-    example_repo: Path, tmp_path: Path, service_factory: ServiceFactory
+    example_repo: Path, tmp_path: Path, node_factory: NodeFactory
 ) -> None:
     """docs/performance.md's model.yaml, on the example's wide model."""
     import re
@@ -251,9 +251,9 @@ async def test_the_performance_doc_example_serves(
     assert first == "# models/wide/model.yaml"
     shutil.copytree(example_repo / "wide" / "1", tmp_path / "wide" / "1")
     (tmp_path / "wide" / "model.yaml").write_text(rest)
-    service = service_factory(tmp_path)
-    await service.start()
-    (stats,) = service.model_stats("wide")["model_stats"]
+    node = node_factory(tmp_path)
+    await node.start()
+    (stats,) = node.catalog.model_stats("wide")["model_stats"]
     assert stats["latency_target"] == {
         "target_ms": 50,
         "budget_ms": 50,

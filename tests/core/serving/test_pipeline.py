@@ -15,7 +15,7 @@ import yaml
 from inferd.core.messages import InferRequest
 from inferd.errors import DeadlineExceeded, InternalError, Unavailable
 from inferd.types import Tensor
-from tests.conftest import ServiceFactory, wait_until
+from tests.conftest import NodeFactory, wait_until
 
 ADD_ONE = """
 class Model:
@@ -113,23 +113,23 @@ def outputs(response: Any) -> dict[str, list[Any]]:
 
 
 async def test_a_pipeline_runs_its_steps_and_describes_itself(
-    tmp_path: Path, service_factory: ServiceFactory
+    tmp_path: Path, node_factory: NodeFactory
 ) -> None:
     repo = write_repo(tmp_path)
     (tmp_path / "open").touch()
-    service = service_factory(repo)
-    await service.start()
-    response = await service.infer(request([[1, 2], [3, 4]]))
+    node = node_factory(repo)
+    await node.start()
+    response = await node.service.infer(request([[1, 2], [3, 4]]))
     assert outputs(response) == {"total": [[10.0], [18.0]], "doubled": [[4, 6], [8, 10]]}
-    metadata = service.model_metadata("p")
-    assert metadata["platform"] == "ensemble"
-    assert metadata["inputs"] == [tensor("x", "FP32", [-1, 2])]
-    assert metadata["outputs"] == [
+    metadata = node.catalog.model_metadata("p")
+    assert metadata.platform == "ensemble"
+    assert [spec.as_metadata() for spec in metadata.inputs] == [tensor("x", "FP32", [-1, 2])]
+    assert [spec.as_metadata() for spec in metadata.outputs] == [
         tensor("total", "FP32", [-1, 1]),
         tensor("doubled", "FP32", [-1, 2]),
     ]
-    assert service.model_config("p")["max_batch_size"] == 32
-    (stats,) = service.model_stats("p")["model_stats"]
+    assert node.catalog.model_config("p")["max_batch_size"] == 32
+    (stats,) = node.catalog.model_stats("p")["model_stats"]
     steps = stats["pipeline"]["steps"]
     assert list(steps) == ["first", "gate", "sum"]  # in the order they run
     assert steps["gate"]["model"] == "gate" and steps["gate"]["version"] == "1"
@@ -138,9 +138,9 @@ async def test_a_pipeline_runs_its_steps_and_describes_itself(
     )
     assert stats["inference_stats"]["success"]["count"] == 1
     # Each step is an ordinary version: its own statistics count the rows it ran.
-    (gate,) = service.model_stats("gate")["model_stats"]
+    (gate,) = node.catalog.model_stats("gate")["model_stats"]
     assert gate["inference_count"] == 2
-    rendered = service.metrics.render().decode()
+    rendered = node.metrics.render().decode()
     assert (
         'inferd_pipeline_step_duration_seconds_count{model="p",step="gate",version="1"} 1.0'
         in rendered
@@ -148,91 +148,91 @@ async def test_a_pipeline_runs_its_steps_and_describes_itself(
 
 
 async def test_concurrent_requests_batch_at_a_step(
-    tmp_path: Path, service_factory: ServiceFactory
+    tmp_path: Path, node_factory: NodeFactory
 ) -> None:
     repo = write_repo(tmp_path)
-    service = service_factory(repo)
-    await service.start()
-    first = asyncio.ensure_future(service.infer(request([[0, 0]])))
+    node = node_factory(repo)
+    await node.start()
+    first = asyncio.ensure_future(node.service.infer(request([[0, 0]])))
     await asyncio.to_thread(wait_until, (tmp_path / "entered").exists, 10, "the gate's first batch")
     # While the gate holds its first batch, eight more requests queue there.
-    rest = [asyncio.ensure_future(service.infer(request([[n, n]]))) for n in range(1, 9)]
+    rest = [asyncio.ensure_future(node.service.infer(request([[n, n]]))) for n in range(1, 9)]
     await asyncio.sleep(0.05)
     (tmp_path / "open").touch()
     responses = await asyncio.gather(first, *rest)
     assert [outputs(r)["total"] for r in responses] == [[[4.0 * n + 4]] for n in range(9)]
-    (gate,) = service.model_stats("gate")["model_stats"]
+    (gate,) = node.catalog.model_stats("gate")["model_stats"]
     assert gate["execution_count"] == 2  # the eight queued ones ran as one batch
     assert gate["batch_stats"][-1]["batch_size"] == 8
 
 
 async def test_a_failing_step_is_named(
-    tmp_path: Path, service_factory: ServiceFactory, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, node_factory: NodeFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     repo = write_repo(tmp_path)
     (tmp_path / "open").touch()
-    service = service_factory(repo)
-    await service.start()
+    node = node_factory(repo)
+    await node.start()
     with caplog.at_level(logging.ERROR, "inferd.service"), pytest.raises(InternalError) as failed:
-        await service.infer(request([[-5, 1]]))
+        await node.service.infer(request([[-5, 1]]))
     assert "request id" in failed.value.message  # the client learns the id, not the cause
     assert "pipeline 'p' step 'sum' (model 'sum'): model 'sum' failed: ValueError" in caplog.text
-    (stats,) = service.model_stats("p")["model_stats"]
+    (stats,) = node.catalog.model_stats("p")["model_stats"]
     steps = stats["pipeline"]["steps"]
     assert (steps["first"]["success"]["count"], steps["sum"]["fail"]["count"]) == (1, 1)
     assert stats["inference_stats"]["fail"]["count"] == 1
 
 
 async def test_a_step_model_that_is_gone_makes_the_pipeline_unavailable(
-    tmp_path: Path, service_factory: ServiceFactory
+    tmp_path: Path, node_factory: NodeFactory
 ) -> None:
     repo = write_repo(tmp_path)
     (tmp_path / "open").touch()
-    service = service_factory(repo)
-    await service.start()
-    await service.unload_model("sum")
+    node = node_factory(repo)
+    await node.start()
+    await node.control.unload_model("sum")
     with pytest.raises(
         Unavailable, match=r"^pipeline 'p' step 'sum' \(model 'sum'\): model 'sum' is not ready"
     ):
-        await service.infer(request([[1, 1]]))
-    assert service.model_unready_reason("p") == (
+        await node.service.infer(request([[1, 1]]))
+    assert node.catalog.model_unready_reason("p") == (
         "unhealthy: step 'sum': model 'sum' is not ready (version 1: UNAVAILABLE unloaded)"
     )
 
 
 async def test_the_deadline_covers_the_whole_pipeline(
-    tmp_path: Path, service_factory: ServiceFactory
+    tmp_path: Path, node_factory: NodeFactory
 ) -> None:
     repo = write_repo(tmp_path)
-    service = service_factory(repo)
-    await service.start()
+    node = node_factory(repo)
+    await node.start()
     with pytest.raises(
         DeadlineExceeded,
         match=r"^pipeline 'p' step 'gate' \(model 'gate'\): the request's deadline passed",
     ):
-        await service.infer(request([[1, 1]], timeout=200_000))  # microseconds
+        await node.service.infer(request([[1, 1]], timeout=200_000))  # microseconds
     (tmp_path / "open").touch()
-    (stats,) = service.model_stats("p")["model_stats"]
+    (stats,) = node.catalog.model_stats("p")["model_stats"]
     steps = stats["pipeline"]["steps"]
     assert steps["first"]["success"]["count"] == 1
     assert steps["gate"]["fail"]["count"] == 1
     assert steps["sum"]["success"]["count"] + steps["sum"]["fail"]["count"] == 0  # never ran
-    ran = lambda: service.model_stats("gate")["model_stats"][0]["execution_count"] == 1  # noqa: E731
+    ran = lambda: node.catalog.model_stats("gate")["model_stats"][0]["execution_count"] == 1  # noqa: E731
     await asyncio.to_thread(wait_until, ran, 10, "the gate's batch to return")
-    assert service.model_stats("sum")["model_stats"][0]["execution_count"] == 0
+    assert node.catalog.model_stats("sum")["model_stats"][0]["execution_count"] == 0
 
 
 async def test_a_cancelled_request_leaves_the_step_queue(
-    tmp_path: Path, service_factory: ServiceFactory
+    tmp_path: Path, node_factory: NodeFactory
 ) -> None:
     """A request cancelled (its client went away) while queued at a step never runs there
     nor at the steps after it."""
     repo = write_repo(tmp_path)
-    service = service_factory(repo)
-    await service.start()
-    first = asyncio.ensure_future(service.infer(request([[1, 1]])))
+    node = node_factory(repo)
+    await node.start()
+    first = asyncio.ensure_future(node.service.infer(request([[1, 1]])))
     await asyncio.to_thread(wait_until, (tmp_path / "entered").exists, 10, "the gate's first batch")
-    second = asyncio.ensure_future(service.infer(request([[2, 2]])))
+    second = asyncio.ensure_future(node.service.infer(request([[2, 2]])))
     await asyncio.sleep(0.05)  # queued at the gate, behind the first
     second.cancel()
     (tmp_path / "open").touch()
@@ -240,29 +240,29 @@ async def test_a_cancelled_request_leaves_the_step_queue(
     with pytest.raises(asyncio.CancelledError):
         await second
     assert (tmp_path / "batches").read_text().count("batch") == 1
-    (stats,) = service.model_stats("p")["model_stats"]
+    (stats,) = node.catalog.model_stats("p")["model_stats"]
     assert stats["pipeline"]["steps"]["gate"]["fail"]["count"] == 1
-    assert service.model_stats("sum")["model_stats"][0]["inference_count"] == 1
+    assert node.catalog.model_stats("sum")["model_stats"][0]["inference_count"] == 1
 
 
 async def test_a_step_model_reloaded_under_traffic_fails_no_pipeline_request(
-    tmp_path: Path, service_factory: ServiceFactory
+    tmp_path: Path, node_factory: NodeFactory
 ) -> None:
     repo = write_repo(tmp_path)
     (tmp_path / "open").touch()
-    service = service_factory(repo)
-    await service.start()
+    node = node_factory(repo)
+    await node.start()
 
     async def traffic() -> list[Any]:
         answers = []
         for n in range(30):
-            answers.append(await service.infer(request([[n, n]])))
+            answers.append(await node.service.infer(request([[n, n]])))
             await asyncio.sleep(0)
         return answers
 
     flows = [asyncio.ensure_future(traffic()) for _ in range(4)]
-    await service.load_model("add-one")  # a new instance of the first step swaps in
-    await service.load_model("sum")
+    await node.control.load_model("add-one")  # a new instance of the first step swaps in
+    await node.control.load_model("sum")
     results = await asyncio.gather(*flows)
     assert [outputs(a)["total"] for a in results[0]] == [[[4.0 * n + 4]] for n in range(30)]
     assert sum(len(r) for r in results) == 120

@@ -13,7 +13,7 @@ from inferd.core.messages import InferRequest
 from inferd.core.store.model_config import read_model_config
 from inferd.errors import ConfigError
 from inferd.types import Tensor
-from tests.conftest import ServiceFactory
+from tests.conftest import NodeFactory
 from tests.core.serving.test_pipeline import ADD_ONE, python_model, tensor
 
 PAIR = """
@@ -165,11 +165,11 @@ LOAD_ERRORS = [
 
 @pytest.mark.parametrize(("pipeline", "message"), LOAD_ERRORS)
 async def test_a_mistake_is_refused_at_load_naming_the_step(
-    tmp_path: Path, service_factory: ServiceFactory, pipeline: dict[str, Any], message: str
+    tmp_path: Path, node_factory: NodeFactory, pipeline: dict[str, Any], message: str
 ) -> None:
-    service = service_factory(repo_with(tmp_path, pipeline))
-    await service.start()
-    index = {(r["name"], r["version"]): r for r in service.repository_index(full=True)}
+    node = node_factory(repo_with(tmp_path, pipeline))
+    await node.start()
+    index = {(r["name"], r["version"]): r for r in node.control.repository_index(full=True)}
     failed = index[("p", "1")]
     assert failed["state"] == "FAILED"
     assert failed["reason"] == f"model 'p' version '1': {message}"
@@ -241,7 +241,7 @@ def test_a_broken_graph_is_refused_when_model_yaml_is_read(
 
 
 async def test_triton_ensemble_scheduling_serves_as_a_pipeline(
-    tmp_path: Path, service_factory: ServiceFactory
+    tmp_path: Path, node_factory: NodeFactory
 ) -> None:
     ensemble = {
         "max_batch_size": 8,
@@ -271,27 +271,27 @@ async def test_triton_ensemble_scheduling_serves_as_a_pipeline(
     }
     repo = repo_with(tmp_path, ensemble)
     (repo / "p" / "1").mkdir()  # Triton's layout: an empty version folder
-    service = service_factory(repo)
-    await service.start()
+    node = node_factory(repo)
+    await node.start()
     array = np.array([[0.5, 1.5]], dtype=np.float32)
-    response = await service.infer(InferRequest("p", [Tensor("IN", "FP32", array)]))
+    response = await node.service.infer(InferRequest("p", [Tensor("IN", "FP32", array)]))
     assert response.outputs[0].name == "OUT"
     assert response.outputs[0].data.tolist() == [[2, 3]]
-    (stats,) = service.model_stats("p")["model_stats"]
+    (stats,) = node.catalog.model_stats("p")["model_stats"]
     assert list(stats["pipeline"]["steps"]) == ["add-one", "add-one_2", "to-int"]
-    assert service.model_config("p")["max_batch_size"] == 8
+    assert node.catalog.model_config("p")["max_batch_size"] == 8
 
 
 async def test_max_batch_size_above_a_step_is_refused(
-    tmp_path: Path, service_factory: ServiceFactory
+    tmp_path: Path, node_factory: NodeFactory
 ) -> None:
     pipeline = {
         "max_batch_size": 64,
         **two_steps({"name": "second", "model": "add-one", "inputs": {"x": "first.y"}}),
     }
-    service = service_factory(repo_with(tmp_path, pipeline))
-    await service.start()
-    (failed,) = [r for r in service.repository_index(full=True) if r["name"] == "p"]
+    node = node_factory(repo_with(tmp_path, pipeline))
+    await node.start()
+    (failed,) = [r for r in node.control.repository_index(full=True) if r["name"] == "p"]
     assert failed["reason"].endswith("max_batch_size 64 is more than the steps take (at most 32)")
 
 

@@ -15,23 +15,23 @@ import pytest
 from google.protobuf import json_format
 from tritonclient.grpc import model_config_pb2
 
-from inferd.core.service import InferenceService
+from inferd.core.node import Node
 from inferd.core.serving.sequences import Sequences
 from inferd.core.store.sequence_config import SequenceBatchingConfig
 from inferd.types import TensorSpec
 from tests.compat.models import write_models
-from tests.conftest import ServiceFactory, asgi_client
+from tests.conftest import NodeFactory, asgi_client
 from tests.streaming import until
 
 
 @pytest.fixture
 async def served(
-    tmp_path: Path, service_factory: ServiceFactory
-) -> AsyncIterator[tuple[InferenceService, httpx.AsyncClient]]:
+    tmp_path: Path, node_factory: NodeFactory
+) -> AsyncIterator[tuple[Node, httpx.AsyncClient]]:
     repo = write_models(tmp_path, "simple", "accumulate", "accumulate_string", "sequence_state")
-    service = service_factory(repo)
-    async with await asgi_client(service) as client:
-        yield service, client
+    node = node_factory(repo)
+    async with await asgi_client(node) as client:
+        yield node, client
 
 
 def body(value: int, **parameters: Any) -> dict[str, Any]:
@@ -63,7 +63,7 @@ async def total(client: httpx.AsyncClient, model: str, value: int, **parameters:
     ],
 )
 async def test_interleaved_sequences_keep_their_own_totals(
-    served: tuple[InferenceService, httpx.AsyncClient], model: str, ids: tuple[Any, Any]
+    served: tuple[Node, httpx.AsyncClient], model: str, ids: tuple[Any, Any]
 ) -> None:
     _, client = served
     a, b = ids
@@ -77,7 +77,7 @@ async def test_interleaved_sequences_keep_their_own_totals(
     assert await total(client, model, 1, sequence_id=a, sequence_start=True, sequence_end=True) == 1
 
 
-async def test_errors(served: tuple[InferenceService, httpx.AsyncClient]) -> None:
+async def test_errors(served: tuple[Node, httpx.AsyncClient]) -> None:
     _, client = served
     cases = [
         (send(client, "accumulate", 1), 400, "send parameter sequence_id"),
@@ -135,10 +135,10 @@ async def test_errors(served: tuple[InferenceService, httpx.AsyncClient]) -> Non
 
 
 async def test_idle_sequences_are_released(
-    served: tuple[InferenceService, httpx.AsyncClient],
+    served: tuple[Node, httpx.AsyncClient],
 ) -> None:
-    service, client = served
-    sequences = service.router.named("sequence_state").sequences
+    node, client = served
+    sequences = node.router.named("sequence_state").sequences
     assert sequences is not None
     assert await total(client, "sequence_state", 3, sequence_id=9, sequence_start=True) == 3
     assert sequences.live == 1
@@ -148,7 +148,7 @@ async def test_idle_sequences_are_released(
 
 
 async def test_oldest_limits_live_sequences(
-    served: tuple[InferenceService, httpx.AsyncClient],
+    served: tuple[Node, httpx.AsyncClient],
 ) -> None:
     _, client = served
     for sid in (1, 2, 3):
@@ -160,7 +160,7 @@ async def test_oldest_limits_live_sequences(
 
 
 async def test_config_reports_sequence_batching(
-    served: tuple[InferenceService, httpx.AsyncClient],
+    served: tuple[Node, httpx.AsyncClient],
 ) -> None:
     _, client = served
     doc = (await client.get("/v2/models/accumulate/config")).json()

@@ -16,7 +16,7 @@ from inferd.http.app import create_app
 from inferd.settings import SharedMemorySettings
 from inferd.types import Tensor
 from tests.compat.models import write_models
-from tests.conftest import ServiceFactory
+from tests.conftest import NodeFactory
 
 LOCAL = ("tenant", "127.0.0.1")
 OTHER = ("other", "127.0.0.1")
@@ -146,11 +146,11 @@ def test_unregister_and_close_unmap(root: Path) -> None:
 
 
 async def test_rest_routes_refuse_a_remote_caller(
-    tmp_path: Path, service_factory: ServiceFactory
+    tmp_path: Path, node_factory: NodeFactory
 ) -> None:
-    service = service_factory(write_models(tmp_path, "simple"))
-    await service.start()
-    transport = httpx.ASGITransport(app=create_app(service), client=("203.0.113.9", 5000))
+    node = node_factory(write_models(tmp_path, "simple"))
+    await node.start()
+    transport = httpx.ASGITransport(app=create_app(node), client=("203.0.113.9", 5000))
     async with httpx.AsyncClient(transport=transport, base_url="http://inferd") as client:
         answer = await client.get("/v2/systemsharedmemory/status")
         assert answer.status_code == 403

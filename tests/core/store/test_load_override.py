@@ -12,18 +12,16 @@ import pytest
 
 from inferd.gateway.keys import Scope, new_key
 from tests.compat.models import write_models
-from tests.conftest import ServiceFactory, asgi_client
+from tests.conftest import NodeFactory, asgi_client
 
 ADMIN_KEY, ADMIN_ENTRY = new_key("ops", Scope.ADMIN)
 
 
 @pytest.fixture
-async def client(
-    tmp_path: Path, service_factory: ServiceFactory
-) -> AsyncIterator[httpx.AsyncClient]:
+async def client(tmp_path: Path, node_factory: NodeFactory) -> AsyncIterator[httpx.AsyncClient]:
     repo = write_models(tmp_path, "simple")
-    service = service_factory(repo, server={"api_keys": [ADMIN_ENTRY.line()]})
-    async with await asgi_client(service) as c:
+    node = node_factory(repo, server={"api_keys": [ADMIN_ENTRY.line()]})
+    async with await asgi_client(node) as c:
         c.headers["authorization"] = f"Bearer {ADMIN_KEY}"
         yield c
 

@@ -14,7 +14,7 @@ from tritonclient.grpc import model_config_pb2
 from inferd.core.store.model_config import ModelConfig, read_model_config
 from inferd.errors import ConfigError
 from tests.compat.models import write_model
-from tests.conftest import ServiceFactory, asgi_client
+from tests.conftest import NodeFactory, asgi_client
 
 #: The model takes its input as [batch, 2, 2] (reshape); clients send [batch, 4].
 IMAGE = (
@@ -43,9 +43,9 @@ def repo(tmp_path: Path) -> Path:
 
 
 async def test_rest_config_parses_as_tritons_model_config(
-    repo: Path, service_factory: ServiceFactory
+    repo: Path, node_factory: NodeFactory
 ) -> None:
-    async with await asgi_client(service_factory(repo)) as client:
+    async with await asgi_client(node_factory(repo)) as client:
         doc = (await client.get("/v2/models/image/config")).json()
     config = json_format.ParseDict(doc, model_config_pb2.ModelConfig())  # unknown fields fail
     assert config.version_policy.latest.num_versions == 1
@@ -60,11 +60,11 @@ async def test_rest_config_parses_as_tritons_model_config(
 
 
 async def test_reshape_gives_the_model_its_shape_and_clients_theirs(
-    repo: Path, service_factory: ServiceFactory
+    repo: Path, node_factory: NodeFactory
 ) -> None:
     x = np.arange(8, dtype=np.float32).reshape(2, 4)
     body = {"inputs": [{"name": "IMAGE", "datatype": "FP32", "shape": [2, 4], "data": x.tolist()}]}
-    async with await asgi_client(service_factory(repo)) as client:
+    async with await asgi_client(node_factory(repo)) as client:
         answer = await client.post("/v2/models/image/infer", json=body)
     assert answer.status_code == 200, answer.text
     out = answer.json()["outputs"][0]

@@ -14,7 +14,7 @@ from inferd.core.traffic.rollout import State
 from inferd.core.traffic.rollouts import Rollouts, stable_version
 from inferd.errors import Conflict, InvalidArgument, NotFound
 from inferd.types import Tensor
-from tests.conftest import ServiceFactory
+from tests.conftest import NodeFactory
 from tests.core.traffic.test_rollout import FakeRouter
 from tests.rollout_models import write_model
 
@@ -141,22 +141,22 @@ async def test_close_stops_driving(rollouts: tuple[Rollouts, FakeRouter]) -> Non
 
 
 async def test_two_identical_versions_under_load_never_roll_back(
-    tmp_path: Path, service_factory: ServiceFactory
+    tmp_path: Path, node_factory: NodeFactory
 ) -> None:
-    service = service_factory(write_model(tmp_path, "m", fail_every=0))
-    await service.start()
+    node = node_factory(write_model(tmp_path, "m", fail_every=0))
+    await node.start()
     request = InferRequest("m", [Tensor("x", "FP32", np.ones((1, 2), dtype=np.float32))])
     # One step at 50 %: each rollout judges at least one window of 100 requests a version.
     plan = {"to": "2", "steps": [50, 100], "step_interval_s": 0.01, "min_requests": 100}
 
     async def client() -> None:  # one request after the other, as long as the rollout runs
-        while service.rollout("m")["state"] == "running":
-            await service.infer(request)
+        while node.control.rollout("m")["state"] == "running":
+            await node.service.infer(request)
 
     for _ in range(20):
-        service.set_traffic("m", {"1": 100})
-        service.start_rollout("m", plan)
+        node.control.set_traffic("m", {"1": 100})
+        node.control.start_rollout("m", plan)
         async with asyncio.timeout(30):
             await asyncio.gather(*(client() for _ in range(8)))
-        view = service.rollout("m")
+        view = node.control.rollout("m")
         assert view["state"] == "succeeded", view["decisions"]

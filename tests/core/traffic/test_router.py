@@ -89,38 +89,38 @@ def test_bad_weights_are_refused(weights: object, message: str) -> None:
         check_weights(weights, "traffic")
 
 
-async def test_labels_resolve_in_the_router(tmp_path: Path, service_factory) -> None:
+async def test_labels_resolve_in_the_router(tmp_path: Path, node_factory) -> None:
     versions_model(tmp_path, ["1", "2"], "labels: {stable: '1', canary: '2'}\n")
-    service = service_factory(tmp_path)
-    await service.start()
-    assert service.router.resolve("m", "stable").version == "1"
-    assert service.router.resolve("m", "canary").version == "2"
-    assert service.router.resolve("m").version == "2"
-    assert (await service.infer(request(version="stable"))).version == "1"
+    node = node_factory(tmp_path)
+    await node.start()
+    assert node.router.resolve("m", "stable").version == "1"
+    assert node.router.resolve("m", "canary").version == "2"
+    assert node.router.resolve("m").version == "2"
+    assert (await node.service.infer(request(version="stable"))).version == "1"
     with pytest.raises(NotFound, match="no version 'stable'"):
-        service.manager.resolve("m", "stable")  # the manager knows versions only
+        node.manager.resolve("m", "stable")  # the manager knows versions only
 
 
-async def test_the_yaml_split_routes_and_sticks(tmp_path: Path, service_factory) -> None:
+async def test_the_yaml_split_routes_and_sticks(tmp_path: Path, node_factory) -> None:
     versions_model(tmp_path, ["1", "2"], "traffic: {1: 50, 2: 50}\n")
-    service = service_factory(tmp_path)
-    await service.start()
-    assert service.router.traffic("m") == {"1": 50, "2": 50}
-    answered = {key: (await service.infer(request(key=key))).version for key in KEYS[:200]}
+    node = node_factory(tmp_path)
+    await node.start()
+    assert node.router.traffic("m") == {"1": 50, "2": 50}
+    answered = {key: (await node.service.infer(request(key=key))).version for key in KEYS[:200]}
     assert set(answered.values()) == {"1", "2"}
     for key, version in answered.items():
-        response = await service.infer(request(key=key))
+        response = await node.service.infer(request(key=key))
         assert response.version == version
         assert response.outputs[0].data.tolist() == [[float(version)] * 2]
     # A named version or label bypasses the split.
-    assert all(service.router.resolve("m", "1", key).version == "1" for key in KEYS[:50])
+    assert all(node.router.resolve("m", "1", key).version == "1" for key in KEYS[:50])
 
 
-async def test_set_traffic_is_checked_and_none_clears(tmp_path: Path, service_factory) -> None:
+async def test_set_traffic_is_checked_and_none_clears(tmp_path: Path, node_factory) -> None:
     versions_model(tmp_path, ["1", "2"])
-    service = service_factory(tmp_path)
-    await service.start()
-    router = service.router
+    node = node_factory(tmp_path)
+    await node.start()
+    router = node.router
     assert router.traffic("m") is None
     router.set_traffic("m", {"1": 100, "2": 0})
     assert {router.resolve("m", key=k).version for k in KEYS[:100]} == {"1"}
@@ -138,53 +138,53 @@ async def test_set_traffic_is_checked_and_none_clears(tmp_path: Path, service_fa
     assert router.resolve("m", key="any").version == "2"
 
 
-async def test_a_reload_resets_to_the_yaml_split(tmp_path: Path, service_factory) -> None:
+async def test_a_reload_resets_to_the_yaml_split(tmp_path: Path, node_factory) -> None:
     versions_model(tmp_path, ["1", "2"], "traffic: {'1': 90, '2': 10}\n")
-    service = service_factory(tmp_path)
-    await service.start()
-    service.router.set_traffic("m", {"1": 0, "2": 100})
-    await service.load_model("m")
-    assert service.router.traffic("m") == {"1": 90, "2": 10}
+    node = node_factory(tmp_path)
+    await node.start()
+    node.router.set_traffic("m", {"1": 0, "2": 100})
+    await node.control.load_model("m")
+    assert node.router.traffic("m") == {"1": 90, "2": 10}
 
 
 async def test_a_split_member_gone_leaves_the_others_answering(
-    tmp_path: Path, service_factory
+    tmp_path: Path, node_factory
 ) -> None:
     folder = versions_model(tmp_path, ["1", "2", "3"], "traffic: {1: 40, 2: 30, 3: 30}\n")
-    service = service_factory(tmp_path)
-    await service.start()
-    before = {key: service.router.resolve("m", key=key).version for key in KEYS[:1000]}
+    node = node_factory(tmp_path)
+    await node.start()
+    before = {key: node.router.resolve("m", key=key).version for key in KEYS[:1000]}
     shutil.rmtree(folder / "3")
-    await service.load_model("m")
-    assert service.manager.versions("m") == ["1", "2"]
+    await node.control.load_model("m")
+    assert node.manager.versions("m") == ["1", "2"]
     for key, version in before.items():
-        answered = (await service.infer(request(key=key))).version
+        answered = (await node.service.infer(request(key=key))).version
         # Keys of the versions still served stay where they were.
         assert answered == version or (version == "3" and answered in ("1", "2"))
-    unkeyed = Counter([(await service.infer(request())).version for _ in range(200)])
+    unkeyed = Counter([(await node.service.infer(request())).version for _ in range(200)])
     assert set(unkeyed) == {"1", "2"}
 
 
 async def test_no_split_member_served_falls_back_to_the_latest(
-    tmp_path: Path, service_factory
+    tmp_path: Path, node_factory
 ) -> None:
     folder = versions_model(tmp_path, ["1", "2", "3"], "traffic: {1: 50, 2: 50}\n")
-    service = service_factory(tmp_path)
-    await service.start()
+    node = node_factory(tmp_path)
+    await node.start()
     shutil.rmtree(folder / "1")
     shutil.rmtree(folder / "2")
-    await service.load_model("m")
-    assert (await service.infer(request(key="k"))).version == "3"
-    assert (await service.infer(request())).version == "3"
+    await node.control.load_model("m")
+    assert (await node.service.infer(request(key="k"))).version == "3"
+    assert (await node.service.infer(request())).version == "3"
 
 
-async def test_a_routing_key_too_long_is_refused(tmp_path: Path, service_factory) -> None:
+async def test_a_routing_key_too_long_is_refused(tmp_path: Path, node_factory) -> None:
     versions_model(tmp_path, ["1", "2"], "traffic: {1: 50, 2: 50}\n")
-    service = service_factory(tmp_path, routing={"max_key_length": 8})
-    await service.start()
-    assert (await service.infer(request(key="12345678"))).version in ("1", "2")
+    node = node_factory(tmp_path, routing={"max_key_length": 8})
+    await node.start()
+    assert (await node.service.infer(request(key="12345678"))).version in ("1", "2")
     with pytest.raises(InvalidArgument, match="9 characters long; at most 8"):
-        await service.infer(request(key="123456789"))
+        await node.service.infer(request(key="123456789"))
 
 
 @pytest.mark.parametrize(
@@ -196,11 +196,11 @@ async def test_a_routing_key_too_long_is_refused(tmp_path: Path, service_factory
     ],
 )
 async def test_a_bad_yaml_split_fails_the_load(
-    tmp_path: Path, service_factory, yaml: str, message: str
+    tmp_path: Path, node_factory, yaml: str, message: str
 ) -> None:
     versions_model(tmp_path, ["1", "2"], yaml)
-    service = service_factory(tmp_path)
-    await service.start()
-    (row,) = service.repository_index(full=True)
+    node = node_factory(tmp_path)
+    await node.start()
+    (row,) = node.control.repository_index(full=True)
     assert row["state"] == "FAILED"
     assert message in row["reason"]

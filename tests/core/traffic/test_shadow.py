@@ -19,7 +19,7 @@ from inferd.errors import ConfigError, ResourceExhausted, Unavailable
 from inferd.http.app import create_app
 from inferd.metrics import Metrics
 from inferd.types import Tensor
-from tests.conftest import ServiceFactory
+from tests.conftest import NodeFactory
 from tests.core.store.test_repository import make_model
 
 X = {"x": np.asarray([[1.0, 2.0]], dtype=np.float32)}
@@ -245,36 +245,36 @@ def infer_request(*values: float) -> InferRequest:
 
 
 async def test_a_blocked_shadow_version_does_not_delay_the_primary(
-    tmp_path: Path, service_factory: ServiceFactory
+    tmp_path: Path, node_factory: NodeFactory
 ) -> None:
     GATE.clear()
-    service = service_factory(
+    node = node_factory(
         two_versions(tmp_path, "shadow: {version: 1, fraction: 1.0}\n", BLOCKING_MODEL)
     )
-    await service.start()
-    shadow = service.shadows.get("m")
+    await node.start()
+    shadow = node.control.shadows.get("m")
     assert shadow is not None
     try:
         for n in range(1, 4):  # answered while the shadow version blocks
-            response = await service.infer(infer_request(n, n))
+            response = await node.service.infer(infer_request(n, n))
             assert (response.version, response.outputs[0].data.tolist()) == ("2", [[n, n]])
         assert shadow.in_flight == 3
         assert shadow.state()["counts"] == {"agree": 0, "disagree": 0, "dropped": 0, "error": 0}
     finally:
         GATE.set()
     await shadow.settle()
-    state = service.shadow_state("m")["shadow"]
+    state = node.control.shadow_state("m")["shadow"]
     assert state["counts"]["disagree"] == 3  # version 1 doubles
     assert state["disagreements"] == {"values": 3}
 
 
-async def test_cache_hits_are_not_mirrored(tmp_path: Path, service_factory: ServiceFactory) -> None:
+async def test_cache_hits_are_not_mirrored(tmp_path: Path, node_factory: NodeFactory) -> None:
     yaml = "shadow: {version: '1', fraction: 1.0}\ncache: {enabled: true}\n"
-    service = service_factory(two_versions(tmp_path, yaml, DOUBLING_MODEL))
-    await service.start()
+    node = node_factory(two_versions(tmp_path, yaml, DOUBLING_MODEL))
+    await node.start()
     for _ in range(3):
-        await service.infer(infer_request(1, 1))
-    shadow = service.shadows.get("m")
+        await node.service.infer(infer_request(1, 1))
+    shadow = node.control.shadows.get("m")
     assert shadow is not None
     await shadow.settle()
     assert shadow.state()["counts"]["disagree"] == 1  # the miss only
@@ -291,19 +291,19 @@ def test_a_shadow_version_the_policy_does_not_serve_is_a_config_error(tmp_path: 
 # -- the admin API (in-process ASGI) -------------------------------------------------------
 
 
-async def admin_client(service: Any) -> httpx.AsyncClient:
-    await service.start()
-    transport = httpx.ASGITransport(app=create_app(service), client=("127.0.0.1", 50000))
+async def admin_client(node: Any) -> httpx.AsyncClient:
+    await node.start()
+    transport = httpx.ASGITransport(app=create_app(node), client=("127.0.0.1", 50000))
     return httpx.AsyncClient(transport=transport, base_url="http://inferd")
 
 
 async def test_put_starts_changes_and_stops_the_shadow(
-    tmp_path: Path, service_factory: ServiceFactory
+    tmp_path: Path, node_factory: NodeFactory
 ) -> None:
-    service = service_factory(
+    node = node_factory(
         two_versions(tmp_path, "", DOUBLING_MODEL), server={"allow_local_admin": True}
     )
-    async with await admin_client(service) as client:
+    async with await admin_client(node) as client:
         assert (await client.get("/v2/models/m/shadow")).json() == {"model": "m", "shadow": None}
         put = await client.put("/v2/models/m/shadow", json={"version": "1", "fraction": 1})
         assert put.status_code == 200
@@ -314,7 +314,7 @@ async def test_put_starts_changes_and_stops_the_shadow(
             json={"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 2], "data": [3, 4]}]},
         )
         assert answer.json()["outputs"][0]["data"] == [3, 4]  # the primary's, unchanged
-        mirrored = service.shadows.get("m")
+        mirrored = node.control.shadows.get("m")
         assert mirrored is not None
         await mirrored.settle()
         got = (await client.get("/v2/models/m/shadow")).json()["shadow"]
@@ -345,56 +345,56 @@ async def test_put_starts_changes_and_stops_the_shadow(
 )
 async def test_put_refuses_what_it_cannot_do(
     tmp_path: Path,
-    service_factory: ServiceFactory,
+    node_factory: NodeFactory,
     path: str,
     body: object,
     status: int,
     message: str,
 ) -> None:
-    service = service_factory(
+    node = node_factory(
         two_versions(tmp_path, "", DOUBLING_MODEL), server={"allow_local_admin": True}
     )
-    async with await admin_client(service) as client:
+    async with await admin_client(node) as client:
         answer = await client.put(path, json=body)
         assert answer.status_code == status
         assert message in answer.json()["error"]
-        assert service.shadows.get("m") is None
+        assert node.control.shadows.get("m") is None
 
 
 async def test_the_shadow_api_needs_the_admin_scope(
-    tmp_path: Path, service_factory: ServiceFactory
+    tmp_path: Path, node_factory: NodeFactory
 ) -> None:
-    service = service_factory(two_versions(tmp_path, "", DOUBLING_MODEL))
-    async with await admin_client(service) as client:
+    node = node_factory(two_versions(tmp_path, "", DOUBLING_MODEL))
+    async with await admin_client(node) as client:
         assert (await client.get("/v2/models/m/shadow")).status_code == 403
         put = await client.put("/v2/models/m/shadow", json={"version": "1", "fraction": 1})
         assert put.status_code == 403
-    assert service.shadows.get("m") is None
+    assert node.control.shadows.get("m") is None
 
 
 async def test_unloading_a_model_stops_its_shadow(
-    tmp_path: Path, service_factory: ServiceFactory
+    tmp_path: Path, node_factory: NodeFactory
 ) -> None:
     yaml = "shadow: {version: '1', fraction: 0.5}\n"
-    service = service_factory(two_versions(tmp_path, yaml, DOUBLING_MODEL))
-    await service.start()
-    assert service.shadow_state("m")["shadow"]["source"] == "model.yaml"
-    await service.unload_model("m")
-    assert service.shadow_state("m") == {"model": "m", "shadow": None}
-    await service.load_model("m")
-    assert service.shadow_state("m")["shadow"]["fraction"] == 0.5
+    node = node_factory(two_versions(tmp_path, yaml, DOUBLING_MODEL))
+    await node.start()
+    assert node.control.shadow_state("m")["shadow"]["source"] == "model.yaml"
+    await node.control.unload_model("m")
+    assert node.control.shadow_state("m") == {"model": "m", "shadow": None}
+    await node.control.load_model("m")
+    assert node.control.shadow_state("m")["shadow"]["fraction"] == 0.5
 
 
 async def test_answers_a_split_gives_the_shadow_version_are_not_mirrored(
-    tmp_path: Path, service_factory: ServiceFactory
+    tmp_path: Path, node_factory: NodeFactory
 ) -> None:
     yaml = (
         "shadow: {version: '1', fraction: 1.0, max_in_flight: 1024}\ntraffic: {'1': 50, '2': 50}\n"
     )
-    service = service_factory(two_versions(tmp_path, yaml, DOUBLING_MODEL))
-    await service.start()
-    answered = [(await service.infer(infer_request(1, 1))).version for _ in range(40)]
-    shadow = service.shadows.get("m")
+    node = node_factory(two_versions(tmp_path, yaml, DOUBLING_MODEL))
+    await node.start()
+    answered = [(await node.service.infer(infer_request(1, 1))).version for _ in range(40)]
+    shadow = node.control.shadows.get("m")
     assert shadow is not None
     await shadow.settle()
     assert shadow.state()["counts"]["disagree"] == answered.count("2")
@@ -402,16 +402,16 @@ async def test_answers_a_split_gives_the_shadow_version_are_not_mirrored(
 
 
 async def test_a_reload_goes_back_to_the_model_yaml_shadow(
-    tmp_path: Path, service_factory: ServiceFactory
+    tmp_path: Path, node_factory: NodeFactory
 ) -> None:
-    service = service_factory(
+    node = node_factory(
         two_versions(tmp_path, "shadow: {version: '1', fraction: 0.5}\n", DOUBLING_MODEL)
     )
-    await service.start()
-    service.set_shadow("m", {"version": "1", "fraction": 1.0})
-    assert service.shadow_state("m")["shadow"]["source"] == "api"
-    await service.load_model("m")
-    state = service.shadow_state("m")["shadow"]
+    await node.start()
+    node.control.set_shadow("m", {"version": "1", "fraction": 1.0})
+    assert node.control.shadow_state("m")["shadow"]["source"] == "api"
+    await node.control.load_model("m")
+    state = node.control.shadow_state("m")["shadow"]
     assert (state["source"], state["fraction"]) == ("model.yaml", 0.5)
 
 
@@ -426,17 +426,17 @@ async def test_a_reload_goes_back_to_the_model_yaml_shadow(
 )
 async def test_a_shadow_version_that_takes_primary_traffic_is_warned_and_shown(
     tmp_path: Path,
-    service_factory: ServiceFactory,
+    node_factory: NodeFactory,
     caplog: pytest.LogCaptureFixture,
     yaml: str,
     shadowed: str,
     share: int,
 ) -> None:
     shadow_yaml = f"shadow: {{version: '{shadowed}', fraction: 1.0}}\n"
-    service = service_factory(two_versions(tmp_path, yaml + shadow_yaml, DOUBLING_MODEL))
+    node = node_factory(two_versions(tmp_path, yaml + shadow_yaml, DOUBLING_MODEL))
     with caplog.at_level("WARNING", logger="inferd"):
-        await service.start()
-    state = service.shadow_state("m")["shadow"]
+        await node.start()
+    state = node.control.shadow_state("m")["shadow"]
     assert state["primary_share"] == share
     warned = [r.getMessage() for r in caplog.records if "not mirrored" in r.getMessage()]
     if share:
@@ -453,12 +453,12 @@ async def test_a_shadow_version_that_takes_primary_traffic_is_warned_and_shown(
 
 
 async def test_the_shadow_warning_follows_the_split(
-    tmp_path: Path, service_factory: ServiceFactory
+    tmp_path: Path, node_factory: NodeFactory
 ) -> None:
-    service = service_factory(two_versions(tmp_path, "", DOUBLING_MODEL))
-    await service.start()
-    service.set_shadow("m", {"version": "1", "fraction": 1.0})
-    assert service.shadow_state("m")["shadow"]["primary_share"] == 0
-    service.set_traffic("m", {"1": 10, "2": 90})
-    state = service.shadow_state("m")["shadow"]
+    node = node_factory(two_versions(tmp_path, "", DOUBLING_MODEL))
+    await node.start()
+    node.control.set_shadow("m", {"version": "1", "fraction": 1.0})
+    assert node.control.shadow_state("m")["shadow"]["primary_share"] == 0
+    node.control.set_traffic("m", {"1": 10, "2": 90})
+    state = node.control.shadow_state("m")["shadow"]
     assert (state["primary_share"], state["warning"] is not None) == (10, True)

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from inferd.gateway.keys import Scope, new_key
-from tests.conftest import ServiceFactory, asgi_client
+from tests.conftest import NodeFactory, asgi_client
 from tests.rollout_models import BODY, write_model
 
 ADMIN_KEY, ADMIN = new_key("ops", Scope.ADMIN)
@@ -28,21 +28,19 @@ def repo(tmp_path: Path) -> Path:
     return write_model(tmp_path, "m", fail_every=0)
 
 
-async def make(service_factory: ServiceFactory, repo: Path, **server: Any) -> httpx.AsyncClient:
-    return await asgi_client(service_factory(repo, server=server))
+async def make(node_factory: NodeFactory, repo: Path, **server: Any) -> httpx.AsyncClient:
+    return await asgi_client(node_factory(repo, server=server))
 
 
 @pytest.fixture
-async def open_client(
-    repo: Path, service_factory: ServiceFactory
-) -> AsyncIterator[httpx.AsyncClient]:
-    async with await make(service_factory, repo) as client:
+async def open_client(repo: Path, node_factory: NodeFactory) -> AsyncIterator[httpx.AsyncClient]:
+    async with await make(node_factory, repo) as client:
         yield client
 
 
 @pytest.fixture
-async def keyed(repo: Path, service_factory: ServiceFactory) -> AsyncIterator[httpx.AsyncClient]:
-    async with await make(service_factory, repo, api_keys=KEYS, require_api_key=True) as client:
+async def keyed(repo: Path, node_factory: NodeFactory) -> AsyncIterator[httpx.AsyncClient]:
+    async with await make(node_factory, repo, api_keys=KEYS, require_api_key=True) as client:
         yield client
 
 
@@ -112,9 +110,9 @@ async def test_each_key_sees_what_its_scope_may_read(keyed: httpx.AsyncClient) -
 
 
 async def test_metrics_behind_a_key_hide_live_figures(
-    repo: Path, service_factory: ServiceFactory
+    repo: Path, node_factory: NodeFactory
 ) -> None:
-    async with await make(service_factory, repo, api_keys=KEYS, metrics_require_key=True) as client:
+    async with await make(node_factory, repo, api_keys=KEYS, metrics_require_key=True) as client:
         anonymous = (await client.get("/dashboard/state")).json()
         keyed = (await client.get("/dashboard/state", headers=bearer(INFER_KEY))).json()
     assert anonymous["parts"] == ["models"] and "live" not in anonymous
@@ -122,9 +120,9 @@ async def test_metrics_behind_a_key_hide_live_figures(
 
 
 async def test_a_running_rollout_and_a_shadow_are_shown_to_admins(
-    repo: Path, service_factory: ServiceFactory
+    repo: Path, node_factory: NodeFactory
 ) -> None:
-    async with await make(service_factory, repo, allow_local_admin=True) as client:
+    async with await make(node_factory, repo, allow_local_admin=True) as client:
         started = await client.put(
             "/v2/models/m/rollout", json={"to": "2", "step_interval_s": 3600}
         )
@@ -147,7 +145,7 @@ async def test_a_running_rollout_and_a_shadow_are_shown_to_admins(
     assert set(rollout["window"]) >= {"seconds", "stable", "canary"}
 
 
-async def test_the_setting_turns_it_off(repo: Path, service_factory: ServiceFactory) -> None:
-    async with await make(service_factory, repo, dashboard=False) as client:
+async def test_the_setting_turns_it_off(repo: Path, node_factory: NodeFactory) -> None:
+    async with await make(node_factory, repo, dashboard=False) as client:
         for path in ("/dashboard", "/dashboard/state", "/dashboard/dashboard.js"):
             assert (await client.get(path)).status_code == 404, path

@@ -13,7 +13,7 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from inferd.core.service import InferenceService
+from inferd.core.node import Node
 from inferd.errors import NotFound
 from inferd.gateway.admission import Gateway
 from inferd.gateway.operations import Operation
@@ -57,7 +57,7 @@ def router() -> APIRouter:
         responses=answers({"type": "object"}, 401, 403, 429),
     )
     async def current(request: Request) -> Response:
-        service: InferenceService = request.app.state.service
+        node: Node = request.app.state.node
         gateway: Gateway = request.app.state.gateway
         info: RequestInfo = request.scope[SCOPE_KEY]
 
@@ -65,7 +65,7 @@ def router() -> APIRouter:
             return gateway.allows(info.principal, operation)
 
         return Response(
-            orjson.dumps(state(service, allowed)),
+            orjson.dumps(state(node, allowed)),
             media_type="application/json",
             headers={"cache-control": "no-store"},
         )

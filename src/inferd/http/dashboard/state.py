@@ -19,7 +19,8 @@ from typing import Any, Final
 from prometheus_client.metrics_core import Metric
 
 from inferd import __version__
-from inferd.core.service import InferenceService
+from inferd.core.control import ControlPlane
+from inferd.core.node import Node
 from inferd.errors import NotFound
 from inferd.gateway.operations import Operation
 from inferd.metrics import LATENCY_BUCKETS
@@ -34,24 +35,24 @@ PARTS: Final[dict[str, Operation]] = {
 Allowed = Callable[[Operation], bool]
 
 
-def state(service: InferenceService, allowed: Allowed) -> dict[str, Any]:
+def state(node: Node, allowed: Allowed) -> dict[str, Any]:
     """The document for a caller; ``allowed`` says which operations it may perform."""
     parts = [part for part, operation in PARTS.items() if allowed(operation)]
     doc: dict[str, Any] = {
-        "server": {"name": "inferd", "version": __version__, "ready": service.ready()},
+        "server": {"name": "inferd", "version": __version__, "ready": node.catalog.ready()},
         "time": time.time(),
         "parts": parts,
-        "models": _models(service, "control" in parts) if "models" in parts else [],
+        "models": _models(node, "control" in parts) if "models" in parts else [],
     }
     if "live" in parts:
-        doc["live"] = live(service.metrics.collect())
+        doc["live"] = live(node.metrics.collect())
         doc["latency_buckets"] = list(LATENCY_BUCKETS)  # the last bucket, +Inf, has no bound
     return doc
 
 
-def _models(service: InferenceService, control: bool) -> list[dict[str, Any]]:
+def _models(node: Node, control: bool) -> list[dict[str, Any]]:
     rows: dict[str, list[dict[str, str]]] = {}
-    for row in service.repository_index():
+    for row in node.control.repository_index():
         rows.setdefault(row["name"], []).append(
             {"version": row["version"], "state": row["state"], "reason": row["reason"]}
         )
@@ -60,25 +61,25 @@ def _models(service: InferenceService, control: bool) -> list[dict[str, Any]]:
         entry: dict[str, Any] = {
             "name": name,
             "versions": versions,
-            "labels": service.router.labels(name),
+            "labels": node.router.labels(name),
         }
         if control:
-            entry.update(_control(service, name))
+            entry.update(_control(node.control, name))
         models.append(entry)
     return models
 
 
-def _control(service: InferenceService, name: str) -> dict[str, Any]:
+def _control(control: ControlPlane, name: str) -> dict[str, Any]:
     """What only the control API shows: the split, the shadow's settings, the rollout."""
-    shadow = service.shadows.get(name)
+    shadow = control.shadows.get(name)
     rollout = None
     with contextlib.suppress(NotFound):
-        view = service.rollout(name)
+        view = control.rollout(name)
         decisions = view.pop("decisions")
         view.pop("plan", None)
         rollout = {**view, "last_decision": decisions[-1] if decisions else None}
     return {
-        "traffic": service.router.traffic(name),
+        "traffic": control.router.traffic(name),
         "shadow": None
         if shadow is None
         else {"version": shadow.config.version, "fraction": shadow.config.fraction},
