@@ -145,7 +145,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from inferd.core.store.manager import State
+    from inferd.core.store.loaded import State
     from inferd.server import build_service
     from inferd.settings import explain_settings
 

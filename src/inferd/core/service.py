@@ -34,7 +34,8 @@ from inferd.core.serving.validation import (
 )
 from inferd.core.store.group import ProcessGroup
 from inferd.core.store.load_override import parse_load_parameters
-from inferd.core.store.manager import LoadedVersion, ModelManager
+from inferd.core.store.loaded import LoadedVersion
+from inferd.core.store.manager import ModelManager
 from inferd.core.store.model_config import ModelConfig, parse_shadow
 from inferd.core.store.triton_config import triton_config
 from inferd.core.traffic.rollouts import Rollouts
