@@ -1,13 +1,14 @@
 """Keeping model versions: the state table, loads, swaps and unloads.
 
-Versions are built by the loader (:mod:`inferd.core.store.loader`); their states are
-those of :mod:`inferd.core.store.loaded`. A serving version whose batch ran past its
+Versions are built by the loader (:mod:`inferd.core.store.loader`); their states are those
+of :mod:`inferd.core.store.loaded`. A serving version whose batch ran past its
 ``max_batch_time_s`` is reported ``UNHEALTHY`` (with the reason) until that batch returns;
-the server's readiness does not depend on it, the model's does. A model that fails does not take the others down. A reload
-loads the new versions beside the old ones, switches the served table in one assignment,
-then drains and unloads what is no longer served, so no request fails during a swap. A
-reload that fails to load a version leaves what served before serving: a broken new
-version never takes a model down. Loads and unloads run one at a time (one lock).
+the server's readiness does not depend on it, the model's does. A model that fails does
+not take the others down. A reload loads the new versions beside the old ones, switches
+the served table in one assignment, then drains and unloads what is no longer served, so
+no request fails during a swap. A reload that fails to load a version leaves what served
+before serving: a broken new version never takes a model down. Loads and unloads run one
+at a time (one lock).
 """
 
 from __future__ import annotations
