@@ -146,7 +146,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     from inferd.core.node import build_node
-    from inferd.core.store.manager import State
+    from inferd.core.store.loaded import State
     from inferd.settings import explain_settings
 
     loaded = explain_settings(

@@ -1,4 +1,5 @@
-"""The stores behind shared state: the in-process LRU and Redis (a real redis-server)."""
+"""The storage layer: the in-process LRU, Redis for the cache and for rate-limit counters
+(a real redis-server), and the one breaker."""
 
 from __future__ import annotations
 
@@ -6,8 +7,20 @@ import socket
 import time
 
 import pytest
+from limits import RateLimitItemPerMinute
+from limits.aio.strategies import FixedWindowRateLimiter
+from limits.errors import StorageError
 
-from inferd.core.storage import MemoryStore, RedisStore, StorageUnavailable, shared_store
+from inferd.core.storage import (
+    RETRY_AFTER_S,
+    Breaker,
+    MemoryStore,
+    RedisCounters,
+    RedisStore,
+    StorageUnavailable,
+    redacted,
+    shared_store,
+)
 from inferd.errors import ConfigError
 from tests.conftest import RedisServer, free_port
 
@@ -124,3 +137,53 @@ async def test_a_redis_that_never_answers_costs_one_timeout() -> None:
             assert time.monotonic() - started < 1.0
         finally:
             await store.close()
+
+
+def test_the_breaker_stays_open_for_its_retry_after_each_failure() -> None:
+    clock = Clock()
+    breaker = Breaker(clock=clock)
+    assert not breaker.open
+    breaker.trip()
+    assert breaker.open
+    clock.now += RETRY_AFTER_S - 0.01
+    assert breaker.open
+    clock.now += 0.01
+    assert not breaker.open
+
+
+async def test_redis_counters_are_shared_by_every_holder(redis_server: RedisServer) -> None:
+    """Two replicas' counters over one Redis take hits from one budget, under the prefix."""
+    import redis.asyncio
+
+    item = RateLimitItemPerMinute(3)
+    first = RedisCounters(redis_server.uri, 1.0, "test-prefix")
+    second = RedisCounters(redis_server.uri, 1.0, "test-prefix")
+    client = redis.asyncio.Redis.from_url(redis_server.uri)
+    try:
+        hits = [FixedWindowRateLimiter(c.storage) for c in (first, second, first)]
+        assert [await h.hit(item, "addr:a") for h in hits] == [True, True, True]
+        assert not await FixedWindowRateLimiter(second.storage).hit(item, "addr:a")
+        assert [k.decode() async for k in client.scan_iter()] == [
+            f"test-prefix:{item.key_for('addr:a')}"
+        ]
+    finally:
+        await first.close()
+        await second.close()
+        await client.aclose()
+
+
+async def test_redis_counters_fail_within_their_timeout() -> None:
+    counters = RedisCounters(f"redis://127.0.0.1:{free_port()}/0", 0.05, "p")
+    try:
+        started = time.monotonic()
+        with pytest.raises(StorageError, match="connecting to"):  # wrapped by `limits`
+            await FixedWindowRateLimiter(counters.storage).hit(RateLimitItemPerMinute(1), "a")
+        assert time.monotonic() - started < 1.0
+        assert not counters.breaker.open  # the caller decides when to trip it
+    finally:
+        await counters.close()
+
+
+def test_a_uri_is_logged_without_its_password() -> None:
+    assert redacted("redis://:secret@cache:6379/0") == "redis://***@cache:6379/0"
+    assert redacted("redis://cache:6379/0") == "redis://cache:6379/0"

@@ -11,9 +11,9 @@ import pytest
 from limits import RateLimitItemPerMinute
 from limits.strategies import FixedWindowRateLimiter
 
+from inferd.core.storage import RETRY_AFTER_S
 from inferd.errors import ConfigError, RateLimited, Unavailable
 from inferd.gateway.ratelimit import (
-    RETRY_S,
     STRATEGIES,
     SWEEP_S,
     LocalRateLimiter,
@@ -187,14 +187,14 @@ async def test_storage_down_fail_closed_refuses_503() -> None:
     limit = unreachable("closed", closed_port(), clock, metrics)
     with pytest.raises(Unavailable, match="rate limit storage unreachable") as refused:
         await limit.check("addr:a")
-    assert refused.value.retry_after_s == RETRY_S
+    assert refused.value.retry_after_s == RETRY_AFTER_S
     assert failures(metrics, "refused") == 1
     await limit.close()
 
 
 async def test_a_silent_storage_costs_one_timeout_then_none_until_the_retry() -> None:
     """A storage that accepts and never answers: the first check waits the timeout, the
-    next ones (until RETRY_S has passed) do not try it at all."""
+    next ones (until RETRY_AFTER_S has passed) do not try it at all."""
     sock, port = silent_port()
     metrics, clock = Metrics(), Clock()
     limit = unreachable("open", port, clock, metrics)
@@ -209,7 +209,7 @@ async def test_a_silent_storage_costs_one_timeout_then_none_until_the_retry() ->
         assert first < 0.2  # 50 ms timeout, with room for a loaded machine
         assert rest < 0.05
         assert failures(metrics, "admitted") == 21
-        clock.now += RETRY_S  # past the retry: the storage is tried (and times out) again
+        clock.now += RETRY_AFTER_S  # past the retry: the storage is tried (and times out) again
         started = time.monotonic()
         await limit.check("addr:a")
         assert 0.04 < time.monotonic() - started < 0.2

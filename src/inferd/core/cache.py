@@ -26,20 +26,18 @@ import struct
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
 import numpy as np
 
 from inferd.core.messages import InferRequest
+from inferd.core.serving.stats import VersionStats
 from inferd.core.storage import MemoryStore, StorageUnavailable, Store
 from inferd.core.store.model_config import ModelConfig
 from inferd.core.store.repository import UNWATCHED
 from inferd.metrics import Metrics
 from inferd.tensors import from_binary, to_binary
 from inferd.types import Tensor, TensorSpec
-
-if TYPE_CHECKING:
-    from inferd.core.store.manager import LoadedVersion
 
 log = logging.getLogger("inferd.cache")
 
@@ -50,6 +48,27 @@ _DIM: Final = struct.Struct("<q")
 KEY_PREFIX: Final = "inferd:cache:"
 
 Compute = Callable[[], Awaitable[list[Tensor]]]
+
+
+class Cached(Protocol):
+    """What the cache reads of the version that answers: the store's ``LoadedVersion``,
+    whose ``digest`` the loader computes with :func:`version_digest` (the store imports
+    this module, not the other way round)."""
+
+    @property
+    def model(self) -> str: ...
+
+    @property
+    def digest(self) -> str: ...
+
+    @property
+    def inputs(self) -> tuple[TensorSpec, ...]: ...
+
+    @property
+    def config(self) -> ModelConfig: ...
+
+    @property
+    def stats(self) -> VersionStats: ...
 
 
 def folder_digest(path: Path) -> str:
@@ -116,7 +135,7 @@ def _hash_tensor(digest: Any, name: str, datatype: str, array: np.ndarray[Any, A
 
 
 def cache_key(
-    loaded: LoadedVersion,
+    loaded: Cached,
     arrays: Mapping[str, np.ndarray[Any, Any]],
     request: InferRequest,
     outputs: Sequence[str],
@@ -190,7 +209,7 @@ class ResponseCache:
     def shared(self) -> bool:
         return self._shared is not None
 
-    def _store(self, loaded: LoadedVersion) -> Store:
+    def _store(self, loaded: Cached) -> Store:
         if self._shared is not None:
             return self._shared
         store = self._memory.get(loaded.model)
@@ -200,7 +219,7 @@ class ResponseCache:
 
     async def through(
         self,
-        loaded: LoadedVersion,
+        loaded: Cached,
         arrays: Mapping[str, np.ndarray[Any, Any]],
         request: InferRequest,
         outputs: Sequence[str],
@@ -238,7 +257,7 @@ class ResponseCache:
             del self._flights[key]
 
     async def _lookup_or_compute(
-        self, loaded: LoadedVersion, key: str, start: float, compute: Compute
+        self, loaded: Cached, key: str, start: float, compute: Compute
     ) -> tuple[list[Tensor], bool]:
         store = self._store(loaded)
         try:
@@ -266,17 +285,17 @@ class ResponseCache:
         self._metrics.cache_lookup(loaded.model, "miss")
         return tensors, False
 
-    async def _put(self, loaded: LoadedVersion, store: Store, key: str, value: bytes) -> None:
+    async def _put(self, loaded: Cached, store: Store, key: str, value: bytes) -> None:
         evicted = store.evictions if isinstance(store, MemoryStore) else 0
         await store.set(key, value, loaded.config.cache.ttl_s)
         if isinstance(store, MemoryStore):
             self._metrics.cache_held(loaded.model, store.bytes, store.evictions - evicted)
 
-    def _hit(self, loaded: LoadedVersion, start: float) -> None:
+    def _hit(self, loaded: Cached, start: float) -> None:
         loaded.stats.cache_hit.add(time.perf_counter() - start)
         self._metrics.cache_lookup(loaded.model, "hit")
 
-    def forget(self, loaded: LoadedVersion) -> None:
+    def forget(self, loaded: Cached) -> None:
         """Drop what this process holds for a version that stops serving (unload, swap).
         Shared entries stay: other replicas may serve the same artifact, and entries of
         other weights are never read (their key holds their digest); they expire."""

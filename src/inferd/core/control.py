@@ -15,7 +15,8 @@ from typing import Any, Final
 from inferd.core.cache import ResponseCache
 from inferd.core.plan import plan_for
 from inferd.core.store.load_override import parse_load_parameters
-from inferd.core.store.manager import ModelManager, State
+from inferd.core.store.loaded import State
+from inferd.core.store.manager import ModelManager
 from inferd.core.store.model_config import ModelConfig, parse_shadow
 from inferd.core.traffic.rollouts import Rollouts
 from inferd.core.traffic.router import Router

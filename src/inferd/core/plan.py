@@ -13,15 +13,16 @@ assignment, so a request never sees half of one.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Protocol
 
 from inferd.types import FLOAT_DATATYPES
 
 if TYPE_CHECKING:
     from inferd.core.cache import ResponseCache
-    from inferd.core.store.manager import LoadedVersion
+    from inferd.core.store.versions import VersionSettings
     from inferd.core.traffic.rollout import Rollout
     from inferd.core.traffic.shadow import Shadow
+    from inferd.types import TensorSpec
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -52,8 +53,22 @@ class ServingPlan:
 BARE: Final = ServingPlan()
 
 
+class Planned(Protocol):
+    """What a plan is resolved from: the store's ``LoadedVersion`` (which holds its plan,
+    so this module does not import it)."""
+
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def settings(self) -> VersionSettings: ...
+
+    @property
+    def outputs(self) -> tuple[TensorSpec, ...]: ...
+
+
 def plan_for(
-    loaded: LoadedVersion,
+    loaded: Planned,
     cache: ResponseCache | None,
     shadow: Shadow | None,
     rollout: Rollout | None,

@@ -29,7 +29,8 @@ from inferd.core.serving.validation import (
     decode_inputs,
     release_inputs,
 )
-from inferd.core.store.manager import LoadedVersion, ModelManager
+from inferd.core.store.loaded import LoadedVersion
+from inferd.core.store.manager import ModelManager
 from inferd.core.traffic.router import Router
 from inferd.core.traffic.shadow import Arrays
 from inferd.errors import (

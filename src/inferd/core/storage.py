@@ -1,24 +1,58 @@
-"""Shared state behind one small interface: an in-process store or Redis.
+"""Shared state: the one place that knows Redis, and the one breaker policy.
 
-Replicas keep nothing that another replica needs; what they share (the prediction cache
-today, rate-limit counters later) goes through a :class:`Store`. The backend comes from
-the table :data:`BACKENDS`, keyed by the URI scheme of ``storage.redis_uri`` (no URI: the
-in-process store). A store that cannot answer raises :class:`StorageUnavailable`, within
-the store's timeout; callers decide what that means for them.
+Replicas keep nothing that another replica needs; what they share goes through here:
+- the prediction cache, through a :class:`Store` (bytes by key): :class:`MemoryStore` in
+  process, or :class:`RedisStore` from the table :data:`BACKENDS`, keyed by the URI
+  scheme of ``storage.redis_uri`` (:func:`shared_store`);
+- rate-limit counters, through :class:`RedisCounters`: the same Redis URIs handed to the
+  ``limits`` library as its asynchronous storage (the limiter keeps in-process counters
+  itself).
+
+Every Redis call is bounded by ``storage.timeout_ms`` and never retried. After a failure,
+the :class:`Breaker` keeps callers from trying Redis again for :data:`RETRY_AFTER_S`: a
+:class:`Store` raises :class:`StorageUnavailable` at once, the limiter answers per its
+failure mode. Callers decide what a failure means for them.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from inferd.errors import ConfigError
+
+if TYPE_CHECKING:
+    from limits.aio.storage import RedisStorage
+
+#: After a failure, how long Redis is not tried again.
+RETRY_AFTER_S: Final = 1.0
 
 
 class StorageUnavailable(Exception):
     """The store did not answer in time or refused (Redis down, network, timeout)."""
+
+
+class Breaker:
+    """Open for ``retry_after_s`` after each failure: while open, callers do not try the
+    storage and answer at once as if it had failed."""
+
+    def __init__(
+        self, retry_after_s: float = RETRY_AFTER_S, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.retry_after_s = retry_after_s
+        self._clock = clock
+        self._down_until = -math.inf
+
+    @property
+    def open(self) -> bool:
+        return self._clock() < self._down_until
+
+    def trip(self) -> None:
+        """A call failed: stay open for ``retry_after_s`` from now."""
+        self._down_until = self._clock() + self.retry_after_s
 
 
 class Store(Protocol):
@@ -90,14 +124,15 @@ class RedisStore:
     """Redis (``redis://``, ``rediss://``, ``unix://``), every call bounded by ``timeout_s``.
 
     After a failure the store answers :class:`StorageUnavailable` at once for
-    ``retry_after_s`` instead of waiting out a timeout on every request.
+    ``retry_after_s`` (its :class:`Breaker`) instead of waiting out a timeout on every
+    request.
     """
 
     def __init__(
         self,
         uri: str,
         timeout_s: float,
-        retry_after_s: float = 1.0,
+        retry_after_s: float = RETRY_AFTER_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         import redis.asyncio
@@ -108,19 +143,17 @@ class RedisStore:
             socket_connect_timeout=timeout_s,
             retry_on_timeout=False,
         )
-        self._retry_after_s = retry_after_s
-        self._clock = clock
-        self._down_until = 0.0
+        self._breaker = Breaker(retry_after_s, clock)
 
     async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         import redis.exceptions
 
-        if self._clock() < self._down_until:
+        if self._breaker.open:
             raise StorageUnavailable("redis was unreachable a moment ago")
         try:
             return await getattr(self._client, method)(*args, **kwargs)
         except (redis.exceptions.RedisError, OSError, TimeoutError) as exc:
-            self._down_until = self._clock() + self._retry_after_s
+            self._breaker.trip()
             raise StorageUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
 
     async def get(self, key: str) -> bytes | None:
@@ -132,6 +165,55 @@ class RedisStore:
 
     async def close(self) -> None:
         await self._client.aclose()
+
+
+class RedisCounters:
+    """Redis as the ``limits`` library's asynchronous storage, for counters every worker
+    and replica shares; keys start with ``key_prefix``.
+
+    Its connections wait at most ``timeout_s`` and are never retried (the caller bounds a
+    whole check by ``timeout_s`` too). The caller trips :attr:`breaker` when a call fails
+    and does not call while it is open.
+    """
+
+    def __init__(
+        self,
+        uri: str,
+        timeout_s: float,
+        key_prefix: str,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        from limits.aio.storage import RedisStorage
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
+        self.uri = uri
+        self.timeout_s = timeout_s
+        self.breaker = Breaker(clock=clock)
+        self.storage: RedisStorage = RedisStorage(
+            "async+" + uri.replace("unix://", "redis+unix://", 1),
+            implementation="redispy",
+            key_prefix=key_prefix,
+            wrap_exceptions=True,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            retry=Retry(NoBackoff(), 0),  # type: ignore[arg-type]  # redis-py option, passed through
+        )
+
+    async def close(self) -> None:
+        """Release its connections."""
+        bridge: Any = getattr(self.storage, "bridge", None)
+        client: Any = getattr(bridge, "storage", None)
+        if client is not None:
+            await client.aclose()
+
+
+def redacted(uri: str) -> str:
+    """A storage URI without its password (for the log)."""
+    scheme, sep, rest = uri.partition("://")
+    if "@" in rest:
+        rest = "***@" + rest.rpartition("@")[2]
+    return scheme + sep + rest
 
 
 #: URI scheme -> the shared store it names.

@@ -12,7 +12,8 @@ limiter for the URI's scheme:
   loop: no coroutine per storage call, no timeout scope (it cannot wait), and no failure
   mode (it cannot fail).
 - :class:`SharedRateLimiter` (``redis://``, ``rediss://``, ``unix://``): ``limits``'
-  asynchronous strategies over its Redis storage, each check under the storage deadline.
+  asynchronous strategies over the Redis the storage layer hands out
+  (:class:`inferd.core.storage.RedisCounters`), each check under the storage deadline.
 
 Contract of :meth:`RateLimiter.check`:
 - it takes one hit from the principal's budget or raises :class:`~inferd.errors.RateLimited`
@@ -20,7 +21,8 @@ Contract of :meth:`RateLimiter.check`:
 - it never waits for the storage longer than ``storage.timeout_ms``. A storage that fails
   (down, slow, refusing) decides nothing: the check answers per ``failure_mode`` (``open``
   admits, ``closed`` refuses with :class:`~inferd.errors.Unavailable`), and for the next
-  :data:`RETRY_S` seconds every check answers so at once, without trying the storage. Each
+  :data:`~inferd.core.storage.RETRY_AFTER_S` seconds (the storage layer's breaker) every
+  check answers so at once, without trying the storage. Each
   such answer is counted in ``inferd_rate_limit_storage_failures_total``; the failure is
   logged once per :data:`LOG_INTERVAL_S`.
 """
@@ -34,21 +36,19 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Final
 
 from limits import RateLimitItem, RateLimitItemPerMinute, WindowStats, strategies
 from limits.aio import strategies as aio_strategies
-from limits.aio.storage import RedisStorage
 from limits.storage import MemoryStorage
 
+from inferd.core.storage import BACKENDS, RedisCounters, redacted
 from inferd.errors import ConfigError, RateLimited, Unavailable
 from inferd.metrics import Metrics
 from inferd.settings import RateLimitSettings, StorageSettings
 
 log = logging.getLogger("inferd.gateway")
 
-#: After a storage failure, how long checks answer per the failure mode without trying it.
-RETRY_S: Final = 1.0
 #: At most one log line per this many seconds about a failing storage.
 LOG_INTERVAL_S: Final = 60.0
 #: Most often the in-memory counters are swept for expired ones.
@@ -220,38 +220,26 @@ class SharedRateLimiter(RateLimiter):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(settings, uri)
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
-
         self.fail_open = settings.failure_mode == "open"
-        self.timeout_s = timeout_s
-        self._storage = RedisStorage(
-            "async+" + uri.replace("unix://", "redis+unix://", 1),
-            implementation="redispy",
-            key_prefix=KEY_PREFIX,
-            wrap_exceptions=True,
-            socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-            retry=Retry(NoBackoff(), 0),  # type: ignore[arg-type]  # redis-py option, passed through
-        )
-        self._strategy = SHARED_STRATEGIES[settings.strategy](self._storage)
+        self._counters = RedisCounters(uri, timeout_s, KEY_PREFIX, clock)
+        self._strategy = SHARED_STRATEGIES[settings.strategy](self._counters.storage)
         self._failures = None if metrics is None else metrics.rate_limit_storage_failures
         self._clock = clock
-        self._down_until = -math.inf
         self._logged_at = -math.inf
 
     async def check(self, principal: str, model: str | None = None) -> None:
         keys = (principal, model or "") if self.per_model else (principal,)
-        if self._clock() < self._down_until:
+        breaker = self._counters.breaker
+        if breaker.open:
             self._storage_failed(None)
             return
         try:
-            async with asyncio.timeout(self.timeout_s):
+            async with asyncio.timeout(self._counters.timeout_s):
                 if await self._strategy.hit(self.item, *keys):
                     return
                 stats = await self._strategy.get_window_stats(self.item, *keys)
         except Exception as exc:  # the storage's own errors: redis, sockets, timeouts
-            self._down_until = self._clock() + RETRY_S
+            breaker.trip()
             self._storage_failed(exc)
             return
         raise self.refusal(stats)
@@ -267,7 +255,7 @@ class SharedRateLimiter(RateLimiter):
             log.warning(
                 "rate limit storage %s failed (%s: %s); requests are %s until it answers "
                 "(safeguards.rate_limit.failure_mode: %s)",
-                _redacted(self.uri),
+                redacted(self.uri),
                 type(exc).__name__,
                 exc,
                 outcome,
@@ -275,28 +263,17 @@ class SharedRateLimiter(RateLimiter):
             )
         if not self.fail_open:
             raise Unavailable(
-                "rate limit storage unreachable; request refused", retry_after_s=RETRY_S
+                "rate limit storage unreachable; request refused",
+                retry_after_s=self._counters.breaker.retry_after_s,
             )
 
     async def close(self) -> None:
-        bridge: Any = getattr(self._storage, "bridge", None)
-        client: Any = getattr(bridge, "storage", None)
-        if client is not None:
-            await client.aclose()
+        await self._counters.close()
 
 
-#: URI scheme -> the limiter that keeps its counters there.
+#: URI scheme -> the limiter that keeps its counters there (every scheme of the storage
+#: layer's shared stores keeps them in Redis).
 STORAGES: Final[dict[str, type[LocalRateLimiter] | type[SharedRateLimiter]]] = {
     "memory": LocalRateLimiter,
-    "redis": SharedRateLimiter,
-    "rediss": SharedRateLimiter,
-    "unix": SharedRateLimiter,
+    **dict.fromkeys(BACKENDS, SharedRateLimiter),
 }
-
-
-def _redacted(uri: str) -> str:
-    """A storage URI without its password."""
-    scheme, sep, rest = uri.partition("://")
-    if "@" in rest:
-        rest = "***@" + rest.rpartition("@")[2]
-    return scheme + sep + rest

@@ -25,7 +25,7 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
 import numpy as np
 
@@ -42,14 +42,36 @@ from inferd.errors import (
     Unavailable,
 )
 from inferd.serving_metrics import StepSeries
-from inferd.types import shape_matches
-
-if TYPE_CHECKING:
-    from inferd.core.store.manager import LoadedVersion
+from inferd.types import TensorSpec, shape_matches
 
 Arrays = dict[str, np.ndarray[Any, Any]]
+
+
+class StepRunner(Protocol):
+    """What a step's version runs its requests on (its batcher, or a pipeline's runner)."""
+
+    @property
+    def fault(self) -> str | None: ...
+
+    async def submit(self, inputs: Arrays, deadline: float | None = None) -> Arrays: ...
+
+
+class StepVersion(Protocol):
+    """What a pipeline reads of the version that serves a step (the store's
+    ``LoadedVersion``; this module does not import the store, which imports it)."""
+
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def inputs(self) -> tuple[TensorSpec, ...]: ...
+
+    @property
+    def batcher(self) -> StepRunner: ...
+
+
 #: (model, version or label or None) -> the version that serves it now.
-Resolve = Callable[[str, "str | None"], "LoadedVersion"]
+Resolve = Callable[[str, "str | None"], StepVersion]
 
 #: A step's error, as the pipeline raises it: the same code, the step named.
 _AS: Final[dict[ErrorCode, type[InferdError]]] = {

@@ -13,11 +13,12 @@ most the smallest of theirs. Step models load before the pipelines that use them
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 from inferd.core.serving.pipeline import PipelineRunner, Step
 from inferd.core.serving.pipeline_spec import PipelineConfig, graph, split_source
 from inferd.core.serving.stats import VersionStats
+from inferd.core.store.loaded import LoadedVersion
 from inferd.core.store.model_config import ModelConfig
 from inferd.core.store.repository import ModelEntry, Repository, VersionEntry
 from inferd.core.store.versions import version_settings
@@ -28,8 +29,8 @@ from inferd.serving_metrics import StepSeries
 from inferd.settings import ModelLimits, PerformanceSettings
 from inferd.types import DATATYPE_TO_NUMPY, TensorSpec
 
-if TYPE_CHECKING:
-    from inferd.core.store.manager import LoadedVersion, ModelManager
+#: The manager's ``resolve``: the version of a model that serves now (the latest for None).
+Resolver = Callable[[str, "str | None"], LoadedVersion]
 
 
 class NoArtifact(Runtime):
@@ -76,15 +77,15 @@ def _describe(spec: TensorSpec) -> str:
 class _Checker:
     """Walks the steps in order, resolving each source's spec."""
 
-    def __init__(self, config: PipelineConfig, manager: ModelManager, where: str) -> None:
+    def __init__(self, config: PipelineConfig, resolve: Resolver, where: str) -> None:
         self.where = where
-        self.manager = manager
+        self._resolve = resolve
         self.config = config
         self.specs: dict[str, TensorSpec] = {}  # source -> spec
         self.steps: dict[str, LoadedVersion] = {}
 
     def resolve(self, model: str, version: str | None) -> LoadedVersion:
-        return resolve_step(self.manager, model, version)
+        return resolve_step(self._resolve, model, version)
 
     def step(self, name: str, declared: dict[str, TensorSpec] | None) -> LoadedVersion:
         step = next(s for s in self.config.steps if s.step_name == name)
@@ -143,15 +144,15 @@ class _Checker:
             )
 
 
-def resolve_step(manager: ModelManager, model: str, version: str | None) -> LoadedVersion:
+def resolve_step(resolve: Resolver, model: str, version: str | None) -> LoadedVersion:
     """The version a step names (a version or one of the model's labels; else the latest)."""
     if version:
-        version = manager.resolve(model).config.labels.get(version, version)
-    return manager.resolve(model, version)
+        version = resolve(model, None).config.labels.get(version, version)
+    return resolve(model, version)
 
 
 def load_pipeline(
-    manager: ModelManager,
+    resolve: Resolver,
     entry: ModelEntry,
     version: VersionEntry,
     where: str,
@@ -161,9 +162,7 @@ def load_pipeline(
     metrics: Metrics | None,
 ) -> LoadedVersion:
     """Check the pipeline against the served models and build its version (the
-    manager's ``_build`` for a model.yaml with ``pipeline:``)."""
-    from inferd.core.store.manager import LoadedVersion  # the manager imports this module
-
+    loader's ``build`` for a model.yaml with ``pipeline:``)."""
     config = entry.config
     assert config.pipeline is not None
     declared = (
@@ -172,7 +171,7 @@ def load_pipeline(
         else {t.name: t.spec(config.allow_nonfinite) for t in config.inputs}
     )
     order = graph(config.pipeline, None if declared is None else list(declared), where)
-    checker = _Checker(config.pipeline, manager, where)
+    checker = _Checker(config.pipeline, resolve, where)
     if declared is not None:
         checker.specs.update(declared)
     for level in order.levels:
@@ -201,7 +200,7 @@ def load_pipeline(
         entry.name,
         _steps(config.pipeline, order.levels, checker, metrics, entry.name, version.name),
         config.pipeline.outputs,
-        lambda model, step_version: resolve_step(manager, model, step_version),
+        lambda model, step_version: resolve_step(resolve, model, step_version),
     )
     stats = VersionStats(entry.name, version.name)
     stats.sections["pipeline"] = runner.stats

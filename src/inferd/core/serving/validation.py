@@ -17,7 +17,7 @@ from typing import Any, Final
 import numpy as np
 
 from inferd.core.messages import InputTensor
-from inferd.core.store.manager import LoadedVersion
+from inferd.core.store.loaded import LoadedVersion
 from inferd.errors import InvalidArgument, clip
 from inferd.jsondata import SLICE
 from inferd.settings import InputValidationSettings

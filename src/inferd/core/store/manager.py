@@ -1,43 +1,31 @@
-"""Loading, serving and unloading model versions.
+"""Keeping model versions: the state table, loads, swaps and unloads.
 
-Every model version moves through ``LOADING -> READY -> UNLOADING -> UNAVAILABLE`` or ends
-in ``FAILED`` with its reason. A serving version whose batch ran past its
+Versions are built by the loader (:mod:`inferd.core.store.loader`); their states are those
+of :mod:`inferd.core.store.loaded`. A serving version whose batch ran past its
 ``max_batch_time_s`` is reported ``UNHEALTHY`` (with the reason) until that batch returns;
-the server's readiness does not depend on it, the model's does. A model that fails does not take the others down. A reload
-loads the new versions beside the old ones, switches the served table in one assignment,
-then drains and unloads what is no longer served, so no request fails during a swap. A
-reload that fails to load a version leaves what served before serving: a broken new
-version never takes a model down. Loads and unloads run one at a time (one lock).
+the server's readiness does not depend on it, the model's does. A model that fails does
+not take the others down. A reload loads the new versions beside the old ones, switches
+the served table in one assignment, then drains and unloads what is no longer served, so
+no request fails during a swap. A reload that fails to load a version leaves what served
+before serving: a broken new version never takes a model down. Loads and unloads run one
+at a time (one lock).
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import enum
 import logging
-import time
 from collections.abc import Callable, Collection
-from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
-import numpy as np
-
-from inferd.core.cache import ResponseCache, folder_digest, version_digest
-from inferd.core.plan import BARE, ServingPlan
-from inferd.core.serving.batcher import INLINE_MIN_SAMPLES, Batcher
-from inferd.core.serving.classification import read_labels
-from inferd.core.serving.decoupled import GeneratorRunner
-from inferd.core.serving.latency import batcher_class
-from inferd.core.serving.outputs import checked_run, output_problems
-from inferd.core.serving.pipeline import PipelineRunner
-from inferd.core.serving.pipeline_load import load_pipeline, load_waves
-from inferd.core.serving.reshape import has_reshape, reshaped
-from inferd.core.serving.sequences import Run, Sequences
-from inferd.core.serving.stats import VersionStats
-from inferd.core.store.failures import CONFIG_CLASSES, WarmupFailed, classify, public_reason
+from inferd.core.cache import ResponseCache
+from inferd.core.serving.pipeline_load import load_waves
+from inferd.core.store.failures import CONFIG_CLASSES, classify, public_reason
 from inferd.core.store.load_override import OverrideError, overridden
-from inferd.core.store.model_config import ModelConfig, check_declared_names
+from inferd.core.store.loaded import LoadedVersion, State, VersionStatus
+from inferd.core.store.loader import Loader, check_traffic
+from inferd.core.store.model_config import ModelConfig
 from inferd.core.store.repository import (
     ModelEntry,
     Repository,
@@ -45,80 +33,11 @@ from inferd.core.store.repository import (
     check_name,
     natural_key,
 )
-from inferd.core.store.sequence_config import SequenceBatchingConfig
-from inferd.core.store.versions import VersionSettings, runtime_options, version_settings
-from inferd.errors import ConfigError, NotFound, Unavailable
+from inferd.errors import NotFound, Unavailable
 from inferd.metrics import Metrics
-from inferd.runtimes.base import PLATFORMS, Runtime, runtime_class
 from inferd.settings import ModelLimits, PerformanceSettings
-from inferd.types import DATATYPE_TO_NUMPY, TensorSpec
 
 log = logging.getLogger("inferd.models")
-
-
-class State(enum.Enum):
-    LOADING = "LOADING"
-    READY = "READY"
-    UNLOADING = "UNLOADING"
-    UNAVAILABLE = "UNAVAILABLE"
-    FAILED = "FAILED"
-    UNHEALTHY = "UNHEALTHY"
-
-
-@dataclasses.dataclass(slots=True)
-class LoadedVersion:
-    """A version that is serving: its runtime, declared tensors and batcher."""
-
-    model: str
-    version: str
-    runtime_name: str
-    config: ModelConfig
-    #: What the version's settings resolved to at load (the service and batcher read these).
-    settings: VersionSettings
-    inputs: tuple[TensorSpec, ...]
-    outputs: tuple[TensorSpec, ...]
-    runtime: Runtime
-    #: A pipeline's runs its steps (inferd.core.serving.pipeline).
-    batcher: Batcher | PipelineRunner
-    stats: VersionStats
-    #: Set for a streaming (decoupled) model: requests go here, not to the batcher.
-    generator: GeneratorRunner | None = None
-    #: What can change its answers (inferd.core.cache.version_digest), computed at load for
-    #: models that cache ("" otherwise).
-    digest: str = ""
-    #: Output -> its labels (``label_filename``), for the classification extension.
-    labels: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
-    #: Set for a model with sequence batching: requests go here, not to the batcher.
-    sequences: Sequences | None = None
-    #: The optional steps its requests pass through (core/plan.py), set by the service
-    #: when the version starts serving and when its model's shadow or rollout changes.
-    plan: ServingPlan = BARE
-
-    @property
-    def max_batch_size(self) -> int:
-        return self.settings.max_batch_size
-
-    @property
-    def platform(self) -> str:
-        return PLATFORMS[self.runtime_name]
-
-    def output_spec(self, name: str) -> TensorSpec | None:
-        return next((s for s in self.outputs if s.name == name), None)
-
-
-@dataclasses.dataclass(slots=True)
-class VersionStatus:
-    model: str
-    version: str
-    state: State
-    #: The full reason: for the log and admin callers only.
-    reason: str = ""
-    #: A load failure's fixed class (``config_error``...), empty when none.
-    kind: str = ""
-
-    def public_reason(self) -> str:
-        """What anyone may see: a load failure's class, or a fixed reason ('unloaded')."""
-        return public_reason(self.kind) if self.kind else self.reason
 
 
 @dataclasses.dataclass(slots=True)
@@ -140,42 +59,6 @@ class _Model:
         self.served = served
 
 
-def _specs(
-    configured: list[Any] | None,
-    read: tuple[TensorSpec, ...] | None,
-    allow: bool,
-    kind: str,
-    where: str,
-) -> tuple[TensorSpec, ...]:
-    if configured is not None:
-        return tuple(t.spec(allow) for t in configured)
-    if read is None:
-        raise ConfigError(f"{where}: declare {kind} in model.yaml (the artifact does not say)")
-    return tuple(dataclasses.replace(s, allow_nonfinite=allow) for s in read)
-
-
-def _version_files(entry: ModelEntry, version: VersionEntry) -> Path:
-    """What a version may read: its version folder, or the file of a one-file repository."""
-    folder = (entry.path / version.name).resolve()
-    return folder if version.artifact.is_relative_to(folder) else version.artifact
-
-
-def _check_traffic(entry: ModelEntry, wanted: tuple[VersionEntry, ...]) -> None:
-    """Warn when model.yaml's split names a version the version policy does not serve:
-    that share goes to the split's other versions (see inferd.core.traffic.router)."""
-    names = [v.name for v in wanted]
-    unknown = [v for v, w in (entry.config.traffic or {}).items() if w and v not in names]
-    if unknown:
-        log.warning(
-            "model '%s': %s: traffic names versions %s, which are not served (the version "
-            "policy serves %s); their share goes to the other versions of the split",
-            entry.name,
-            entry.config_file,
-            unknown,
-            names,
-        )
-
-
 def _unloading(model: _Model, loaded: LoadedVersion) -> VersionStatus | None:
     """Mark a version that no longer serves UNLOADING (unless a reload serves it anew);
     its status, if it has one."""
@@ -183,94 +66,6 @@ def _unloading(model: _Model, loaded: LoadedVersion) -> VersionStatus | None:
     if status is not None and status.state is State.READY and loaded.version not in model.served:
         status.state = State.UNLOADING
     return status
-
-
-def _warmup_inputs(inputs: tuple[TensorSpec, ...]) -> dict[str, np.ndarray[Any, Any]]:
-    arrays = {}
-    for spec in inputs:
-        shape = tuple(1 if dim < 0 else dim for dim in spec.shape)
-        dtype = DATATYPE_TO_NUMPY[spec.datatype]
-        array = np.zeros(shape, dtype=dtype)
-        if spec.datatype == "BYTES":
-            array[...] = b""
-        arrays[spec.name] = array
-    return arrays
-
-
-def _warm_up(
-    runtime: Runtime,
-    inputs: dict[str, np.ndarray[Any, Any]],
-    infer: Callable[[dict[str, np.ndarray[Any, Any]]], dict[str, np.ndarray[Any, Any]]],
-) -> dict[str, np.ndarray[Any, Any]]:
-    """One request before serving, its outputs; a streaming model runs to its first partial."""
-    if not runtime.decoupled:
-        return infer(inputs)
-    partials = runtime.stream(inputs)
-    try:
-        return next(partials, {})
-    finally:
-        close = getattr(partials, "close", None)
-        if close is not None:
-            close()
-
-
-#: Timed warm-up calls stop once they took this long together (a model this slow per
-#: call never runs inline anyway).
-TIMED_WARMUP_S: Final = 0.05
-
-
-def _timed_calls(
-    infer: Callable[[dict[str, np.ndarray[Any, Any]]], dict[str, np.ndarray[Any, Any]]],
-    inputs: dict[str, np.ndarray[Any, Any]],
-    inline_limit_s: float,
-) -> float | None:
-    """The mean time of a few more warm-up calls, when the model may run inline (its
-    measurement seeds the batcher's, so a new version is judged like an old one); None
-    when inline runs are off or the calls are too slow to matter."""
-    if inline_limit_s <= 0:
-        return None
-    spent = 0.0
-    for _ in range(INLINE_MIN_SAMPLES):
-        started = time.perf_counter()
-        infer(inputs)
-        spent += time.perf_counter() - started
-        if spent > TIMED_WARMUP_S:
-            return None
-    return spent / INLINE_MIN_SAMPLES
-
-
-def _sequences(
-    config: SequenceBatchingConfig,
-    runtime: Runtime,
-    infer: Callable[[dict[str, np.ndarray[Any, Any]]], dict[str, np.ndarray[Any, Any]]],
-    settings: VersionSettings,
-    outputs: tuple[TensorSpec, ...],
-    model: str,
-    where: str,
-) -> Sequences:
-    """The sequence batcher of a version (core/serving/sequences.py)."""
-    if runtime.decoupled:
-        raise ConfigError(f"{where}: sequence_batching is not supported for a streaming model")
-    run: Run
-    if config.state:
-        stateful = getattr(runtime, "infer_states", None)
-        if stateful is None:
-            raise ConfigError(f"{where}: sequence_batching.state is for Python models")
-        run = stateful
-    else:
-
-        def run(arrays: dict[str, np.ndarray[Any, Any]], states: Any) -> Any:
-            return infer(arrays)
-
-    return Sequences(
-        config,
-        model=model,
-        batching=settings.batching,
-        max_batch_size=settings.max_batch_size,
-        instances=settings.instances,
-        outputs=outputs,
-        run=run,
-    )
 
 
 class ModelManager:
@@ -283,9 +78,9 @@ class ModelManager:
         cache: ResponseCache | None = None,
     ) -> None:
         self._repository = repository
-        self._performance = performance
         self._limits = limits or ModelLimits()
         self._metrics = metrics
+        self._loader = Loader(performance, self._limits, metrics, self.resolve)
         self._cache = cache
         self._models: dict[str, _Model] = {}
         self._lock = asyncio.Lock()
@@ -442,7 +237,7 @@ class ModelManager:
                 if override is not None:
                     entry = overridden(entry, override)
                 wanted = entry.served_versions()
-                _check_traffic(entry, wanted)
+                check_traffic(entry, wanted)
             except (NotFound, OverrideError):
                 raise
             except Exception as exc:
@@ -510,7 +305,7 @@ class ModelManager:
         model.status[version.name] = status
         where = f"model '{entry.name}' version '{version.name}'"
         try:
-            loaded = await asyncio.to_thread(self._build, entry, version, where)
+            loaded = await asyncio.to_thread(self._loader.build, entry, version, where)
         except Exception as exc:
             kind, reason = classify(exc)
             status.state, status.reason, status.kind = State.FAILED, reason, kind
@@ -528,114 +323,6 @@ class ModelManager:
             loaded.settings.max_batch_size,
         )
         return loaded
-
-    def _build(self, entry: ModelEntry, version: VersionEntry, where: str) -> LoadedVersion:
-        config = entry.config
-        if config.pipeline is not None:
-            return load_pipeline(
-                self,
-                entry,
-                version,
-                where,
-                performance=self._performance,
-                limits=self._limits,
-                metrics=self._metrics,
-            )
-        options = runtime_options(
-            config, version.artifact, self._performance, model=entry.name, version=version.name
-        )
-        # Read before the runtime loads: a file changed meanwhile reloads the version anyway.
-        files = folder_digest(_version_files(entry, version)) if config.cache.enabled else ""
-        runtime = runtime_class(version.runtime)(options)
-        runtime.load()
-        read = runtime.signature()
-        sequenced = config.sequence_batching
-        controls = [c.name for c in sequenced.control_input] if sequenced else []
-        if read is not None:
-            for kind, declared, found in (
-                ("inputs", config.inputs, read.inputs),
-                ("outputs", config.outputs, read.outputs),
-            ):
-                if declared is not None:
-                    check_declared_names(
-                        kind,
-                        [t.name for t in declared] + (controls if kind == "inputs" else []),
-                        [s.name for s in found],
-                        entry.config_file,
-                        f"{version.name}/{version.artifact.name}",
-                    )
-        inputs = _specs(
-            config.inputs, read.inputs if read else None, config.allow_nonfinite, "inputs", where
-        )
-        outputs = _specs(
-            config.outputs, read.outputs if read else None, config.allow_nonfinite, "outputs", where
-        )
-        settings = version_settings(config, inputs, self._performance, self._limits, where)
-        infer = reshaped(config, settings.batching, runtime.infer)
-        if runtime.decoupled and has_reshape(config):
-            raise ConfigError(f"{where}: reshape is not supported for a streaming model")
-        labels = read_labels(entry.path, config.outputs or (), entry.config_file)
-        sequences = None
-        warm = infer
-        if sequenced is not None:
-            sequences = _sequences(sequenced, runtime, infer, settings, outputs, entry.name, where)
-            warm = sequences.warm_run  # its requests go to the sequence batcher, not the batcher
-        if config.warmup:
-            try:
-                produced = _warm_up(runtime, _warmup_inputs(inputs), warm)
-            except Exception as exc:
-                raise WarmupFailed(f"{where}: warm-up failed: {classify(exc)[1]}") from exc
-            # A streaming model's partial may carry some of the outputs only.
-            problems = [] if runtime.decoupled else output_problems(outputs, produced)
-            if problems:
-                raise WarmupFailed(f"{where}: at warm-up, {'; '.join(problems)}")
-        timed = (
-            _timed_calls(infer, _warmup_inputs(inputs), settings.inline_max_compute_s)
-            if config.warmup and runtime.inline_safe and not runtime.decoupled and sequences is None
-            else None
-        )
-        stats = VersionStats(entry.name, version.name)
-        batcher = batcher_class(settings, self._metrics, entry.name, version.name)(
-            checked_run(entry.name, version.name, outputs, infer),
-            stats=stats,
-            max_batch_size=settings.max_batch_size,
-            max_queue_delay_s=settings.max_queue_delay_s,
-            preferred_batch_sizes=settings.preferred_batch_sizes,
-            max_queue_size=settings.max_queue_size,
-            instances=settings.instances,
-            prepare_thread=runtime.prepare_thread,
-            observer=self._metrics.observer(entry.name, version.name) if self._metrics else None,
-            max_batch_time_s=settings.max_batch_time_s,
-            inline_max_compute_s=settings.inline_max_compute_s if runtime.inline_safe else 0.0,
-        )
-        if timed is not None:
-            batcher.seed_call_cost(timed)
-        generator = (
-            GeneratorRunner(
-                runtime.stream,
-                name=entry.name,
-                instances=settings.instances,
-                prepare_thread=runtime.prepare_thread,
-            )
-            if runtime.decoupled
-            else None
-        )
-        return LoadedVersion(
-            entry.name,
-            version.name,
-            version.runtime,
-            config,
-            settings,
-            inputs,
-            outputs,
-            runtime,
-            batcher,
-            stats,
-            generator,
-            version_digest(files, version.runtime, config, inputs, outputs) if files else "",
-            labels,
-            sequences,
-        )
 
     async def _retire(
         self, loaded: LoadedVersion, model: _Model, grace_s: float | None = None

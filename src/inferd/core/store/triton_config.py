@@ -13,7 +13,7 @@ from inferd.core.store.tensor_config import TensorConfig
 from inferd.types import TRITON_CONFIG_DATATYPE, TensorSpec
 
 if TYPE_CHECKING:
-    from inferd.core.store.manager import LoadedVersion
+    from inferd.core.store.loaded import LoadedVersion
 
 
 def version_policy(policy: VersionPolicy) -> dict[str, Any]:

@@ -24,7 +24,8 @@ import math
 import random
 from collections.abc import Mapping
 
-from inferd.core.store.manager import LoadedVersion, ModelManager
+from inferd.core.store.loaded import LoadedVersion
+from inferd.core.store.manager import ModelManager
 from inferd.core.store.model_config import TRAFFIC_TOTAL, ModelConfig
 from inferd.errors import InvalidArgument, Unavailable
 from inferd.settings import RoutingSettings
