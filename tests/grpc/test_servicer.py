@@ -88,8 +88,12 @@ async def test_health_and_metadata(served: Served) -> None:
 async def test_not_ready_before_the_models_load(serve: Callable[..., Any]) -> None:
     served = await serve(start=False)
     assert not (await served.infer.ServerReady(pb.ServerReadyRequest())).ready
-    early = served.infer.ModelInfer(tiny_request(np.zeros((1, 4))))
-    assert await code_of(early) in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAVAILABLE)
+    with pytest.raises(grpc.aio.AioRpcError) as early:
+        await served.infer.ModelInfer(tiny_request(np.zeros((1, 4))))
+    assert (early.value.code(), early.value.details()) == (
+        grpc.StatusCode.NOT_FOUND,
+        "model 'tiny' is not known; known models: []",
+    )
     await served.service.start()
     assert (await served.infer.ServerReady(pb.ServerReadyRequest())).ready
     await assert_serving(served)
