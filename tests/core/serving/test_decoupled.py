@@ -15,8 +15,8 @@ from inferd.core.messages import InferRequest, InferResponse
 from inferd.core.service import InferenceService
 from inferd.errors import DeadlineExceeded, InternalError, InvalidArgument
 from inferd.types import Tensor
-from tests.conftest import ServiceFactory
-from tests.streaming import steps, until
+from tests.conftest import ServiceFactory, until
+from tests.streaming import steps
 
 
 def count_request(

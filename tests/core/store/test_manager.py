@@ -14,6 +14,7 @@ from inferd.core.serving.validation import INLINE_DECODE_COST
 from inferd.errors import ModelLoadError, NotFound, Unavailable
 from inferd.tensors import WireTensor
 from inferd.types import Tensor
+from tests.conftest import until
 from tests.core.store.test_repository import make_model
 
 SLOW_MODEL = """
@@ -99,8 +100,7 @@ async def test_reload_swaps_without_failing_requests(tmp_path: Path, service_fac
         "class Model:\n    def predict(self, inputs):\n        return {'x': inputs['x'] + 2}\n"
     )
     reload = asyncio.create_task(service.load_model("m"))
-    while service.manager.versions("m") != ["2"]:
-        await asyncio.sleep(0.001)
+    await until(lambda: service.manager.versions("m") == ["2"], 30, "version 2 to serve")
     after = await service.infer(request("m"))
     assert after.version == "2"
     import sys
@@ -302,13 +302,9 @@ async def test_an_unload_that_drains_after_a_new_load_leaves_the_new_one_its_met
     await service.start()
     try:
         in_flight = asyncio.create_task(service.infer(request("m")))
-        async with asyncio.timeout(30):
-            while not (folder / "1" / "entered").exists():
-                await asyncio.sleep(0.01)
+        await until((folder / "1" / "entered").exists, 30, "the request to reach the model")
         unloading = asyncio.create_task(service.unload_model("m"))
-        async with asyncio.timeout(30):
-            while service.manager.versions("m"):
-                await asyncio.sleep(0.01)
+        await until(lambda: not service.manager.versions("m"), 30, "m to stop serving")
         await service.load_model("m")  # while the unload still drains the old instance
     finally:
         (folder / "1" / "release").touch()
