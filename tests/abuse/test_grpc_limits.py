@@ -64,12 +64,7 @@ async def test_streams_past_the_call_limit_are_refused_and_the_limit_frees(
                 return False
             return True
 
-        for _ in range(200):
-            if await answered():
-                break
-            await asyncio.sleep(0.02)
-        else:
-            raise AssertionError("calls were still refused after the streams closed")
+        await until(answered, 10, "calls to be answered once the streams closed")
     assert_probe_fast(probe)
 
 
