@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import inspect
 import os
 import shutil
 import signal
@@ -10,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -54,16 +56,51 @@ def free_port() -> int:
     raise RuntimeError("no free loopback port left below the ephemeral range")
 
 
+#: How often a waiting test checks its condition.
+POLL_S = 0.01
+
+
+class _Deadline:
+    """The one rule for a test that waits for a condition: it gives up after ``timeout``
+    seconds and fails naming what it waited for."""
+
+    def __init__(self, timeout: float, what: str) -> None:
+        self._at = time.monotonic() + timeout
+        self._timeout = timeout
+        self._what = what
+
+    def check(self) -> None:
+        if time.monotonic() > self._at:
+            raise AssertionError(f"timed out after {self._timeout:g} s waiting for {self._what}")
+
+
 def wait_until(
     condition: Callable[[], bool], timeout: float = 30.0, what: str = "condition"
 ) -> None:
-    """Poll ``condition`` until it holds; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
+    """Poll ``condition`` until it holds, blocking (a test without an event loop, or a
+    thread); fail the test after ``timeout`` seconds. On an event loop, use :func:`until`."""
+    deadline = _Deadline(timeout, what)
+    while not condition():
+        deadline.check()
+        time.sleep(POLL_S)
+
+
+async def until(
+    condition: Callable[[], bool | Awaitable[bool]],
+    timeout: float = 30.0,
+    what: str = "condition",
+) -> None:
+    """:func:`wait_until` on the event loop: the loop runs on between polls, and
+    ``condition`` may be a coroutine function (a request the test makes)."""
+    deadline = _Deadline(timeout, what)
+    while True:
+        held = condition()
+        if inspect.isawaitable(held):
+            held = await held
+        if held:
             return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
+        deadline.check()
+        await asyncio.sleep(POLL_S)
 
 
 @pytest.fixture(scope="session")

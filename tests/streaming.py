@@ -11,11 +11,8 @@ in ``steps/busy-max``.
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import textwrap
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -178,12 +175,3 @@ def steps(root: Path, tag: str) -> list[str]:
 
 def busy_max(root: Path) -> int:
     return int((root.parent / "steps" / "busy-max").read_text())
-
-
-async def until(condition: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
-    """Poll ``condition`` without blocking the event loop; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or 'condition'}")
-        await asyncio.sleep(0.02)

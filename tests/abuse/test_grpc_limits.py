@@ -16,7 +16,7 @@ from inferd.example import TINY, mlp_reference, mlp_weights
 from inferd.grpc.protos import grpc_service_pb2 as pb
 from inferd.grpc.protos import grpc_service_pb2_grpc as pb_grpc
 from tests.abuse.conftest import FIGURES, LIMITS, Requester, assert_probe_fast, probing
-from tests.conftest import ServerProcess
+from tests.conftest import ServerProcess, until
 
 MAX_RPCS = LIMITS["grpc"]["max_concurrent_rpcs"]
 MAX_WATCHERS = LIMITS["grpc"]["max_health_watchers"]
@@ -33,14 +33,6 @@ def infer_request() -> Any:
     )
 
 
-async def wait_for(condition: Any, what: str, timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
 async def test_streams_past_the_call_limit_are_refused_and_the_limit_frees(
     abuse_server: ServerProcess, probe: Requester
 ) -> None:
@@ -55,7 +47,7 @@ async def test_streams_past_the_call_limit_are_refused_and_the_limit_frees(
     async with grpc.aio.insecure_channel(abuse_server.grpc_target) as channel:
         stub = pb_grpc.GRPCInferenceServiceStub(channel)
         calls = [stub.ModelStreamInfer(nothing()) for _ in range(MAX_RPCS + extra)]
-        await wait_for(lambda: sum(c.done() for c in calls) >= extra, "refused streams")
+        await until(lambda: sum(c.done() for c in calls) >= extra, 10, "refused streams")
         refused = [c for c in calls if c.done()]
         assert len(refused) == extra
         assert {await c.code() for c in refused} == {grpc.StatusCode.RESOURCE_EXHAUSTED}
@@ -72,12 +64,7 @@ async def test_streams_past_the_call_limit_are_refused_and_the_limit_frees(
                 return False
             return True
 
-        for _ in range(200):
-            if await answered():
-                break
-            await asyncio.sleep(0.02)
-        else:
-            raise AssertionError("calls were still refused after the streams closed")
+        await until(answered, 10, "calls to be answered once the streams closed")
     assert_probe_fast(probe)
 
 

@@ -12,7 +12,13 @@ import inferd.client
 from inferd.client.codec import decode_response, encode_request, tensors
 from inferd.core.messages import InferResponse
 from inferd.errors import InvalidArgument
-from inferd.http.codec import HEADER_LENGTH, decode_request, encode_response
+from inferd.http.codec import (
+    HEADER_LENGTH,
+    decode_document,
+    encode_response,
+    parse_json,
+    split_body,
+)
 from inferd.types import Tensor
 
 
@@ -36,7 +42,9 @@ def test_the_server_reads_what_the_client_writes(binary: bool) -> None:
         "c": np.array([1.5, -2.0], np.float32),
     }
     body, headers = encode_request(tensors(inputs, {"c": "BF16"}), None, binary, {"k": 1})
-    request = decode_request(body, headers.get(HEADER_LENGTH), "m", None)
+    # The server's steps, as http/v2.py takes them: split, parse the JSON, decode.
+    header, binary = split_body(body, headers.get(HEADER_LENGTH))
+    request = decode_document(parse_json(header), binary, "m", None)
     decoded = {t.name: (t.datatype, t.decode()) for t in request.inputs}
     assert decoded["a"][0] == "INT16" and decoded["a"][1].tolist() == [[0, 1, 2], [3, 4, 5]]
     assert decoded["b"][0] == "BYTES" and decoded["b"][1].tolist() == [b"x", b"yz"]

@@ -132,9 +132,10 @@ def test_simple_string_infer_client(
         assert got.astype(np.bytes_).tolist() == array.astype(np.bytes_).tolist()
 
 
-def test_simple_http_async_infer_client(http: httpclient.InferenceServerClient) -> None:
+def test_simple_http_async_infer_client(server: ServerProcess) -> None:
     """simple_http_async_infer_client.py: async_infer, results gathered later."""
-    with httpclient.InferenceServerClient(http._parsed_url.netloc, concurrency=4) as client:
+    url = server.url.removeprefix("http://")
+    with httpclient.InferenceServerClient(url, concurrency=4) as client:
         pending = [client.async_infer("simple", simple_inputs(httpclient)) for _ in range(4)]
         for request in pending:
             check_sum_diff(request.get_result())

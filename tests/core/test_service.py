@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from inferd.core.messages import InferRequest
+from inferd.core.parameters import deadline
 from inferd.errors import InferdError, InternalError, InvalidArgument, Unavailable
 from inferd.tensors import WireTensor
 from inferd.types import Tensor
@@ -34,17 +35,22 @@ async def node(tmp_path: Path, node_factory):  # type: ignore[no-untyped-def]
 
 async def test_deadline_is_the_earliest_given(node) -> None:  # type: ignore[no-untyped-def]
     loaded = node.manager.resolve("m")
+    assert loaded.settings.timeout_s == 7  # the model's own, over the server's 30
+
+    def due(r: InferRequest) -> float:
+        return deadline(r.deadline, r.parameters, loaded.settings.timeout_s)
+
     now = time.monotonic()
     header = request(deadline=now + 5)
-    assert node.service.deadline(loaded, header) == now + 5
+    assert due(header) == now + 5
     both = request(deadline=now + 5, parameters={"timeout": 1_000_000})
-    assert node.service.deadline(loaded, both) < now + 2
+    assert due(both) < now + 2
     param = request(parameters={"timeout": 9_000_000})
-    assert 8 < node.service.deadline(loaded, param) - now < 10
+    assert 8 < due(param) - now < 10
     default = request()
-    assert 6 < node.service.deadline(loaded, default) - now < 8  # the model's timeout_s
+    assert 6 < due(default) - now < 8  # the model's timeout_s
     with pytest.raises(InvalidArgument, match="timeout"):
-        node.service.deadline(loaded, request(parameters={"timeout": 1.5}))
+        due(request(parameters={"timeout": 1.5}))
 
 
 async def test_draining_refuses_new_work(node) -> None:  # type: ignore[no-untyped-def]

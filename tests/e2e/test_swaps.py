@@ -20,7 +20,7 @@ import pytest
 
 from inferd.grpc.protos import grpc_service_pb2 as pb
 from inferd.grpc.protos import grpc_service_pb2_grpc as pb_grpc
-from tests.conftest import ServerProcess, wait_until
+from tests.conftest import ServerProcess, until, wait_until
 from tests.core.store.test_polling import BROKEN, add_model, add_version
 
 TOKEN = "swap-admin-token"
@@ -111,18 +111,11 @@ class Load:
     def failures(self) -> list[str]:
         return [f"{c.name}: {f}" for c in self.clients for f in c.failures]
 
-    async def until(self, condition: Callable[[], bool], what: str) -> None:
-        try:
-            async with asyncio.timeout(WAIT_S):
-                while not condition():
-                    await asyncio.sleep(0.005)
-        except TimeoutError:
-            raise AssertionError(f"timed out waiting for {what}") from None
-
     async def answered_by_all(self, version: str) -> None:
         """Every client's latest answer came from ``version``."""
-        await self.until(
+        await until(
             lambda: all(c.versions and c.versions[-1] == version for c in self.clients),
+            WAIT_S,
             f"every client to be answered by version {version}",
         )
 
@@ -171,10 +164,11 @@ async def test_twenty_swaps_and_a_broken_version_under_load_fail_no_request(
             )
             # The old version serves on: every client gets more answers, all from it.
             counts = [len(c.versions) for c in load.clients]
-            await load.until(
+            await until(
                 lambda: all(
                     len(c.versions) >= n + 20 for c, n in zip(load.clients, counts, strict=True)
                 ),
+                WAIT_S,
                 "answers after the broken version",
             )
             ready = await admin.get("/ready")

@@ -16,6 +16,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 )
 
 from inferd.grpc.server import SERVICE_NAMES
+from tests.conftest import until
 from tests.grpc.conftest import Served
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -110,16 +111,19 @@ async def test_health_watchers_are_bounded(serve: Callable[..., Any]) -> None:
     assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     watching[0].cancel()
     # The slot is given back once the server sees the cancellation.
-    for _ in range(100):
-        again = stub.Watch(health_pb2.HealthCheckRequest(service=""))
+    tries = []
+
+    async def watched() -> bool:
+        tries.append(stub.Watch(health_pb2.HealthCheckRequest(service="")))
         try:
-            assert (await again.read()).status == SERVING
-            break
+            status = (await tries[-1].read()).status
         except grpc.aio.AioRpcError:
-            await asyncio.sleep(0.02)
-    else:
-        raise AssertionError("the cancelled watcher's slot never came back")
-    again.cancel()
+            return False
+        assert status == SERVING
+        return True
+
+    await until(watched, 10, "the cancelled watcher's slot to come back")
+    tries[-1].cancel()
     watching[1].cancel()
 
 

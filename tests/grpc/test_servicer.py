@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from inferd.grpc.protos import grpc_service_pb2_grpc as pb_grpc
 from inferd.grpc.server import start_grpc
 from inferd.http.app import create_app, default_gateway
 from inferd.tensors import from_binary
+from tests.conftest import until
 from tests.grpc.conftest import SLOW_S, Served
 
 Input = pb.ModelInferRequest.InferInputTensor
@@ -88,8 +88,12 @@ async def test_health_and_metadata(served: Served) -> None:
 async def test_not_ready_before_the_models_load(serve: Callable[..., Any]) -> None:
     served = await serve(start=False)
     assert not (await served.infer.ServerReady(pb.ServerReadyRequest())).ready
-    early = served.infer.ModelInfer(tiny_request(np.zeros((1, 4))))
-    assert await code_of(early) in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAVAILABLE)
+    with pytest.raises(grpc.aio.AioRpcError) as early:
+        await served.infer.ModelInfer(tiny_request(np.zeros((1, 4))))
+    assert (early.value.code(), early.value.details()) == (
+        grpc.StatusCode.NOT_FOUND,
+        "model 'tiny' is not known; known models: []",
+    )
     await served.node.start()
     assert (await served.infer.ServerReady(pb.ServerReadyRequest())).ready
     await assert_serving(served)
@@ -309,11 +313,11 @@ async def test_the_client_deadline_drops_queued_work(served: Served) -> None:
         reply = await stub.ModelStatistics(pb.ModelStatisticsRequest(name="slow"))
         return reply.model_stats[0]
 
+    async def running() -> bool:
+        return bool((await stats()).inference_stats.queue.count >= 1)
+
     first = asyncio.ensure_future(stub.ModelInfer(slow_request(1.0)))
-    deadline = time.monotonic() + 10
-    while (await stats()).inference_stats.queue.count < 1:  # the first batch is running
-        assert time.monotonic() < deadline, "the slow model never started"
-        await asyncio.sleep(0.005)
+    await until(running, 10, "the first batch to run")
     late = stub.ModelInfer(slow_request(2.0), timeout=SLOW_S / 5)
     assert await code_of(late) == grpc.StatusCode.DEADLINE_EXCEEDED
     assert output(await first).tolist() == [[1.0]]

@@ -20,8 +20,8 @@ from inferd.grpc.protos import grpc_service_pb2 as pb
 from inferd.grpc.protos import grpc_service_pb2_grpc, simple_pb2, simple_pb2_grpc
 from inferd.grpc.server import GrpcServer, start_grpc
 from inferd.tensors import from_binary
-from tests.conftest import NodeFactory, ServerProcess
-from tests.streaming import busy_max, steps, until
+from tests.conftest import NodeFactory, ServerProcess, until
+from tests.streaming import busy_max, steps
 
 Input = pb.ModelInferRequest.InferInputTensor
 

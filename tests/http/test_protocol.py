@@ -14,6 +14,7 @@ import uvicorn
 
 from inferd.http.protocol import protocol_class
 from inferd.settings import HttpLimits
+from tests.conftest import until
 
 Connect = Callable[[], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]
 
@@ -81,8 +82,7 @@ async def serving(**limits: Any) -> AsyncIterator[Served]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        await asyncio.sleep(0.005)
+    await until(lambda: server.started, 10, "the server to start")
     try:
         yield Served(app, sock.getsockname()[1], draining)
     finally:

@@ -63,7 +63,10 @@ async def test_model_metadata(example_client: httpx.AsyncClient) -> None:
         "name": "tiny",
         "ready": True,
     }
-    assert (await example_client.get("/v2/models/tiny/versions/1/ready")).status_code == 200
+    assert (await example_client.get("/v2/models/tiny/versions/1/ready")).json() == {
+        "name": "tiny",
+        "ready": True,
+    }
 
 
 async def test_model_config_is_triton_shaped(example_client: httpx.AsyncClient) -> None:
@@ -97,6 +100,13 @@ async def test_infer_nested_data(example_client: httpx.AsyncClient) -> None:
     body = {"inputs": [{"name": "input", "shape": [2, 4], "datatype": "FP32", "data": x.tolist()}]}
     response = await example_client.post("/v2/models/tiny/versions/1/infer", json=body)
     assert response.status_code == 200, response.text
+    doc = response.json()
+    assert (doc["model_name"], doc["model_version"]) == ("tiny", "1")
+    (output,) = doc["outputs"]
+    assert (output["name"], output["datatype"], output["shape"]) == ("output", "FP32", [2, 2])
+    np.testing.assert_allclose(
+        np.array(output["data"]).reshape(2, 2), mlp_reference(TINY_W, x), rtol=1e-5
+    )
 
 
 async def test_infer_binary_both_ways(example_client: httpx.AsyncClient) -> None:

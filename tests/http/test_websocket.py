@@ -7,7 +7,7 @@ import asyncio
 import json
 import signal
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from websockets.exceptions import ConnectionClosed
 from inferd.core.node import build_node
 from inferd.example import TINY, mlp_reference, mlp_weights
 from inferd.http.app import create_app
-from tests.conftest import ServerProcess, free_port, make_settings
+from tests.conftest import ServerProcess, free_port, make_settings, until
 from tests.streaming import busy_max, steps
 
 WEIGHTS = mlp_weights(TINY, seed=0)
@@ -34,17 +34,6 @@ def expected(rows: list[list[float]]) -> np.ndarray[Any, Any]:
 
 def ws_url(server: ServerProcess, path: str = "/predict/stream") -> str:
     return server.url.replace("http://", "ws://") + path
-
-
-async def eventually(
-    condition: Callable[[], Awaitable[bool]], timeout: float = 10.0, what: str = "condition"
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await condition():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def answer(ws: ClientConnection) -> dict[str, Any]:
@@ -250,7 +239,7 @@ async def test_oversized_frame_checked_by_the_app(example_repo: Path) -> None:
         return server.started
 
     try:
-        await eventually(started, what="the in-process server to start")
+        await until(started, 10, what="the in-process server to start")
         async with connect(f"ws://127.0.0.1:{port}/predict/stream") as ws:
             await ws.send(json.dumps({"inputs": ROW, "id": "small"}))
             await ws.send(json.dumps({"inputs": [0.0] * 1000}))
@@ -316,13 +305,13 @@ async def test_shutdown_sends_in_flight_answers_then_1001(tmp_path: Path) -> Non
             async def both_in_flight() -> bool:
                 return await metric(server, "inferd_in_flight_requests") == 2
 
-            await eventually(both_in_flight, what="both messages in flight")
+            await until(both_in_flight, 10, what="both messages in flight")
             server.process.send_signal(signal.SIGTERM)
 
             async def draining() -> bool:
                 return (await http.get(f"{server.url}/ready")).status_code == 503
 
-            await eventually(draining, what="the server to start draining")
+            await until(draining, 10, what="the server to start draining")
             # While draining, the stream stays open and new work is refused with 503.
             await ws.send(json.dumps({"inputs": [1, 1, 1, 1], "id": "c"}))
 
@@ -330,7 +319,7 @@ async def test_shutdown_sends_in_flight_answers_then_1001(tmp_path: Path) -> Non
                 labels = ('protocol="websocket"', 'status="unavailable"')
                 return await metric(server, "inferd_requests_total", *labels) == 1
 
-            await eventually(refused, what="the message sent while draining to be refused")
+            await until(refused, 10, what="the message sent while draining to be refused")
             release.touch()
             replies, code = await answers_until_closed(ws)
         assert [(r["id"], r["seq"]) for r in replies] == [("a", 1), ("b", 2), ("c", 3)]
@@ -405,7 +394,7 @@ async def test_a_client_that_disconnects_stops_the_generator(
     async def closed() -> bool:
         return "closed" in steps(stream_repo, "ws-gone")
 
-    await eventually(closed, what="the generator to close")
+    await until(closed, 10, what="the generator to close")
     assert len(steps(stream_repo, "ws-gone")) < 100
 
 

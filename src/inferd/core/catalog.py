@@ -15,7 +15,7 @@ import os
 from typing import Any, Final
 
 from inferd import __version__
-from inferd.core.service import Gate
+from inferd.core.gate import Gate
 from inferd.core.store.manager import ModelManager
 from inferd.core.store.triton_config import triton_config
 from inferd.core.traffic.router import Router

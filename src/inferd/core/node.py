@@ -12,7 +12,8 @@ import time
 from inferd.core.cache import ResponseCache
 from inferd.core.catalog import Catalog
 from inferd.core.control import ControlPlane, settle_heap
-from inferd.core.service import Gate, InferenceService
+from inferd.core.gate import Gate
+from inferd.core.service import InferenceService
 from inferd.core.serving.shm import SharedMemory
 from inferd.core.storage import shared_store
 from inferd.core.store.group import ProcessGroup

@@ -4,6 +4,7 @@ batcher's three are read here too."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -68,3 +69,20 @@ def check(model: str, parameters: Mapping[str, Any], sequenced: bool) -> None:
         )
     if not sequenced:
         _refuse_sequence(model, parameters)
+
+
+def deadline(transport: float | None, parameters: Mapping[str, Any], timeout_s: float) -> float:
+    """When a request must be answered (``time.monotonic()``): the earliest of the
+    transport's deadline (header, gRPC call deadline) and the V2 ``timeout`` parameter
+    (microseconds); ``timeout_s`` from now when neither is given."""
+    candidates = [] if transport is None else [transport]
+    timeout = parameters.get("timeout")
+    if timeout is not None:
+        if type(timeout) is not int or timeout <= 0:
+            raise InvalidArgument(
+                f"parameter 'timeout' must be a positive integer of microseconds, got {timeout!r}"
+            )
+        candidates.append(time.monotonic() + timeout / 1e6)
+    if candidates:
+        return min(candidates)
+    return time.monotonic() + timeout_s

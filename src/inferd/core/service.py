@@ -7,18 +7,23 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncIterator
 from typing import Any
 
-import numpy as np
-
 from inferd.core.cache import ResponseCache
+from inferd.core.gate import Gate
 from inferd.core.messages import InferRequest, InferResponse, PredictResult
 from inferd.core.parameters import check as check_parameters
-from inferd.core.plan import ServingPlan
+from inferd.core.parameters import deadline as request_deadline
 from inferd.core.serving import classification
+from inferd.core.serving.answers import (
+    outputs_of,
+    partial_outputs,
+    response_of,
+    selected_outputs,
+    submit,
+)
 from inferd.core.serving.batcher import Closed
-from inferd.core.serving.outputs import check_finite
 from inferd.core.serving.shm import SharedMemory
 from inferd.core.serving.simple import predictions, simple_tensor
 from inferd.core.serving.validation import (
@@ -43,23 +48,9 @@ from inferd.errors import (
 )
 from inferd.metrics import UNKNOWN, Metrics
 from inferd.settings import Settings
-from inferd.tensors import as_datatype
 from inferd.types import Tensor, TensorSpec
 
 log = logging.getLogger("inferd.service")
-
-
-class Gate:
-    """Whether the data plane takes new work, and the work it has taken and not finished.
-
-    The data plane counts; the server's lifecycle closes the gate (``draining``) and waits
-    for :attr:`idle`."""
-
-    def __init__(self) -> None:
-        self.draining = False
-        self.in_flight = 0
-        self.idle = asyncio.Event()
-        self.idle.set()
 
 
 class InferenceService:
@@ -98,21 +89,6 @@ class InferenceService:
         )
 
     # -- inference ------------------------------------------------------------------------
-
-    def deadline(self, loaded: LoadedVersion, request: InferRequest) -> float:
-        """The earliest of the transport's deadline (header, gRPC call deadline) and the V2
-        ``timeout`` parameter; the model's or server's default when neither is given."""
-        candidates = [] if request.deadline is None else [request.deadline]
-        timeout = request.parameters.get("timeout")
-        if timeout is not None:
-            if type(timeout) is not int or timeout <= 0:
-                raise InvalidArgument(
-                    f"parameter 'timeout' must be a positive integer of microseconds, got {timeout!r}"
-                )
-            candidates.append(time.monotonic() + timeout / 1e6)
-        if candidates:
-            return min(candidates)
-        return time.monotonic() + loaded.settings.timeout_s
 
     async def infer(
         self, request: InferRequest, loaded: LoadedVersion | None = None
@@ -220,9 +196,9 @@ class InferenceService:
         plan = loaded.plan
         limits = self.settings.safeguards.input_validation
         checked = check_header(loaded, request.inputs, limits)
-        selected = self._selected_outputs(loaded, request)
+        selected = selected_outputs(loaded, request)
         classes = classification.requested(request.outputs) if request.outputs else None
-        deadline = self.deadline(loaded, request)
+        deadline = request_deadline(request.deadline, request.parameters, loaded.settings.timeout_s)
         heavy = decode_cost(checked) > INLINE_DECODE_COST
         if heavy:
             # Element by element in Python: in a thread, so the loop keeps answering.
@@ -240,7 +216,7 @@ class InferenceService:
                     if loaded.sequences is None
                     else loaded.sequences.submit(request.parameters, arrays, deadline)
                 )
-                outputs = _outputs(loaded, selected, results, plan)
+                outputs = outputs_of(loaded, selected, results, plan)
             else:
                 outputs, cached = await self._through_cache(
                     plan.cache, loaded, request, arrays, selected, deadline
@@ -254,7 +230,7 @@ class InferenceService:
             outputs = classification.classify(
                 outputs, classes, loaded.labels, loaded.settings.batching
             )
-        return _response(loaded, request, outputs, cached)
+        return response_of(loaded, request, outputs, cached)
 
     async def _through_cache(
         self,
@@ -268,8 +244,8 @@ class InferenceService:
         """The outputs from the prediction cache, else computed (and stored); hit or miss."""
 
         async def compute() -> list[Tensor]:
-            results = await _submit(loaded, request, arrays, deadline)
-            return _outputs(loaded, selected, results, loaded.plan)
+            results = await submit(loaded, request, arrays, deadline)
+            return outputs_of(loaded, selected, results, loaded.plan)
 
         names = [spec.name for spec in selected]
         outputs, hit = await cache.through(loaded, arrays, request, names, compute)
@@ -294,7 +270,7 @@ class InferenceService:
                 f"/v2/models/{loaded.model}/infer (or /generate) instead"
             )
         checked = check_header(loaded, request.inputs, self.settings.safeguards.input_validation)
-        selected = self._selected_outputs(loaded, request)
+        selected = selected_outputs(loaded, request)
         if request.parameters:
             check_parameters(loaded.model, request.parameters, sequenced=False)
         if request.outputs and classification.requested(request.outputs):
@@ -302,7 +278,13 @@ class InferenceService:
                 f"model '{loaded.model}' streams its outputs; classification is for models "
                 "that answer once"
             )
-        return self._partials(loaded, request, checked, selected, self.deadline(loaded, request))
+        return self._partials(
+            loaded,
+            request,
+            checked,
+            selected,
+            request_deadline(request.deadline, request.parameters, loaded.settings.timeout_s),
+        )
 
     async def responses(self, request: InferRequest) -> AsyncIterator[InferResponse]:
         """What a stream transport sends for one request: the one response of a model that
@@ -339,9 +321,9 @@ class InferenceService:
             else:
                 arrays = decode_inputs(checked, limits)
             async for partial in loaded.generator.run(arrays, deadline, buffered):
-                outputs = _partial_outputs(loaded, selected, partial)
-                yield dataclasses.replace(_response(loaded, request, outputs), final=False)
-            yield _response(loaded, request, [])
+                outputs = partial_outputs(loaded, selected, partial)
+                yield dataclasses.replace(response_of(loaded, request, outputs), final=False)
+            yield response_of(loaded, request, [])
             status = "ok"
         except InferdError as exc:
             status = exc.code.value
@@ -366,20 +348,6 @@ class InferenceService:
             gate.in_flight -= 1
             if gate.in_flight == 0:
                 gate.idle.set()
-
-    def _selected_outputs(self, loaded: LoadedVersion, request: InferRequest) -> list[TensorSpec]:
-        if not request.outputs:
-            return list(loaded.outputs)
-        selected = []
-        for wanted in request.outputs:
-            spec = loaded.output_spec(wanted.name)
-            if spec is None:
-                raise InvalidArgument(
-                    f"unknown output '{wanted.name}' for model '{loaded.model}'; expected "
-                    f"{[s.name for s in loaded.outputs]}"
-                )
-            selected.append(spec)
-        return selected
 
     async def predict(
         self,
@@ -426,68 +394,3 @@ class InferenceService:
             round((time.perf_counter() - start) * 1000, 3),
             response.cache,
         )
-
-
-def _submit(
-    loaded: LoadedVersion, request: InferRequest, arrays: Arrays, deadline: float
-) -> Awaitable[Mapping[str, np.ndarray[Any, Any]]]:
-    """The request's rows through the version's batcher, or its sequence batcher (the
-    awaitable itself: no coroutine frame of its own on the hot path)."""
-    if loaded.sequences is None:
-        return loaded.batcher.submit(arrays, deadline)
-    return loaded.sequences.submit(request.parameters, arrays, deadline)
-
-
-def _outputs(
-    loaded: LoadedVersion,
-    selected: list[TensorSpec],
-    results: Mapping[str, np.ndarray[Any, Any]],
-    plan: ServingPlan,
-) -> list[Tensor]:
-    """The selected outputs of a request's rows, in their declared datatypes (and checked
-    for NaN/Inf when the plan says so)."""
-    outputs = []
-    for spec in selected:
-        array = results.get(spec.name)
-        if array is None:
-            raise InferdError(f"model '{loaded.model}' did not produce output '{spec.name}'")
-        array = as_datatype(array, spec.datatype)
-        if plan.check_finite:
-            check_finite(loaded.model, spec, array)
-        outputs.append(Tensor(spec.name, spec.datatype, array))
-    return outputs
-
-
-def _response(
-    loaded: LoadedVersion, request: InferRequest, outputs: list[Tensor], cache: str | None = None
-) -> InferResponse:
-    return InferResponse(
-        model=loaded.model,
-        version=loaded.version,
-        outputs=outputs,
-        id=request.id if request.id is not None else request.request_id,
-        output_parameters={o.name: o.parameters for o in request.outputs or ()},
-        cache=cache,
-    )
-
-
-def _partial_outputs(
-    loaded: LoadedVersion, selected: list[TensorSpec], partial: Any
-) -> list[Tensor]:
-    """The selected outputs a partial carries (a partial may carry some outputs only)."""
-    if not isinstance(partial, Mapping):
-        raise InternalError(
-            f"model '{loaded.model}' yielded {type(partial).__name__}; a streaming model "
-            "yields dicts of arrays"
-        )
-    unknown = [name for name in partial if loaded.output_spec(name) is None]
-    if unknown:
-        raise InternalError(f"model '{loaded.model}' yielded undeclared outputs {unknown}")
-    outputs = []
-    for spec in selected:
-        if spec.name in partial:
-            array = as_datatype(np.asarray(partial[spec.name]), spec.datatype)
-            if loaded.plan.check_finite:
-                check_finite(loaded.model, spec, array)
-            outputs.append(Tensor(spec.name, spec.datatype, array))
-    return outputs

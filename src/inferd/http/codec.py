@@ -71,14 +71,6 @@ def _name(value: Any, what: str) -> str:
     return value
 
 
-def decode_request(
-    body: bytes, header_length: str | None, model: str, version: str | None
-) -> InferRequest:
-    """Decode a V2 REST infer body (JSON, or JSON header + binary tensors)."""
-    header, binary = split_body(body, header_length)
-    return decode_document(parse_json(header), binary, model, version)
-
-
 def split_body(body: bytes, header_length: str | None) -> tuple[memoryview, memoryview]:
     """A V2 REST infer body as its JSON and the binary tensors that follow it."""
     view = memoryview(body)

@@ -71,12 +71,6 @@ def error_response(exc: BaseException) -> Response:
     return response
 
 
-async def send_error(exc: BaseException, send: Send) -> None:
-    """:func:`error_parts` sent on a raw ASGI ``send``."""
-    status, body, headers = error_parts(exc)
-    await send_json(status, body, headers, send)
-
-
 async def send_json(status: int, body: bytes, headers: Headers, send: Send) -> None:
     await send(
         {

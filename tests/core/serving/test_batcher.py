@@ -13,6 +13,7 @@ import pytest
 from inferd.core.serving.batcher import INLINE_MIN_SAMPLES, Arrays, Batcher
 from inferd.core.serving.stats import VersionStats
 from inferd.errors import DeadlineExceeded, InternalError, ResourceExhausted, Unavailable
+from tests.conftest import until
 
 
 class Recorder:
@@ -44,8 +45,7 @@ def rows(n: int, value: float = 1.0, width: int = 2) -> Arrays:
 
 
 async def wait_entered(recorder: Recorder) -> None:
-    while not recorder.entered.is_set():
-        await asyncio.sleep(0.001)
+    await until(recorder.entered.is_set, 10, "the model to be called")
 
 
 async def test_requests_queued_while_busy_share_a_batch() -> None:
@@ -278,8 +278,7 @@ async def test_a_batch_past_its_time_marks_the_batcher_faulty_until_it_returns()
     with pytest.raises(Unavailable, match="unhealthy"):
         await batcher.submit(rows(1))
     recorder.gate.set()
-    while batcher.fault is not None:
-        await asyncio.sleep(0.001)
+    await until(lambda: batcher.fault is None, 10, "the overrunning batch to return")
     result = await batcher.submit(rows(1, 3.0))
     assert result["y"].tolist() == [[6.0, 6.0]]
     await batcher.close()

@@ -15,8 +15,8 @@ from inferd.core.messages import InferRequest, InferResponse
 from inferd.core.node import Node
 from inferd.errors import DeadlineExceeded, InternalError, InvalidArgument
 from inferd.types import Tensor
-from tests.conftest import NodeFactory
-from tests.streaming import steps, until
+from tests.conftest import NodeFactory, until
+from tests.streaming import steps
 
 
 def count_request(

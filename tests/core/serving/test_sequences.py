@@ -20,8 +20,7 @@ from inferd.core.serving.sequences import Sequences
 from inferd.core.store.sequence_config import SequenceBatchingConfig
 from inferd.types import TensorSpec
 from tests.compat.models import write_models
-from tests.conftest import NodeFactory, asgi_client
-from tests.streaming import until
+from tests.conftest import NodeFactory, asgi_client, until
 
 
 @pytest.fixture

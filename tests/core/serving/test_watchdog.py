@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from inferd.core.serving.watchdog import Watchdog
+from tests.conftest import until
 
 
 async def test_a_batch_within_its_limit_leaves_no_fault() -> None:
@@ -26,10 +27,7 @@ async def test_an_overrunning_batch_is_a_fault_until_it_returns() -> None:
     watchdog.started(slow, loop)
     watchdog.started(quick, loop)
     watchdog.finished(quick)
-    for _ in range(500):  # the timer fires after 0.05 s; give up after 5 s
-        if faults:
-            break
-        await asyncio.sleep(0.01)
+    await until(lambda: bool(faults), 5, "the overrun (its timer fires after 0.05 s)")
     assert faults == ["a batch has been running for over 0.05 s (max_batch_time_s)"]
     assert watchdog.fault == faults[0]
     assert list(watchdog.running()) == [slow]

@@ -14,6 +14,7 @@ from inferd.core.serving.validation import INLINE_DECODE_COST
 from inferd.errors import ModelLoadError, NotFound, Unavailable
 from inferd.tensors import WireTensor
 from inferd.types import Tensor
+from tests.conftest import until
 from tests.core.store.test_repository import make_model
 
 SLOW_MODEL = """
@@ -101,8 +102,7 @@ async def test_reload_swaps_without_failing_requests(tmp_path: Path, node_factor
         "class Model:\n    def predict(self, inputs):\n        return {'x': inputs['x'] + 2}\n"
     )
     reload = asyncio.create_task(node.control.load_model("m"))
-    while node.manager.versions("m") != ["2"]:
-        await asyncio.sleep(0.001)
+    await until(lambda: node.manager.versions("m") == ["2"], 30, "version 2 to serve")
     after = await node.service.infer(request("m"))
     assert after.version == "2"
     import sys
@@ -304,13 +304,9 @@ async def test_an_unload_that_drains_after_a_new_load_leaves_the_new_one_its_met
     await node.start()
     try:
         in_flight = asyncio.create_task(node.service.infer(request("m")))
-        async with asyncio.timeout(30):
-            while not (folder / "1" / "entered").exists():
-                await asyncio.sleep(0.01)
+        await until((folder / "1" / "entered").exists, 30, "the request to reach the model")
         unloading = asyncio.create_task(node.control.unload_model("m"))
-        async with asyncio.timeout(30):
-            while node.manager.versions("m"):
-                await asyncio.sleep(0.01)
+        await until(lambda: not node.manager.versions("m"), 30, "m to stop serving")
         await node.control.load_model("m")  # while the unload still drains the old instance
     finally:
         (folder / "1" / "release").touch()

@@ -17,7 +17,7 @@ from inferd.core.store.polling import RepositoryPoller
 from inferd.errors import Unavailable
 from inferd.example import mlp_weights, write_onnx
 from inferd.types import Tensor
-from tests.conftest import NodeFactory
+from tests.conftest import NodeFactory, until
 from tests.core.store.test_repository import YAML
 
 #: Answers x + its version folder's name, so an answer tells which version computed it.
@@ -214,9 +214,7 @@ async def test_the_poller_polls_on_its_interval_once_the_models_loaded(
     add_version(model, "2")  # after the first fingerprints: found by the first poll
     await node.start()
     try:
-        async with asyncio.timeout(30):
-            while node.manager.versions("m") != ["2"]:
-                await asyncio.sleep(0.01)
+        await until(lambda: node.manager.versions("m") == ["2"], 30, "version 2 to serve")
         assert await answer(node, "m") == "2: 2"
     finally:
         await poller.stop()
@@ -277,9 +275,7 @@ async def test_stopping_lets_the_load_under_way_finish_and_starts_no_other(
     add_model(tmp_path, "b", ["1"])
     go.set()  # the first poll sees both new models and loads a first
     try:
-        async with asyncio.timeout(30):
-            while not (tmp_path / "a" / "1" / "loading").exists():
-                await asyncio.sleep(0.01)
+        await until((tmp_path / "a" / "1" / "loading").exists, 30, "a's load to start")
         stopping = asyncio.create_task(poller.stop())
         await asyncio.sleep(0.05)
         assert not stopping.done()  # it waits for a's load

@@ -14,7 +14,7 @@ from inferd.core.traffic.rollout import State
 from inferd.core.traffic.rollouts import Rollouts, stable_version
 from inferd.errors import Conflict, InvalidArgument, NotFound
 from inferd.types import Tensor
-from tests.conftest import NodeFactory
+from tests.conftest import NodeFactory, until
 from tests.core.traffic.test_rollout import FakeRouter
 from tests.rollout_models import write_model
 
@@ -31,9 +31,7 @@ async def rollouts() -> AsyncIterator[tuple[Rollouts, FakeRouter]]:
 
 async def settled(rollouts: Rollouts, model: str = "m") -> None:
     """Until the model's rollout is no longer running (its task ended)."""
-    async with asyncio.timeout(10):
-        while model in rollouts.running:
-            await asyncio.sleep(0.005)
+    await until(lambda: model not in rollouts.running, 10, f"{model}'s rollout to end")
 
 
 @pytest.mark.parametrize(

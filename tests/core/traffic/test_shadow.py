@@ -66,17 +66,15 @@ async def test_every_answer_is_mirrored_at_fraction_1_and_agreement_counted() ->
 
 async def test_mirrored_requests_gather_and_reach_the_shadow_version_together() -> None:
     run = FakeShadow(outputs(1.0, 2.0))
-    shadow = Shadows(run, None).set("m", config(), "api")
-    assert shadow is not None
     loop = asyncio.get_running_loop()
     released_at: list[float] = []
-    original = run.__call__
 
     async def timed(model: str, version: str, arrays: Arrays) -> dict[str, Tensor]:
         released_at.append(loop.time())
-        return await original(model, version, arrays)
+        return await run(model, version, arrays)
 
-    shadow._run = timed
+    shadow = Shadows(timed, None).set("m", config(), "api")
+    assert shadow is not None
     offered_at = loop.time()
     for _ in range(4):
         shadow.offer("1", X, outputs(1.0, 2.0), "r")

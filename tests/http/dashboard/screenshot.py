@@ -24,7 +24,7 @@ from selenium.webdriver.chrome.service import Service
 
 from inferd.client import Client
 from tests.client.conftest import IDENTITY, write_model, write_split
-from tests.conftest import clean_environment, free_port
+from tests.conftest import clean_environment, free_port, wait_until
 
 CACHED = (
     "runtime: python\ncache: {enabled: true}\n"
@@ -55,8 +55,7 @@ def main(example: Path, out: Path) -> None:
     command = [sys.executable, "-m", "inferd", "serve", str(repo), "--port", str(port)]
     server = subprocess.Popen([*command, "--grpc-port", "0", "--log-level", "warning"], env=env)
     try:
-        while not _ready(url):
-            time.sleep(0.2)
+        wait_until(lambda: _ready(url), 60, "the server to answer")
         httpx.put(f"{url}/v2/models/split/shadow", json={"version": "2", "fraction": 0.5})
         until = time.monotonic() + 14
         threads = [threading.Thread(target=traffic, args=(url, until)) for _ in range(6)]

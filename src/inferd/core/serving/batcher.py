@@ -38,99 +38,61 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import dataclasses
 import logging
 import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Final, Protocol
+from typing import Final
 
-import numpy as np
-
+from inferd.core.serving.batch import (
+    Arrays,
+    BatchObserver,
+    Pending,
+    RunFn,
+    Timings,
+    Unobserved,
+    batch_key,
+    expire,
+)
+from inferd.core.serving.execution import INLINE_MIN_SAMPLES, Execution
+from inferd.core.serving.forming import BatchForming
 from inferd.core.serving.stats import VersionStats
 from inferd.core.serving.watchdog import Watchdog
 from inferd.errors import (
     DeadlineExceeded,
     InferdError,
-    InternalError,
     ResourceExhausted,
     Unavailable,
 )
 
+#: What callers import from here (the batch vocabulary lives in inferd.core.serving.batch).
+__all__ = [
+    "INLINE_MIN_SAMPLES",
+    "INLINE_SLICE_S",
+    "Arrays",
+    "BatchObserver",
+    "Batcher",
+    "Closed",
+    "RunFn",
+]
+
 log = logging.getLogger("inferd.batcher")
 
-Arrays = dict[str, np.ndarray[Any, Any]]
-RunFn = Callable[[Arrays], Arrays]
-BatchKey = tuple[tuple[str, str, tuple[int, ...]], ...]
-#: Seconds spent joining the rows, running the model and checking its outputs.
-Timings = tuple[float, float, float]
-_NO_TIME: Final[Timings] = (0.0, 0.0, 0.0)
-#: Model calls measured before a version may run inline.
-INLINE_MIN_SAMPLES: Final = 8
 #: Most time one loop turn spends running a version's batches inline before it lets the
 #: loop go on (the rest follow in the next turn).
 INLINE_SLICE_S: Final = 0.001
-#: Weight of the newest call in the running average of a call's time.
-_COST_WEIGHT: Final = 0.1
 
 
 class Closed(Unavailable):
     """The batcher closed (its version unloads) before the request was queued: nothing ran."""
 
 
-class BatchObserver(Protocol):
-    def depth(self, queued: int) -> None: ...
-    def waited(self, seconds: float) -> None: ...
-    def executed(self, rows: int, seconds: float) -> None: ...
+class Batcher(BatchForming, Execution):
+    """One version's queue and instances (the contract: this module's docstring). Batches
+    are formed by :class:`~inferd.core.serving.forming.BatchForming` and run by
+    :class:`~inferd.core.serving.execution.Execution`."""
 
-
-class _Unobserved:
-    def depth(self, queued: int) -> None:
-        pass
-
-    def waited(self, seconds: float) -> None:
-        pass
-
-    def executed(self, rows: int, seconds: float) -> None:
-        pass
-
-
-@dataclasses.dataclass(slots=True)
-class _Pending:
-    inputs: Arrays
-    rows: int
-    key: BatchKey
-    future: asyncio.Future[Arrays]
-    enqueued: float
-    deadline: float | None
-    queued: bool = True  # counted in the queue's length until it leaves or is answered
-
-
-def _expire(future: asyncio.Future[Arrays]) -> None:
-    if not future.done():
-        future.set_exception(DeadlineExceeded("the request's deadline passed before it finished"))
-
-
-def _joined(batch: list[_Pending]) -> Callable[[], Arrays]:
-    """A batch's inputs, its requests' rows joined (when called: in the instance thread)."""
-
-    def join() -> Arrays:
-        if len(batch) == 1:
-            return batch[0].inputs
-        return {name: np.concatenate([p.inputs[name] for p in batch]) for name in batch[0].inputs}
-
-    return join
-
-
-def _key(inputs: Arrays, batching: bool) -> BatchKey:
-    return tuple(
-        (name, array.dtype.str, array.shape[1:] if batching else array.shape)
-        for name, array in inputs.items()
-    )
-
-
-class Batcher:
     def __init__(
         self,
         run: RunFn,
@@ -151,29 +113,28 @@ class Batcher:
         self._run_fn = run
         self._prepare_thread = prepare_thread
         self._stats = stats
-        self._observer: BatchObserver = observer or _Unobserved()
+        self._observer = observer or Unobserved()
         self._batching = max_batch_size > 0
         self._max_rows = self._most_rows = max(max_batch_size, 1)
         self._delay = max_queue_delay_s
         self._preferred = frozenset(preferred_batch_sizes)
         self._max_queue = max_queue_size
-        self._queue: collections.deque[_Pending] = collections.deque()
+        self._queue = collections.deque()
         self._waiting = 0  # requests in the queue not yet answered
-        self._watchdog: Watchdog[list[_Pending]] = Watchdog(
+        self._watchdog: Watchdog[list[Pending]] = Watchdog(
             stats.name, max_batch_time_s, self._overran
         )
         self._instances = instances
         self._free = instances
-        # Instance threads take batches from here; None tells one of them to stop.
-        self._work: queue.SimpleQueue[list[_Pending] | None] = queue.SimpleQueue()
+        self._work = queue.SimpleQueue()  # batches for the instance threads; None: stop
         self._threads = [
             threading.Thread(
                 target=self._serve_instance, name=f"infer-{stats.name}_{i}", daemon=True
             )
             for i in range(instances)
         ]
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._loop = None
+        self._timer = None
         self._dispatch_soon = False
         self._idle = asyncio.Event()
         self._closing = False
@@ -184,12 +145,6 @@ class Batcher:
         self._call_cost = 0.0  # running average of a model call, in seconds
         self._calls = 0  # model calls measured (up to INLINE_MIN_SAMPLES)
         self._loop_prepared = False
-
-    def seed_call_cost(self, seconds: float) -> None:
-        """Seed the running measurement of a call (at load, from timed warm-up calls), so
-        a new version is judged like one that has served a while."""
-        self._call_cost = seconds
-        self._calls = INLINE_MIN_SAMPLES
 
     @property
     def queued(self) -> int:
@@ -238,7 +193,7 @@ class Batcher:
         if len(self._queue) > 2 * self._max_queue:
             # Answered requests stay in the deque while no instance is free: drop them.
             self._queue = collections.deque(p for p in self._queue if p.queued)
-        pending = _Pending(inputs, rows, _key(inputs, self._batching), future, now, deadline)
+        pending = Pending(inputs, rows, batch_key(inputs, self._batching), future, now, deadline)
         self._queue.append(pending)
         self._waiting += 1
         if not self._dispatch_soon:
@@ -250,7 +205,7 @@ class Batcher:
         timer = (
             None
             if deadline is None
-            else loop.call_at(loop.time() + (deadline - now), _expire, future)
+            else loop.call_at(loop.time() + (deadline - now), expire, future)
         )
         try:
             return await future
@@ -259,7 +214,7 @@ class Batcher:
                 timer.cancel()
             self._leave(pending)
 
-    def _leave(self, pending: _Pending) -> None:
+    def _leave(self, pending: Pending) -> None:
         """The request no longer counts as queued (taken into a batch or answered)."""
         if pending.queued:
             pending.queued = False
@@ -311,102 +266,15 @@ class Batcher:
                 self._observer.waited(start - pending.enqueued)
         self._observer.depth(self._waiting)
 
-    def _run_inline(self, batch: list[_Pending]) -> None:
-        """A batch's call, here on the loop (no batch is running and the model is cheap):
-        no hop to an instance thread and back."""
-        start = time.monotonic()
-        for pending in batch:
-            self._leave(pending)
-            self._stats.queue.add(start - pending.enqueued)
-            self._observer.waited(start - pending.enqueued)
-        if not self._loop_prepared and self._prepare_thread is not None:
-            self._prepare_thread()  # settings a framework keeps per thread, as for instances
-        self._loop_prepared = True
-        lone = len(batch) == 1
-        rows = batch[0].rows if lone else sum(p.rows for p in batch)
-        try:
-            outputs, timings = self._compute(batch[0].inputs if lone else _joined(batch), rows)
-        except BaseException as exc:
-            failure = self._failure(exc)
-            for pending in batch:
-                if not pending.future.done():
-                    pending.future.set_exception(failure)
-            return
-        self._executed(rows, len(batch), timings)
-        self._deliver(batch, outputs)
-
     def _soon(self) -> None:
         """Dispatch again in a coming loop turn (once)."""
         if not self._dispatch_soon and self._loop is not None:
             self._dispatch_soon = True
             self._loop.call_soon(self._dispatch)
 
-    def _ready(self) -> bool:
-        """A full (or preferred) batch is queued or the oldest waited enough; if neither,
-        a timer calls ``_dispatch`` when the oldest has waited the queue delay."""
-        first = self._queue[0]
-        available = sum(p.rows for p in self._queue if p.key == first.key)
-        if available >= self._max_rows or available in self._preferred:
-            return True
-        due = first.enqueued + self._delay
-        if time.monotonic() >= due:
-            return True
-        if self._timer is None and self._loop is not None:
-            self._timer = self._loop.call_at(
-                self._loop.time() + (due - time.monotonic()), self._on_timer
-            )
-        return False
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        self._dispatch()
-
-    def _collect(self) -> list[_Pending]:
-        """Take requests of the first live request's key, oldest first, up to the max rows."""
-        now = time.monotonic()
-        batch: list[_Pending] = []
-        rows = 0
-        keep: collections.deque[_Pending] = collections.deque()
-        key: BatchKey | None = None
-        for pending in self._queue:
-            if pending.future.done():
-                self._leave(pending)
-                continue
-            if pending.deadline is not None and now >= pending.deadline:
-                pending.future.set_exception(
-                    DeadlineExceeded("the request's deadline passed while it was queued")
-                )
-                self._leave(pending)
-                continue
-            if key is None:
-                key = pending.key
-            # A batch takes its first request whatever its rows (a latency target's limit
-            # may be below one request's rows).
-            if pending.key == key and (not batch or rows + pending.rows <= self._max_rows):
-                batch.append(pending)
-                rows += pending.rows
-            else:
-                keep.append(pending)
-        self._queue = keep
-        if self._preferred and len(batch) > 1:
-            batch = self._trim_to_preferred(batch)
-        return batch
-
-    def _trim_to_preferred(self, batch: list[_Pending]) -> list[_Pending]:
-        total, best = 0, 0
-        for i, pending in enumerate(batch, 1):
-            total += pending.rows
-            if total in self._preferred:
-                best = i
-        if best == 0 or best == len(batch):
-            return batch
-        for pending in reversed(batch[best:]):
-            self._queue.appendleft(pending)
-        return batch[:best]
-
     def _finish(
         self,
-        batch: list[_Pending],
+        batch: list[Pending],
         outputs: Arrays | None,
         timings: Timings,
         error: BaseException | None,
@@ -427,28 +295,6 @@ class Batcher:
         if self._free == self._instances and not self._waiting:
             self._idle.set()
 
-    def _executed(self, rows: int, requests: int, timings: Timings) -> None:
-        """Count a finished call in the statistics and the running average of its cost."""
-        self._stats.record_batch(rows, requests, *timings)
-        seconds = timings[0] + timings[1] + timings[2]
-        self._observer.executed(rows, seconds)
-        if self._calls < INLINE_MIN_SAMPLES:
-            self._calls += 1
-            self._call_cost += (seconds - self._call_cost) / self._calls
-        else:
-            self._call_cost += (seconds - self._call_cost) * _COST_WEIGHT
-
-    def _failure(self, error: BaseException | None) -> InferdError:
-        """What the requests of a failed call get: the model's own error when it raised
-        one of the tree's, else an internal error caused by what it raised."""
-        if isinstance(error, InferdError):
-            return error
-        failure = InternalError(
-            f"model '{self._stats.name}' failed: {type(error).__name__}: {error}"
-        )
-        failure.__cause__ = error  # the model's traceback, for the service's log line
-        return failure
-
     # -- the watchdog ------------------------------------------------------------------------
 
     def _overran(self, fault: str) -> None:
@@ -467,60 +313,6 @@ class Batcher:
                 if not pending.future.done():
                     pending.future.set_exception(failure)
         self._observer.depth(0)
-
-    # -- in an instance thread ---------------------------------------------------------------
-
-    def _serve_instance(self) -> None:
-        assert self._loop is not None
-        if self._prepare_thread is not None:
-            try:
-                self._prepare_thread()
-            except Exception:
-                log.exception("model '%s': preparing an instance thread failed", self._stats.name)
-        while True:
-            batch = self._work.get()
-            if batch is None:
-                return
-            try:
-                outputs, timings = self._compute(_joined(batch), sum(p.rows for p in batch))
-            except BaseException as exc:  # a model's SystemExit must not take the instance
-                result: tuple[Arrays | None, Timings, BaseException | None] = (None, _NO_TIME, exc)
-            else:
-                result = (outputs, timings, None)
-            try:
-                self._loop.call_soon_threadsafe(self._finish, batch, *result)
-            except RuntimeError:
-                return  # the loop is closed: nobody is waiting any more
-
-    def _compute(self, inputs: Callable[[], Arrays] | Arrays, rows: int) -> tuple[Arrays, Timings]:
-        """Run the model on ``inputs`` (a function that joins a batch's rows, timed with
-        it) and check that every output has ``rows`` rows."""
-        t0 = time.perf_counter()
-        if callable(inputs):
-            inputs = inputs()
-        t1 = time.perf_counter()
-        outputs = self._run_fn(inputs)
-        t2 = time.perf_counter()
-        if self._batching:
-            for name, array in outputs.items():
-                if array.ndim == 0 or array.shape[0] != rows:
-                    raise InternalError(
-                        f"model '{self._stats.name}' returned {array.shape[0] if array.ndim else 0}"
-                        f" rows of output '{name}' for a batch of {rows}"
-                    )
-        return outputs, (t1 - t0, t2 - t1, time.perf_counter() - t2)
-
-    def _deliver(self, batch: list[_Pending], outputs: Arrays) -> None:
-        if len(batch) == 1:
-            if not batch[0].future.done():
-                batch[0].future.set_result(outputs)
-            return
-        offset = 0
-        for pending in batch:
-            end = offset + pending.rows
-            if not pending.future.done():
-                pending.future.set_result({n: a[offset:end] for n, a in outputs.items()})
-            offset = end
 
     async def close(self, grace_s: float | None = None) -> bool:
         """Finish queued and running work (waiting at most ``grace_s``), then stop the
