@@ -54,7 +54,7 @@ def deadline_of(context: Context) -> float | None:
 
 class _Servicer:
     """What both servicers share: the service and the open streams. Admission (keys,
-    scopes, the rate limit) is the interceptor's (grpc/interceptor.py)."""
+    scopes, the rate limit) is the one wrapper's (grpc/register.py)."""
 
     def __init__(self, service: InferenceService, streams: StreamRegistry | None = None) -> None:
         self._service = service
