@@ -98,26 +98,31 @@ PROTO_DIR := src/inferd/grpc/protos
 # The protoc of this grpcio-tools stamps the generated modules with protobuf gencode 6.31.1,
 # the lowest protobuf that pyproject.toml declares (tests/grpc/test_protos.py checks it);
 # it runs from a venv of its own so that the project's protobuf is never touched.
-PROTO_TOOLS := grpcio-tools==1.80.1
+# mypy-protobuf writes the typed stubs of the *_pb2_grpc modules (protoc's --pyi_out covers
+# only the *_pb2 ones), so that mypy reads every generated module.
+PROTO_TOOLS := grpcio-tools==1.80.1 mypy-protobuf==5.1.0
 PROTO_VENV := build/proto-venv
 
 $(PROTO_VENV)/.installed: Makefile
 	$(PYTHON) -m venv $(PROTO_VENV)
-	$(PROTO_VENV)/bin/pip install -q '$(PROTO_TOOLS)'
+	$(PROTO_VENV)/bin/pip install -q $(PROTO_TOOLS)
 	touch $@
 
 # Generated modules import each other as inferd.grpc.protos.* and register their
 # descriptors in the package's own pool (see $(PROTO_DIR)/__init__.py).
 proto: $(PROTO_VENV)/.installed
 	$(PROTO_VENV)/bin/python -m grpc_tools.protoc -I $(PROTO_DIR) --python_out=$(PROTO_DIR) \
-		--pyi_out=$(PROTO_DIR) --grpc_python_out=$(PROTO_DIR) $(PROTO_DIR)/*.proto
+		--pyi_out=$(PROTO_DIR) --grpc_python_out=$(PROTO_DIR) \
+		--plugin=protoc-gen-mypy_grpc=$(PROTO_VENV)/bin/protoc-gen-mypy_grpc \
+		--mypy_grpc_out=$(PROTO_DIR) $(PROTO_DIR)/*.proto
 	sed -i -E \
 		-e 's/^import ([a-z_]+_pb2) as /from inferd.grpc.protos import \1 as /' \
 		-e 's/_descriptor_pool\.Default\(\)/_inferd_protos.POOL/' \
 		-e 's/^(from google\.protobuf import descriptor_pool as _descriptor_pool)$$/\1\nimport inferd.grpc.protos as _inferd_protos/' \
 		$(PROTO_DIR)/*_pb2.py $(PROTO_DIR)/*_pb2_grpc.py
-	sed -i -E 's/^import ([a-z_]+_pb2) as /from inferd.grpc.protos import \1 as /' $(PROTO_DIR)/*_pb2.pyi
-	rm -f $(PROTO_DIR)/model_config_pb2_grpc.py  # no services in it
+	sed -i -E 's/^import ([a-z_]+_pb2) as /from inferd.grpc.protos import \1 as /' \
+		$(PROTO_DIR)/*_pb2.pyi $(PROTO_DIR)/*_pb2_grpc.pyi
+	rm -f $(PROTO_DIR)/model_config_pb2_grpc.py $(PROTO_DIR)/model_config_pb2_grpc.pyi  # no services
 
 clean:
 	rm -rf $(VENV) build .mypy_cache .ruff_cache .pytest_cache

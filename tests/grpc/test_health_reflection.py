@@ -18,6 +18,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 from inferd.grpc.server import SERVICE_NAMES
 from tests.conftest import until
 from tests.grpc.conftest import Served
+from tests.grpc.test_register import MALFORMED
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -168,3 +169,34 @@ async def test_grpc_reflection_client_rebuilds_the_services(served: Served) -> N
 
     methods = await asyncio.to_thread(describe, f"127.0.0.1:{served.server.port}")
     assert {"ServerLive", "ModelInfer", "ModelStreamInfer", "ModelConfig"} <= set(methods)
+
+
+async def test_reflection_of_an_extension_nothing_declares_answers_not_found(
+    served: Served,
+) -> None:
+    wanted = reflection_pb2.ExtensionRequest(
+        containing_type="inference.ModelConfig", extension_number=100
+    )
+    reply = await reflect(
+        served, reflection_pb2.ServerReflectionRequest(file_containing_extension=wanted)
+    )
+    assert reply.error_response.error_code == grpc.StatusCode.NOT_FOUND.value[0]
+    assert reply.error_response.error_message == "file_containing_extension: not found"
+    assert reply.original_request.file_containing_extension == wanted
+
+
+async def test_reflection_answers_a_message_that_does_not_parse_and_goes_on(
+    served: Served,
+) -> None:
+    call = served.channel.stream_stream(
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        request_serializer=None,
+        response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+    )
+    listing = reflection_pb2.ServerReflectionRequest(list_services="").SerializeToString()
+    malformed, listed = [r async for r in call(iter([MALFORMED, listing]))]
+    assert malformed.error_response.error_code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert malformed.error_response.error_message == (
+        "malformed request: not a valid grpc.reflection.v1alpha.ServerReflectionRequest message"
+    )
+    assert len(listed.list_services_response.service) == len(SERVICE_NAMES)

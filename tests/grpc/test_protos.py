@@ -56,6 +56,13 @@ def test_every_proto_is_generated() -> None:
     assert {name.removesuffix("_pb2.py") for name in gencode_versions()} == protos
 
 
+def test_every_generated_module_has_its_typed_stub() -> None:
+    # mypy reads the stubs (protoc's *_pb2.pyi, mypy-protobuf's *_pb2_grpc.pyi), never the
+    # generated code; a module without one would be checked as untyped code.
+    modules = {p.stem for p in PROTOS.glob("*_pb2*.py")}
+    assert modules == {p.stem for p in PROTOS.glob("*_pb2*.pyi")}
+
+
 def test_lowest_declared_protobuf_runs_the_generated_code() -> None:
     protobuf = declared("protobuf")
     lowest = lower_bound(protobuf)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, Final, Self
 
@@ -44,10 +44,16 @@ FINAL: Final = "triton_final_response"
 EMPTY_FINAL: Final = "triton_enable_empty_final_response"
 
 
+def text_metadata(metadata: Iterable[tuple[str, str | bytes]] | None) -> dict[str, str]:
+    """A call's metadata by key, less the values of binary (``-bin``) keys."""
+    return {key: value for key, value in metadata or () if isinstance(value, str)}
+
+
 def grpc_error(exc: grpc.RpcError) -> InferdError:
     code = exc.code()
-    trailing = dict(exc.trailing_metadata() or ())
-    initial = dict(exc.initial_metadata() or ()) if hasattr(exc, "initial_metadata") else {}
+    # grpc's stubs type these pairs as objects with .key and .value; they are (key, value).
+    trailing = text_metadata(exc.trailing_metadata())  # type: ignore[arg-type]
+    initial = text_metadata(exc.initial_metadata()) if hasattr(exc, "initial_metadata") else {}
     return server_error(
         GRPC_CODE.get(code, ErrorCode.INTERNAL),
         f"{code.name}: {exc.details()}",
@@ -235,8 +241,8 @@ class GrpcClient(_Base):
         answer, rpc = self._unary(
             self._stub.ModelInfer, message, call["metadata"], call["deadline"]
         )
-        initial = dict(rpc.initial_metadata() or ())
-        trailing = dict(rpc.trailing_metadata() or ())
+        initial = text_metadata(rpc.initial_metadata())
+        trailing = text_metadata(rpc.trailing_metadata())
         return infer_result(answer, initial.get("x-request-id"), trailing.get("x-cache"))
 
     def stream(self, model: str, inputs: Inputs, **options: Any) -> Iterator[InferResult]:
@@ -248,7 +254,7 @@ class GrpcClient(_Base):
             iter([message]), metadata=call["metadata"], timeout=remaining(call["deadline"])
         )
         try:
-            request_id = dict(responses.initial_metadata() or ()).get("x-request-id")
+            request_id = text_metadata(responses.initial_metadata()).get("x-request-id")
             for response in responses:
                 result = _stream_result(response, request_id)
                 if result.outputs:
@@ -308,8 +314,8 @@ class AsyncGrpcClient(_Base):
                     raise error from None
                 await asyncio.sleep(wait)
                 continue
-            initial = dict(await rpc.initial_metadata() or ())
-            trailing = dict(await rpc.trailing_metadata() or ())
+            initial = text_metadata(await rpc.initial_metadata())
+            trailing = text_metadata(await rpc.trailing_metadata())
             return infer_result(answer, initial.get("x-request-id"), trailing.get("x-cache"))
 
     async def stream(
@@ -324,7 +330,7 @@ class AsyncGrpcClient(_Base):
         try:
             await rpc.write(message)
             await rpc.done_writing()
-            request_id = dict(await rpc.initial_metadata() or ()).get("x-request-id")
+            request_id = text_metadata(await rpc.initial_metadata()).get("x-request-id")
             async for response in rpc:
                 result = _stream_result(response, request_id)
                 if result.outputs:

@@ -1,6 +1,6 @@
 """The gateway: who is calling (a :class:`Principal`) and whether they may do what they ask.
 
-Protocol-neutral: the HTTP front and the gRPC interceptor each read the caller's key and
+Protocol-neutral: the HTTP front and the gRPC edge's wrapper each read the caller's key and
 address, then call :meth:`Gateway.admit` with the request's
 :class:`~inferd.gateway.operations.Operation`. :data:`RULES` says what each operation
 needs; every refusal raises from the core's error tree (401 / UNAUTHENTICATED for a missing

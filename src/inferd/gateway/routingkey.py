@@ -1,6 +1,6 @@
 """Routing keys: what keeps a caller on one version of a traffic split.
 
-The front (HTTP, WebSocket) and the gRPC interceptor read the ``routing.key_header``
+The front (HTTP, WebSocket) and the gRPC edge's wrapper read the ``routing.key_header``
 header or metadata (``X-Routing-Key`` by default); without it, the caller's API key name
 is the routing key. It is held in a context variable for the adapters, which put it on
 the request (:attr:`inferd.core.messages.InferRequest.routing_key`); the router checks its

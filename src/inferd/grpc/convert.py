@@ -9,11 +9,12 @@ header with the model's declaration.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Final
+from collections.abc import Mapping, Sequence
+from typing import Any, Final, TypeAlias
 
 import numpy as np
 from google.protobuf import json_format
+from google.protobuf.internal.containers import MessageMap
 
 from inferd.core.catalog import ModelMetadata, ServerMetadata
 from inferd.core.messages import InferRequest, InferResponse, InputTensor, RequestedOutput
@@ -58,6 +59,11 @@ FIELD_DTYPE: Final[dict[str, np.dtype[Any]]] = {
     "fp64_contents": np.dtype(np.float64),
 }
 
+#: A parameter's value, as an InferParameter holds it.
+Parameter: TypeAlias = bool | int | float | str
+#: A message's ``map<string, InferParameter>``.
+Parameters: TypeAlias = MessageMap[str, pb.InferParameter]
+
 #: Python type of a parameter value -> the InferParameter field that holds it.
 PARAMETER_FIELD: Final[dict[type, str]] = {
     bool: "bool_param",
@@ -70,9 +76,9 @@ PARAMETER_FIELD: Final[dict[type, str]] = {
 # -- parameters ------------------------------------------------------------------------------
 
 
-def decode_parameters(entries: Mapping[str, Any]) -> dict[str, Any]:
+def decode_parameters(entries: Mapping[str, pb.InferParameter]) -> dict[str, Parameter]:
     """``map<string, InferParameter>`` -> plain values (unset entries are left out)."""
-    decoded = {}
+    decoded: dict[str, Parameter] = {}
     for key, value in entries.items():
         field = value.WhichOneof("parameter_choice")
         if field is not None:
@@ -80,7 +86,7 @@ def decode_parameters(entries: Mapping[str, Any]) -> dict[str, Any]:
     return decoded
 
 
-def encode_parameters(values: Mapping[str, Any], target: Any) -> None:
+def encode_parameters(values: Mapping[str, object], target: Parameters) -> None:
     """Plain values -> ``map<string, InferParameter>``; other types travel as strings."""
     for key, value in values.items():
         field = PARAMETER_FIELD.get(type(value), "string_param")
@@ -90,7 +96,7 @@ def encode_parameters(values: Mapping[str, Any], target: Any) -> None:
 # -- ModelInfer --------------------------------------------------------------------------------
 
 
-def decode_infer_request(message: Any, deadline: float | None) -> InferRequest:
+def decode_infer_request(message: pb.ModelInferRequest, deadline: float | None) -> InferRequest:
     """A ModelInferRequest as the core's InferRequest (``deadline``: absolute monotonic)."""
     if not message.model_name:
         raise InvalidArgument("'model_name' is required")
@@ -128,7 +134,9 @@ def decode_infer_request(message: Any, deadline: float | None) -> InferRequest:
     )
 
 
-def _decode_input(tensor: Any, index: int, raw: bytes | None) -> WireTensor:
+def _decode_input(
+    tensor: pb.ModelInferRequest.InferInputTensor, index: int, raw: bytes | None
+) -> WireTensor:
     name = tensor.name
     if not name:
         raise InvalidArgument(f"inputs[{index}] needs a non-empty 'name'")
@@ -154,14 +162,16 @@ def _decode_input(tensor: Any, index: int, raw: bytes | None) -> WireTensor:
     return wire
 
 
-def _contents_tensor(name: str, datatype: str, shape: tuple[int, ...], contents: Any) -> WireTensor:
+def _contents_tensor(
+    name: str, datatype: str, shape: tuple[int, ...], contents: pb.InferTensorContents
+) -> WireTensor:
     field = CONTENTS_FIELD.get(datatype)
     if field is None:
         raise InvalidArgument(
             f"input '{clip(name)}': {datatype} has no typed contents field; send it in "
             "raw_input_contents"
         )
-    values = getattr(contents, field)
+    values: Sequence[bool | int | float | bytes] = getattr(contents, field)
     count = element_count(shape)
     if len(values) != count:
         raise InvalidArgument(
@@ -178,7 +188,11 @@ def _contents_tensor(name: str, datatype: str, shape: tuple[int, ...], contents:
 
 
 def _from_contents(
-    name: str, datatype: str, shape: tuple[int, ...], field: str, values: Any
+    name: str,
+    datatype: str,
+    shape: tuple[int, ...],
+    field: str,
+    values: Sequence[bool | int | float | bytes],
 ) -> np.ndarray[Any, Any]:
     count = element_count(shape)
     if datatype == "BYTES":
@@ -198,7 +212,9 @@ def _from_contents(
     return array.reshape(shape)
 
 
-def _decode_outputs(outputs: Any) -> list[RequestedOutput] | None:
+def _decode_outputs(
+    outputs: Sequence[pb.ModelInferRequest.InferRequestedOutputTensor],
+) -> list[RequestedOutput] | None:
     if not outputs:
         return None
     requested = []
@@ -213,7 +229,7 @@ def _decode_outputs(outputs: Any) -> list[RequestedOutput] | None:
     return requested
 
 
-def encode_infer_response(response: InferResponse) -> Any:
+def encode_infer_response(response: InferResponse) -> pb.ModelInferResponse:
     """The core's InferResponse as a ModelInferResponse; data always in raw contents."""
     message = pb.ModelInferResponse(
         model_name=response.model,
@@ -245,13 +261,13 @@ def _raw(tensor: Tensor, response: InferResponse) -> bytes:
 # -- metadata, configuration, statistics, repository -------------------------------------------
 
 
-def server_metadata(meta: ServerMetadata) -> Any:
+def server_metadata(meta: ServerMetadata) -> pb.ServerMetadataResponse:
     return pb.ServerMetadataResponse(
         name=meta.name, version=meta.version, extensions=list(meta.extensions)
     )
 
 
-def model_metadata(meta: ModelMetadata) -> Any:
+def model_metadata(meta: ModelMetadata) -> pb.ModelMetadataResponse:
     tensor = pb.ModelMetadataResponse.TensorMetadata
     return pb.ModelMetadataResponse(
         name=meta.name,
@@ -264,18 +280,18 @@ def model_metadata(meta: ModelMetadata) -> Any:
     )
 
 
-def model_config(doc: dict[str, Any]) -> Any:
+def model_config(doc: dict[str, Any]) -> pb.ModelConfigResponse:
     """The core's configuration (Triton's JSON form) as a ModelConfigResponse."""
     response = pb.ModelConfigResponse()
     json_format.ParseDict(doc, response.config)
     return response
 
 
-def model_statistics(doc: dict[str, Any]) -> Any:
+def model_statistics(doc: dict[str, Any]) -> pb.ModelStatisticsResponse:
     return json_format.ParseDict(doc, pb.ModelStatisticsResponse(), ignore_unknown_fields=True)
 
 
-def repository_index(rows: list[dict[str, str]]) -> Any:
+def repository_index(rows: list[dict[str, str]]) -> pb.RepositoryIndexResponse:
     return pb.RepositoryIndexResponse(
         models=[pb.RepositoryIndexResponse.ModelIndex(**row) for row in rows]
     )

@@ -1,14 +1,14 @@
-"""Core error codes -> gRPC status, and the one place a failed call is answered."""
+"""Core error codes -> gRPC status, and the one place a failed call is answered (every
+method's errors reach :func:`abort` through the one wrapper, ``inferd.grpc.register``)."""
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
-from collections.abc import Awaitable, Callable
-from typing import Any, Final, NoReturn, TypeVar
+from typing import Final, NoReturn
 
 import grpc
+from google.protobuf.message import Message
 
 from inferd.errors import ErrorCode, InferdError, RateLimited
 
@@ -38,7 +38,7 @@ def status_of(exc: Exception) -> tuple[grpc.StatusCode, str]:
     return grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE
 
 
-async def abort(context: Any, exc: Exception) -> NoReturn:
+async def abort(context: grpc.aio.ServicerContext[bytes, Message], exc: Exception) -> NoReturn:
     """End the call with the status of ``exc`` (raises, as ``context.abort`` does)."""
     code, message = status_of(exc)
     if isinstance(exc, InferdError) and exc.retry_after_s is not None:
@@ -47,22 +47,3 @@ async def abort(context: Any, exc: Exception) -> NoReturn:
             metadata.extend(exc.fields().items())
         context.set_trailing_metadata(tuple(metadata))
     await context.abort(code, message)
-    raise AssertionError("context.abort returned")  # pragma: no cover - it always raises
-
-
-Handler = TypeVar("Handler", bound=Callable[..., Awaitable[Any]])
-
-
-def translated(handler: Handler) -> Handler:
-    """Unary handlers: an exception becomes the call's status instead of UNKNOWN."""
-
-    @functools.wraps(handler)
-    async def run(self: Any, request: Any, context: Any) -> Any:
-        try:
-            return await handler(self, request, context)
-        except grpc.aio.AbortError:
-            raise
-        except Exception as exc:
-            await abort(context, exc)
-
-    return run  # type: ignore[return-value]

@@ -1,6 +1,6 @@
-"""The standard ``grpc.health.v1.Health`` service, answered from the service's readiness.
+"""The standard ``grpc.health.v1.Health`` service, answered from the server's readiness.
 
-``Check`` reads ``InferenceService.ready()`` on every call, so it is never stale: SERVING
+``Check`` reads ``Catalog.ready()`` on every call, so it is never stale: SERVING
 once every model is loaded, NOT_SERVING while loading and when draining. The server ("")
 and every served service name report the same status.
 
@@ -14,13 +14,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterable
-from typing import Any, Final
+from typing import Final
 
 import grpc
 
 from inferd.core.catalog import Catalog
 from inferd.errors import clip
-from inferd.grpc.protos import health_pb2, health_pb2_grpc
+from inferd.grpc.protos import health_pb2
+from inferd.grpc.register import Context
 
 #: How often readiness is read while Watch calls are open.
 WATCH_INTERVAL_S: Final = 0.5
@@ -28,7 +29,7 @@ WATCH_INTERVAL_S: Final = 0.5
 Status = health_pb2.HealthCheckResponse.ServingStatus
 
 
-class HealthServicer(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
+class HealthServicer:
     def __init__(self, catalog: Catalog, service_names: Iterable[str], max_watchers: int) -> None:
         self._catalog = catalog
         self._names = frozenset({"", *service_names})
@@ -37,12 +38,14 @@ class HealthServicer(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
         self._changed = asyncio.Event()  # replaced by a new one at every change
         self._poller: asyncio.Task[None] | None = None
 
-    def _status(self, name: str) -> Any:
+    def _status(self, name: str) -> Status:
         if name not in self._names:
             return Status.SERVICE_UNKNOWN
         return Status.SERVING if self._catalog.ready() else Status.NOT_SERVING
 
-    async def Check(self, request: Any, context: Any) -> Any:
+    async def Check(
+        self, request: health_pb2.HealthCheckRequest, context: Context
+    ) -> health_pb2.HealthCheckResponse:
         status = self._status(request.service)
         if status == Status.SERVICE_UNKNOWN:
             await context.abort(
@@ -50,7 +53,9 @@ class HealthServicer(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
             )
         return health_pb2.HealthCheckResponse(status=status)
 
-    async def Watch(self, request: Any, context: Any) -> AsyncIterator[Any]:
+    async def Watch(
+        self, request: health_pb2.HealthCheckRequest, context: Context
+    ) -> AsyncIterator[health_pb2.HealthCheckResponse]:
         """Sends the status now and again at every change, until the client leaves."""
         if self._watchers >= self._max_watchers:
             await context.abort(
@@ -61,7 +66,7 @@ class HealthServicer(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
         if self._poller is None:
             self._poller = asyncio.create_task(self._poll())
         try:
-            last = None
+            last: Status | None = None
             while True:
                 changed = self._changed
                 status = self._status(request.service)

@@ -18,10 +18,10 @@ it before any is cancelled, four times at most), so the call limit answers first
 from __future__ import annotations
 
 import logging
-from typing import Any, Final
+from typing import Final
 
 import grpc
-from google.protobuf.descriptor import ServiceDescriptor
+from google.protobuf.descriptor import FileDescriptor, ServiceDescriptor
 
 from inferd.core.node import Node
 from inferd.core.serving.streams import StreamRegistry
@@ -29,18 +29,11 @@ from inferd.errors import ConfigError
 from inferd.gateway.accesslog import access_log
 from inferd.gateway.admission import Gateway
 from inferd.gateway.ratelimit import rate_limiter
-from inferd.grpc.handlers import add_servicer
 from inferd.grpc.health import HealthServicer
-from inferd.grpc.interceptor import Admission
-from inferd.grpc.protos import (
-    grpc_service_pb2,
-    health_pb2,
-    health_pb2_grpc,
-    reflection_pb2_grpc,
-    simple_pb2,
-)
+from inferd.grpc.protos import grpc_service_pb2, health_pb2, reflection_pb2, simple_pb2
 from inferd.grpc.reflection import SERVICE_NAME as REFLECTION_SERVICE
 from inferd.grpc.reflection import ReflectionServicer
+from inferd.grpc.register import Edge
 from inferd.grpc.servicer import InferenceServicer, SimpleServicer
 from inferd.settings import GrpcLimits, ServerSettings, Settings
 
@@ -58,7 +51,7 @@ SERVICE_NAMES: Final = (
 class GrpcServer:
     """A started gRPC server listening on ``port``."""
 
-    def __init__(self, server: Any, port: int, streams: StreamRegistry) -> None:
+    def __init__(self, server: grpc.aio.Server, port: int, streams: StreamRegistry) -> None:
         self._server = server
         self.port = port
         self._streams = streams
@@ -96,21 +89,22 @@ def _address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
 
 
-def _service(module: Any) -> ServiceDescriptor:
-    """The one service a generated ``*_pb2`` module describes."""
-    (service,) = module.DESCRIPTOR.services_by_name.values()
-    descriptor: ServiceDescriptor = service
-    return descriptor
+def _service(file: FileDescriptor) -> ServiceDescriptor:
+    """The one service a generated ``*_pb2`` module's file describes."""
+    (service,) = file.services_by_name.values()
+    return service
 
 
-def credentials(settings: ServerSettings) -> Any:
+def credentials(settings: ServerSettings) -> grpc.ServerCredentials | None:
     """TLS server credentials from ``server.tls_*`` (None: plain text); with a client CA,
     clients must present a certificate it signed."""
     if settings.tls_cert_file is None or settings.tls_key_file is None:
         return None
-    paths = [settings.tls_key_file, settings.tls_cert_file, settings.tls_client_ca_file]
+    ca_file = settings.tls_client_ca_file
     try:
-        key, cert, ca = (p.read_bytes() if p is not None else None for p in paths)
+        key = settings.tls_key_file.read_bytes()
+        cert = settings.tls_cert_file.read_bytes()
+        ca = ca_file.read_bytes() if ca_file is not None else None
     except OSError as exc:
         raise ConfigError(f"server.tls: cannot read {exc.filename}: {exc.strerror}") from exc
     return grpc.ssl_server_credentials(
@@ -129,8 +123,8 @@ async def start_grpc(
 
     Messages larger than ``safeguards.max_request_bytes`` are refused with
     RESOURCE_EXHAUSTED before they are decoded. ``gateway`` is the process's shared one
-    (by default, one of its own); every call passes it in the :class:`Admission`
-    interceptor. TLS when ``server.tls_cert_file`` is set.
+    (by default, one of its own); every call of every service passes it in the one wrapper
+    (:class:`inferd.grpc.register.Edge`). TLS when ``server.tls_cert_file`` is set.
     The port is bound with SO_REUSEPORT only when ``shared`` (the workers of one
     supervisor, see ``inferd.ports``); grpcio would set it by default.
     """
@@ -147,19 +141,20 @@ async def start_grpc(
             *channel_options(limits),
         ],
         maximum_concurrent_rpcs=limits.max_concurrent_rpcs,
-        interceptors=[
-            Admission(gateway, access_log(settings.server.access_log), settings.routing.key_header)
-        ],
     )
     streams = StreamRegistry()
-    add_servicer(server, _service(grpc_service_pb2), InferenceServicer(node, streams))
-    add_servicer(server, _service(simple_pb2), SimpleServicer(node, streams))
-    health_pb2_grpc.add_HealthServicer_to_server(
-        HealthServicer(node.catalog, SERVICE_NAMES, limits.max_health_watchers), server
+    edge = Edge(gateway, access_log(settings.server.access_log), settings.routing.key_header)
+    servicers: tuple[tuple[FileDescriptor, object], ...] = (
+        (grpc_service_pb2.DESCRIPTOR, InferenceServicer(node, streams)),
+        (simple_pb2.DESCRIPTOR, SimpleServicer(node, streams)),
+        (
+            health_pb2.DESCRIPTOR,
+            HealthServicer(node.catalog, SERVICE_NAMES, limits.max_health_watchers),
+        ),
+        (reflection_pb2.DESCRIPTOR, ReflectionServicer(SERVICE_NAMES)),
     )
-    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
-        ReflectionServicer(SERVICE_NAMES), server
-    )
+    for file, servicer in servicers:
+        edge.add(server, _service(file), servicer)
     address = _address(settings.server.host, settings.server.grpc_port)
     try:
         tls = credentials(settings.server)

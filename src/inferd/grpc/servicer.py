@@ -1,25 +1,30 @@
-"""gRPC handlers: decode, call the InferenceService, encode. Nothing else lives here."""
+"""gRPC servicers: decode, call the node (data plane, catalog or control plane), encode.
+Nothing else lives here.
+
+Parsing, admission, error translation and the access log are the one wrapper's
+(``inferd.grpc.register``), which serves each method of a service from the servicer's
+method of the same name."""
 
 from __future__ import annotations
 
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any, Final
+from typing import Final, TypeVar
 
 import grpc
 import numpy as np
+from google.protobuf.message import Message
 
 from inferd.core.node import Node
 from inferd.core.serving.streams import End, OrderedStream, StreamLimits, StreamRegistry
 from inferd.errors import InvalidArgument
 from inferd.gateway import caller, routingkey
 from inferd.grpc import convert
-from inferd.grpc.errors import status_of, translated
-from inferd.grpc.handlers import Malformed
+from inferd.grpc.errors import status_of
 from inferd.grpc.protos import grpc_service_pb2 as pb
-from inferd.grpc.protos import grpc_service_pb2_grpc as pb_grpc
-from inferd.grpc.protos import simple_pb2, simple_pb2_grpc
+from inferd.grpc.protos import simple_pb2
+from inferd.grpc.register import Context, Malformed
 
 #: Request parameters of Triton's decoupled streams.
 FINAL: Final = "triton_final_response"
@@ -38,7 +43,11 @@ STREAM_END: Final[dict[End, tuple[grpc.StatusCode, str] | None]] = {
 CACHE_METADATA: Final = "x-cache"
 
 
-def deadline_of(context: Any) -> float | None:
+Request = TypeVar("Request", bound=Message)
+Response = TypeVar("Response", bound=Message)
+
+
+def deadline_of(context: Context) -> float | None:
     """The client's deadline as an absolute ``time.monotonic()``, or None without one."""
     remaining = context.time_remaining()
     return None if remaining is None else time.monotonic() + remaining
@@ -46,7 +55,7 @@ def deadline_of(context: Any) -> float | None:
 
 class _Servicer:
     """What both servicers share: the node's parts and the open streams. Admission (keys,
-    scopes, the rate limit) is the interceptor's (grpc/interceptor.py)."""
+    scopes, the rate limit) is the one wrapper's (grpc/register.py)."""
 
     def __init__(self, node: Node, streams: StreamRegistry | None = None) -> None:
         self._service = node.service
@@ -58,16 +67,16 @@ class _Servicer:
 
     async def _ordered(
         self,
-        requests: Any,
-        context: Any,
-        serve: Callable[[int, Any], AsyncIterator[Any]],
-        fail: Callable[[Any, Exception], Any],
-    ) -> AsyncIterator[Any]:
+        requests: AsyncIterator[Request | Malformed],
+        context: Context,
+        serve: Callable[[int, Request | Malformed], AsyncIterator[Response]],
+        fail: Callable[[Request | Malformed, Exception], Response],
+    ) -> AsyncIterator[Response]:
         """A bidirectional stream through the core's ordered stream; the call ends with the
         status of why reading ended (OK once the client finished sending)."""
         iterator = aiter(requests)
 
-        async def receive() -> tuple[Any, int] | None:
+        async def receive() -> tuple[Request | Malformed, int] | None:
             request = await anext(iterator, None)
             if request is None:
                 return None
@@ -87,49 +96,57 @@ class _Servicer:
             await context.abort(code, message)
 
 
-class InferenceServicer(_Servicer, pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
+class InferenceServicer(_Servicer):
     """``inference.GRPCInferenceService``: the Open Inference Protocol with Triton's
     extensions."""
 
     # -- health and metadata -----------------------------------------------------------------
 
-    @translated
-    async def ServerLive(self, request: Any, context: Any) -> Any:
+    async def ServerLive(
+        self, request: pb.ServerLiveRequest, context: Context
+    ) -> pb.ServerLiveResponse:
         return pb.ServerLiveResponse(live=self._catalog.live())
 
-    @translated
-    async def ServerReady(self, request: Any, context: Any) -> Any:
+    async def ServerReady(
+        self, request: pb.ServerReadyRequest, context: Context
+    ) -> pb.ServerReadyResponse:
         return pb.ServerReadyResponse(ready=self._catalog.ready())
 
-    @translated
-    async def ModelReady(self, request: Any, context: Any) -> Any:
+    async def ModelReady(
+        self, request: pb.ModelReadyRequest, context: Context
+    ) -> pb.ModelReadyResponse:
         ready = self._catalog.model_ready(request.name, request.version or None)
         return pb.ModelReadyResponse(ready=ready)
 
-    @translated
-    async def ServerMetadata(self, request: Any, context: Any) -> Any:
+    async def ServerMetadata(
+        self, request: pb.ServerMetadataRequest, context: Context
+    ) -> pb.ServerMetadataResponse:
         return convert.server_metadata(self._catalog.server_metadata())
 
-    @translated
-    async def ModelMetadata(self, request: Any, context: Any) -> Any:
+    async def ModelMetadata(
+        self, request: pb.ModelMetadataRequest, context: Context
+    ) -> pb.ModelMetadataResponse:
         doc = self._catalog.model_metadata(request.name, request.version or None)
         return convert.model_metadata(doc)
 
-    @translated
-    async def ModelConfig(self, request: Any, context: Any) -> Any:
+    async def ModelConfig(
+        self, request: pb.ModelConfigRequest, context: Context
+    ) -> pb.ModelConfigResponse:
         doc = self._catalog.model_config(request.name, request.version or None)
         return convert.model_config(doc)
 
-    @translated
-    async def ModelStatistics(self, request: Any, context: Any) -> Any:
+    async def ModelStatistics(
+        self, request: pb.ModelStatisticsRequest, context: Context
+    ) -> pb.ModelStatisticsResponse:
         local = self._catalog.model_stats(request.name or None, request.version or None)
         doc = await self._group.stats(local)
         return convert.model_statistics(doc)
 
     # -- inference ---------------------------------------------------------------------------
 
-    @translated
-    async def ModelInfer(self, request: Any, context: Any) -> Any:
+    async def ModelInfer(
+        self, request: pb.ModelInferRequest, context: Context
+    ) -> pb.ModelInferResponse:
         decoded = convert.decode_infer_request(request, deadline_of(context))
         shared = self._service.shared_memory
         if decoded.shared_memory:
@@ -141,14 +158,18 @@ class InferenceServicer(_Servicer, pb_grpc.GRPCInferenceServiceServicer):  # typ
             context.set_trailing_metadata(((CACHE_METADATA, response.cache),))
         return convert.encode_infer_response(response)
 
-    async def ModelStreamInfer(self, requests: Any, context: Any) -> AsyncIterator[Any]:
+    async def ModelStreamInfer(
+        self, requests: AsyncIterator[pb.ModelInferRequest | Malformed], context: Context
+    ) -> AsyncIterator[pb.ModelStreamInferResponse]:
         """Answers every request, in order (the core's ordered stream). A streaming model's
         partials each get a response with ``triton_final_response`` false; with
         ``triton_enable_empty_final_response`` set, an empty response with it true ends them.
         A request that fails gets a response with ``error_message`` and the stream goes on."""
         deadline = deadline_of(context)
 
-        async def serve(seq: int, request: Any) -> AsyncIterator[Any]:
+        async def serve(
+            seq: int, request: pb.ModelInferRequest | Malformed
+        ) -> AsyncIterator[pb.ModelStreamInferResponse]:
             if isinstance(request, Malformed):
                 yield pb.ModelStreamInferResponse(error_message=request.message)
                 return
@@ -173,8 +194,9 @@ class InferenceServicer(_Servicer, pb_grpc.GRPCInferenceServiceServicer):  # typ
 
     # -- system shared memory (core/serving/shm.py) ---------------------------------------------------
 
-    @translated
-    async def SystemSharedMemoryStatus(self, request: Any, context: Any) -> Any:
+    async def SystemSharedMemoryStatus(
+        self, request: pb.SystemSharedMemoryStatusRequest, context: Context
+    ) -> pb.SystemSharedMemoryStatusResponse:
         regions = self._service.shared_memory.status(caller.current.get(), request.name or None)
         return pb.SystemSharedMemoryStatusResponse(
             regions={
@@ -182,26 +204,30 @@ class InferenceServicer(_Servicer, pb_grpc.GRPCInferenceServiceServicer):  # typ
             }
         )
 
-    @translated
-    async def SystemSharedMemoryRegister(self, request: Any, context: Any) -> Any:
+    async def SystemSharedMemoryRegister(
+        self, request: pb.SystemSharedMemoryRegisterRequest, context: Context
+    ) -> pb.SystemSharedMemoryRegisterResponse:
         self._service.shared_memory.register(
             caller.current.get(), request.name, request.key, request.offset, request.byte_size
         )
         return pb.SystemSharedMemoryRegisterResponse()
 
-    @translated
-    async def SystemSharedMemoryUnregister(self, request: Any, context: Any) -> Any:
+    async def SystemSharedMemoryUnregister(
+        self, request: pb.SystemSharedMemoryUnregisterRequest, context: Context
+    ) -> pb.SystemSharedMemoryUnregisterResponse:
         self._service.shared_memory.unregister(caller.current.get(), request.name or None)
         return pb.SystemSharedMemoryUnregisterResponse()
 
     # -- model repository --------------------------------------------------------------------
 
-    @translated
-    async def RepositoryIndex(self, request: Any, context: Any) -> Any:
+    async def RepositoryIndex(
+        self, request: pb.RepositoryIndexRequest, context: Context
+    ) -> pb.RepositoryIndexResponse:
         return convert.repository_index(self._control.repository_index(True, request.ready))
 
-    @translated
-    async def RepositoryModelLoad(self, request: Any, context: Any) -> Any:
+    async def RepositoryModelLoad(
+        self, request: pb.RepositoryModelLoadRequest, context: Context
+    ) -> pb.RepositoryModelLoadResponse:
         parameters = {
             key: getattr(value, value.WhichOneof("parameter_choice") or "string_param")
             for key, value in request.parameters.items()
@@ -209,25 +235,31 @@ class InferenceServicer(_Servicer, pb_grpc.GRPCInferenceServiceServicer):  # typ
         await self._control.load_model(request.model_name, parameters)
         return pb.RepositoryModelLoadResponse()
 
-    @translated
-    async def RepositoryModelUnload(self, request: Any, context: Any) -> Any:
+    async def RepositoryModelUnload(
+        self, request: pb.RepositoryModelUnloadRequest, context: Context
+    ) -> pb.RepositoryModelUnloadResponse:
         await self._control.unload_model(request.model_name)
         return pb.RepositoryModelUnloadResponse()
 
 
-class SimpleServicer(_Servicer, simple_pb2_grpc.InferenceServiceServicer):  # type: ignore[misc]
+class SimpleServicer(_Servicer):
     """``inferd.simple.InferenceService``: the simple API (POST /predict) over gRPC."""
 
-    @translated
-    async def Predict(self, request: Any, context: Any) -> Any:
+    async def Predict(
+        self, request: simple_pb2.PredictRequest, context: Context
+    ) -> simple_pb2.PredictResponse:
         return await self._predict(request, deadline_of(context), context)
 
-    async def PredictStream(self, requests: Any, context: Any) -> AsyncIterator[Any]:
+    async def PredictStream(
+        self, requests: AsyncIterator[simple_pb2.PredictRequest | Malformed], context: Context
+    ) -> AsyncIterator[simple_pb2.PredictResponse]:
         """One response per request, in order (the core's ordered stream). A request that
         fails gets a response with ``error`` and ``code`` set and the stream goes on."""
         deadline = deadline_of(context)
 
-        async def serve(seq: int, request: Any) -> AsyncIterator[Any]:
+        async def serve(
+            seq: int, request: simple_pb2.PredictRequest | Malformed
+        ) -> AsyncIterator[simple_pb2.PredictResponse]:
             try:
                 if isinstance(request, Malformed):
                     raise InvalidArgument(request.message)
@@ -238,7 +270,12 @@ class SimpleServicer(_Servicer, simple_pb2_grpc.InferenceServiceServicer):  # ty
         async for response in self._ordered(requests, context, serve, _predict_error):
             yield response
 
-    async def _predict(self, request: Any, deadline: float | None, context: Any = None) -> Any:
+    async def _predict(
+        self,
+        request: simple_pb2.PredictRequest,
+        deadline: float | None,
+        context: Context | None = None,
+    ) -> simple_pb2.PredictResponse:
         result = await self._service.predict(
             request.model_name or None,
             request.model_version or None,
@@ -264,7 +301,9 @@ class SimpleServicer(_Servicer, simple_pb2_grpc.InferenceServiceServicer):  # ty
         )
 
 
-def _stream_error(request: Any, exc: Exception) -> Any:
+def _stream_error(
+    request: pb.ModelInferRequest | Malformed, exc: Exception
+) -> pb.ModelStreamInferResponse:
     if isinstance(request, Malformed):
         return pb.ModelStreamInferResponse(error_message=status_of(exc)[1])
     return pb.ModelStreamInferResponse(
@@ -275,7 +314,9 @@ def _stream_error(request: Any, exc: Exception) -> Any:
     )
 
 
-def _predict_error(request: Any, exc: Exception) -> Any:
+def _predict_error(
+    request: simple_pb2.PredictRequest | Malformed, exc: Exception
+) -> simple_pb2.PredictResponse:
     code, message = status_of(exc)
     version = "" if isinstance(request, Malformed) else request.model_version
     return simple_pb2.PredictResponse(model_version=version, error=message, code=code.value[0])
