@@ -109,7 +109,11 @@ def test_internal_errors_and_load_failures(server: ServerProcess, tmp_path: Path
     ) as ws:
         ws.send(json.dumps({"inputs": [1, 2], "id": "ws-1"}))
         reply = json.loads(ws.recv(10))
-    assert (reply["error"], reply["code"]) == ("internal error (request id ws-1)", 500)
+    assert (reply["error"], reply["code"], reply["request_id"]) == (
+        "internal error (request id ws-1)",
+        500,
+        "ws-1",
+    )
     answers["ws-1"] = json.dumps(reply)
 
     metrics = httpx.get(f"{server.url}/metrics").text

@@ -72,9 +72,13 @@ def test_a_client_that_disconnects_stops_the_generator(
 def test_the_deadline_ends_the_stream_with_an_error_event(stream_server: ServerProcess) -> None:
     url = f"{stream_server.url}/v2/models/count/generate_stream"
     body = count_body("sse-deadline", 1000, 20, timeout=300_000)
-    with httpx.stream("POST", url, json=body, timeout=10) as response:
+    headers = {"X-Request-Id": "sse-deadline-1"}
+    with httpx.stream("POST", url, json=body, timeout=10, headers=headers) as response:
         received = list(events(response))
-    assert received[-1] == {"error": "the request's deadline passed while it was streaming"}
+    assert received[-1] == {
+        "error": "the request's deadline passed while it was streaming",
+        "request_id": "sse-deadline-1",  # a stream's error carries its request id
+    }
     assert 0 < len(received) - 1 < 1000
 
 

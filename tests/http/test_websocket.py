@@ -147,12 +147,14 @@ async def test_bad_messages_get_errors_and_the_stream_goes_on(live_server: Serve
 
 
 async def test_malformed_json(live_server: ServerProcess) -> None:
-    async with connect(ws_url(live_server)) as ws:
+    headers = {"X-Request-Id": "ws-malformed"}
+    async with connect(ws_url(live_server), additional_headers=headers) as ws:
         await ws.send('{"inputs": [1, 2,')
         await ws.send(b"\xff\xfe not json")
         await ws.send(json.dumps({"inputs": ROW}))
         first, second, third = [await answer(ws) for _ in range(3)]
-    assert first == {"error": first["error"], "code": 400, "seq": 1}
+    # Errors are rendered by the transport's one table and carry the stream's request id.
+    assert first == {"error": first["error"], "code": 400, "seq": 1, "request_id": "ws-malformed"}
     assert "malformed JSON" in first["error"]
     assert (second["code"], second["seq"]) == (400, 2)
     assert third["seq"] == 3

@@ -253,17 +253,20 @@ class InferenceService:
 
     # -- streaming (decoupled) models -------------------------------------------------------
 
-    def stream(self, request: InferRequest) -> AsyncIterator[InferResponse]:
+    def stream(self, request: InferRequest, empty_final: bool) -> AsyncIterator[InferResponse]:
         """The responses of a streaming model: one per partial output (``final`` False),
-        then one without outputs (``final`` True). A request it cannot serve is refused
-        here, before anything runs (a model that does not stream is an invalid argument);
-        the inputs' elements are decoded when the stream starts."""
+        then, when ``empty_final``, one without outputs (``final`` True) -- the one place
+        where a stream's end is decided for every transport. A request it cannot serve is
+        refused here, before anything runs (a model that does not stream is an invalid
+        argument); the inputs' elements are decoded when the stream starts."""
         if self.gate.draining:
             raise Unavailable("the server is shutting down", retry_after_s=1.0)
         loaded = self.router.resolve(request.model, request.version, request.routing_key)
-        return self._stream(loaded, request)
+        return self._stream(loaded, request, empty_final)
 
-    def _stream(self, loaded: LoadedVersion, request: InferRequest) -> AsyncIterator[InferResponse]:
+    def _stream(
+        self, loaded: LoadedVersion, request: InferRequest, empty_final: bool
+    ) -> AsyncIterator[InferResponse]:
         if loaded.generator is None:
             raise InvalidArgument(
                 f"model '{loaded.model}' does not stream its outputs; call "
@@ -278,15 +281,12 @@ class InferenceService:
                 f"model '{loaded.model}' streams its outputs; classification is for models "
                 "that answer once"
             )
-        return self._partials(
-            loaded,
-            request,
-            checked,
-            selected,
-            request_deadline(request.deadline, request.parameters, loaded.settings.timeout_s),
-        )
+        due = request_deadline(request.deadline, request.parameters, loaded.settings.timeout_s)
+        return self._partials(loaded, request, checked, selected, due, empty_final)
 
-    async def responses(self, request: InferRequest) -> AsyncIterator[InferResponse]:
+    async def responses(
+        self, request: InferRequest, empty_final: bool
+    ) -> AsyncIterator[InferResponse]:
         """What a stream transport sends for one request: the one response of a model that
         answers once, or every response of a streaming model (see :meth:`stream`)."""
         loaded = self.router.resolve(request.model, request.version, request.routing_key)
@@ -295,7 +295,7 @@ class InferenceService:
             return
         if self.gate.draining:
             raise Unavailable("the server is shutting down", retry_after_s=1.0)
-        async for response in self._stream(loaded, request):
+        async for response in self._stream(loaded, request, empty_final):
             yield response
 
     async def _partials(
@@ -305,6 +305,7 @@ class InferenceService:
         checked: Checked,
         selected: list[TensorSpec],
         deadline: float,
+        empty_final: bool,
     ) -> AsyncIterator[InferResponse]:
         assert loaded.generator is not None
         start = time.perf_counter()
@@ -323,7 +324,8 @@ class InferenceService:
             async for partial in loaded.generator.run(arrays, deadline, buffered):
                 outputs = partial_outputs(loaded, selected, partial)
                 yield dataclasses.replace(response_of(loaded, request, outputs), final=False)
-            yield response_of(loaded, request, [])
+            if empty_final:
+                yield response_of(loaded, request, [])
             status = "ok"
         except InferdError as exc:
             status = exc.code.value

@@ -39,10 +39,11 @@ from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 
 from inferd.errors import InferdError, InvalidArgument
-from inferd.gateway import caller, requestid, routingkey
+from inferd.gateway import caller, requestid, routingkey, streams
 from inferd.gateway.accesslog import AccessLog, Entry, Off
 from inferd.gateway.admission import Gateway, bearer
 from inferd.gateway.operations import Operation, grpc_operation
+from inferd.gateway.streams import StreamPolicy
 from inferd.grpc.errors import GRPC_STATUS, abort
 
 #: The context of every call: requests arrive as bytes (parsed here), answers are messages.
@@ -261,6 +262,8 @@ class Edge:
             call.failure = exc
             self._write_log(method, call, context)
             await abort(context, exc)
+        if not isinstance(request, bytes):  # a stream of requests: each message counts too
+            streams.current.set(StreamPolicy(self._gateway, principal))
         return call
 
     def _write_log(self, method: _Method, call: _Call, context: Context) -> None:

@@ -19,7 +19,7 @@ from google.protobuf.message import Message
 from inferd.core.node import Node
 from inferd.core.serving.streams import End, OrderedStream, StreamLimits, StreamRegistry
 from inferd.errors import InvalidArgument
-from inferd.gateway import caller, routingkey
+from inferd.gateway import caller, routingkey, streams
 from inferd.grpc import convert
 from inferd.grpc.errors import status_of
 from inferd.grpc.protos import grpc_service_pb2 as pb
@@ -174,15 +174,14 @@ class InferenceServicer(_Servicer):
                 yield pb.ModelStreamInferResponse(error_message=request.message)
                 return
             try:
+                await _charge(request.model_name or None)
                 decoded = convert.decode_infer_request(request, deadline)
                 empty_final = decoded.parameters.get(EMPTY_FINAL) is True
                 if decoded.shared_memory:
                     self._service.shared_memory.resolve(caller.current.get(), decoded)
-                async for response in self._service.responses(decoded):
+                async for response in self._service.responses(decoded, empty_final):
                     if decoded.shared_memory:
                         self._service.shared_memory.write_outputs(caller.current.get(), response)
-                    if response.final and not response.outputs and not empty_final:
-                        continue
                     encoded = convert.encode_infer_response(response)
                     encoded.parameters[FINAL].bool_param = response.final
                     yield pb.ModelStreamInferResponse(infer_response=encoded)
@@ -263,6 +262,7 @@ class SimpleServicer(_Servicer):
             try:
                 if isinstance(request, Malformed):
                     raise InvalidArgument(request.message)
+                await _charge(request.model_name or None)
                 yield await self._predict(request, deadline)
             except Exception as exc:
                 yield _predict_error(request, exc)
@@ -299,6 +299,14 @@ class SimpleServicer(_Servicer):
             model_version=result.model_version,
             latency_ms=result.latency_ms,
         )
+
+
+async def _charge(model: str | None) -> None:
+    """One message of a stream of requests counts against the caller's rate limit, on the
+    model it names (the one stream policy, gateway/streams.py)."""
+    policy = streams.current.get()
+    if policy is not None:
+        await policy.message(model)
 
 
 def _stream_error(

@@ -39,12 +39,23 @@ INTERNAL_MESSAGE: Final = "internal server error"
 Headers = list[tuple[bytes, bytes]]
 
 
+def status_of(exc: BaseException) -> tuple[int, str]:
+    """The HTTP status and client message of any exception: a core error by its code (the
+    one table), a router's 404/405 by its status, anything else a logged 500."""
+    if isinstance(exc, InferdError):
+        return HTTP_STATUS[exc.code], exc.message
+    if isinstance(exc, HTTPException):
+        return exc.status_code, str(exc.detail)
+    log.error("unhandled error", exc_info=exc)
+    return 500, INTERNAL_MESSAGE
+
+
 def error_parts(exc: BaseException) -> tuple[int, bytes, Headers]:
     """Status, JSON body and headers (beside content type and length) for any exception:
     a core error by its code, a router's 404/405 by its status, anything else a logged 500."""
     headers: Headers = []
+    status, message = status_of(exc)
     if isinstance(exc, InferdError):
-        status, message = HTTP_STATUS[exc.code], exc.message
         if exc.retry_after_s is not None:
             headers.append((b"retry-after", str(max(1, math.ceil(exc.retry_after_s))).encode()))
         if isinstance(exc, RateLimited):
@@ -54,11 +65,7 @@ def error_parts(exc: BaseException) -> tuple[int, bytes, Headers]:
         if exc.model_version is not None:
             headers.append((b"x-model-version", exc.model_version.encode()))
     elif isinstance(exc, HTTPException):
-        status, message = exc.status_code, str(exc.detail)
         headers += [(k.lower().encode(), v.encode()) for k, v in (exc.headers or {}).items()]
-    else:
-        log.error("unhandled error", exc_info=exc)
-        status, message = 500, INTERNAL_MESSAGE
     body = orjson.dumps({"error": message, "request_id": requestid.current.get()})
     return status, body, headers
 

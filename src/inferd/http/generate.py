@@ -23,8 +23,9 @@ import orjson
 
 from inferd.core.messages import InferRequest, InferResponse, InputTensor
 from inferd.core.service import InferenceService
-from inferd.errors import InferdError, InvalidArgument
+from inferd.errors import InvalidArgument
 from inferd.gateway import requestid, routingkey
+from inferd.http.errors import status_of
 from inferd.http.headers import deadline_from
 from inferd.http.raw import Answer, Call, answer_headers
 from inferd.tensors import from_json, to_json_data
@@ -47,20 +48,19 @@ async def generate(service: InferenceService, call: Call) -> Answer:
 
 
 async def generate_stream(service: InferenceService, call: Call) -> Answer:
-    responses = service.stream(await decode(service, call))
+    # An SSE stream ends with the connection: no empty final event.
+    responses = service.stream(await decode(service, call), empty_final=False)
     return Answer(b"", EVENT_STREAM, STREAM_HEADERS, stream=_events(responses))
 
 
 async def _events(responses: AsyncIterator[InferResponse]) -> AsyncIterator[bytes]:
     try:
         async for response in responses:
-            if response.outputs or not response.final:
-                yield _event(encode(response))
-    except InferdError as exc:
-        yield _event({"error": exc.message})
-    except Exception:
-        log.exception("unhandled error in a generate stream")
-        yield _event({"error": "internal server error"})
+            yield _event(encode(response))
+    except Exception as exc:
+        # The transport's one table and renderer (http/errors.py), with the request id.
+        _, message = status_of(exc)
+        yield _event({"error": message, "request_id": requestid.current.get()})
 
 
 def _event(doc: dict[str, Any]) -> bytes:

@@ -6,8 +6,8 @@ Contract:
   ``id`` (when it gave one) and ``seq``, the stream's count of requests (1, 2, ...).
 - Answers go out in request order. Up to ``stream.max_in_flight`` requests of one stream
   are served at once, through the same service and batcher as unary requests.
-- A bad request is answered ``{"error", "code", "id"?, "seq"}``, ``code`` being the HTTP
-  status REST would give, and the stream goes on.
+- A bad request is answered ``{"error", "code", "id"?, "seq", "request_id"}``, ``code``
+  being the HTTP status REST would give, and the stream goes on.
 - Each message counts against the caller's rate limit (``safeguards.rate_limit``) as a
   request would; one past it is answered ``{"error", "code": 429, "retry_after_s"}``.
 - The server closes a stream only after sending the answers to every request it read:
@@ -29,10 +29,11 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from inferd.core.service import InferenceService
 from inferd.core.serving.streams import ClientGone, End, OrderedStream, StreamLimits, StreamRegistry
 from inferd.errors import InferdError, InvalidArgument, clip
-from inferd.gateway import routingkey
-from inferd.gateway.admission import Gateway, Principal
+from inferd.gateway import requestid, routingkey
+from inferd.gateway.admission import Gateway
+from inferd.gateway.streams import StreamPolicy
 from inferd.http.codec import decode_document, response_document
-from inferd.http.errors import HTTP_STATUS
+from inferd.http.errors import status_of
 from inferd.http.front import SCOPE_KEY
 from inferd.http.jsonwork import JsonParser
 from inferd.http.simple import PREDICT_FIELDS, decode_predict
@@ -94,8 +95,8 @@ class _Stream:
         self.json: JsonParser = websocket.app.state.json
         self.limits = StreamLimits.of(service.settings)
         self.registry = registry
-        self.gateway: Gateway = websocket.app.state.gateway
-        self.caller: Principal = websocket.scope[SCOPE_KEY].principal
+        gateway: Gateway = websocket.app.state.gateway
+        self.policy = StreamPolicy(gateway, websocket.scope[SCOPE_KEY].principal)
 
     async def run(self) -> None:
         await self.ws.accept()
@@ -148,11 +149,8 @@ class _Stream:
             else:
                 body = await self._predict(doc)
                 yield orjson.dumps({**head, **body}, option=orjson.OPT_SERIALIZE_NUMPY)
-        except InferdError as exc:
-            yield _error(head, seq, exc.message, HTTP_STATUS[exc.code], exc.retry_after_s)
-        except Exception:
-            log.exception("unhandled error serving a stream message")
-            yield _error(head, seq, "internal server error", 500, None)
+        except Exception as exc:
+            yield _error(head, seq, exc)
 
     async def _predict(self, doc: dict[str, Any]) -> dict[str, Any]:
         """A simple message, served as ``POST /predict`` would serve it."""
@@ -201,7 +199,7 @@ class _Stream:
                 "system shared memory is not available on a WebSocket stream; use /infer or "
                 "gRPC ModelInfer / ModelStreamInfer"
             )
-        async for response in self.service.responses(request):
+        async for response in self.service.responses(request, empty_final=True):
             body, _ = response_document(response, binary_default=False)
             if response.final and not response.outputs:
                 del body["outputs"]
@@ -211,8 +209,8 @@ class _Stream:
             yield body
 
     async def _admit(self, model: str | None) -> None:
-        """Each message counts against the caller's rate limit, as a request would."""
-        await self.gateway.count(self.caller, model)
+        """Each message counts against the caller's rate limit (gateway/streams.py)."""
+        await self.policy.message(model)
 
     def _target(self, model: Any, field: str, version: str | None) -> tuple[str | None, str | None]:
         """The model and version a message is for; the path's, where the path names them."""
@@ -240,19 +238,21 @@ def _size(frame: str | bytes) -> int:
     return len(frame.encode())
 
 
-def _error(
-    head: dict[str, Any], seq: int, message: str, status: int, retry_after_s: float | None
-) -> bytes:
+def _error(head: dict[str, Any], seq: int, exc: Exception) -> bytes:
+    """A message's error answer: the transport's one table and renderer (http/errors.py),
+    with the stream's request id."""
+    status, message = status_of(exc)
     answer: dict[str, Any] = {"error": message, "code": status}
     if "id" in head:
         answer["id"] = head["id"]
     answer["seq"] = seq
+    retry_after_s = exc.retry_after_s if isinstance(exc, InferdError) else None
     if retry_after_s is not None:
         answer["retry_after_s"] = round(retry_after_s, 3)
+    answer["request_id"] = requestid.current.get()
     return orjson.dumps(answer)
 
 
 def _failed(seq: int, frame: str | bytes, exc: Exception) -> bytes:
     """The answer for a message whose serving failed outside ``_answers``' own handling."""
-    log.error("unhandled error serving a stream message", exc_info=exc)
-    return _error({}, seq, "internal server error", 500, None)
+    return _error({}, seq, exc)
