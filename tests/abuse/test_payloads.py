@@ -147,10 +147,16 @@ def test_websocket_answers_400(
     abuse_server: ServerProcess, client: httpx.Client, probe: Requester
 ) -> None:
     url = abuse_server.url.replace("http", "ws") + "/predict/stream"
-    with websockets.sync.client.connect(url, max_size=None) as ws:
+    headers = {"X-Request-Id": "abuse-ws"}  # every error answer carries the stream's id
+    with websockets.sync.client.connect(url, max_size=None, additional_headers=headers) as ws:
         for seq, (_, model, item, message) in enumerate(V2_CASES, 1):
             ws.send(dumps({"model_name": model, "inputs": [item]}))
-            assert json.loads(ws.recv()) == {"error": message, "code": 400, "seq": seq}
+            assert json.loads(ws.recv()) == {
+                "error": message,
+                "code": 400,
+                "seq": seq,
+                "request_id": "abuse-ws",
+            }
         simple = [
             ({"inputs": [True, 1, 2, 3]}, "input 'input': FP32 data must be numbers"),
             (
@@ -165,7 +171,12 @@ def test_websocket_answers_400(
         ]
         for seq, (doc, message) in enumerate(simple, len(V2_CASES) + 1):
             ws.send(dumps(doc))
-            assert json.loads(ws.recv()) == {"error": message, "code": 400, "seq": seq}
+            assert json.loads(ws.recv()) == {
+                "error": message,
+                "code": 400,
+                "seq": seq,
+                "request_id": "abuse-ws",
+            }
         ws.send(json.dumps({"inputs": [1, 2, 3, 4]}))
         assert len(json.loads(ws.recv())["predictions"]) == 2
     assert_serving(client, probe)

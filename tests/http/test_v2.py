@@ -8,9 +8,11 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from google.protobuf import json_format
 
 from inferd.example import TINY, WIDE, mlp_reference, mlp_weights
 from inferd.gateway.keys import Scope, new_key
+from inferd.grpc.protos import model_config_pb2
 from tests.conftest import NodeFactory, asgi_client
 
 TINY_W = mlp_weights(TINY, seed=0)
@@ -78,6 +80,12 @@ async def test_model_config_is_triton_shaped(example_client: httpx.AsyncClient) 
     assert config["output"] == [{"name": "output", "data_type": "TYPE_FP32", "dims": [2]}]
     wide = (await example_client.get("/v2/models/wide/versions/1/config")).json()
     assert wide["max_batch_size"] == 64
+    for doc in (config, wide):  # Triton's own message, field for field (unknown ones fail)
+        parsed = json_format.ParseDict(doc, model_config_pb2.ModelConfig())
+        assert (
+            json_format.MessageToDict(parsed, preserving_proto_field_name=True)["name"]
+            == (doc["name"])
+        )
 
 
 async def test_infer_json(example_client: httpx.AsyncClient) -> None:
