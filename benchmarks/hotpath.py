@@ -133,11 +133,11 @@ def start(name: str, command: list[str], ready: Callable[[], bool], env: dict[st
     return server
 
 
-def release_tree(work: Path) -> Path:
+def release_tree(work: Path, release: str) -> Path:
     """A worktree of the release, for its source (run with this venv)."""
-    tree = work / f"inferd-{RELEASE}"
+    tree = work / f"inferd-{release}"
     subprocess.run(
-        ["git", "-C", str(ROOT), "worktree", "add", "--detach", "-f", str(tree), RELEASE],
+        ["git", "-C", str(ROOT), "worktree", "add", "--detach", "-f", str(tree), release],
         check=True,
         capture_output=True,
     )
@@ -371,7 +371,7 @@ def build(args: argparse.Namespace, work: Path, servers: list[Server]) -> list[P
         ],
         lambda: http_ok(f"{url['naive']}/docs"),
     )
-    release_src = release_tree(work) / "src"
+    release_src = release_tree(work, args.release) / "src"
     release = serve(
         "release",
         inferd_command(release_src, repo, ports["release"], grpc_ports["release"], None),
@@ -430,10 +430,14 @@ def build(args: argparse.Namespace, work: Path, servers: list[Server]) -> list[P
         http_point("naive c=1", naive, naive_target, 1, work),
         http_point("naive c=64", naive, naive_target, 64, work),
         http_point(
-            f"inferd {RELEASE} tiny JSON c=1", release, v2(url["release"], TINY, tiny), 1, work
+            f"inferd {args.release} tiny JSON c=1", release, v2(url["release"], TINY, tiny), 1, work
         ),
         http_point(
-            f"inferd {RELEASE} tiny JSON c=64", release, v2(url["release"], TINY, tiny), 64, work
+            f"inferd {args.release} tiny JSON c=64",
+            release,
+            v2(url["release"], TINY, tiny),
+            64,
+            work,
         ),
         http_point("inferd tiny JSON c=1", inferd, v2(base, TINY, tiny), 1, work),
         http_point("inferd tiny JSON c=64", inferd, v2(base, TINY, tiny), 64, work),
@@ -514,7 +518,7 @@ def report(points: list[Point], args: argparse.Namespace, took: float) -> str:
     def ratio(a: str, b: str) -> float:
         return by[a].median() / by[b].median()
 
-    rel = RELEASE
+    rel = args.release
     targets = [
         (
             "tiny JSON c=64: inferd / floor (uvicorn)",
@@ -566,7 +570,7 @@ def report(points: list[Point], args: argparse.Namespace, took: float) -> str:
         "## Hot path (`make bench`)",
         "",
         f"- Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; took {took / 60:.1f} min."
-        f" inferd at `{_commit()}`; the release is `{RELEASE}`.",
+        f" inferd at `{_commit()}`; the release is `{args.release}`.",
         f"- Command: `{args.command}`. {args.rounds} rounds of {args.duration:g} s per point,"
         " points interleaved (every point once per round, in the table's order); each cell is"
         " the median of the rounds, min-max after it.",
@@ -626,6 +630,11 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per point")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--release",
+        default=RELEASE,
+        help="the commit run as the release contestant (another commit: a before/after run)",
+    )
     args = parser.parse_args()
     args.command = shlex.join(["benchmarks/hotpath.py", *sys.argv[1:]])
     if shutil.which("h2load") is None or shutil.which("wrk") is None:
