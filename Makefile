@@ -23,12 +23,14 @@ comma := ,
 INSTALLED := $(VENV)/.installed-$(subst $(comma),+,$(EXTRAS))
 EXAMPLE_BUILT := $(EXAMPLE_REPO)/.built-$(subst $(comma),+,$(EXTRAS))
 
-# pip without -q: its progress shows. --no-compile: modules are compiled when first
-# imported instead (the first answer comes a few seconds sooner, the venv is 50 MB smaller).
+# uv installs the set in seconds where pip took 20-30 s, and shows its progress; it comes
+# from PyPI into the venv first. uv reads no pip configuration: a folder of local wheels that
+# pip is told of (PIP_FIND_LINKS) is passed on (UV_FIND_LINKS wins when set). Modules are
+# compiled when first imported (uv's default), which keeps the venv 50 MB smaller.
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install --no-compile -e '.[$(EXTRAS)]'
+	$(PY) -m pip install -q uv
+	UV_FIND_LINKS="$${UV_FIND_LINKS:-$${PIP_FIND_LINKS:-}}" $(VENV)/bin/uv pip install --python $(PY) -e '.[$(EXTRAS)]'
 	touch $@
 
 $(VENV)/.dev-installed: pyproject.toml
