@@ -53,6 +53,8 @@ class ModelMetadata:
 
 
 class Catalog:
+    """Read-only views of what is served, for every transport to encode."""
+
     def __init__(
         self,
         settings: Settings,

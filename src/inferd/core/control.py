@@ -31,6 +31,10 @@ log = logging.getLogger("inferd.control")
 
 
 class ControlPlane:
+    """What changes which versions serve a model, and how: loads, traffic, shadow, rollouts.
+    Each change replans the model's serving versions; a worker of several refuses changes
+    that it alone would keep (``server.workers``)."""
+
     def __init__(
         self,
         settings: Settings,

@@ -25,6 +25,9 @@ from inferd.settings import Settings, metrics_dir
 
 
 class Node:
+    """A process's parts, built once: transports call ``service``, ``control`` and
+    ``catalog``; the server calls :meth:`start`, :meth:`drain` and :meth:`stop`."""
+
     def __init__(
         self,
         settings: Settings,
