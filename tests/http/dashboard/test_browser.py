@@ -52,10 +52,14 @@ def browser() -> Iterator[webdriver.Chrome]:
 
 
 def cell(browser: webdriver.Chrome, table: str, model: str, column: str) -> str:
-    found = browser.find_elements(
-        By.CSS_SELECTOR, f'#{table} tr[data-model="{model}"][data-version="1"] .{column}'
+    """A cell's text, found and read in one step inside the page: the tables are rendered
+    again on every update, so an element found first may be gone before its text is read."""
+    selector = f'#{table} tr[data-model="{model}"][data-version="1"] .{column}'
+    text = browser.execute_script(
+        "const found = document.querySelector(arguments[0]); return found ? found.innerText : '';",
+        selector,
     )
-    return found[0].text if found else ""
+    return str(text).strip()
 
 
 def wait(browser: webdriver.Chrome, condition: object, what: str, timeout: float = 30) -> None:
@@ -70,10 +74,12 @@ def test_the_page_shows_the_models_and_live_numbers(
 ) -> None:
     browser.get(f"{live_server.url}/dashboard")
     wait(browser, lambda: cell(browser, "live", "tiny", "total") != "", "the live table")
-    models = {
-        row.get_attribute("data-model")
-        for row in browser.find_elements(By.CSS_SELECTOR, "#models tbody tr")
-    }
+    models = set(
+        browser.execute_script(
+            "return Array.from(document.querySelectorAll('#models tbody tr'),"
+            " row => row.dataset.model);"
+        )
+    )
     assert {"tiny", "wide", "sentiment", "words"} <= models
     before = float(cell(browser, "live", "tiny", "total"))
 
@@ -97,7 +103,9 @@ def test_the_page_shows_the_models_and_live_numbers(
 
     wait(browser, moving, "a request rate above zero")
     assert cell(browser, "live", "tiny", "p99") not in ("", NO_VALUE)
-    assert "READY" in browser.find_element(By.CSS_SELECTOR, '#models tr[data-model="tiny"]').text
+    assert "READY" in browser.execute_script(
+        "return document.querySelector('#models tr[data-model=\"tiny\"]').innerText;"
+    )
     if SCREENSHOT:
         browser.save_screenshot(SCREENSHOT)
 
