@@ -52,14 +52,14 @@ V2: Final = (
 
 #: Scenario -> (path and body, inferd calls per request at most). Each raise says why.
 BUDGETS: Final[dict[str, tuple[tuple[str, Callable[[int], Any]], int]]] = {
-    "predict, all off": (PREDICT, 257),
-    "v2 json, all off": (V2, 289),
-    "predict, api key": (PREDICT, 266),
-    "predict, rate limit": (PREDICT, 262),
-    "predict, cache (misses)": (PREDICT, 330),
-    "predict, 90/10 split": (PREDICT, 284),
-    "predict, access log": (PREDICT, 266),
-    "predict, all on": (PREDICT, 380),
+    "predict, all off": (PREDICT, 263),
+    "v2 json, all off": (V2, 281),
+    "predict, api key": (PREDICT, 272),
+    "predict, rate limit": (PREDICT, 268),
+    "predict, cache (misses)": (PREDICT, 336),
+    "predict, 90/10 split": (PREDICT, 290),
+    "predict, access log": (PREDICT, 272),
+    "predict, all on": (PREDICT, 386),
 }
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import pickle
+from typing import Any
 
 import numpy as np
 import pytest
 
 from inferd.errors import InvalidArgument
-from inferd.jsondata import SLICE, JsonData, cast, read
+from inferd.jsondata import SLICE, JsonData, cast, flat_numbers, read
 
 
 def test_read_notes_shape_kinds_and_values() -> None:
@@ -88,3 +89,42 @@ def test_cast_refuses(datatype: str, data: list[object], message: str) -> None:
 
 def test_floats_past_a_type_range_are_infinite() -> None:
     assert np.isposinf(cast("x", "FP16", (1,), read([1e6]))).all()
+
+
+#: (datatype, element count, data, whether the fast path takes it)
+FLAT_CASES: list[tuple[str, int, list[Any], bool]] = [
+    ("FP32", 4, [0.5, -1.25, 3.0, 1e300], True),
+    ("FP32", 4, [1, 2.5, -3, 4], True),
+    ("FP32", 4, [1, 2, 3, 2**62], True),
+    ("FP32", 2, [2**64 + 1, 1.0], True),
+    ("FP16", 2, [70000.0, 1.0], True),
+    ("FP64", 4, [1, 2**60, 3, 0.1], True),
+    ("INT8", 3, [1, -128, 127], True),
+    ("INT8", 2, [1, 300], False),
+    ("UINT8", 2, [0, -1], False),
+    ("UINT64", 2, [2**64 - 1, 0], True),
+    ("INT64", 2, [2**63, 0], False),
+    ("INT32", 2, [1.0, 2], False),
+    ("FP32", 2, [True, 1.0], False),
+    ("FP32", 4, [[1.0, 2.0], [3.0, 4.0]], False),
+    ("FP32", 2, [1.0, "2"], False),
+    ("BOOL", 2, [True, False], False),
+    ("BF16", 2, [1.0, 2.0], False),
+    ("FP32", 2, [1.0, 2.0, 3.0], False),
+]
+
+
+@pytest.mark.parametrize(("datatype", "count", "data", "fast"), FLAT_CASES)
+def test_the_flat_fast_path_answers_as_the_general_reader_does(
+    datatype: str, count: int, data: list[Any], fast: bool
+) -> None:
+    """flat_numbers decodes what it takes exactly as read() and cast() do, and leaves the
+    rest (nested, other kinds, out of range, a wrong count) to them."""
+    quick = flat_numbers(datatype, count, data)
+    assert (quick is not None) == fast
+    if quick is None:
+        return
+    shape = (count,) if not isinstance(data[0], list) else (2, 2)
+    general = cast("x", datatype, shape, read(data))
+    assert quick.dtype == general.dtype
+    np.testing.assert_array_equal(quick, general.reshape(-1))

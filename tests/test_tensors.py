@@ -1,10 +1,12 @@
 import re
+from typing import Any
 
 import numpy as np
 import pytest
 
 from inferd.errors import MESSAGE_LIMIT, InvalidArgument
 from inferd.tensors import (
+    all_finite,
     auto_tensor,
     bf16_words,
     binary_tensor,
@@ -210,3 +212,15 @@ def test_echoed_strings_are_clipped() -> None:
     assert len(caught.value.message) < 300
     assert "n" * 64 + "\u2026" in caught.value.message
     assert len(InvalidArgument("m" * 100_000).message) == MESSAGE_LIMIT + 1
+
+
+@pytest.mark.parametrize("size", [1, 16, 17, 1000])
+@pytest.mark.parametrize("bad", [None, np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_all_finite_finds_nan_and_inf_small_or_large(
+    size: int, bad: float | None, dtype: type[np.floating[Any]]
+) -> None:
+    array = np.ones((size, 1), dtype=dtype)
+    if bad is not None:
+        array[size // 2, 0] = bad
+    assert all_finite(array) is (bad is None)

@@ -172,6 +172,42 @@ def _values(leaves: list[Any], kinds: frozenset[str]) -> tuple[np.ndarray[Any, A
     return None, False
 
 
+#: Datatypes whose flat JSON data :func:`flat_numbers` decodes in one numpy call.
+_FLAT_FLOATS: Final = frozenset({"FP16", "FP32", "FP64"})
+_FLAT_INTEGERS: Final = frozenset(
+    {"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
+)
+_FLOAT_LEAVES: Final = frozenset({float, int})
+_INT_LEAVES: Final = frozenset({int})
+
+
+def flat_numbers(datatype: str, count: int, data: list[Any]) -> np.ndarray[Any, Any] | None:
+    """The usual request, decoded in one numpy call: a flat list of ``count`` numbers of
+    a numeric datatype that holds them all. None for anything else (nested data, another
+    kind of element, a value out of range, BOOL, BYTES, BF16), which :func:`read` and
+    :func:`cast` decode or refuse with their message. What it returns is what they would:
+    floats (and integers mixed with them) through float64, integers alone exactly, or
+    through int64 for a float datatype."""
+    if len(data) != count or not count:
+        return None
+    kinds = set(map(type, data))
+    if datatype in _FLAT_FLOATS:
+        if not kinds <= _FLOAT_LEAVES:
+            return None
+        try:
+            values = np.array(data, dtype=np.float64 if float in kinds else np.int64)
+        except OverflowError:  # an integer past int64: the general reader's ranges
+            return None
+        with np.errstate(over="ignore"):  # past the type's range is Inf, as in cast()
+            return values.astype(DATATYPE_TO_NUMPY[datatype])
+    if datatype in _FLAT_INTEGERS and kinds == _INT_LEAVES:
+        try:
+            return np.array(data, dtype=DATATYPE_TO_NUMPY[datatype])
+        except OverflowError:  # out of the datatype's range: cast() says so
+            return None
+    return None
+
+
 def cast(name: str, datatype: str, shape: tuple[int, ...], data: JsonData) -> np.ndarray[Any, Any]:
     """The data as an array of the datatype and the declared ``shape`` (BF16 as float32,
     not yet rounded to what bfloat16 holds: ``tensors`` does that)."""

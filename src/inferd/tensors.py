@@ -22,7 +22,7 @@ from typing import Any, Final
 import numpy as np
 
 from inferd.errors import InvalidArgument, clip
-from inferd.jsondata import MAX_DIMS, JsonData, cast, read
+from inferd.jsondata import MAX_DIMS, JsonData, cast, flat_numbers, read
 from inferd.types import DATATYPE_TO_NUMPY, WIRE_ITEMSIZE
 
 #: Most elements a shape may describe, zero dimensions counted as one: numpy cannot even
@@ -134,7 +134,12 @@ def from_json(
         raise InvalidArgument(
             f"input '{clip(name)}': 'data' must be a list, got {type(data).__name__}"
         )
-    return _cast(name, datatype, shape, data if isinstance(data, JsonData) else read(data))
+    if isinstance(data, JsonData):
+        return _cast(name, datatype, shape, data)
+    flat = flat_numbers(datatype, element_count(shape), data)
+    if flat is not None:
+        return flat.reshape(shape)
+    return _cast(name, datatype, shape, read(data))
 
 
 def _cast(name: str, datatype: str, shape: tuple[int, ...], data: JsonData) -> np.ndarray[Any, Any]:
@@ -259,17 +264,36 @@ def to_json_data(name: str, datatype: str, array: np.ndarray[Any, Any]) -> list[
     return json_values(array.reshape(-1))
 
 
+#: Up to this many elements, :func:`all_finite` tests them in Python (cheaper than two
+#: numpy calls for a small array).
+_SMALL: Final = 16
+
+
+def all_finite(array: np.ndarray[Any, Any]) -> bool:
+    """No NaN or Inf in a floating-point ``array``."""
+    if array.size <= _SMALL:
+        return all(map(math.isfinite, array.ravel().tolist()))
+    return bool(np.isfinite(array).all())
+
+
 def json_values(array: np.ndarray[Any, Any]) -> list[Any]:
     """``array.tolist()``, with NaN and Inf as the strings JSON has for them ("NaN",
     "Infinity", "-Infinity", as in the protobuf JSON mapping) instead of ``null``."""
-    if array.dtype.kind == "f" and not np.isfinite(array).all():
-        values = array.astype(object)
-        for text, test in NONFINITE_JSON:
-            values[test(array)] = text
-        listed: list[Any] = values.tolist()
+    if array.dtype.kind != "f":
+        plain: list[Any] = array.tolist()
+        return plain
+    if array.size <= _SMALL:
+        floats: list[float] = array.tolist()
+        if all(map(math.isfinite, floats)):
+            return floats
+    elif np.isfinite(array).all():
+        listed: list[Any] = array.tolist()
         return listed
-    plain: list[Any] = array.tolist()
-    return plain
+    values = array.astype(object)
+    for text, test in NONFINITE_JSON:
+        values[test(array)] = text
+    named: list[Any] = values.tolist()
+    return named
 
 
 def to_binary(datatype: str, array: np.ndarray[Any, Any]) -> bytes:

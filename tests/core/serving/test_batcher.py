@@ -194,6 +194,30 @@ async def test_expired_request_is_dropped_before_compute() -> None:
     assert recorder.batches == [1]
 
 
+async def test_each_request_expires_at_its_own_deadline_whatever_the_order() -> None:
+    """One timer serves a batcher's deadlines: a later request with an earlier deadline
+    still expires first, a request in a running batch expires too, and one without a
+    deadline waits for its answer."""
+    recorder = Recorder()
+    batcher = make(recorder, max_batch_size=1)
+    recorder.gate.clear()
+    now = time.monotonic()
+    running = asyncio.create_task(batcher.submit(rows(1), deadline=now + 0.5))
+    await wait_entered(recorder)
+    late = asyncio.create_task(batcher.submit(rows(1), deadline=now + 5.0))
+    patient = asyncio.create_task(batcher.submit(rows(1)))
+    early = asyncio.create_task(batcher.submit(rows(1), deadline=now + 0.05))
+    with pytest.raises(DeadlineExceeded):
+        await early
+    assert not running.done() and not late.done()
+    with pytest.raises(DeadlineExceeded):
+        await running  # its batch still runs in the instance thread
+    assert not late.done() and not patient.done()
+    recorder.gate.set()
+    await asyncio.gather(late, patient)
+    await batcher.close()
+
+
 async def test_past_deadline_is_refused_before_queueing() -> None:
     batcher = make(Recorder())
     with pytest.raises(DeadlineExceeded):

@@ -39,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import math
 import queue
 import threading
 import time
@@ -135,6 +136,8 @@ class Batcher(BatchForming, Execution):
         ]
         self._loop = None
         self._timer = None
+        self._expiry: asyncio.TimerHandle | None = None  # the one deadline timer
+        self._expiry_due = math.inf  # when it fires
         self._dispatch_soon = False
         self._idle = asyncio.Event()
         self._closing = False
@@ -200,19 +203,43 @@ class Batcher(BatchForming, Execution):
             # After the other requests decoded in this loop turn, so they share a batch.
             self._dispatch_soon = True
             loop.call_soon(self._dispatch)
-        # One timer per request (cheaper than a timeout scope): it fails the future at the
-        # deadline; a batch that finishes later finds the future done and skips it.
-        timer = (
-            None
-            if deadline is None
-            else loop.call_at(loop.time() + (deadline - now), expire, future)
-        )
+        if deadline is not None and deadline < self._expiry_due:
+            self._arm_expiry(loop, deadline, now)
         try:
             return await future
         finally:
-            if timer is not None:
-                timer.cancel()
             self._leave(pending)
+
+    # -- deadlines: one timer per batcher, at the earliest deadline that may be waiting ------
+
+    def _arm_expiry(self, loop: asyncio.AbstractEventLoop, due: float, now: float) -> None:
+        """Fire :meth:`_expire_due` at ``due`` (monotonic). Requests with the usual,
+        equal timeout arrive in the order of their deadlines, so a request rarely arms it:
+        no timer object per request."""
+        if self._expiry is not None:
+            self._expiry.cancel()
+        self._expiry_due = due
+        self._expiry = loop.call_at(loop.time() + (due - now), self._expire_due, loop)
+
+    def _expire_due(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Answer DeadlineExceeded to every request, queued or in a running batch, whose
+        deadline passed (a batch that finishes later finds it answered and skips it); set
+        the timer for the next deadline."""
+        self._expiry = None
+        self._expiry_due = math.inf
+        now = time.monotonic()
+        upcoming = math.inf
+        for batch in (self._queue, *self._watchdog.running()):
+            for pending in batch:
+                due = pending.deadline
+                if due is None or pending.future.done():
+                    continue
+                if due <= now:
+                    expire(pending.future)
+                elif due < upcoming:
+                    upcoming = due
+        if upcoming < math.inf:
+            self._arm_expiry(loop, upcoming, now)
 
     def _leave(self, pending: Pending) -> None:
         """The request no longer counts as queued (taken into a batch or answered)."""
@@ -341,4 +368,7 @@ class Batcher(BatchForming, Execution):
                     )
         for _ in self._threads:
             self._work.put(None)
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
         return finished

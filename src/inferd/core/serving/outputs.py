@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from inferd.errors import InternalError
+from inferd.tensors import all_finite
 from inferd.types import DATATYPE_TO_NUMPY, FLOAT_DATATYPES, TensorSpec, shape_matches
 
 log = logging.getLogger("inferd.models")
@@ -77,7 +78,7 @@ def checked_run(
 
 def check_finite(model: str, spec: TensorSpec, array: np.ndarray[Any, Any]) -> None:
     """The ``error`` policy of ``nonfinite_outputs``."""
-    if spec.datatype in FLOAT_DATATYPES and not np.isfinite(array).all():
+    if spec.datatype in FLOAT_DATATYPES and not all_finite(array):
         log.warning("model '%s' produced NaN or Inf in output '%s'", model, spec.name)
         raise InternalError(
             f"model '{model}' produced NaN or Inf in output '{spec.name}' "

@@ -21,6 +21,7 @@ from inferd.core.store.loaded import LoadedVersion
 from inferd.errors import InvalidArgument, clip
 from inferd.jsondata import SLICE
 from inferd.settings import InputValidationSettings
+from inferd.tensors import all_finite
 from inferd.types import FLOAT_DATATYPES, TensorSpec, shape_matches
 
 Arrays = dict[str, np.ndarray[Any, Any]]
@@ -72,7 +73,7 @@ def decode_inputs(checked: Checked, limits: InputValidationSettings) -> Arrays:
             limits.enabled
             and spec.datatype in FLOAT_DATATYPES
             and not spec.allow_nonfinite
-            and not np.isfinite(array).all()
+            and not all_finite(array)
         ):
             raise InvalidArgument(
                 f"input '{spec.name}' holds NaN or Inf; the model does not accept them "
