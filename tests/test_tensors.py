@@ -224,3 +224,15 @@ def test_all_finite_finds_nan_and_inf_small_or_large(
     if bad is not None:
         array[size // 2, 0] = bad
     assert all_finite(array) is (bad is None)
+
+
+def test_json_values_keeps_the_nesting_of_a_small_array_and_names_nonfinite_values() -> None:
+    assert json_values(np.array([[1.5, 2.0], [3.0, 4.0]], dtype=np.float32)) == [
+        [1.5, 2.0],
+        [3.0, 4.0],
+    ]
+    assert json_values(np.array([[1.0, np.nan], [np.inf, -np.inf]])) == [
+        [1.0, "NaN"],
+        ["Infinity", "-Infinity"],
+    ]
+    assert json_values(np.array([1.0, np.nan])) == [1.0, "NaN"]

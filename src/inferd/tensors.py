@@ -279,15 +279,14 @@ def all_finite(array: np.ndarray[Any, Any]) -> bool:
 def json_values(array: np.ndarray[Any, Any]) -> list[Any]:
     """``array.tolist()``, with NaN and Inf as the strings JSON has for them ("NaN",
     "Infinity", "-Infinity", as in the protobuf JSON mapping) instead of ``null``."""
+    listed: list[Any] = array.tolist()
     if array.dtype.kind != "f":
-        plain: list[Any] = array.tolist()
-        return plain
-    if array.size <= _SMALL:
-        floats: list[float] = array.tolist()
-        if all(map(math.isfinite, floats)):
-            return floats
-    elif np.isfinite(array).all():
-        listed: list[Any] = array.tolist()
+        return listed
+    if array.ndim == 1 and array.size <= _SMALL:
+        finite = all(map(math.isfinite, listed))  # the list made anyway, read once
+    else:
+        finite = all_finite(array)
+    if finite:
         return listed
     values = array.astype(object)
     for text, test in NONFINITE_JSON:

@@ -130,6 +130,17 @@ async def test_a_header_line_is_refused_before_it_ends() -> None:
         assert status(answer) == 431
 
 
+async def test_a_pipelined_head_past_the_limit_in_the_same_chunk_is_refused() -> None:
+    """The second request's head arrives whole in the chunk of the first: it is measured
+    all the same (a head is bounded however it is split into reads)."""
+    async with serving(max_header_bytes=4096) as served:
+        first = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+        second = b"GET / HTTP/1.1\r\nX-Big: " + b"a" * 3000 + b"\r\nX-Big2: " + b"b" * 3000
+        # Refused, the connection closes (a served one would stay open: a timeout here).
+        answer, _ = await exchange(served, first + second + b"\r\n\r\n")
+        assert answer.count(b"HTTP/1.1 200") <= 1
+
+
 async def test_too_many_header_fields_is_431() -> None:
     async with serving(max_headers=10) as served:
         fields = b"".join(b"X-%d: 1\r\n" % i for i in range(11))

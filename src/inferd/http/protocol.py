@@ -153,10 +153,8 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self.timeout_keep_alive = self.limits.keepalive_timeout_s  # type: ignore[assignment]
         self._in_head = True  # waiting for (part of) a request head
         self._head_bytes = 0  # bytes received since that head began
-        self._head_size = 0  # the head as parsed: request target and fields
-        self._fields = 0
+        self._chunk = 0  # bytes of the chunk being parsed
         self._body_pending = False
-        self._ws_line = 0  # longest handshake line, for an upgrade
         self._refusal: bytes | None = None
         self._refused = False
         self._linger: asyncio.TimerHandle | None = None
@@ -242,8 +240,9 @@ class LimitedHttpProtocol(HttpToolsProtocol):
             return  # what follows a refusal is dropped
         if self._waiting is _Wait.IDLE:
             self._waiting = _Wait.NOTHING
+        self._chunk = len(data)
         if self._in_head:
-            self._head_bytes += len(data)
+            self._head_bytes += self._chunk
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -263,7 +262,9 @@ class LimitedHttpProtocol(HttpToolsProtocol):
             and self._in_head
             and self._head_bytes > self.limits.max_header_bytes
         ):
-            self._refusal = TOO_LARGE
+            # Past the bytes of a head: too many fields, when they are what made it so.
+            many = len(self.headers) > self.limits.max_headers
+            self._refusal = TOO_MANY if many else TOO_LARGE
         if self._refusal is not None:
             # A pipelined request refused while an earlier one is answered: no answer.
             under_way = self.cycle is not None and not self.cycle.response_complete
@@ -293,41 +294,33 @@ class LimitedHttpProtocol(HttpToolsProtocol):
 
     # -- parser callbacks --------------------------------------------------------------------
 
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self._head_size = 0
-        self._fields = 0
-        self._ws_line = 0
-
-    def on_url(self, url: bytes) -> None:
-        super().on_url(url)
-        self._head_size += len(url)
-        self._ws_line = len(self.url) + _REQUEST_LINE_OVERHEAD
-        if self._head_size > self.limits.max_header_bytes:
-            self._stop(TOO_LARGE)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._fields += 1
-        line = len(name) + len(value) + _FIELD_OVERHEAD
-        self._head_size += line
-        self._ws_line = max(self._ws_line, line)
-        if self._fields > self.limits.max_headers:
-            self._stop(TOO_MANY)
-        if self._head_size > self.limits.max_header_bytes:
-            self._stop(TOO_LARGE)
-        super().on_header(name, value)
-
     def _stop(self, answer: bytes) -> None:
         self._refusal = answer
         raise _Refused
 
     def on_headers_complete(self) -> None:
+        """The head's bounds, checked once it is parsed: its fields counted, its size
+        measured (only when what arrived could hold a head past the bound: the bytes
+        since it began, or the chunk it came in), an upgrade's lines against what the
+        websockets library reads. A head still arriving is bounded by its bytes in
+        :meth:`data_received`."""
+        received = max(self._head_bytes, self._chunk)
         self._in_head = False
         self._head_bytes = 0
         if self._waiting is _Wait.HEAD:
             self._waiting = _Wait.NOTHING
+        headers = self.headers
+        limits = self.limits
+        if len(headers) > limits.max_headers:
+            self._stop(TOO_MANY)
+        if received > limits.max_header_bytes and _head_size(self.url, headers) > (
+            limits.max_header_bytes
+        ):
+            self._stop(TOO_LARGE)
         upgrade = self.parser.should_upgrade() and self._should_upgrade()
-        if upgrade and (self._ws_line > WS_MAX_LINE or self._fields > WS_MAX_HEADERS):
+        if upgrade and (
+            _longest_line(self.url, headers) > WS_MAX_LINE or len(headers) > WS_MAX_HEADERS
+        ):
             self._stop(TOO_LARGE)
         self._body_pending = True
         before = self.cycle
@@ -369,6 +362,16 @@ class LimitedHttpProtocol(HttpToolsProtocol):
             cycle.disconnected = True
             cycle.message_event.set()
         self._refuse(answer)
+
+
+def _head_size(url: bytes, headers: list[tuple[bytes, bytes]]) -> int:
+    """The request target and the fields, with what each field line adds."""
+    return len(url) + sum(len(name) + len(value) + _FIELD_OVERHEAD for name, value in headers)
+
+
+def _longest_line(url: bytes, headers: list[tuple[bytes, bytes]]) -> int:
+    lines = (len(name) + len(value) + _FIELD_OVERHEAD for name, value in headers)
+    return max(len(url) + _REQUEST_LINE_OVERHEAD, *lines)
 
 
 def protocol_class(limits: HttpLimits, draining: Callable[[], bool]) -> type[LimitedHttpProtocol]:

@@ -95,6 +95,12 @@ class Runtime(abc.ABC):
     #: an event loop of its own); such a model never runs inline (core/serving/batcher.py).
     inline_safe: bool = True
 
+    @property
+    def computes_in_caller(self) -> bool:
+        """True when a call computes on the thread that makes it (one intra-op thread and
+        no threads of the framework's own), so that thread's CPU time is the call's cost."""
+        return False
+
     def __init__(self, options: RuntimeOptions) -> None:
         self.options = options
         self.artifact = options.artifact

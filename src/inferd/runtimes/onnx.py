@@ -45,6 +45,10 @@ def _spec(arg: Any) -> TensorSpec:
 class OnnxRuntime(Runtime):
     _session: Any = None
 
+    @property
+    def computes_in_caller(self) -> bool:
+        return self.intra_op_threads == 1 and self.options.device == "cpu"
+
     def load(self) -> None:
         if self.options.precision != "fp32":
             # ONNX Runtime runs the graph in the types it was exported in; converting it

@@ -25,6 +25,10 @@ PRECISIONS: Final[dict[str, torch.dtype]] = {
 class TorchScriptRuntime(Runtime):
     _module: Any = None
 
+    @property
+    def computes_in_caller(self) -> bool:
+        return self.intra_op_threads == 1 and self.options.device == "cpu"
+
     def load(self) -> None:
         declared_inputs, declared_outputs = self.options.inputs, self.options.outputs
         if declared_inputs is None or declared_outputs is None:

@@ -370,6 +370,43 @@ async def test_a_slow_model_never_runs_inline() -> None:
     await batcher.close()
 
 
+async def test_in_a_thread_a_call_costs_its_cpu_time_when_measured_so() -> None:
+    """cost_by_cpu (a model that computes on the calling thread): an instance thread's
+    call is measured by that thread's CPU time, so time spent waiting (as for the
+    interpreter lock while the loop is busy) does not make a cheap model look slow. A call
+    that waits 3 ms is cheap by that measure; by elapsed time it is not."""
+    loop_thread = threading.current_thread()
+    for by_cpu in (True, False):
+        model = Threads(pause=0.003)
+        batcher = make(model, inline_max_compute_s=0.001, cost_by_cpu=by_cpu)
+        for _ in range(INLINE_MIN_SAMPLES + 1):
+            await batcher.submit(rows(1))
+        assert all(t is not loop_thread for t in model.threads[:INLINE_MIN_SAMPLES])
+        assert (model.threads[INLINE_MIN_SAMPLES] is loop_thread) is by_cpu
+        await batcher.close()
+
+
+async def test_a_call_in_a_thread_may_lower_the_measured_cost_but_never_raise_it() -> None:
+    """Measured slow (3 ms a call), the model runs in its thread; one much slower call
+    there (30 ms, as under contention for the interpreter lock) does not count, and cheap
+    calls bring the average under the limit as fast as they would without it."""
+    loop_thread = threading.current_thread()
+    model = Threads(pause=0.003)
+    batcher = make(model, inline_max_compute_s=0.001)
+    for _ in range(INLINE_MIN_SAMPLES):
+        await batcher.submit(rows(1))
+    model.pause = 0.03
+    await batcher.submit(rows(1))
+    model.pause = 0.0
+    # 3 ms * 0.9**n falls under 1 ms after 11 cheap calls (after 17 from 5.7 ms, the
+    # average had the slow call counted).
+    for _ in range(14):
+        await batcher.submit(rows(1))
+    assert model.threads[-1] is loop_thread
+    assert all(t is not loop_thread for t in model.threads[: INLINE_MIN_SAMPLES + 1])
+    await batcher.close()
+
+
 async def test_inline_is_off_by_default_and_with_a_queue_delay() -> None:
     for options in ({}, {"inline_max_compute_s": 0.05, "max_queue_delay_s": 0.001}):
         model = Threads()

@@ -20,8 +20,10 @@ Arrays = dict[str, np.ndarray[Any, Any]]
 RunFn = Callable[[Arrays], Arrays]
 BatchKey = tuple[tuple[str, str, tuple[int, ...]], ...]
 #: Seconds spent joining the rows, running the model and checking its outputs.
-Timings = tuple[float, float, float]
-NO_TIME: Final[Timings] = (0.0, 0.0, 0.0)
+#: A batch's times, in seconds: joining its rows, the model call, checking the outputs;
+#: then what the call cost the version's inline rule (core/serving/execution.py).
+Timings = tuple[float, float, float, float]
+NO_TIME: Final[Timings] = (0.0, 0.0, 0.0, 0.0)
 
 
 class BatchObserver(Protocol):

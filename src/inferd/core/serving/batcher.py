@@ -23,7 +23,9 @@ Contract:
   run on the event loop where they were formed, without the hop to an instance thread and
   back, when the version's running measurement of a model call (an average over its recent
   calls, at least ``INLINE_MIN_SAMPLES`` of them, seeded at load by timed warm-up calls) is
-  under ``inline_max_compute_s``. One loop turn runs at most ``INLINE_SLICE_S`` of them;
+  under ``inline_max_compute_s`` (in an instance thread, a model that computes on the
+  calling thread is measured by that thread's CPU time: its waits for the interpreter
+  lock while the loop is busy are no cost of the model). One loop turn runs at most ``INLINE_SLICE_S`` of them;
   the rest follow in the next turn, after the loop has read its sockets. A slow model never
   measures under it, so it never runs inline; a model that becomes slow stops running
   inline as its average rises. Everything else goes through the queue.
@@ -108,6 +110,7 @@ class Batcher(BatchForming, Execution):
         observer: BatchObserver | None = None,
         max_batch_time_s: float | None = None,
         inline_max_compute_s: float = 0.0,
+        cost_by_cpu: bool = False,
     ) -> None:
         if instances < 1:
             raise ValueError("instances must be >= 1")
@@ -145,6 +148,7 @@ class Batcher(BatchForming, Execution):
         #: inline); whether one happens depends on the measured cost of a call.
         self._inline = inline_max_compute_s > 0 and not (self._batching and self._delay > 0)
         self._inline_limit = inline_max_compute_s
+        self._cost_by_cpu = cost_by_cpu
         self._call_cost = 0.0  # running average of a model call, in seconds
         self._calls = 0  # model calls measured (up to INLINE_MIN_SAMPLES)
         self._loop_prepared = False
@@ -312,7 +316,7 @@ class Batcher(BatchForming, Execution):
         self._free += 1
         self._dispatch()
         if error is None and outputs is not None:
-            self._executed(sum(p.rows for p in batch), len(batch), timings)
+            self._executed(sum(p.rows for p in batch), len(batch), timings, inline=False)
             self._deliver(batch, outputs)
         else:
             failure = self._failure(error)

@@ -48,6 +48,8 @@ class Execution:
     #: Instance threads take batches from here; None tells one of them to stop.
     _work: queue.SimpleQueue[list[Pending] | None]
     _call_cost: float  # running average of a model call, in seconds
+    #: Measure an instance thread's call by its CPU time (see :meth:`_compute`).
+    _cost_by_cpu: bool
     _calls: int  # model calls measured (up to INLINE_MIN_SAMPLES)
     _loop_prepared: bool
 
@@ -83,26 +85,36 @@ class Execution:
         lone = len(batch) == 1
         rows = batch[0].rows if lone else sum(p.rows for p in batch)
         try:
-            outputs, timings = self._compute(batch[0].inputs if lone else joined(batch), rows)
+            outputs, timings = self._compute(
+                batch[0].inputs if lone else joined(batch), rows, self._cost_by_cpu
+            )
         except BaseException as exc:
             failure = self._failure(exc)
             for pending in batch:
                 if not pending.future.done():
                     pending.future.set_exception(failure)
             return
-        self._executed(rows, len(batch), timings)
+        self._executed(rows, len(batch), timings, inline=True)
         self._deliver(batch, outputs)
 
-    def _executed(self, rows: int, requests: int, timings: Timings) -> None:
-        """Count a finished call in the statistics and the running average of its cost."""
-        self._stats.record_batch(rows, requests, *timings)
-        seconds = timings[0] + timings[1] + timings[2]
-        self._observer.executed(rows, seconds)
+    def _executed(self, rows: int, requests: int, timings: Timings, inline: bool) -> None:
+        """Count a finished call in the statistics and the running average of its cost.
+
+        The average is what a call costs the loop: measured on the loop, or at load by
+        warm-up calls. Once it holds :data:`INLINE_MIN_SAMPLES` calls, a call in an instance
+        thread may lower it (the model is cheaper than measured) but never raise it: there,
+        the loop's work competes with the call for the interpreter lock, and each hand-over
+        of the lock is CPU time of the call's thread (several times a tiny model's own
+        compute on a loaded server), so a cheap model would measure slow exactly under
+        load and never come back to the loop."""
+        join, call, check, cost = timings
+        self._stats.record_batch(rows, requests, join, call, check)
+        self._observer.executed(rows, join + call + check)
         if self._calls < INLINE_MIN_SAMPLES:
             self._calls += 1
-            self._call_cost += (seconds - self._call_cost) / self._calls
-        else:
-            self._call_cost += (seconds - self._call_cost) * _COST_WEIGHT
+            self._call_cost += (cost - self._call_cost) / self._calls
+        elif inline or cost < self._call_cost:
+            self._call_cost += (cost - self._call_cost) * _COST_WEIGHT
 
     def _failure(self, error: BaseException | None) -> InferdError:
         """What the requests of a failed call get: the model's own error when it raised
@@ -129,7 +141,9 @@ class Execution:
             if batch is None:
                 return
             try:
-                outputs, timings = self._compute(joined(batch), sum(p.rows for p in batch))
+                outputs, timings = self._compute(
+                    joined(batch), sum(p.rows for p in batch), self._cost_by_cpu
+                )
             except BaseException as exc:  # a model's SystemExit must not take the instance
                 result: tuple[Arrays | None, Timings, BaseException | None] = (None, NO_TIME, exc)
             else:
@@ -139,9 +153,15 @@ class Execution:
             except RuntimeError:
                 return  # the loop is closed: nobody is waiting any more
 
-    def _compute(self, inputs: Callable[[], Arrays] | Arrays, rows: int) -> tuple[Arrays, Timings]:
+    def _compute(
+        self, inputs: Callable[[], Arrays] | Arrays, rows: int, by_cpu: bool = False
+    ) -> tuple[Arrays, Timings]:
         """Run the model on ``inputs`` (a function that joins a batch's rows, timed with
-        it) and check that every output has ``rows`` rows."""
+        it) and check that every output has ``rows`` rows. Its cost for the inline rule is
+        the elapsed time, or (``by_cpu``: a model that computes on the calling thread) this
+        thread's CPU time, which leaves out waits for the interpreter lock and the time the
+        machine gave other processes."""
+        c0 = time.thread_time() if by_cpu else 0.0
         t0 = time.perf_counter()
         if callable(inputs):
             inputs = inputs()
@@ -155,7 +175,9 @@ class Execution:
                         f"model '{self._stats.name}' returned {array.shape[0] if array.ndim else 0}"
                         f" rows of output '{name}' for a batch of {rows}"
                     )
-        return outputs, (t1 - t0, t2 - t1, time.perf_counter() - t2)
+        t3 = time.perf_counter()
+        cost = time.thread_time() - c0 if by_cpu else t3 - t0
+        return outputs, (t1 - t0, t2 - t1, t3 - t2, cost)
 
     # -- back on the loop --------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -123,19 +124,23 @@ def _timed_calls(
     inputs: dict[str, np.ndarray[Any, Any]],
     inline_limit_s: float,
 ) -> float | None:
-    """The mean time of a few more warm-up calls, when the model may run inline (its
+    """The median time of a few more warm-up calls, when the model may run inline (its
     measurement seeds the batcher's, so a new version is judged like an old one); None
-    when inline runs are off or the calls are too slow to matter."""
+    when inline runs are off or the calls are too slow to matter. The median, not the
+    mean: a framework that optimizes a model on its first calls (TorchScript's profiling
+    executor) makes one of them many times slower than the rest."""
     if inline_limit_s <= 0:
         return None
     spent = 0.0
+    times = []
     for _ in range(INLINE_MIN_SAMPLES):
         started = time.perf_counter()
         infer(inputs)
-        spent += time.perf_counter() - started
+        times.append(time.perf_counter() - started)
+        spent += times[-1]
         if spent > TIMED_WARMUP_S:
             return None
-    return spent / INLINE_MIN_SAMPLES
+    return statistics.median(times)
 
 
 def _sequences(
@@ -271,6 +276,7 @@ class Loader:
             observer=self._metrics.observer(entry.name, version.name) if self._metrics else None,
             max_batch_time_s=settings.max_batch_time_s,
             inline_max_compute_s=settings.inline_max_compute_s if runtime.inline_safe else 0.0,
+            cost_by_cpu=runtime.computes_in_caller,
         )
         if timed is not None:
             batcher.seed_call_cost(timed)
