@@ -346,7 +346,7 @@ async def test_a_late_answer_cuts_the_budget_and_answers_on_time_restore_it() ->
         await asyncio.sleep(0)
     assert batcher.state()["factor"] == pytest.approx(CUT**3, abs=1e-4)
     slow[0] = False
-    needed = math.ceil(3 * math.log(1 / CUT) / math.log(RAISE))  # 99 per late answer
+    needed = math.ceil(3 * math.log(1 / CUT) / math.log(RAISE))  # 199 per late answer
     for _ in range(2 * needed):  # on time (twice as many: a busy machine may stall one)
         await batcher.submit(row())
         await asyncio.sleep(0)

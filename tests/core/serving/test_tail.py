@@ -34,20 +34,20 @@ def test_a_late_answer_cuts_the_factor_and_answers_on_time_restore_it() -> None:
     assert (budget.answers, budget.late) == (2, 2)
     assert not budget.answered(0.089, 0.0)
     assert budget.factor == pytest.approx(CUT * CUT * RAISE)
-    for _ in range(1000):
+    for _ in range(2000):
         budget.answered(0.010, 0.0)
     assert budget.factor == 1.0  # never above 1
 
 
-def test_the_factor_settles_where_one_answer_in_a_hundred_is_late() -> None:
+def test_the_factor_settles_where_one_answer_in_two_hundred_is_late() -> None:
     assert CUT * RAISE ** round((1 - LATE_SHARE) / LATE_SHARE) == pytest.approx(1.0)
     settled, worse, better = Budget(0.100), Budget(0.100), Budget(0.100)
     for budget in (settled, worse, better):
         budget.factor = 0.6  # as after a run of late answers
-    for n in range(10_000):
-        settled.answered(0.100 if n % 100 == 0 else 0.050, 0.0)  # 1 % late
-        worse.answered(0.100 if n % 20 == 0 else 0.050, 0.0)  # 5 % late
-        better.answered(0.100 if n % 500 == 0 else 0.050, 0.0)  # 0.2 % late
+    for n in range(20_000):
+        settled.answered(0.100 if n % 200 == 0 else 0.050, 0.0)  # 0.5 % late
+        worse.answered(0.100 if n % 40 == 0 else 0.050, 0.0)  # 2.5 % late
+        better.answered(0.100 if n % 1000 == 0 else 0.050, 0.0)  # 0.1 % late
     assert settled.factor == pytest.approx(0.6, rel=0.06)
     assert worse.factor < MIN_FACTOR * 1.02  # at the floor (and a few answers on time)
     assert better.factor == 1.0

@@ -13,7 +13,7 @@ The rule (docs/performance.md, "Latency targets"):
 - Budget: what the limit and admission plan for, kept by
   :class:`~inferd.core.serving.tail.Budget` from the answers seen end to end: the target
   less a share for what the server cannot time, times a factor that late answers cut and
-  answers on time restore (it settles where 1 % of the answers are late), less the time
+  answers on time restore (it settles where 0.5 % of the answers are late), less the time
   spent outside the batcher (decoding, encoding, the event loop's queue).
 - Batch size limit: the largest ``b`` within ``max_batch_size`` with ``2 * c(b) <= budget``
   (a request may wait for one running batch, then run in its own). The batcher waits for
