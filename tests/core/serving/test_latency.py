@@ -40,10 +40,8 @@ def test_a_line_through_the_sizes_seen() -> None:
         model.add(6, 0.030 + 0.012)
     assert model.line(10) == pytest.approx(0.050)
     assert model.largest_within(0.080, 8) == 8  # within max_batch_size
-    model.add(6, 1.0)  # a batch slower than predicted moves its size's mean by half
-    assert 0.50 < model.line(6) < 0.53
-    model.add(6, 0.042)  # one faster than predicted, by a fifth
-    assert 0.40 < model.line(6) < 0.43
+    model.add(6, 1.0)  # a slow batch moves its size's mean by a fifth of the difference
+    assert 0.2 < model.line(6) < 0.24
 
 
 def test_predictions_widen_with_the_spread_of_the_measurements() -> None:
@@ -156,9 +154,8 @@ async def test_nothing_is_refused_before_the_first_batch_is_measured() -> None:
 
 
 async def test_the_batch_limit_follows_the_measured_compute_time() -> None:
-    """A model of 4 ms + 1 ms per row under a 30 ms target: batches of about 11 rows at
-    most, not the 64 it could take (fewer once late answers cut the budget: the first
-    measurement, one size, predicts small batches short)."""
+    """A model of 4 ms + 1 ms per row under a 30 ms target: batches of about 11 rows,
+    not the 64 it could take."""
 
     def run(inputs: dict[str, Any]) -> dict[str, Any]:
         time.sleep(0.004 + 0.001 * len(inputs["x"]))
@@ -173,7 +170,7 @@ async def test_the_batch_limit_follows_the_measured_compute_time() -> None:
             *(batcher.submit(row()) for _ in range(64)), return_exceptions=True
         )
         assert any(not isinstance(r, Exception) for r in results)
-    assert batcher.batch_limit <= 12
+    assert 2 <= batcher.batch_limit <= 12
     await batcher.close()
 
 

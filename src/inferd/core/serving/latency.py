@@ -4,8 +4,7 @@
 The rule (docs/performance.md, "Latency targets"):
 
 - Compute time per batch size is measured on every batch: a running mean per size seen
-  (each new batch weighs :data:`WEIGHT`, or :data:`SLOWER_WEIGHT` when it was slower than
-  predicted), and a straight line ``c(b) = a + k * b``
+  (each new batch weighs :data:`WEIGHT`), and a straight line ``c(b) = a + k * b``
   through those means (least squares, each size weighted by how often it ran, capped) to
   predict sizes not seen yet. With one size ``s`` seen, ``c(b) = c(s) * b / s``.
   Predictions are that line times ``1 + 2 * s``, ``s`` the running mean of how far each
@@ -53,11 +52,8 @@ from inferd.errors import DeadlineExceeded, Unavailable
 from inferd.metrics import Metrics
 from inferd.serving_metrics import TargetGauges
 
-#: How much one new batch moves the mean compute time of its size (and the spread).
+#: How much one new batch moves the mean compute time of its size.
 WEIGHT: Final = 0.2
-#: The same, for the mean of its size, when a batch was slower than predicted: a slowdown
-#: (the machine got busier) is believed at once, a speed-up slowly: the target is a tail.
-SLOWER_WEIGHT: Final = 0.5
 #: Most weight one batch size gets in the line fit (a size seen often is not trusted more).
 MAX_FIT_WEIGHT: Final = 32
 #: Predictions are the line times ``1 + SPREAD * s``, ``s`` the running mean of how far a
@@ -81,15 +77,12 @@ class ComputeModel:
         return bool(self._mean)
 
     def add(self, rows: int, seconds: float) -> None:
-        slower = False
         if self._mean:
             expected = self.line(rows)
-            slower = seconds > expected
             miss = abs(seconds - expected) / expected if expected > 0 else 0.0
             self.spread += WEIGHT * (miss - self.spread)
         mean = self._mean.get(rows)
-        weight = SLOWER_WEIGHT if slower else WEIGHT
-        self._mean[rows] = seconds if mean is None else mean + weight * (seconds - mean)
+        self._mean[rows] = seconds if mean is None else mean + WEIGHT * (seconds - mean)
         self._count[rows] = self._count.get(rows, 0) + 1
         self._fit()
 
