@@ -224,7 +224,10 @@ def server_side(port: int, model: str) -> dict[str, Any]:
             le = float("inf") if bound == "+Inf" else float(bound)
             buckets[le] = buckets.get(le, 0.0) + float(line.rsplit(" ", 1)[1])
     inference = stats["inference_stats"]
+    target = stats.get("latency_target", {})
     return {
+        "judged": target.get("answers", 0),
+        "late": target.get("late", 0),
         "count": inference["success"]["count"],
         "ns": inference["success"]["ns"],
         "queue_ns": inference["queue"]["ns"],
@@ -245,6 +248,8 @@ def server_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, flo
                 p99_bound = le * 1000
                 break
     return {
+        "judged": after["judged"] - before["judged"],
+        "late": after["late"] - before["late"],
         "server_ms": (after["ns"] - before["ns"]) / max(count, 1) / 1e6,
         "queue_ms": (after["queue_ns"] - before["queue_ns"]) / queued / 1e6,
         "server_p99_le_ms": p99_bound,
@@ -309,6 +314,10 @@ def summary(
         f"{abs(args.target_ms - worst_p99):.1f} ms); answers **{ratio:.3f}x** the best fixed "
         f"setting's; late failures (504) {late_off} with {best}, {late_on} with the target, "
         f"which refused {early_on} requests early (503) instead.",
+        "- The target's own count (answers timed from the HTTP front's arrival to the loop's "
+        "turn after the answer, against its goal of 90 % of the target), per step: "
+        + ", ".join(f"{p['factor']:g}x {p['late']} late of {p['judged']}" for p in points["target"])
+        + ".",
         f"- Goal (p99 <= target, >= 0.9x, 504s replaced by 503s): {'met' if met else 'missed'}.",
     ]
     return lines, met
