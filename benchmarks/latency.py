@@ -10,7 +10,10 @@ not JSON is what limits the server) and a ``timeout`` of ``--deadline-ms``:
 
 An open-loop generator (this process, asyncio, keep-alive connections opened as needed)
 sends Poisson arrivals at rates stepping up from half the measured capacity to
-``--overload`` times it, ``--seconds`` per step, to each setup in turn. Per step it records
+``--overload`` times it, ``--seconds`` per step, to each setup in turn. After each step
+one more request (not counted) goes to the same setup and is awaited: a batch can still
+run after its requests were answered 504 at their deadline, and it would otherwise take
+the CPU from the next setup's step. Per step it records
 the answered requests' latency (client side), and how many got 503 (refused early), 504
 (failed late), 429 (queue full) or anything else. The capacity is measured first, on the
 largest fixed setting: back-to-back requests on 32 connections.
@@ -150,6 +153,17 @@ async def capacity(generator: Generator, payload: bytes, seconds: float) -> floa
     return answered / seconds
 
 
+async def settle(generator: Generator, payload: bytes) -> None:
+    """Wait until the setup's model ran what the step left it: a batch may still run after
+    its requests were answered 504 at their deadline. One more request (not counted) is
+    answered after it; refused (503: a target's model still busy), it is sent again."""
+    for _ in range(20):
+        result = await generator.call(payload)
+        if result is not None and result[0] == 200:
+            return
+        await asyncio.sleep(0.05)
+
+
 async def step(generator: Generator, payload: bytes, rate: float, seconds: float) -> dict[str, Any]:
     """Poisson arrivals at ``rate`` for ``seconds``; what became of them."""
     results: list[tuple[int, float] | None] = []
@@ -210,7 +224,10 @@ def server_side(port: int, model: str) -> dict[str, Any]:
             le = float("inf") if bound == "+Inf" else float(bound)
             buckets[le] = buckets.get(le, 0.0) + float(line.rsplit(" ", 1)[1])
     inference = stats["inference_stats"]
+    target = stats.get("latency_target", {})
     return {
+        "judged": target.get("answers", 0),
+        "late": target.get("late", 0),
         "count": inference["success"]["count"],
         "ns": inference["success"]["ns"],
         "queue_ns": inference["queue"]["ns"],
@@ -231,6 +248,8 @@ def server_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, flo
                 p99_bound = le * 1000
                 break
     return {
+        "judged": after["judged"] - before["judged"],
+        "late": after["late"] - before["late"],
         "server_ms": (after["ns"] - before["ns"]) / max(count, 1) / 1e6,
         "queue_ms": (after["queue_ns"] - before["queue_ns"]) / queued / 1e6,
         "server_p99_le_ms": p99_bound,
@@ -248,11 +267,13 @@ async def measure(
     factors = [0.5, 1.0, 1.5, args.overload]
     for name in setups:  # a warm-up of each setup at half the capacity (not reported)
         await step(generators[name], payloads[name], carried * 0.5, 1.0)
+        await settle(generators[name], payloads[name])
     points: dict[str, list[dict[str, Any]]] = {name: [] for name in setups}
     for factor in factors:
         for name in setups:
             before = server_side(port, name)
             point = await step(generators[name], payloads[name], carried * factor, args.seconds)
+            await settle(generators[name], payloads[name])
             point.update(server_delta(before, server_side(port, name)), factor=factor)
             points[name].append(point)
             print(name, row(name, point), flush=True)
@@ -293,6 +314,10 @@ def summary(
         f"{abs(args.target_ms - worst_p99):.1f} ms); answers **{ratio:.3f}x** the best fixed "
         f"setting's; late failures (504) {late_off} with {best}, {late_on} with the target, "
         f"which refused {early_on} requests early (503) instead.",
+        "- The target's own count (answers timed from the HTTP front's arrival to the loop's "
+        "turn after the answer, against its goal of 90 % of the target), per step: "
+        + ", ".join(f"{p['factor']:g}x {p['late']} late of {p['judged']}" for p in points["target"])
+        + ".",
         f"- Goal (p99 <= target, >= 0.9x, 504s replaced by 503s): {'met' if met else 'missed'}.",
     ]
     return lines, met
@@ -336,7 +361,7 @@ def main() -> None:
             f"per request; open-loop Poisson arrivals from this process at 0.5x to "
             f"{args.overload:g}x the capacity measured first ({carried:,.0f} answers/s, largest "
             f"fixed setting, {PROBE_CONNECTIONS} connections back to back), {args.seconds:g} s per step and "
-            f"setup, setups in turn, after a 1 s warm-up of each at 0.5x. Latency (p50, p99) is the client's, answered requests only; "
+            f"setup, setups in turn (each step followed by one uncounted request to its setup, awaited, so that a batch still running after its requests failed late does not run into the next setup's step), after a 1 s warm-up of each at 0.5x. Latency (p50, p99) is the client's, answered requests only; "
             "'server' is inferd's own time per answered request (from its statistics: decode, "
             "queue, compute, encode; not the HTTP parse nor time in socket buffers), 'queue' "
             "the batch queue's share, 'server p99 <=' the bucket of inferd's latency histogram "

@@ -4,11 +4,13 @@ UNAVAILABLE with retry-after metadata; the limit and predicted wait in stats and
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import grpc
 import numpy as np
+import orjson
 
 from inferd.grpc.protos import grpc_service_pb2 as pb
 from inferd.grpc.protos import grpc_service_pb2_grpc as pb_grpc
@@ -48,6 +50,34 @@ async def test_http_refuses_early_with_503_and_retry_after(
         )
         assert 'inferd_batch_limit{model="slow",version="1"} 1.0' in metrics
         assert 'inferd_predicted_wait_seconds{model="slow",version="1"}' in metrics
+
+
+async def test_http_answers_are_timed_from_the_front(
+    tmp_path: Path, node_factory: NodeFactory
+) -> None:
+    """A body that reaches the server 150 ms after its head: the answer is timed from the
+    front, so it is late and its time outside the batcher is counted."""
+    node = node_factory(slow_repo(tmp_path, TARGET_MS))
+
+    async def late_body() -> AsyncIterator[bytes]:
+        await asyncio.sleep(0.150)  # a slow client, not a wait for a condition
+        yield orjson.dumps(BODY)
+
+    async with await asgi_client(node) as client:
+        first = await client.post("/v2/models/slow/infer", json=BODY)  # measured: c(1)
+        assert first.status_code == 200
+        answer = await client.post(
+            "/v2/models/slow/infer",
+            content=late_body(),
+            headers={"content-type": "application/json"},
+        )
+        assert answer.status_code == 200
+        await asyncio.sleep(0)  # timed at the loop's next turn (this client runs in-process)
+        stats = (await client.get("/v2/models/slow/stats")).json()["model_stats"][0]
+        state = stats["latency_target"]
+        assert (state["answers"], state["late"]) == (1, 1)
+        # One sample x of 150 ms and more outside: x / 20 plus three deviations of 0.95 x / 20.
+        assert state["outside_ms"] >= 0.1925 * 150
 
 
 def request() -> Any:

@@ -38,6 +38,9 @@ class InferRequest:
     #: An input or output names a system shared memory region: the adapter resolves the
     #: request, and writes the answer's outputs, through core/serving/shm.py.
     shared_memory: bool = False
+    #: ``time.monotonic()`` when the transport first saw the request (None: not given); a
+    #: latency target times answers from it (inferd.core.serving.latency).
+    arrived: float | None = None
 
     def effective_id(self) -> str:
         """The id the log and an internal error name: the transport's, else the V2 ``id``

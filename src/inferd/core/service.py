@@ -212,7 +212,7 @@ class InferenceService:
             if plan.cache is None:
                 # _submit written out: the cost guard counts the call on this path.
                 results = await (
-                    loaded.batcher.submit(arrays, deadline)
+                    loaded.batcher.submit(arrays, deadline, request.arrived)
                     if loaded.sequences is None
                     else loaded.sequences.submit(request.parameters, arrays, deadline)
                 )

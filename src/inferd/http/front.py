@@ -59,6 +59,8 @@ class RequestInfo:
     status: int | str = 0
     #: The routing key header's value, else the caller's key name.
     routing_key: str | None = None
+    #: ``time.monotonic()`` when the front first ran the request.
+    arrived: float = 0.0
 
 
 def middleware(settings: ServerSettings, routing_header: str) -> list[Middleware]:
@@ -129,7 +131,7 @@ class Front:
         routing = routingkey.current.set(info.routing_key)
         scope[SCOPE_KEY] = info
         header = (REQUEST_ID, info.request_id.encode())
-        started = time.perf_counter()
+        info.arrived = started = time.monotonic()
 
         async def answer(message: Message) -> None:
             kind = message["type"]
@@ -157,7 +159,7 @@ class Front:
                 scope["method"] if kind == "http" else "WS",
                 scope["path"],
                 info.status or 500,
-                (time.perf_counter() - started) * 1000,
+                (time.monotonic() - started) * 1000,
                 info.request_id,
                 info.model,
                 info.version,
@@ -213,7 +215,9 @@ class Front:
         if scope["type"] == "http":
             handler = match.route.handler
             if handler is not None:
-                call = raw.Call({}, info.model, info.version, b"", self._json, info.principal)
+                call = raw.Call(
+                    {}, info.model, info.version, b"", self._json, info.principal, info.arrived
+                )
                 await raw.serve(handler, call, self._service, scope, receive, send)
                 return
         elif info.origin is not None and self._origins:

@@ -44,6 +44,8 @@ class Call:
     body: bytes
     json: JsonParser
     principal: Principal | None = None
+    #: ``time.monotonic()`` when the front first ran the request.
+    arrived: float | None = None
 
     def caller(self) -> tuple[str | None, str | None]:
         """Whom the request's system shared memory regions belong to: key name, address."""

@@ -43,6 +43,7 @@ async def infer(service: InferenceService, call: Call) -> Answer:
     decoded = decode_document(await call.json.parse(header), binary, call.model, call.version)
     decoded.deadline = deadline_from(call.headers)
     decoded.request_id = requestid.current.get()
+    decoded.arrived = call.arrived
     if decoded.shared_memory:
         service.shared_memory.resolve(call.caller(), decoded)
     response = await service.infer(decoded)

@@ -180,8 +180,11 @@ class Batcher(BatchForming, Execution):
             for thread in self._threads:
                 thread.start()
 
-    async def submit(self, inputs: Arrays, deadline: float | None = None) -> Arrays:
-        """Queue one request (``inputs`` share their batch dimension) and await its rows."""
+    async def submit(
+        self, inputs: Arrays, deadline: float | None = None, arrived: float | None = None
+    ) -> Arrays:
+        """Queue one request (``inputs`` share their batch dimension) and await its rows.
+        ``arrived``: when the transport first saw it (read by a latency target only)."""
         if self._closing:
             raise Closed(f"model '{self._stats.name}' is shutting down")
         if self._watchdog.fault is not None:

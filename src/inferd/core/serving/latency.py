@@ -1,5 +1,5 @@
 """Latency targets: a batcher that sizes its batches and admits requests to hold
-``batching.latency_target_ms`` (queue wait plus compute) by itself.
+``batching.latency_target_ms`` (a p99, from the request's arrival to its answer) by itself.
 
 The rule (docs/performance.md, "Latency targets"):
 
@@ -10,12 +10,11 @@ The rule (docs/performance.md, "Latency targets"):
   Predictions are that line times ``1 + 2 * s``, ``s`` the running mean of how far each
   batch's time was from its prediction, relative: on a machine whose speed varies, the
   prediction moves toward the slow batches, since the target is a tail, not a mean.
-- Budget: what the limit and admission plan for is the target times a budget factor,
-  1 at first. A request that took longer than the target (queue, compute and delivery, as
-  its ``submit`` saw it) cuts the factor by :data:`CUT` (at most once per target's time,
-  never below :data:`MIN_BUDGET`); each request on time raises it by :data:`RAISE` up to
-  1: the rule corrects itself where the prediction proved short (additive increase,
-  multiplicative decrease, as Clipper did).
+- Budget: what the limit and admission plan for, kept by
+  :class:`~inferd.core.serving.tail.Budget` from the answers seen end to end: the target
+  less a share for what the server cannot time, times a factor that late answers cut and
+  answers on time restore (it settles where 0.5 % of the answers are late), less the time
+  spent outside the batcher (decoding, encoding, the event loop's queue).
 - Batch size limit: the largest ``b`` within ``max_batch_size`` with ``2 * c(b) <= budget``
   (a request may wait for one running batch, then run in its own). The batcher waits for
   and takes at most that many rows.
@@ -31,13 +30,15 @@ The rule (docs/performance.md, "Latency targets"):
   a model with nothing queued or running admits a request whatever the prediction (its
   time is measured again: one slow batch cannot shut a model off for good).
 
-The target covers the batcher (queue and compute); decoding, encoding and the transport
-are on top. A model without a target uses :class:`~inferd.core.serving.batcher.Batcher` itself,
-so an unset target costs nothing per request.
+Answers are timed from the request's arrival (``arrived``, given by the transport) to the
+event loop's next turn after the rows came back. A model without a target uses
+:class:`~inferd.core.serving.batcher.Batcher` itself, so an unset target costs nothing
+per request.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import math
 import time
@@ -45,8 +46,9 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from inferd.core.serving.batcher import Arrays, Batcher, BatchObserver, RunFn
+from inferd.core.serving.tail import Budget
 from inferd.core.store.versions import VersionSettings
-from inferd.errors import Unavailable
+from inferd.errors import DeadlineExceeded, Unavailable
 from inferd.metrics import Metrics
 from inferd.serving_metrics import TargetGauges
 
@@ -57,12 +59,6 @@ MAX_FIT_WEIGHT: Final = 32
 #: Predictions are the line times ``1 + SPREAD * s``, ``s`` the running mean of how far a
 #: batch's time was from its prediction (relative): a tail, not a mean, is the target.
 SPREAD: Final = 2.0
-#: The budget (the share of the target that batch sizes and admission plan for) after a
-#: request took longer than the target: cut by this factor, at most once per target's
-#: time, never below MIN_BUDGET; each request on time raises it by RAISE, up to 1.
-CUT: Final = 0.8
-MIN_BUDGET: Final = 0.5
-RAISE: Final = 0.01
 
 
 class ComputeModel:
@@ -170,12 +166,11 @@ class TargetBatcher(Batcher):
         self._target_delay_s = float(options.get("max_queue_delay_s", 0.0))
         self._batching_rows = int(options.get("max_batch_size", 0)) > 0
         self._costs = ComputeModel()
+        self._budget = Budget(target_s)
         self._rows_limit = self._rows_most
         self._rows_per_request = 1.0
         self._batch_started = 0.0  # when the last batch went to an instance
         self._refusals = {"target": 0, "deadline": 0}
-        self._budget = 1.0
-        self._last_cut = 0.0
         self._model_name = options["stats"].name
         options["stats"].sections["latency_target"] = self.state
         if gauges is not None:
@@ -207,25 +202,34 @@ class TargetBatcher(Batcher):
     def state(self) -> dict[str, Any]:
         """The statistics' ``latency_target`` section."""
         wait = self.predicted_wait()
+        budget = self._budget
         return {
             "target_ms": self._target * 1000,
-            "budget_ms": round(self._target * self._budget * 1000, 3),
+            "budget_ms": round(budget.seconds * 1000, 3),
+            "outside_ms": round(budget.outside_s * 1000, 3),
+            "factor": round(budget.factor, 4),
             "batch_limit": self._rows_limit,
             "predicted_wait_ms": None if wait is None else round(wait * 1000, 3),
+            "answers": budget.answers,
+            "late": budget.late,
             "refused": dict(self._refusals),
         }
 
-    async def submit(self, inputs: Arrays, deadline: float | None = None) -> Arrays:
+    async def submit(
+        self, inputs: Arrays, deadline: float | None = None, arrived: float | None = None
+    ) -> Arrays:
         rows = next(iter(inputs.values())).shape[0] if self._batching_rows and inputs else 1
         self._rows_per_request += WEIGHT * (rows - self._rows_per_request)
         wait = self.predicted_wait(rows)
         if wait is not None and (self.queued or self.running):
-            if wait > self._target * self._budget:
+            budget = self._budget.seconds
+            if wait > budget:
                 self._refuse(
                     "target",
-                    f"model '{self._model_name}' would answer in about {wait * 1000:.0f} ms, past "
-                    f"its latency target of {self._target * 1000:g} ms; retry later",
-                    max(wait - self._target * self._budget, 0.0),
+                    f"model '{self._model_name}' would answer in about "
+                    f"{(wait + self._budget.outside_s) * 1000:.0f} ms, past its latency target "
+                    f"of {self._target * 1000:g} ms; retry later",
+                    wait - budget,
                 )
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and wait > left:
@@ -236,22 +240,27 @@ class TargetBatcher(Batcher):
                     wait,
                 )
         started = time.monotonic()
+        if arrived is None or arrived > started:
+            arrived = started
         try:
-            return await super().submit(inputs, deadline)
-        finally:
-            self._answered(time.monotonic() - started)
-
-    def _answered(self, seconds: float) -> None:
-        """The budget follows what requests took (queue, compute, delivery): predictions
-        that proved short shrink what is planned for; requests on time restore it."""
-        if seconds > self._target:
-            now = time.monotonic()
-            if now - self._last_cut > self._target:
-                self._last_cut = now
-                self._budget = max(MIN_BUDGET, self._budget * CUT)
+            results = await super().submit(inputs, deadline)
+        except DeadlineExceeded:
+            if wait is not None:
+                self._budget.failed_late()
                 self._plan()
-        elif self._budget < 1.0:
-            self._budget = min(1.0, self._budget + RAISE)
+            raise
+        if wait is not None:  # admitted on a prediction (not before the first measurement)
+            # Timed at the loop's next turn: after the answer's encoding and write that
+            # follow in this one.
+            asyncio.get_running_loop().call_soon(
+                self._answered, arrived, time.monotonic() - started
+            )
+        return results
+
+    def _answered(self, arrived: float, inside_s: float) -> None:
+        seconds = time.monotonic() - arrived
+        if self._budget.answered(seconds, seconds - inside_s):
+            self._plan()
 
     def _refuse(self, reason: str, message: str, retry_after_s: float) -> None:
         self._refusals[reason] += 1
@@ -269,8 +278,7 @@ class TargetBatcher(Batcher):
         self._plan()
 
     def _plan(self) -> None:
-        budget = self._target * self._budget
-        limit = self._costs.largest_within(budget / 2, self._rows_most)
+        limit = self._costs.largest_within(self._budget.seconds / 2, self._rows_most)
         if limit != self._rows_limit:
             self._rows_limit = limit
             self.limit_rows(limit)

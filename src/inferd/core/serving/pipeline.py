@@ -53,7 +53,9 @@ class StepRunner(Protocol):
     @property
     def fault(self) -> str | None: ...
 
-    async def submit(self, inputs: Arrays, deadline: float | None = None) -> Arrays: ...
+    async def submit(
+        self, inputs: Arrays, deadline: float | None = None, arrived: float | None = None
+    ) -> Arrays: ...
 
 
 class StepVersion(Protocol):
@@ -162,8 +164,11 @@ class PipelineRunner:
             self._idle = asyncio.Event()
             self._idle.set()
 
-    async def submit(self, inputs: Arrays, deadline: float | None = None) -> Arrays:
-        """Run one request through the steps; the pipeline's outputs."""
+    async def submit(
+        self, inputs: Arrays, deadline: float | None = None, arrived: float | None = None
+    ) -> Arrays:
+        """Run one request through the steps; the pipeline's outputs (``arrived`` is not
+        passed on: a step's latency target times its own requests from its queue)."""
         if self._closing:
             raise Closed(f"model '{self._name}' is shutting down")
         self._in_flight += 1
