@@ -178,6 +178,8 @@ _FLAT_INTEGERS: Final = frozenset(
     {"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
 )
 _FLOAT_LEAVES: Final = frozenset({float, int})
+#: The largest finite value of each float datatype: a cast within it cannot overflow.
+_FLOAT_MAX: Final = {t: float(np.finfo(DATATYPE_TO_NUMPY[t]).max) for t in _FLAT_FLOATS}
 _INT_LEAVES: Final = frozenset({int})
 
 
@@ -198,6 +200,10 @@ def flat_numbers(datatype: str, count: int, data: list[Any]) -> np.ndarray[Any, 
             values = np.array(data, dtype=np.float64 if float in kinds else np.int64)
         except OverflowError:  # an integer past int64: the general reader's ranges
             return None
+        if datatype == "FP64" and float in kinds:
+            return values
+        if -_FLOAT_MAX[datatype] <= min(data) and max(data) <= _FLOAT_MAX[datatype]:
+            return values.astype(DATATYPE_TO_NUMPY[datatype])  # nothing to overflow
         with np.errstate(over="ignore"):  # past the type's range is Inf, as in cast()
             return values.astype(DATATYPE_TO_NUMPY[datatype])
     if datatype in _FLAT_INTEGERS and kinds == _INT_LEAVES:

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import contextlib
 from bisect import bisect_left
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.values import MutexValue
 
 from inferd.serving_metrics import ServingMetrics
 
@@ -62,32 +63,46 @@ REJECTIONS: Final[dict[str, str]] = {
 
 class _Count:
     """A bound counter or gauge child, moved without prometheus_client's per-call checks
-    (the checks guard against unbound parents; a bound child always passes them)."""
+    (the checks guard against unbound parents; a bound child always passes them) and,
+    in one process, without its lock: every request metric is moved on the event loop's
+    thread (the lock guards against writers in other threads; readers read a float).
+    A value shared between worker processes (``--workers``) is moved by its own ``inc``."""
 
-    __slots__ = ("_value",)
+    __slots__ = ("_value", "add")
 
     def __init__(self, child: Counter | Gauge) -> None:
         self._value: Any = child._value
+        self.add: Callable[..., None] = (
+            self._bump if type(self._value) is MutexValue else self._value.inc
+        )
 
-    def add(self, amount: float = 1.0) -> None:
-        self._value.inc(amount)
+    def _bump(self, amount: float = 1.0) -> None:
+        self._value._value += amount
 
 
 class _Observe:
     """A bound histogram child: the bucket found by bisection instead of a Python loop.
     prometheus_client keeps one non-cumulative value per bucket (``le`` the first bound
     not below the value) and the sum; this writes exactly those, so every exporter,
-    multiprocess mode included, reads what ``Histogram.observe`` would have written.
+    multiprocess mode included, reads what ``Histogram.observe`` would have written
+    (in one process without the values' locks, as :class:`_Count`).
     ``tests/test_metrics.py`` holds the two side by side."""
 
-    __slots__ = ("_bounds", "_buckets", "_sum")
+    __slots__ = ("_bounds", "_buckets", "_sum", "observe")
 
     def __init__(self, child: Histogram) -> None:
         self._bounds: list[float] = list(child._upper_bounds)
         self._buckets: list[Any] = child._buckets
         self._sum: Any = child._sum
+        self.observe: Callable[[float], None] = (
+            self._bump if type(self._sum) is MutexValue else self._inc
+        )
 
-    def observe(self, value: float) -> None:
+    def _bump(self, value: float) -> None:
+        self._sum._value += value
+        self._buckets[bisect_left(self._bounds, value)]._value += 1
+
+    def _inc(self, value: float) -> None:
         self._sum.inc(value)
         self._buckets[bisect_left(self._bounds, value)].inc(1)
 

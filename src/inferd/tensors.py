@@ -80,13 +80,15 @@ def check_shape(name: str, shape: object) -> tuple[int, ...]:
             f"input '{clip(name)}': shape must be a list of at most {MAX_DIMS} non-negative "
             f"integers, got {clip(repr(shape))}"
         )
+    elements = 1  # zero dimensions counted as one
     for dim in shape:
         if type(dim) is not int or dim < 0:
             raise InvalidArgument(
                 f"input '{clip(name)}': shape must hold non-negative integers, "
                 f"got {clip(repr(list(shape)))}"
             )
-    if math.prod(max(dim, 1) for dim in shape) > MAX_SHAPE_ELEMENTS:
+        elements *= dim or 1
+    if elements > MAX_SHAPE_ELEMENTS:
         raise InvalidArgument(
             f"input '{clip(name)}': shape {clip(repr(list(shape)))} is too large "
             f"(its dimensions may multiply to at most {MAX_SHAPE_ELEMENTS})"

@@ -127,9 +127,9 @@ class ModelManager:
         return sorted(model.served, key=natural_key)
 
     def _model(self, name: str) -> _Model:
-        check_name("model", name)
         model = self._models.get(name)
         if model is None:
+            check_name("model", name)  # a known model's name is valid
             raise NotFound(f"model '{name}' is not known; known models: {self.model_names()}")
         return model
 
