@@ -52,14 +52,14 @@ V2: Final = (
 
 #: Scenario -> (path and body, inferd calls per request at most). Each raise says why.
 BUDGETS: Final[dict[str, tuple[tuple[str, Callable[[int], Any]], int]]] = {
-    "predict, all off": (PREDICT, 262),
-    "v2 json, all off": (V2, 275),
-    "predict, api key": (PREDICT, 271),
-    "predict, rate limit": (PREDICT, 267),
-    "predict, cache (misses)": (PREDICT, 334),
-    "predict, 90/10 split": (PREDICT, 288),
-    "predict, access log": (PREDICT, 271),
-    "predict, all on": (PREDICT, 384),
+    "predict, all off": (PREDICT, 255),
+    "v2 json, all off": (V2, 264),
+    "predict, api key": (PREDICT, 264),
+    "predict, rate limit": (PREDICT, 260),
+    "predict, cache (misses)": (PREDICT, 327),
+    "predict, 90/10 split": (PREDICT, 281),
+    "predict, access log": (PREDICT, 264),
+    "predict, all on": (PREDICT, 377),
 }
 
 

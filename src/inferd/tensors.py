@@ -107,22 +107,21 @@ def json_tensor(
     name: str, datatype: str, shape: tuple[int, ...], data: list[Any] | JsonData
 ) -> WireTensor:
     """A V2 JSON input: ``data`` as parsed, or already read (``jsondata.read``)."""
-    if not isinstance(data, list | JsonData):
+    count = math.prod(shape)
+    if isinstance(data, list):
+        flat = len(data) if not data or not isinstance(data[0], list) else None
+        cost = count
+    elif isinstance(data, JsonData):
+        flat = None if data.nested else data.count
+        cost = count if datatype == "BYTES" else 0  # read already: numpy casts only
+    else:
         raise InvalidArgument(
             f"input '{clip(name)}': 'data' must be a list, got {type(data).__name__}"
         )
-    count = element_count(shape)
-    flat = (
-        len(data) if isinstance(data, list) and not (data and isinstance(data[0], list)) else None
-    )
-    if isinstance(data, JsonData) and not data.nested:
-        flat = data.count
     if flat is not None and flat != count:
         raise InvalidArgument(
             f"input '{clip(name)}': shape {list(shape)} needs {count} elements, 'data' has {flat}"
         )
-    # Read already: numpy casts only (BYTES still encodes each string).
-    cost = count if isinstance(data, list) or datatype == "BYTES" else 0
     return WireTensor(
         name, datatype, shape, lambda: from_json(name, datatype, shape, data), cost=cost
     )

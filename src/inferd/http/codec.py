@@ -44,6 +44,8 @@ def parse_json(raw: bytes | memoryview | str) -> Any:
 def _object(value: Any, what: str, allowed: frozenset[str]) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise InvalidArgument(f"{what} must be a JSON object")
+    if allowed.issuperset(value):
+        return value
     unknown = value.keys() - allowed
     if unknown:
         raise InvalidArgument(

@@ -75,6 +75,9 @@ def joined(batch: list[Pending]) -> Callable[[], Arrays]:
 def batch_key(inputs: Arrays, batching: bool) -> BatchKey:
     """Requests share a batch only when their keys are equal: the same inputs, dtypes and
     non-batch shapes (whole shapes for a model that does not batch)."""
+    if len(inputs) == 1:  # the usual request: one input
+        for name, array in inputs.items():
+            return ((name, array.dtype.str, array.shape[1:] if batching else array.shape),)
     return tuple(
         (name, array.dtype.str, array.shape[1:] if batching else array.shape)
         for name, array in inputs.items()

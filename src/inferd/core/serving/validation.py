@@ -36,7 +36,13 @@ def check_header(
 ) -> Checked:
     """The request's inputs with their specs, in the declared order; raises InvalidArgument
     naming the input. Touches no element."""
-    specs = {spec.name: spec for spec in version.inputs}
+    specs = version.input_index
+    if len(tensors) == 1 and len(specs) == 1:  # the usual request: one input
+        tensor = tensors[0]
+        spec = specs.get(tensor.name)
+        if spec is not None:
+            _check_header(spec, tensor, version.max_batch_size, limits)
+            return [(spec, tensor)]
     given: dict[str, InputTensor] = {}
     for tensor in tensors:
         spec = specs.get(tensor.name)

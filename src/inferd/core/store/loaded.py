@@ -62,6 +62,11 @@ class LoadedVersion:
     #: The optional steps its requests pass through (core/plan.py), set by the service
     #: when the version starts serving and when its model's shadow or rollout changes.
     plan: ServingPlan = BARE
+    #: Input name -> its declaration (from ``inputs``).
+    input_index: dict[str, TensorSpec] = dataclasses.field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.input_index = {spec.name: spec for spec in self.inputs}
 
     @property
     def max_batch_size(self) -> int:
