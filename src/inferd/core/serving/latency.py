@@ -46,6 +46,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from inferd.core.serving.batcher import Arrays, Batcher, BatchObserver, RunFn
+from inferd.core.serving.looplag import probe
 from inferd.core.serving.tail import Budget
 from inferd.core.store.versions import VersionSettings
 from inferd.errors import DeadlineExceeded, Unavailable
@@ -180,6 +181,20 @@ class TargetBatcher(Batcher):
     def batch_limit(self) -> int:
         return self._rows_limit
 
+    def start(self) -> None:
+        """Bind to the running loop, and hold its lag probe (the wait before arrivals)."""
+        super().start()
+        if self._budget.lag is None:
+            lag = probe(asyncio.get_running_loop())
+            lag.hold()
+            self._budget.lag = lag
+
+    async def close(self, grace_s: float | None = None) -> bool:
+        lag, self._budget.lag = self._budget.lag, None
+        if lag is not None:
+            lag.release()
+        return await super().close(grace_s)
+
     def predicted_wait(self, rows: int = 1) -> float | None:
         """Seconds of queue wait and compute predicted for ``rows`` arriving now; None
         before the first batch is measured."""
@@ -207,6 +222,7 @@ class TargetBatcher(Batcher):
             "target_ms": self._target * 1000,
             "budget_ms": round(budget.seconds * 1000, 3),
             "outside_ms": round(budget.outside_s * 1000, 3),
+            "before_ms": round(budget.before_s * 1000, 3),
             "factor": round(budget.factor, 4),
             "batch_limit": self._rows_limit,
             "predicted_wait_ms": None if wait is None else round(wait * 1000, 3),
