@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from inferd.core.serving.batcher import Batcher
-from inferd.core.serving.latency import ComputeModel, TargetBatcher
+from inferd.core.serving.latency import TARGETED, ComputeModel, TargetBatcher
 from inferd.core.serving.looplag import probe
 from inferd.core.serving.stats import VersionStats
 from inferd.core.serving.tail import CUT, MIN_FACTOR, RAISE
@@ -282,9 +282,10 @@ async def test_a_running_target_samples_the_loops_lag_and_plans_for_it() -> None
         lambda inputs: inputs, target_s=0.100, stats=VersionStats("m", "1"), max_batch_size=8
     )
     lag = probe(asyncio.get_running_loop())
-    assert not lag.running
+    assert not lag.running and "m" not in TARGETED
     batcher.start()
     assert lag.running
+    assert TARGETED["m"] == 1  # the V2 REST route asks it before decoding
     await until(lambda: lag.samples >= 2, what="the probe to sample")
     before = lag.samples
     time.sleep(0.030)  # the loop is held up
@@ -294,7 +295,7 @@ async def test_a_running_target_samples_the_loops_lag_and_plans_for_it() -> None
     assert state["outside_ms"] == pytest.approx(state["before_ms"])
     assert state["budget_ms"] == pytest.approx(90 - state["before_ms"], abs=0.01)
     await batcher.close()
-    assert not lag.running
+    assert not lag.running and "m" not in TARGETED
 
 
 async def test_answers_are_timed_from_their_arrival() -> None:
