@@ -26,6 +26,8 @@ The rule (docs/performance.md, "Latency targets"):
 - Admission: a request whose predicted wait exceeds the budget, or the time left before
   its deadline, is refused at once: Unavailable (HTTP 503 with Retry-After, gRPC
   UNAVAILABLE), counted in ``inferd_early_refusals`` by reason (``target``, ``deadline``).
+  A V2 REST request is asked :meth:`TargetBatcher.admit` first, before its body is decoded
+  (:mod:`inferd.core.serving.early`, for the models named in :data:`TARGETED`).
   Until the first batch is measured nothing is refused and the limit is ``max_batch_size``;
   a model with nothing queued or running admits a request whatever the prediction (its
   time is measured again: one slow batch cannot shut a model off for good).
