@@ -73,6 +73,9 @@ async def test_http_refuses_before_decoding_the_body(
         assert "past its latency target of 60 ms" in refused.json()["error"]
         alone = await client.post("/v2/models/slow/infer", **bad)  # type: ignore[arg-type]
         assert alone.status_code == 400
+        # What the early check cannot judge is left to the usual path: no such version.
+        unknown = await client.post("/v2/models/slow/versions/9/infer", json=BODY)
+        assert unknown.status_code == 404
         stats = (await client.get("/v2/models/slow/stats")).json()["model_stats"][0]
         assert stats["latency_target"]["refused"] == {"target": 1, "deadline": 0}
         metrics = (await client.get("/metrics")).text
