@@ -228,6 +228,7 @@ def server_side(port: int, model: str) -> dict[str, Any]:
     return {
         "judged": target.get("answers", 0),
         "late": target.get("late", 0),
+        "before_ms": target.get("before_ms"),
         "count": inference["success"]["count"],
         "ns": inference["success"]["ns"],
         "queue_ns": inference["queue"]["ns"],
@@ -250,6 +251,7 @@ def server_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, flo
     return {
         "judged": after["judged"] - before["judged"],
         "late": after["late"] - before["late"],
+        "before_ms": after["before_ms"],
         "server_ms": (after["ns"] - before["ns"]) / max(count, 1) / 1e6,
         "queue_ms": (after["queue_ns"] - before["queue_ns"]) / queued / 1e6,
         "server_p99_le_ms": p99_bound,
@@ -315,8 +317,12 @@ def summary(
         f"setting's; late failures (504) {late_off} with {best}, {late_on} with the target, "
         f"which refused {early_on} requests early (503) instead.",
         "- The target's own count (answers timed from the HTTP front's arrival to the loop's "
-        "turn after the answer, against its goal of 90 % of the target), per step: "
-        + ", ".join(f"{p['factor']:g}x {p['late']} late of {p['judged']}" for p in points["target"])
+        "turn after the answer, against its goal of 90 % of the target; the wait before the "
+        "arrival it planned for, from its event loop's lag, at the step's end), per step: "
+        + ", ".join(
+            f"{p['factor']:g}x {p['late']} late of {p['judged']} ({p['before_ms']:.1f} ms before)"
+            for p in points["target"]
+        )
         + ".",
         f"- Goal (p99 <= target, >= 0.9x, 504s replaced by 503s): {'met' if met else 'missed'}.",
     ]

@@ -52,6 +52,39 @@ async def test_http_refuses_early_with_503_and_retry_after(
         assert 'inferd_predicted_wait_seconds{model="slow",version="1"}' in metrics
 
 
+async def test_http_refuses_before_decoding_the_body(
+    tmp_path: Path, node_factory: NodeFactory
+) -> None:
+    """While a request runs, one behind it is refused before its body is read as JSON: a
+    body that is not JSON gets the target's 503, not a 400; counted as every 503. With
+    nothing running the same body is decoded, and refused as bad input."""
+    node = node_factory(slow_repo(tmp_path, TARGET_MS))
+    async with await asgi_client(node) as client:
+        first = await client.post("/v2/models/slow/infer", json=BODY)  # measured: c(1)
+        assert first.status_code == 200
+        bad = {"content": b"{not json", "headers": {"content-type": "application/json"}}
+        running, refused = await asyncio.gather(
+            client.post("/v2/models/slow/infer", json=BODY),
+            client.post("/v2/models/slow/infer", **bad),  # type: ignore[arg-type]
+        )
+        assert (running.status_code, refused.status_code) == (200, 503)
+        assert refused.headers["retry-after"] == "1"
+        assert refused.headers["x-model-version"] == "1"
+        assert "past its latency target of 60 ms" in refused.json()["error"]
+        alone = await client.post("/v2/models/slow/infer", **bad)  # type: ignore[arg-type]
+        assert alone.status_code == 400
+        # What the early check cannot judge is left to the usual path: no such version.
+        unknown = await client.post("/v2/models/slow/versions/9/infer", json=BODY)
+        assert unknown.status_code == 404
+        stats = (await client.get("/v2/models/slow/stats")).json()["model_stats"][0]
+        assert stats["latency_target"]["refused"] == {"target": 1, "deadline": 0}
+        metrics = (await client.get("/metrics")).text
+        assert (
+            'inferd_requests_total{model="slow",protocol="rest",status="unavailable",version="1"}'
+            " 1.0" in metrics
+        )
+
+
 async def test_http_answers_are_timed_from_the_front(
     tmp_path: Path, node_factory: NodeFactory
 ) -> None:

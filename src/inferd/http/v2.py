@@ -11,8 +11,10 @@ from starlette.responses import Response
 from inferd.core.catalog import ModelMetadata, ServerMetadata
 from inferd.core.node import Node
 from inferd.core.service import InferenceService
+from inferd.core.serving import early
+from inferd.core.serving.latency import TARGETED
 from inferd.errors import InvalidArgument
-from inferd.gateway import requestid
+from inferd.gateway import requestid, routingkey
 from inferd.http import schemas as S
 from inferd.http.body import read_body
 from inferd.http.codec import (
@@ -39,6 +41,8 @@ def _json(doc: Any, status: int = 200) -> Response:
 async def infer(service: InferenceService, call: Call) -> Answer:
     """POST /v2/models/{model}[/versions/{version}]/infer (a raw route, see http/raw.py)."""
     assert call.model is not None  # the route's pattern captures it
+    if call.model in TARGETED:  # refused before decoding? (core/serving/early.py)
+        early.refuse(service, call.model, call.version, routingkey.current.get(), call.arrived)
     header, binary = split_body(call.body, call.headers.get(HEADER_LENGTH))
     decoded = decode_document(await call.json.parse(header), binary, call.model, call.version)
     decoded.deadline = deadline_from(call.headers)

@@ -13,13 +13,14 @@ import numpy as np
 import pytest
 
 from inferd.core.serving.batcher import Batcher
-from inferd.core.serving.latency import ComputeModel, TargetBatcher
+from inferd.core.serving.latency import TARGETED, ComputeModel, TargetBatcher
+from inferd.core.serving.looplag import probe
 from inferd.core.serving.stats import VersionStats
 from inferd.core.serving.tail import CUT, MIN_FACTOR, RAISE
 from inferd.errors import Unavailable
 from inferd.metrics import Metrics
 from inferd.serving_metrics import TargetGauges
-from tests.conftest import NodeFactory
+from tests.conftest import NodeFactory, until
 from tests.core.serving.test_pipeline import python_model, tensor
 
 
@@ -257,10 +258,14 @@ async def test_the_performance_doc_example_serves(
     node = node_factory(tmp_path)
     await node.start()
     (stats,) = node.catalog.model_stats("wide")["model_stats"]
-    assert stats["latency_target"] == {
+    state = stats["latency_target"]
+    # The loop's lag, sampled since the model started: the wait planned for before arrivals.
+    before = state.pop("before_ms")
+    assert 0 <= before < 5
+    assert state.pop("budget_ms") == pytest.approx(45 - before)  # 10 % left for the unseen
+    assert state == {
         "target_ms": 50,
-        "budget_ms": 45,  # 10 % left for what the server cannot time
-        "outside_ms": 0,
+        "outside_ms": before,
         "factor": 1.0,
         "batch_limit": 256,
         "predicted_wait_ms": None,
@@ -268,6 +273,29 @@ async def test_the_performance_doc_example_serves(
         "late": 0,
         "refused": {"target": 0, "deadline": 0},
     }
+
+
+async def test_a_running_target_samples_the_loops_lag_and_plans_for_it() -> None:
+    """While a target's batcher runs, its loop's lag is sampled; a loop held up comes off
+    the budget as wait before the arrival; closing the batcher stops the probe."""
+    batcher = TargetBatcher(
+        lambda inputs: inputs, target_s=0.100, stats=VersionStats("m", "1"), max_batch_size=8
+    )
+    lag = probe(asyncio.get_running_loop())
+    assert not lag.running and "m" not in TARGETED
+    batcher.start()
+    assert lag.running
+    assert TARGETED["m"] == 1  # the V2 REST route asks it before decoding
+    await until(lambda: lag.samples >= 2, what="the probe to sample")
+    before = lag.samples
+    time.sleep(0.030)  # the loop is held up
+    await until(lambda: lag.samples > before, what="the sample after the hold-up")
+    state = batcher.state()
+    assert state["before_ms"] > 1
+    assert state["outside_ms"] == pytest.approx(state["before_ms"])
+    assert state["budget_ms"] == pytest.approx(90 - state["before_ms"], abs=0.01)
+    await batcher.close()
+    assert not lag.running and "m" not in TARGETED
 
 
 async def test_answers_are_timed_from_their_arrival() -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from inferd.core.serving.looplag import LoopLag
 from inferd.core.serving.tail import CUT, LATE_SHARE, MIN_FACTOR, RAISE, UNSEEN, Budget
+from tests.core.serving.test_looplag import closed_loop
 
 
 def test_the_goal_leaves_a_share_for_what_the_server_cannot_time() -> None:
@@ -59,3 +61,18 @@ def test_the_budget_never_goes_below_its_floor() -> None:
         budget.answered(1.0, 1.0)
     assert budget.factor == MIN_FACTOR
     assert budget.seconds == pytest.approx(0.090 * MIN_FACTOR)
+
+
+def test_the_loops_lag_is_planned_for_before_the_arrival() -> None:
+    """The wait before the front runs a request comes off the budget (its mean plus three
+    deviations), and an answer is judged with the mean wait before it."""
+    lag = LoopLag(closed_loop())
+    budget = Budget(0.100, lag)
+    assert budget.before_s == 0.0 and budget.seconds == pytest.approx(0.090)
+    for n in range(2000):  # 10 ms, then 30 ms: the mean is 20 ms, 10 ms off it every time
+        lag.sample(0.010 if n % 2 else 0.030)
+    assert budget.before_s == pytest.approx(0.020 + 3 * 0.010, rel=0.05)
+    assert budget.outside_s == pytest.approx(budget.before_s)
+    assert budget.seconds == pytest.approx(0.090 - budget.before_s)
+    assert budget.answered(0.075, 0.0)  # within the 90 ms goal, but not with 20 ms before it
+    assert not budget.answered(0.065, 0.0)

@@ -26,6 +26,8 @@ The rule (docs/performance.md, "Latency targets"):
 - Admission: a request whose predicted wait exceeds the budget, or the time left before
   its deadline, is refused at once: Unavailable (HTTP 503 with Retry-After, gRPC
   UNAVAILABLE), counted in ``inferd_early_refusals`` by reason (``target``, ``deadline``).
+  A V2 REST request is asked :meth:`TargetBatcher.admit` first, before its body is decoded
+  (:mod:`inferd.core.serving.early`, for the models named in :data:`TARGETED`).
   Until the first batch is measured nothing is refused and the limit is ``max_batch_size``;
   a model with nothing queued or running admits a request whatever the prediction (its
   time is measured again: one slow batch cannot shut a model off for good).
@@ -46,6 +48,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from inferd.core.serving.batcher import Arrays, Batcher, BatchObserver, RunFn
+from inferd.core.serving.looplag import probe
 from inferd.core.serving.tail import Budget
 from inferd.core.store.versions import VersionSettings
 from inferd.errors import DeadlineExceeded, Unavailable
@@ -59,6 +62,10 @@ MAX_FIT_WEIGHT: Final = 32
 #: Predictions are the line times ``1 + SPREAD * s``, ``s`` the running mean of how far a
 #: batch's time was from its prediction (relative): a tail, not a mean, is the target.
 SPREAD: Final = 2.0
+
+#: Models of this process with a latency target running, and how many of their versions
+#: have one: what the V2 REST route reads (a lookup, no call) to refuse before decoding.
+TARGETED: Final[dict[str, int]] = {}
 
 
 class ComputeModel:
@@ -180,6 +187,25 @@ class TargetBatcher(Batcher):
     def batch_limit(self) -> int:
         return self._rows_limit
 
+    def start(self) -> None:
+        """Bind to the running loop, hold its lag probe (the wait before arrivals), and
+        name the model in :data:`TARGETED` (refused before decoding, see early.py)."""
+        super().start()
+        if self._budget.lag is None:
+            lag = probe(asyncio.get_running_loop())
+            lag.hold()
+            self._budget.lag = lag
+            TARGETED[self._model_name] = TARGETED.get(self._model_name, 0) + 1
+
+    async def close(self, grace_s: float | None = None) -> bool:
+        lag, self._budget.lag = self._budget.lag, None
+        if lag is not None:
+            lag.release()
+            left = TARGETED.pop(self._model_name, 1) - 1
+            if left:
+                TARGETED[self._model_name] = left
+        return await super().close(grace_s)
+
     def predicted_wait(self, rows: int = 1) -> float | None:
         """Seconds of queue wait and compute predicted for ``rows`` arriving now; None
         before the first batch is measured."""
@@ -207,6 +233,7 @@ class TargetBatcher(Batcher):
             "target_ms": self._target * 1000,
             "budget_ms": round(budget.seconds * 1000, 3),
             "outside_ms": round(budget.outside_s * 1000, 3),
+            "before_ms": round(budget.before_s * 1000, 3),
             "factor": round(budget.factor, 4),
             "batch_limit": self._rows_limit,
             "predicted_wait_ms": None if wait is None else round(wait * 1000, 3),
@@ -220,17 +247,8 @@ class TargetBatcher(Batcher):
     ) -> Arrays:
         rows = next(iter(inputs.values())).shape[0] if self._batching_rows and inputs else 1
         self._rows_per_request += WEIGHT * (rows - self._rows_per_request)
-        wait = self.predicted_wait(rows)
+        wait = self.admit(rows)
         if wait is not None and (self.queued or self.running):
-            budget = self._budget.seconds
-            if wait > budget:
-                self._refuse(
-                    "target",
-                    f"model '{self._model_name}' would answer in about "
-                    f"{(wait + self._budget.outside_s) * 1000:.0f} ms, past its latency target "
-                    f"of {self._target * 1000:g} ms; retry later",
-                    wait - budget,
-                )
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and wait > left:
                 self._refuse(
@@ -256,6 +274,25 @@ class TargetBatcher(Batcher):
                 self._answered, arrived, time.monotonic() - started
             )
         return results
+
+    def admit(self, rows: int | None = None) -> float | None:
+        """The target's admission of a request of ``rows`` (None: as many as the running
+        mean per request, for a request not decoded yet): its predicted wait (None before
+        the first measurement), or Unavailable when that is past the budget."""
+        if rows is None:
+            rows = max(math.ceil(self._rows_per_request), 1)
+        wait = self.predicted_wait(rows)
+        if wait is not None and (self.queued or self.running):
+            budget = self._budget.seconds
+            if wait > budget:
+                self._refuse(
+                    "target",
+                    f"model '{self._model_name}' would answer in about "
+                    f"{(wait + self._budget.outside_s) * 1000:.0f} ms, past its latency target "
+                    f"of {self._target * 1000:g} ms; retry later",
+                    wait - budget,
+                )
+        return wait
 
     def _answered(self, arrived: float, inside_s: float) -> None:
         seconds = time.monotonic() - arrived

@@ -4,8 +4,8 @@ kept from the answers seen end to end (inferd.core.serving.latency plans with it
 The rule (docs/performance.md, "Latency targets"):
 
 - **Goal**: the target less :data:`UNSEEN` of it, left for what the server cannot time
-  (the request in socket buffers and in the event loop's queue before the front runs it,
-  the client's own time). Each answer is timed from the request's arrival (when the
+  (the client's own time, what the loop's lag below does not catch of the wait before
+  the front runs a request). Each answer is timed from the request's arrival (when the
   transport's front first ran it; the batcher's queue, where the transport gives none)
   to the loop's next turn after its rows came back (its encoding and write, when they
   follow in the same turn as they usually do).
@@ -13,6 +13,11 @@ The rule (docs/performance.md, "Latency targets"):
   and after the rows came back) is followed by a running mean and mean deviation
   (:data:`OUTSIDE_WEIGHT` per answer); the batcher plans for the mean plus
   :data:`OUTSIDE_SPREAD` deviations of it.
+- **Before the arrival**: the wait before the front runs a request (socket buffer, the
+  loop's ready queue) is estimated by the loop's lag
+  (:class:`~inferd.core.serving.looplag.LoopLag`): the plan's time outside adds its mean
+  plus :data:`OUTSIDE_SPREAD` deviations, and each answer is judged with its mean added
+  (an estimate of the time its client saw).
 - **Correction**: the target is a tail, so what is planned for is the goal times a
   factor, 1 at first, moved by each answer (a stochastic approximation of the quantile,
   as Robbins and Monro gave it): an answer past the goal (or a request failed at its
@@ -32,6 +37,8 @@ from __future__ import annotations
 
 import math
 from typing import Final
+
+from inferd.core.serving.looplag import LoopLag
 
 #: Share of the target left for what the server cannot time.
 UNSEEN: Final = 0.1
@@ -55,8 +62,10 @@ RAISE: Final = math.exp(STEP * LATE_SHARE)
 class Budget:
     """A target's budget for queue wait plus compute (see the module's rule)."""
 
-    def __init__(self, target_s: float) -> None:
+    def __init__(self, target_s: float, lag: LoopLag | None = None) -> None:
         self.target_s = target_s
+        #: The loop's lag, once the batcher runs on a loop (None: nothing before the arrival).
+        self.lag = lag
         self.goal_s = target_s * (1 - UNSEEN)
         self.factor = 1.0
         self._outside = 0.0
@@ -67,8 +76,14 @@ class Budget:
 
     @property
     def outside_s(self) -> float:
-        """The time outside the batcher planned for."""
-        return self._outside + OUTSIDE_SPREAD * self._outside_dev
+        """The time outside the batcher planned for (before the arrival included)."""
+        return self._outside + OUTSIDE_SPREAD * self._outside_dev + self.before_s
+
+    @property
+    def before_s(self) -> float:
+        """The wait before the arrival planned for: the loop's lag, mean plus spread."""
+        lag = self.lag
+        return 0.0 if lag is None else lag.mean + OUTSIDE_SPREAD * lag.deviation
 
     @property
     def seconds(self) -> float:
@@ -77,7 +92,10 @@ class Budget:
 
     def answered(self, seconds: float, outside_s: float) -> bool:
         """One answer took ``seconds`` from its arrival, ``outside_s`` of them outside the
-        batcher. True when it was late (the factor was cut)."""
+        batcher. True when it was late (the factor was cut): when it, with the loop's mean
+        lag before it, is past the goal."""
+        if self.lag is not None:
+            seconds += self.lag.mean
         self._outside += OUTSIDE_WEIGHT * (outside_s - self._outside)
         self._outside_dev += OUTSIDE_WEIGHT * (abs(outside_s - self._outside) - self._outside_dev)
         return self._judge(seconds > self.goal_s)
