@@ -72,12 +72,13 @@ class _Count:
 
     def __init__(self, child: Counter | Gauge) -> None:
         self._value: Any = child._value
-        self.add: Callable[..., None] = (
-            self._bump if type(self._value) is MutexValue else self._value.inc
-        )
+        self.add: Callable[..., None] = self._bump if type(self._value) is MutexValue else self._inc
 
     def _bump(self, amount: float = 1.0) -> None:
         self._value._value += amount
+
+    def _inc(self, amount: float = 1.0) -> None:
+        self._value.inc(amount)
 
 
 class _Observe:

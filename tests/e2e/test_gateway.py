@@ -186,7 +186,7 @@ def test_grpc_keys_and_request_id(
         except grpc.RpcError as exc:
             answer = exc  # type: ignore[assignment]
         assert answer.code() is code
-        assert ("x-request-id", "g-1") in tuple(answer.initial_metadata())
+        assert ("x-request-id", "g-1") in tuple(answer.trailing_metadata())
 
 
 def test_websocket_handshake_names_the_allowed_origin(keyed_server: ServerProcess) -> None:

@@ -37,16 +37,21 @@ def test_client_host_of_a_peer(peer: str, host: str | None) -> None:
 
 
 async def test_every_call_answers_its_request_id(serve: Callable[..., Any]) -> None:
+    """A unary answer carries the id in its trailing metadata (with the answer, no write
+    of its own); a call that streams its answers, in its initial metadata."""
     served = await serve()
     call = served.infer.ServerLive(pb.ServerLiveRequest(), metadata=(("x-request-id", "g-7"),))
     assert (await call).live
-    assert ("x-request-id", "g-7") in tuple(await call.initial_metadata())
+    assert ("x-request-id", "g-7") in tuple(await call.trailing_metadata())
+    assert "x-request-id" not in dict(await call.initial_metadata())
     made = served.infer.ServerMetadata(
         pb.ServerMetadataRequest(), metadata=(("x-request-id", "not safe"),)
     )
     await made
-    (value,) = [v for k, v in await made.initial_metadata() if k == "x-request-id"]
+    (value,) = [v for k, v in await made.trailing_metadata() if k == "x-request-id"]
     assert value != "not safe" and len(value) == 32
+    stream = served.infer.ModelStreamInfer(iter([]), metadata=(("x-request-id", "g-8"),))
+    assert ("x-request-id", "g-8") in tuple(await stream.initial_metadata())
 
 
 async def test_a_refused_stream_never_runs(serve: Callable[..., Any]) -> None:
@@ -216,6 +221,11 @@ async def test_every_method_of_every_service_passes_the_one_wrapper(
             with pytest.raises(grpc.aio.AioRpcError) as caught:
                 await call
             assert (caught.value.code(), caught.value.details()) == (INVALID, malformed)
-        assert metadata[0] in tuple(await call.initial_metadata()), path
+        answered = (
+            await call.initial_metadata()
+            if method.server_streaming
+            else await call.trailing_metadata()
+        )
+        assert metadata[0] in tuple(answered), path
     assert len(paths) == 20
     assert [line.split()[1] for line in access_lines(caplog)] == paths

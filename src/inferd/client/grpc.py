@@ -57,7 +57,7 @@ def grpc_error(exc: grpc.RpcError) -> InferdError:
     return server_error(
         GRPC_CODE.get(code, ErrorCode.INTERNAL),
         f"{code.name}: {exc.details()}",
-        request_id=initial.get("x-request-id"),
+        request_id=trailing.get("x-request-id", initial.get("x-request-id")),
         retry_after_s=retry_after(trailing.get("retry-after")),
     )
 
@@ -241,9 +241,8 @@ class GrpcClient(_Base):
         answer, rpc = self._unary(
             self._stub.ModelInfer, message, call["metadata"], call["deadline"]
         )
-        initial = text_metadata(rpc.initial_metadata())
         trailing = text_metadata(rpc.trailing_metadata())
-        return infer_result(answer, initial.get("x-request-id"), trailing.get("x-cache"))
+        return infer_result(answer, trailing.get("x-request-id"), trailing.get("x-cache"))
 
     def stream(self, model: str, inputs: Inputs, **options: Any) -> Iterator[InferResult]:
         """One request on ``ModelStreamInfer``; its answers as they come (a streaming
@@ -314,9 +313,8 @@ class AsyncGrpcClient(_Base):
                     raise error from None
                 await asyncio.sleep(wait)
                 continue
-            initial = text_metadata(await rpc.initial_metadata())
             trailing = text_metadata(await rpc.trailing_metadata())
-            return infer_result(answer, initial.get("x-request-id"), trailing.get("x-cache"))
+            return infer_result(answer, trailing.get("x-request-id"), trailing.get("x-cache"))
 
     async def stream(
         self, model: str, inputs: Inputs, **options: Any

@@ -38,6 +38,14 @@ def status_of(exc: Exception) -> tuple[grpc.StatusCode, str]:
     return grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE
 
 
+def add_trailing(
+    context: grpc.aio.ServicerContext[bytes, Message], *pairs: tuple[str, str]
+) -> None:
+    """Add ``pairs`` to the call's trailing metadata (setting it replaces what was set:
+    the request id, a cache flag, a refusal's fields may each be there)."""
+    context.set_trailing_metadata((*(context.trailing_metadata() or ()), *pairs))
+
+
 async def abort(context: grpc.aio.ServicerContext[bytes, Message], exc: Exception) -> NoReturn:
     """End the call with the status of ``exc`` (raises, as ``context.abort`` does)."""
     code, message = status_of(exc)
@@ -45,5 +53,5 @@ async def abort(context: grpc.aio.ServicerContext[bytes, Message], exc: Exceptio
         metadata = [("retry-after", str(max(1, math.ceil(exc.retry_after_s))))]
         if isinstance(exc, RateLimited):
             metadata.extend(exc.fields().items())
-        context.set_trailing_metadata(tuple(metadata))
+        add_trailing(context, *metadata)
     await context.abort(code, message)

@@ -170,7 +170,7 @@ class Edge:
         self, method: _Method, behaviour: Answer
     ) -> Callable[[bytes | AsyncIterator[bytes], Context], Awaitable[Message]]:
         async def answer(request: bytes | AsyncIterator[bytes], context: Context) -> Message:
-            call = await self._admit(method, context, request)
+            call = await self._admit(method, context, request, streamed=False)
             try:
                 return await behaviour(self._argument(method, call, request), context)
             except Exception as exc:
@@ -192,7 +192,7 @@ class Edge:
         async def stream(
             request: bytes | AsyncIterator[bytes], context: Context
         ) -> AsyncIterator[Message]:
-            call = await self._admit(method, context, request)
+            call = await self._admit(method, context, request, streamed=True)
             try:
                 async for response in behaviour(self._argument(method, call, request), context):
                     yield response
@@ -222,11 +222,18 @@ class Edge:
         return parsed
 
     async def _admit(
-        self, method: _Method, context: Context, request: bytes | AsyncIterator[bytes]
+        self,
+        method: _Method,
+        context: Context,
+        request: bytes | AsyncIterator[bytes],
+        streamed: bool,
     ) -> _Call:
         """Set the request id and routing key, answer the id, admit the call (on the model
         its request names, parsed first, when rate limits are per model), or end it with the
-        refusal's status."""
+        refusal's status. The id is answered as initial metadata on a call that streams its
+        answers (its client may need it before the end), else as trailing metadata, which
+        travels with the answer: initial metadata of its own would cost the call one more
+        operation (and write) before its answer."""
         key = given_id = routing = None
         forwarded: list[str] = []
         for name, value in context.invocation_metadata() or ():
@@ -244,7 +251,10 @@ class Edge:
                 forwarded.append(value)
         call = _Call(requestid.accept(given_id), time.perf_counter())
         requestid.current.set(call.request_id)
-        await context.send_initial_metadata((("x-request-id", call.request_id),))
+        if streamed:
+            await context.send_initial_metadata((("x-request-id", call.request_id),))
+        else:
+            context.set_trailing_metadata((("x-request-id", call.request_id),))
         principal = self._gateway.principal(
             key, client_host(context.peer()), ",".join(forwarded) if forwarded else None
         )

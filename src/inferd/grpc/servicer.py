@@ -21,7 +21,7 @@ from inferd.core.serving.streams import End, OrderedStream, StreamLimits, Stream
 from inferd.errors import InvalidArgument
 from inferd.gateway import caller, routingkey, streams
 from inferd.grpc import convert
-from inferd.grpc.errors import status_of
+from inferd.grpc.errors import add_trailing, status_of
 from inferd.grpc.protos import grpc_service_pb2 as pb
 from inferd.grpc.protos import simple_pb2
 from inferd.grpc.register import Context, Malformed
@@ -155,7 +155,7 @@ class InferenceServicer(_Servicer):
         if decoded.shared_memory:
             shared.write_outputs(caller.current.get(), response)
         if response.cache is not None:
-            context.set_trailing_metadata(((CACHE_METADATA, response.cache),))
+            add_trailing(context, (CACHE_METADATA, response.cache))
         return convert.encode_infer_response(response)
 
     async def ModelStreamInfer(
@@ -293,7 +293,7 @@ class SimpleServicer(_Servicer):
                 "the model's first output is not numeric; call ModelInfer instead"
             ) from None
         if context is not None and result.cache is not None:
-            context.set_trailing_metadata(((CACHE_METADATA, result.cache),))
+            add_trailing(context, (CACHE_METADATA, result.cache))
         return simple_pb2.PredictResponse(
             predictions=predictions.tolist(),
             model_version=result.model_version,
