@@ -275,14 +275,15 @@ KEY: Final = "hot-path-benchmark-key-0123456789abcdef"
 
 
 def features_repository(base: Path, root: Path) -> Path:
-    """The tiny model with two versions at 90/10 and its cache on."""
+    """The tiny model with two versions at 90/10 (both served) and its cache on."""
     repo = root / "features"
     model = repo / TINY
     shutil.copytree(base / TINY, model)
     shutil.copytree(model / "1", model / "2")
     text = (model / "model.yaml").read_text()
     (model / "model.yaml").write_text(
-        text + "traffic:\n  '1': 90\n  '2': 10\ncache:\n  enabled: true\n"
+        text
+        + "version_policy: {all: true}\ntraffic:\n  '1': 90\n  '2': 10\ncache:\n  enabled: true\n"
     )
     return repo
 

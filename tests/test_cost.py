@@ -56,10 +56,10 @@ BUDGETS: Final[dict[str, tuple[tuple[str, Callable[[int], Any]], int]]] = {
     "v2 json, all off": (V2, 264),
     "predict, api key": (PREDICT, 264),
     "predict, rate limit": (PREDICT, 260),
-    "predict, cache (misses)": (PREDICT, 327),
-    "predict, 90/10 split": (PREDICT, 281),
+    "predict, cache (misses)": (PREDICT, 319),
+    "predict, 90/10 split": (PREDICT, 266),
     "predict, access log": (PREDICT, 264),
-    "predict, all on": (PREDICT, 377),
+    "predict, all on": (PREDICT, 354),
 }
 
 
@@ -72,6 +72,7 @@ def _repository(root: Path, example_repo: Path, *, cache: bool, split: bool) -> 
     if split:
         shutil.copytree(model / "1", model / "2")
         config["traffic"] = {"1": 90, "2": 10}
+        config["version_policy"] = {"all": True}  # both served: the split's own path
     if cache:
         config["cache"] = {"enabled": True}
     (model / "model.yaml").write_text(yaml.safe_dump(config))

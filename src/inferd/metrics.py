@@ -112,6 +112,9 @@ class Metrics:
     def __init__(self, multiprocess_dir: Path | None = None) -> None:
         self.multiprocess_dir = multiprocess_dir
         self._children: dict[tuple[str, ...], tuple[_Count, _Observe | None]] = {}
+        #: Bound children of the cache's series, by their labels.
+        self._lookups: dict[tuple[str, str], _Count] = {}
+        self._held: dict[str, Gauge] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "inferd_requests",
@@ -266,12 +269,20 @@ class Metrics:
             self.rejections.labels(REJECTIONS[status]).inc()
 
     def cache_lookup(self, model: str, result: str) -> None:
-        self.cache_lookups.labels(model, result).inc()
+        count = self._lookups.get((model, result))
+        if count is None:  # a label lookup takes a lock: once per label set
+            count = self._lookups[(model, result)] = _Count(
+                self.cache_lookups.labels(model, result)
+            )
+        count.add()
 
     def cache_held(self, model: str, held_bytes: int, evicted: int) -> None:
         """The in-process cache of ``model`` holds ``held_bytes`` after ``evicted`` more
         evictions."""
-        self.cache_bytes.labels(model).set(held_bytes)
+        held = self._held.get(model)
+        if held is None:
+            held = self._held[model] = self.cache_bytes.labels(model)
+        held.set(held_bytes)
         if evicted:
             self.cache_evictions.labels(model).inc(evicted)
 

@@ -18,6 +18,7 @@ computed as if the model had no cache and counted as ``bypassed``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import logging
@@ -134,6 +135,20 @@ def _hash_tensor(digest: Any, name: str, datatype: str, array: np.ndarray[Any, A
         digest.update(contiguous.data.cast("B"))
 
 
+def _name(spec: TensorSpec) -> str:
+    return spec.name
+
+
+@functools.lru_cache(maxsize=1024)
+def _prefix(model: str, digest: str, outputs: tuple[str, ...]) -> Any:
+    """The hash of what a key starts with: the model, its version's digest and the requested
+    outputs (each with its parameters added by :func:`cache_key` when it has any)."""
+    prefix = hashlib.sha256(f"{model}\0{digest}\0".encode())
+    for name in outputs:
+        prefix.update(f"{name}\0".encode())
+    return prefix
+
+
 def cache_key(
     loaded: Cached,
     arrays: Mapping[str, np.ndarray[Any, Any]],
@@ -142,12 +157,14 @@ def cache_key(
 ) -> str:
     """The content key of a request's decoded inputs ``arrays`` answered by ``loaded``
     (see the module docstring). JSON and binary requests of the same tensors share it."""
-    digest = hashlib.sha256()
-    digest.update(f"{loaded.model}\0{loaded.digest}\0".encode())
-    parameters = {o.name: o.parameters for o in request.outputs or ()}
-    for name in outputs:
-        digest.update(f"{name}\0{sorted(parameters.get(name, {}).items())!r}\0".encode())
-    for spec in sorted(loaded.inputs, key=lambda s: s.name):
+    digest = _prefix(loaded.model, loaded.digest, tuple(outputs)).copy()
+    if request.outputs:
+        parameters = {o.name: o.parameters for o in request.outputs}
+        for name in outputs:
+            if parameters.get(name):
+                digest.update(f"{name}\0{sorted(parameters[name].items())!r}\0".encode())
+    specs = loaded.inputs if len(loaded.inputs) == 1 else sorted(loaded.inputs, key=_name)
+    for spec in specs:
         _hash_tensor(digest, spec.name, spec.datatype, arrays[spec.name])
     return f"{KEY_PREFIX}{loaded.model}:{loaded.digest[:16]}:{digest.hexdigest()}"
 
@@ -261,7 +278,7 @@ class ResponseCache:
     ) -> tuple[list[Tensor], bool]:
         store = self._store(loaded)
         try:
-            value = await store.get(key)
+            value = store.lookup(key) if type(store) is MemoryStore else await store.get(key)
         except StorageUnavailable as exc:
             log.debug("prediction cache bypassed: %s", exc)
             self._metrics.cache_lookup(loaded.model, "bypassed")
@@ -286,10 +303,12 @@ class ResponseCache:
         return tensors, False
 
     async def _put(self, loaded: Cached, store: Store, key: str, value: bytes) -> None:
-        evicted = store.evictions if isinstance(store, MemoryStore) else 0
-        await store.set(key, value, loaded.config.cache.ttl_s)
-        if isinstance(store, MemoryStore):
-            self._metrics.cache_held(loaded.model, store.bytes, store.evictions - evicted)
+        if type(store) is not MemoryStore:
+            await store.set(key, value, loaded.config.cache.ttl_s)
+            return
+        evicted = store.evictions
+        store.put(key, value, loaded.config.cache.ttl_s)
+        self._metrics.cache_held(loaded.model, store.bytes, store.evictions - evicted)
 
     def _hit(self, loaded: Cached, start: float) -> None:
         loaded.stats.cache_hit.add(time.perf_counter() - start)

@@ -83,6 +83,13 @@ class MemoryStore:
         return len(self._entries)
 
     async def get(self, key: str) -> bytes | None:
+        return self.lookup(key)
+
+    async def set(self, key: str, value: bytes, ttl_s: float) -> None:
+        self.put(key, value, ttl_s)
+
+    def lookup(self, key: str) -> bytes | None:
+        """:meth:`get` without a coroutine (the prediction cache's hot path)."""
         entry = self._entries.get(key)
         if entry is None:
             return None
@@ -93,7 +100,8 @@ class MemoryStore:
         self._entries.move_to_end(key)
         return value
 
-    async def set(self, key: str, value: bytes, ttl_s: float) -> None:
+    def put(self, key: str, value: bytes, ttl_s: float) -> None:
+        """:meth:`set` without a coroutine."""
         size = len(key) + len(value)
         if size > self.max_bytes:
             return

@@ -48,6 +48,10 @@ class Split:
     members: tuple[str, ...]
     encoded: tuple[bytes, ...]
     cumulative: tuple[int, ...]
+    #: The split among the members that are served, by the set of them (made once each).
+    reduced: dict[frozenset[str], Split] = dataclasses.field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @classmethod
     def of(cls, weights: Mapping[str, int]) -> Split:
@@ -71,8 +75,15 @@ class Split:
             return chosen
         # A member is gone: choose among those that are left (a key's winner among fewer
         # candidates is its winner among all when that one is served, so keys stay put).
-        left = {v: self.weights[v] for v in self.members if v in served}
-        return Split.of(left).choose(key) if left else None
+        serving = frozenset(v for v in self.members if v in served)
+        if not serving:
+            return None
+        reduced = self.reduced.get(serving)
+        if reduced is None:
+            reduced = self.reduced[serving] = Split.of(
+                {v: self.weights[v] for v in self.members if v in serving}
+            )
+        return reduced.choose(key)
 
     def choose(self, key: str | None) -> str:
         """The member for ``key``; weighted random without one."""
