@@ -10,16 +10,15 @@ loses its series (:meth:`Metrics.forget`).
 from __future__ import annotations
 
 import contextlib
-from bisect import bisect_left
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
-from prometheus_client.values import MutexValue
 
+from inferd.metric_children import BoundCount, BoundHistogram
 from inferd.serving_metrics import ServingMetrics
 
 LATENCY_BUCKETS: Final = (
@@ -61,59 +60,12 @@ REJECTIONS: Final[dict[str, str]] = {
 }
 
 
-class _Count:
-    """A bound counter or gauge child, moved without prometheus_client's per-call checks
-    (the checks guard against unbound parents; a bound child always passes them) and,
-    in one process, without its lock: every request metric is moved on the event loop's
-    thread (the lock guards against writers in other threads; readers read a float).
-    A value shared between worker processes (``--workers``) is moved by its own ``inc``."""
-
-    __slots__ = ("_value", "add")
-
-    def __init__(self, child: Counter | Gauge) -> None:
-        self._value: Any = child._value
-        self.add: Callable[..., None] = self._bump if type(self._value) is MutexValue else self._inc
-
-    def _bump(self, amount: float = 1.0) -> None:
-        self._value._value += amount
-
-    def _inc(self, amount: float = 1.0) -> None:
-        self._value.inc(amount)
-
-
-class _Observe:
-    """A bound histogram child: the bucket found by bisection instead of a Python loop.
-    prometheus_client keeps one non-cumulative value per bucket (``le`` the first bound
-    not below the value) and the sum; this writes exactly those, so every exporter,
-    multiprocess mode included, reads what ``Histogram.observe`` would have written
-    (in one process without the values' locks, as :class:`_Count`).
-    ``tests/test_metrics.py`` holds the two side by side."""
-
-    __slots__ = ("_bounds", "_buckets", "_sum", "observe")
-
-    def __init__(self, child: Histogram) -> None:
-        self._bounds: list[float] = list(child._upper_bounds)
-        self._buckets: list[Any] = child._buckets
-        self._sum: Any = child._sum
-        self.observe: Callable[[float], None] = (
-            self._bump if type(self._sum) is MutexValue else self._inc
-        )
-
-    def _bump(self, value: float) -> None:
-        self._sum._value += value
-        self._buckets[bisect_left(self._bounds, value)]._value += 1
-
-    def _inc(self, value: float) -> None:
-        self._sum.inc(value)
-        self._buckets[bisect_left(self._bounds, value)].inc(1)
-
-
 class Metrics:
     def __init__(self, multiprocess_dir: Path | None = None) -> None:
         self.multiprocess_dir = multiprocess_dir
-        self._children: dict[tuple[str, ...], tuple[_Count, _Observe | None]] = {}
+        self._children: dict[tuple[str, ...], tuple[BoundCount, BoundHistogram | None]] = {}
         #: Bound children of the cache's series, by their labels.
-        self._lookups: dict[tuple[str, str], _Count] = {}
+        self._lookups: dict[tuple[str, str], BoundCount] = {}
         self._held: dict[str, Gauge] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
@@ -161,7 +113,7 @@ class Metrics:
             registry=self.registry,
             multiprocess_mode="livesum",
         )
-        self._in_flight = _Count(self.in_flight)
+        self._in_flight = BoundCount(self.in_flight)
         self.queue_depth = Gauge(
             "inferd_queue_depth",
             "Requests waiting for a batch, per model version.",
@@ -259,8 +211,8 @@ class Metrics:
             # Latency is observed for answered requests only: no empty histograms for the rest.
             latency = self.latency.labels(model, version, protocol) if status == "ok" else None
             children = self._children[key] = (
-                _Count(self.requests.labels(*key)),
-                None if latency is None else _Observe(latency),
+                BoundCount(self.requests.labels(*key)),
+                None if latency is None else BoundHistogram(latency),
             )
         children[0].add()
         if children[1] is not None:
@@ -271,7 +223,7 @@ class Metrics:
     def cache_lookup(self, model: str, result: str) -> None:
         count = self._lookups.get((model, result))
         if count is None:  # a label lookup takes a lock: once per label set
-            count = self._lookups[(model, result)] = _Count(
+            count = self._lookups[(model, result)] = BoundCount(
                 self.cache_lookups.labels(model, result)
             )
         count.add()
@@ -348,9 +300,9 @@ class VersionObserver:
 
     def __init__(self, metrics: Metrics, model: str, version: str) -> None:
         self._depth = metrics.queue_depth.labels(model, version)
-        self._queue = _Observe(metrics.queue_time.labels(model, version))
-        self._compute = _Observe(metrics.compute_time.labels(model, version))
-        self._batch = _Observe(metrics.batch_size.labels(model, version))
+        self._queue = BoundHistogram(metrics.queue_time.labels(model, version))
+        self._compute = BoundHistogram(metrics.compute_time.labels(model, version))
+        self._batch = BoundHistogram(metrics.batch_size.labels(model, version))
 
     def depth(self, queued: int) -> None:
         self._depth.set(queued)
@@ -372,11 +324,12 @@ class ShadowObserver:
         self._metrics = metrics
         self._labels = (model, version)
         self._outcomes = {
-            o: _Count(metrics.shadow_requests.labels(model, version, o)) for o in SHADOW_OUTCOMES
+            o: BoundCount(metrics.shadow_requests.labels(model, version, o))
+            for o in SHADOW_OUTCOMES
         }
-        self._reasons: dict[str, _Count] = {}
+        self._reasons: dict[str, BoundCount] = {}
         self._differences = {
-            m: _Observe(metrics.shadow_difference.labels(model, version, m))
+            m: BoundHistogram(metrics.shadow_difference.labels(model, version, m))
             for m in SHADOW_MEASURES
         }
 
@@ -387,7 +340,7 @@ class ShadowObserver:
     def disagreed(self, reason: str) -> None:
         count = self._reasons.get(reason)
         if count is None:
-            count = self._reasons[reason] = _Count(
+            count = self._reasons[reason] = BoundCount(
                 self._metrics.shadow_disagreements.labels(*self._labels, reason)
             )
         count.add()
