@@ -13,7 +13,7 @@ from typing import Final
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 #: Why a latency target refused a request at admission (see inferd.core.serving.latency).
-REFUSAL_REASONS: Final = ("target", "deadline")
+REFUSAL_REASONS: Final = ("target", "deadline", "queue")
 STEP_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -50,8 +50,9 @@ class ServingMetrics:
         )
         self.early_refusals = Counter(
             "inferd_early_refusals",
-            "Requests a latency target refused at admission, by reason (target: the "
-            "predicted wait exceeds the target; deadline: it exceeds the request's deadline).",
+            "Requests a latency target refused before computing them, by reason (target: the "
+            "predicted wait exceeds the target; deadline: it exceeds the request's deadline; "
+            "queue: taken from the queue too late to be answered within the target).",
             ["model", "version", "reason"],
             registry=registry,
         )

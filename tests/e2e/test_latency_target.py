@@ -42,7 +42,7 @@ async def test_http_refuses_early_with_503_and_retry_after(
         stats = (await client.get("/v2/models/slow/stats")).json()["model_stats"][0]
         state = stats["latency_target"]
         assert state["target_ms"] == TARGET_MS and state["batch_limit"] == 1
-        assert state["refused"] == {"target": 3, "deadline": 0}
+        assert state["refused"] == {"target": 3, "deadline": 0, "queue": 0}
         assert state["predicted_wait_ms"] > 40
         metrics = (await client.get("/metrics")).text
         assert (
@@ -77,7 +77,7 @@ async def test_http_refuses_before_decoding_the_body(
         unknown = await client.post("/v2/models/slow/versions/9/infer", json=BODY)
         assert unknown.status_code == 404
         stats = (await client.get("/v2/models/slow/stats")).json()["model_stats"][0]
-        assert stats["latency_target"]["refused"] == {"target": 1, "deadline": 0}
+        assert stats["latency_target"]["refused"] == {"target": 1, "deadline": 0, "queue": 0}
         metrics = (await client.get("/metrics")).text
         assert (
             'inferd_requests_total{model="slow",protocol="rest",status="unavailable",version="1"}'

@@ -114,7 +114,7 @@ async def test_requests_past_the_target_are_refused_at_admission() -> None:
     assert "past its latency target of 112 ms; retry later" in refused[-1].message
     state = batcher.state()
     assert state["batch_limit"] == 10 and state["target_ms"] == 112
-    assert state["refused"] == {"target": len(refused), "deadline": 0}
+    assert state["refused"] == {"target": len(refused), "deadline": 0, "queue": 0}
     assert state["predicted_wait_ms"] > 100.8
     rendered = metrics.render().decode()
     assert (
@@ -137,7 +137,7 @@ async def test_a_request_whose_deadline_comes_first_is_refused() -> None:
     # At least c(1) = 32 ms away, within the target: refused only for its own deadline.
     with pytest.raises(Unavailable, match=r"past the request's deadline \(\d+ ms left\)"):
         await batcher.submit(row(), time.monotonic() + 0.020)
-    assert batcher.state()["refused"] == {"target": 0, "deadline": 1}
+    assert batcher.state()["refused"] == {"target": 0, "deadline": 1, "queue": 0}
     gate.set()
     await running
     await batcher.close()
@@ -271,7 +271,7 @@ async def test_the_performance_doc_example_serves(
         "predicted_wait_ms": None,
         "answers": 0,
         "late": 0,
-        "refused": {"target": 0, "deadline": 0},
+        "refused": {"target": 0, "deadline": 0, "queue": 0},
     }
 
 

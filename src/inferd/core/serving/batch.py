@@ -53,6 +53,8 @@ class Pending:
     future: asyncio.Future[Arrays]
     enqueued: float
     deadline: float | None
+    #: When the transport first saw it (a latency target's batcher reads it).
+    arrived: float | None = None
     queued: bool = True  # counted in the queue's length until it leaves or is answered
 
 

@@ -203,7 +203,9 @@ class Batcher(BatchForming, Execution):
         if len(self._queue) > 2 * self._max_queue:
             # Answered requests stay in the deque while no instance is free: drop them.
             self._queue = collections.deque(p for p in self._queue if p.queued)
-        pending = Pending(inputs, rows, batch_key(inputs, self._batching), future, now, deadline)
+        pending = Pending(
+            inputs, rows, batch_key(inputs, self._batching), future, now, deadline, arrived
+        )
         self._queue.append(pending)
         self._waiting += 1
         if not self._dispatch_soon:

@@ -26,6 +26,10 @@ The rule (docs/performance.md, "Latency targets"):
 - Admission: a request whose predicted wait exceeds the budget, or the time left before
   its deadline, is refused at once: Unavailable (HTTP 503 with Retry-After, gRPC
   UNAVAILABLE), counted in ``inferd_early_refusals`` by reason (``target``, ``deadline``).
+- At the queue: when a batch is formed, a request in it that would be answered past the
+  goal (time since arrival, the batch's predicted compute, the loop's mean lag) is refused
+  the same way (``queue``) and judged late, unless the compute alone is past the goal or
+  it is a lone request on an idle model (:meth:`TargetBatcher._collect`).
   A V2 REST request is asked :meth:`TargetBatcher.admit` first, before its body is decoded
   (:mod:`inferd.core.serving.early`, for the models named in :data:`TARGETED`).
   Until the first batch is measured nothing is refused and the limit is ``max_batch_size``;
@@ -47,13 +51,14 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
+from inferd.core.serving.batch import Pending
 from inferd.core.serving.batcher import Arrays, Batcher, BatchObserver, RunFn
 from inferd.core.serving.looplag import probe
 from inferd.core.serving.tail import Budget
 from inferd.core.store.versions import VersionSettings
 from inferd.errors import DeadlineExceeded, Unavailable
 from inferd.metrics import Metrics
-from inferd.serving_metrics import TargetGauges
+from inferd.serving_metrics import REFUSAL_REASONS, TargetGauges
 
 #: How much one new batch moves the mean compute time of its size.
 WEIGHT: Final = 0.2
@@ -177,7 +182,7 @@ class TargetBatcher(Batcher):
         self._rows_limit = self._rows_most
         self._rows_per_request = 1.0
         self._batch_started = 0.0  # when the last batch went to an instance
-        self._refusals = {"target": 0, "deadline": 0}
+        self._refusals = dict.fromkeys(REFUSAL_REASONS, 0)
         self._model_name = options["stats"].name
         options["stats"].sections["latency_target"] = self.state
         if gauges is not None:
@@ -261,7 +266,7 @@ class TargetBatcher(Batcher):
         if arrived is None or arrived > started:
             arrived = started
         try:
-            results = await super().submit(inputs, deadline)
+            results = await super().submit(inputs, deadline, arrived)
         except DeadlineExceeded:
             if wait is not None:
                 self._budget.failed_late()
@@ -304,6 +309,48 @@ class TargetBatcher(Batcher):
         if self._gauges is not None:
             self._gauges.refused(reason)
         raise Unavailable(message, retry_after_s=retry_after_s)
+
+    def _collect(self) -> list[Pending]:
+        """The batch the queue gives, less the requests it would answer past the goal:
+        their time since arrival, the batch's predicted compute and the loop's mean lag
+        together over it (a wait the admission did not predict: a burst, a slower
+        machine). Each is refused (``queue``) and counts as late for the correction. When
+        the compute alone is past the goal nothing is refused here (no request could be
+        on time; admission holds the load), so a slow batch cannot shut a model off; nor
+        is a lone request on an idle model, which delays no one."""
+        batch = super()._collect()
+        if not self._costs.measured or (len(batch) < 2 and not self.running and not self._queue):
+            return batch
+        budget = self._budget
+        lag = 0.0 if budget.lag is None else budget.lag.mean
+        compute = self._costs.seconds(sum(p.rows for p in batch))
+        if compute + lag >= budget.goal_s:
+            return batch
+        latest = time.monotonic() + compute + lag - budget.goal_s
+        kept = []
+        for pending in batch:
+            if pending.arrived is None or pending.arrived >= latest:
+                kept.append(pending)
+            else:
+                self._shed(pending, latest + budget.goal_s - pending.arrived, compute)
+        if len(kept) < len(batch):
+            self._plan()
+        return kept
+
+    def _shed(self, pending: Pending, predicted_s: float, compute_s: float) -> None:
+        self._leave(pending)
+        self._budget.failed_late()
+        self._refusals["queue"] += 1
+        if self._gauges is not None:
+            self._gauges.refused("queue")
+        pending.future.set_exception(
+            Unavailable(
+                f"model '{self._model_name}' would answer in about {predicted_s * 1000:.0f} ms "
+                f"after a longer wait than predicted, past its latency target of "
+                f"{self._target * 1000:g} ms; retry later",
+                retry_after_s=compute_s,
+            )
+        )
 
     # -- from the observer, on the event loop ---------------------------------------------
 
