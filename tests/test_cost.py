@@ -18,6 +18,7 @@ loop's path is the same on every machine; what it saves is measured by the bench
 
 from __future__ import annotations
 
+import io
 import shutil
 import statistics
 import sys
@@ -31,6 +32,7 @@ import pytest
 import yaml
 
 from inferd.core.node import build_node
+from inferd.gateway import accesslog
 from inferd.http.app import create_app
 from tests.conftest import make_settings
 
@@ -58,8 +60,11 @@ BUDGETS: Final[dict[str, tuple[tuple[str, Callable[[int], Any]], int]]] = {
     "predict, rate limit": (PREDICT, 260),
     "predict, cache (misses)": (PREDICT, 319),
     "predict, 90/10 split": (PREDICT, 266),
-    "predict, access log": (PREDICT, 264),
-    "predict, all on": (PREDICT, 354),
+    # Access log 264 -> 275, all on 354 -> 365: counted on a server's path now (inferd's
+    # own writer, 11 calls; 6 of them once per loop turn) instead of logging's, whose
+    # record, handler, formatter and one write per line the count never saw (27 -> 4 us).
+    "predict, access log": (PREDICT, 275),
+    "predict, all on": (PREDICT, 365),
 }
 
 
@@ -179,8 +184,11 @@ async def _measure(scenario: str, repository: Path) -> int:
 
 @pytest.mark.parametrize("scenario", list(BUDGETS))
 async def test_a_request_costs_no_more_than_its_budget(
-    scenario: str, example_repo: Path, tmp_path: Path
+    scenario: str, example_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Access lines go where a server process sends them (accesslog.configure), not to
+    # the logger an embedded application uses.
+    monkeypatch.setattr(accesslog, "_out", accesslog.TurnWriter(io.StringIO()).add)
     on = scenario.split(", ", 1)[1]
     every = on == "all on"
     repository = _repository(

@@ -10,9 +10,10 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import yaml
 
-from tests.conftest import clean_environment, free_port, wait_until
+from tests.conftest import ServerProcess, clean_environment, free_port, wait_until
 
 MODEL = 'class Model:\n    def predict(self, inputs):\n        return {"y": inputs["x"] * SCALE}\n'
 #: Every record starts with inferd's timestamp, level and logger.
@@ -119,3 +120,30 @@ def test_tensorflow_start_up_notes_only_at_debug(tmp_path: Path) -> None:
     notes = ("oneDNN custom operations", "cpu_feature_guard")
     assert [n for n in notes if n in seen["info"]] == []
     assert [n for n in notes if n in seen["debug"]] != []
+
+
+def test_access_lines_go_to_stderr_stamped_like_the_records(tmp_path: Path) -> None:
+    repo = write_repo(tmp_path / "models", 2)
+    log_file = tmp_path / "stderr.log"
+    body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 2], "data": [1, 2]}]}
+    with log_file.open("wb") as stderr:
+        server = ServerProcess(repo, env={"INFERENCE_SERVER__ACCESS_LOG": "plain"}, stderr=stderr)
+    try:
+        server.wait_ready()
+        for n in range(3):
+            answer = httpx.post(
+                f"{server.url}/v2/models/m/infer", json=body, headers={"x-request-id": f"a-{n}"}
+            )
+            assert answer.status_code == 200
+        assert httpx.get(f"{server.url}/v2/models/nope").status_code == 404
+    finally:
+        assert server.stop() == 0
+    lines = [line for line in log_file.read_text().splitlines() if " id=a-" in line]
+    assert len(lines) == 3
+    for n, line in enumerate(lines):
+        assert re.fullmatch(
+            rf"\d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d,\d{{3}} POST /v2/models/m/infer 200 [0-9.]+ms "
+            rf"model=m version=- key=- id=a-{n}",
+            line,
+        )
+    assert re.search(r" GET /v2/models/nope 404 [0-9.]+ms model=nope ", log_file.read_text())

@@ -1,19 +1,37 @@
-"""The access log: one line per request or call, plain or JSON, on logger ``inferd.access``.
+"""The access log: one line per request or call, plain or JSON.
 
 A line holds the method (or ``grpc``/``ws``), the route or RPC, model, requested version,
 status, latency, the key's name and the request id: never a body, a header value or a key.
 Text from the client (paths, model names) has its control characters escaped.
+
+Where lines go: in a server process (:func:`configure`), straight to stderr behind the
+time, the lines of one event-loop turn in one write (:class:`TurnWriter`: no log record
+and no system call per request); elsewhere (an application embedded in another program,
+the tests), to the logger ``inferd.access``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import dataclasses
 import logging
-from typing import Final, Protocol
+import sys
+import time
+from collections.abc import Callable
+from typing import Final, Protocol, TextIO
 
 import orjson
 
 log = logging.getLogger("inferd.access")
+
+
+def _to_logger(line: str) -> None:
+    log.info("%s", line)
+
+
+#: Where lines go: the logger, unless :func:`configure` sent them to stderr.
+_out: Callable[[str], None] = _to_logger
 
 
 @dataclasses.dataclass(slots=True)
@@ -48,16 +66,10 @@ def escape(text: str | None) -> str:
 
 class Plain:
     def write(self, entry: Entry) -> None:
-        log.info(
-            "%s %s %s %.2fms model=%s version=%s key=%s id=%s",
-            entry.method,
-            escape(entry.route),
-            entry.status,
-            entry.latency_ms,
-            escape(entry.model),
-            escape(entry.version),
-            escape(entry.principal),
-            entry.request_id,
+        _out(
+            f"{entry.method} {escape(entry.route)} {entry.status} {entry.latency_ms:.2f}ms "
+            f"model={escape(entry.model)} version={escape(entry.version)} "
+            f"key={escape(entry.principal)} id={entry.request_id}"
         )
 
 
@@ -70,7 +82,7 @@ class Json:
             value = fields[name]
             if isinstance(value, str):
                 fields[name] = value.encode("utf-8", "replace").decode("utf-8")
-        log.info("%s", orjson.dumps(fields).decode())
+        _out(orjson.dumps(fields).decode())
 
 
 #: ``server.access_log`` -> the log that writes it.
@@ -85,12 +97,51 @@ def access_log(name: str) -> AccessLog:
     return FORMATS[name]()
 
 
+class TurnWriter:
+    """Lines to ``stream``, each behind the time as logging writes it
+    (``2026-01-01 12:00:00,000``): the lines added in one turn of the running event loop
+    are written together at the loop's next turn (one write and flush, not one per
+    request); a line added off the loop's thread is written at once."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._lines: list[str] = []
+        self._second = -1
+        self._stamp = ""
+
+    def add(self, line: str) -> None:
+        second, ns = divmod(time.time_ns(), 1_000_000_000)
+        if second != self._second:
+            self._second = second
+            self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
+        text = f"{self._stamp},{ns // 1_000_000:03d} {line}\n"
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._write(text)
+            return
+        lines = self._lines
+        if not lines:
+            loop.call_soon(self.flush)
+        lines.append(text)
+
+    def flush(self) -> None:
+        if self._lines:
+            text = "".join(self._lines)
+            self._lines.clear()
+            self._write(text)
+
+    def _write(self, text: str) -> None:
+        self._stream.write(text)
+        self._stream.flush()
+
+
 def configure(name: str) -> None:
-    """Send access lines to stderr whatever ``server.log_level`` is (a server process)."""
+    """Send access lines to stderr whatever ``server.log_level`` is (a server process),
+    written by a :class:`TurnWriter`; what is left is written when the process exits."""
+    global _out
     if name == "off":
         return
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    log.propagate = False
+    writer = TurnWriter(sys.stderr)
+    atexit.register(writer.flush)
+    _out = writer.add
