@@ -123,16 +123,23 @@ def version_digest(
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+@functools.lru_cache(maxsize=1024)
+def _tensor_header(name: str, datatype: str, shape: tuple[int, ...], dtype: str) -> bytes:
+    """What a key holds of a tensor before its bytes: its name, datatype and shape (with
+    their length), then the array's dtype (none for BYTES and BF16, hashed as on the wire)."""
+    header = f"{name}\0{datatype}\0{list(shape)}\0".encode()
+    return len(header).to_bytes(4, "little") + header + dtype.encode()
+
+
 def _hash_tensor(digest: Any, name: str, datatype: str, array: np.ndarray[Any, Any]) -> None:
-    raw = to_binary(datatype, array) if datatype in ("BYTES", "BF16") else None
-    header = f"{name}\0{datatype}\0{list(array.shape)}\0".encode()
-    digest.update(len(header).to_bytes(4, "little") + header)
-    if raw is not None:
-        digest.update(raw)
-    else:
-        contiguous = np.ascontiguousarray(array)
-        digest.update(contiguous.dtype.str.encode())
-        digest.update(contiguous.data.cast("B"))
+    if datatype in ("BYTES", "BF16"):
+        digest.update(_tensor_header(name, datatype, array.shape, ""))
+        digest.update(to_binary(datatype, array))
+        return
+    if not array.flags.c_contiguous:
+        array = np.ascontiguousarray(array)
+    digest.update(_tensor_header(name, datatype, array.shape, array.dtype.str))
+    digest.update(array.data.cast("B"))
 
 
 def _name(spec: TensorSpec) -> str:
@@ -174,13 +181,17 @@ def encode(tensors: Sequence[Tensor]) -> bytes:
     shape and raw little-endian data (BYTES: 4-byte lengths, as on the wire)."""
     parts = [MAGIC, _COUNT.pack(len(tensors))]
     for tensor in tensors:
-        name, datatype = tensor.name.encode(), tensor.datatype.encode()
         data = to_binary(tensor.datatype, tensor.data)
-        shape = tensor.data.shape
-        parts += [_TENSOR.pack(len(name), len(datatype), len(shape), len(data)), name, datatype]
-        parts += [_DIM.pack(dim) for dim in shape]
-        parts.append(data)
+        parts += (_entry_header(tensor.name, tensor.datatype, tensor.data.shape, len(data)), data)
     return b"".join(parts)
+
+
+@functools.lru_cache(maxsize=1024)
+def _entry_header(name: str, datatype: str, shape: tuple[int, ...], size: int) -> bytes:
+    """What :func:`encode` writes before a tensor's data."""
+    name_bytes, type_bytes = name.encode(), datatype.encode()
+    head = _TENSOR.pack(len(name_bytes), len(type_bytes), len(shape), size)
+    return b"".join((head, name_bytes, type_bytes, *(_DIM.pack(dim) for dim in shape)))
 
 
 def decode(value: bytes) -> list[Tensor]:
