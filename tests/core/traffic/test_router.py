@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from inferd.core.messages import InferRequest
+from inferd.core.traffic import router
 from inferd.core.traffic.router import Split, check_weights
 from inferd.errors import InvalidArgument, NotFound
 from inferd.types import Tensor
@@ -46,6 +47,17 @@ def test_a_keyed_split_lands_within_two_percent_and_every_key_sticks() -> None:
     assert 0.08 <= share <= 0.12
     assert all(split.choose(key) == version for key, version in chosen.items())
     assert all(Split.of({"1": 90, "2": 10}).choose(k) == v for k, v in chosen.items())
+
+
+def test_a_split_remembers_a_bounded_number_of_choices(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(router, "CHOICES_KEPT", 8)
+    split = Split.of({"1": 50, "2": 50})
+    keys = [f"user-{n}" for n in range(20)]
+    first = [split.choose(k) for k in keys]
+    assert 0 < len(split.chosen) <= 8  # cleared whole when full, then filled again
+    assert [split.choose(k) for k in keys] == first  # remembered or computed: the same
+    assert first == [Split.of({"1": 50, "2": 50}).choose(k) for k in keys]
+    assert set(first) == {"1", "2"}
 
 
 def test_moving_ten_percent_moves_only_the_keys_that_must_move() -> None:

@@ -31,6 +31,8 @@ from inferd.errors import InvalidArgument, Unavailable
 from inferd.settings import RoutingSettings
 
 _SCALE = float(1 << 64)
+#: Routing keys whose choice a split remembers (cleared whole when full).
+CHOICES_KEPT = 4096
 
 
 def _unit(key: bytes, version: bytes) -> float:
@@ -52,6 +54,9 @@ class Split:
     reduced: dict[frozenset[str], Split] = dataclasses.field(
         default_factory=dict, compare=False, repr=False
     )
+    #: The member chosen for a routing key (a key keeps it: the choice is a function of
+    #: the key and the split), up to :data:`CHOICES_KEPT` keys.
+    chosen: dict[str, str] = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(cls, weights: Mapping[str, int]) -> Split:
@@ -90,12 +95,18 @@ class Split:
         if key is None:
             point = random.random() * self.cumulative[-1]
             return self.members[bisect.bisect_right(self.cumulative, point)]
+        best = self.chosen.get(key)
+        if best is not None:
+            return best
         encoded = key.encode()
         best, best_score = self.members[0], -math.inf
         for version, name in zip(self.members, self.encoded, strict=True):
             score = -self.weights[version] / math.log(_unit(encoded, name))
             if score > best_score:
                 best, best_score = version, score
+        if len(self.chosen) >= CHOICES_KEPT:
+            self.chosen.clear()
+        self.chosen[key] = best
         return best
 
 
