@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from inferd.errors import MESSAGE_LIMIT, InvalidArgument
+from inferd.jsondata import read
 from inferd.tensors import (
     all_finite,
     auto_tensor,
@@ -236,3 +237,36 @@ def test_json_values_keeps_the_nesting_of_a_small_array_and_names_nonfinite_valu
         ["Infinity", "-Infinity"],
     ]
     assert json_values(np.array([1.0, np.nan])) == [1.0, "NaN"]
+
+
+def _decoded(make: Any) -> tuple[str, Any]:
+    try:
+        array = make().decode()
+    except InvalidArgument as exc:
+        return "refused", exc.message
+    return str(array.dtype), array.tolist()
+
+
+@pytest.mark.parametrize(
+    "datatype", ["FP16", "FP32", "FP64", "INT8", "INT64", "UINT8", "BOOL", "BYTES", "BF16"]
+)
+@pytest.mark.parametrize(
+    "row",
+    [
+        [1.5, -2.25, 3.0],
+        [1, 2, 3],
+        [1, 2.5],
+        [300, -1],
+        [2**63, 1],
+        [2**70, 0.5],
+        [1e300, -1e300],
+        [0, 1],
+    ],
+)
+def test_a_flat_row_decodes_as_the_general_reader_would(datatype: str, row: list[Any]) -> None:
+    """The simple API's flat rows of numbers take a shorter path (one numpy call): the
+    same arrays, or the same refusal, as reading them first."""
+    fast = _decoded(lambda: auto_tensor("x", datatype, list(row)))
+    general = _decoded(lambda: auto_tensor("x", datatype, read(list(row))))
+    assert fast == general
+    assert auto_tensor("x", datatype, list(row)).shape == (len(row),)

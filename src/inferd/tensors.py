@@ -148,8 +148,20 @@ def _cast(name: str, datatype: str, shape: tuple[int, ...], data: JsonData) -> n
     return round_to_bf16(out) if datatype == "BF16" else out
 
 
+#: The types of a flat row of numbers as parsed JSON gives them.
+_NUMBERS: Final = frozenset({float, int})
+
+
 def auto_tensor(name: str, datatype: str, data: list[Any] | JsonData) -> WireTensor:
-    """JSON values whose shape is given by their nesting (the simple API)."""
+    """JSON values whose shape is given by their nesting (the simple API). The usual one,
+    a flat row of numbers, is shaped by its length and decoded as a V2 input's flat data
+    (one numpy call when it can be); anything else is read now, for its shape."""
+    if isinstance(data, list) and data and set(map(type, data)) <= _NUMBERS:
+        shape = (len(data),)
+        values = data
+        return WireTensor(
+            name, datatype, shape, lambda: from_json(name, datatype, shape, values), cost=len(data)
+        )
     if isinstance(data, list) and data:
         data = read(data)  # the shape is needed now
     if not isinstance(data, JsonData) or not data.count:
