@@ -74,7 +74,7 @@ class PerformanceSettings(Section):
         "(ONNX Runtime, TensorFlow; 0 = framework's).",
     )
     inline_max_compute_us: float = Field(
-        200.0,
+        1000.0,
         ge=0,
         le=100_000,
         description="A model whose calls take less than this on average (measured as it "
