@@ -26,15 +26,15 @@ The rule (docs/performance.md, "Latency targets"):
 - Admission: a request whose predicted wait exceeds the budget, or the time left before
   its deadline, is refused at once: Unavailable (HTTP 503 with Retry-After, gRPC
   UNAVAILABLE), counted in ``inferd_early_refusals`` by reason (``target``, ``deadline``).
-- At the queue: when a batch is formed, a request in it that would be answered past the
-  goal (time since arrival, the batch's predicted compute, the loop's mean lag) is refused
-  the same way (``queue``) and judged late, unless the compute alone is past the goal or
-  it is a lone request on an idle model (:meth:`TargetBatcher._collect`).
   A V2 REST request is asked :meth:`TargetBatcher.admit` first, before its body is decoded
   (:mod:`inferd.core.serving.early`, for the models named in :data:`TARGETED`).
   Until the first batch is measured nothing is refused and the limit is ``max_batch_size``;
   a model with nothing queued or running admits a request whatever the prediction (its
   time is measured again: one slow batch cannot shut a model off for good).
+- At the queue: when a batch is formed, a request in it that would be answered past the
+  goal (time since arrival, the batch's predicted compute, the loop's mean lag) is refused
+  the same way (``queue``) and judged late, unless the compute alone is past the goal or
+  it is a lone request on an idle model (:meth:`TargetBatcher._collect`).
 
 Answers are timed from the request's arrival (``arrived``, given by the transport) to the
 event loop's next turn after the rows came back. A model without a target uses
@@ -305,10 +305,14 @@ class TargetBatcher(Batcher):
             self._plan()
 
     def _refuse(self, reason: str, message: str, retry_after_s: float) -> None:
+        raise self._refusal(reason, message, retry_after_s)
+
+    def _refusal(self, reason: str, message: str, retry_after_s: float) -> Unavailable:
+        """A refusal for ``reason``, counted in the statistics and the metric."""
         self._refusals[reason] += 1
         if self._gauges is not None:
             self._gauges.refused(reason)
-        raise Unavailable(message, retry_after_s=retry_after_s)
+        return Unavailable(message, retry_after_s=retry_after_s)
 
     def _collect(self) -> list[Pending]:
         """The batch the queue gives, less the requests it would answer past the goal:
@@ -340,15 +344,13 @@ class TargetBatcher(Batcher):
     def _shed(self, pending: Pending, predicted_s: float, compute_s: float) -> None:
         self._leave(pending)
         self._budget.failed_late()
-        self._refusals["queue"] += 1
-        if self._gauges is not None:
-            self._gauges.refused("queue")
         pending.future.set_exception(
-            Unavailable(
+            self._refusal(
+                "queue",
                 f"model '{self._model_name}' would answer in about {predicted_s * 1000:.0f} ms "
                 f"after a longer wait than predicted, past its latency target of "
                 f"{self._target * 1000:g} ms; retry later",
-                retry_after_s=compute_s,
+                compute_s,
             )
         )
 
