@@ -3,22 +3,42 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 import time
+from collections.abc import AsyncIterator
 
 import pytest
 
+from inferd.core.serving.latency import TargetBatcher
 from inferd.errors import Unavailable
 from inferd.metrics import Metrics
 from inferd.serving_metrics import TargetGauges
 from tests.core.serving.test_latency import gated_batcher, row, teach
 
 
+@contextlib.asynccontextmanager
+async def taught(
+    target_s: float, gauges: TargetGauges | None = None, *, held: bool = False
+) -> AsyncIterator[tuple[TargetBatcher, threading.Event]]:
+    """A started batcher taught c(b) = 30 ms + 2 ms per row, its model held at a gate
+    (``held``) or running freely; closed (and the gate opened) after the test."""
+    batcher, gate = gated_batcher(target_s, gauges)
+    if not held:
+        gate.set()
+    batcher.start()
+    teach(batcher)
+    try:
+        yield batcher, gate
+    finally:
+        gate.set()
+        await batcher.close()
+
+
 async def test_a_request_taken_too_late_for_the_goal_is_refused_and_counts_as_late() -> None:
     metrics = Metrics()
-    batcher, gate = gated_batcher(0.112, TargetGauges(metrics.serving, "m", "1"))
-    batcher.start()
-    teach(batcher)  # c(b) = 30 ms + 2 ms per row; the goal is 100.8 ms
-    try:
+    gauges = TargetGauges(metrics.serving, "m", "1")
+    async with taught(0.112, gauges, held=True) as (batcher, gate):  # the goal: 100.8 ms
         running = asyncio.ensure_future(batcher.submit(row()))
         await asyncio.sleep(0)
         await asyncio.sleep(0)
@@ -42,17 +62,10 @@ async def test_a_request_taken_too_late_for_the_goal_is_refused_and_counts_as_la
         assert state["factor"] < 1.0
         rendered = metrics.render().decode()
         assert 'inferd_early_refusals_total{model="m",reason="queue",version="1"} 1.0' in rendered
-    finally:
-        gate.set()
-        await batcher.close()
 
 
 async def test_nothing_is_refused_at_the_queue_when_compute_alone_misses_the_goal() -> None:
-    batcher, gate = gated_batcher(0.112)
-    gate.set()
-    batcher.start()
-    teach(batcher)
-    try:
+    async with taught(0.112) as (batcher, _):
         stale = [
             asyncio.ensure_future(batcher.submit(row(), None, time.monotonic() - 0.5))
             for _ in range(2)
@@ -67,18 +80,10 @@ async def test_nothing_is_refused_at_the_queue_when_compute_alone_misses_the_goa
         answers = await asyncio.gather(*stale)
         assert [a["x"].shape for a in answers] == [(1, 2)] * 2
         assert batcher.state()["refused"]["queue"] == 0
-    finally:
-        await batcher.close()
 
 
 async def test_a_lone_request_on_an_idle_model_is_not_refused_at_the_queue() -> None:
-    batcher, gate = gated_batcher(0.112)
-    gate.set()
-    batcher.start()
-    teach(batcher)
-    try:
+    async with taught(0.112) as (batcher, _):
         answer = await batcher.submit(row(), None, time.monotonic() - 0.5)  # delays no one
         assert answer["x"].shape == (1, 2)
         assert batcher.state()["refused"]["queue"] == 0
-    finally:
-        await batcher.close()
