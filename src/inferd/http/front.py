@@ -117,7 +117,10 @@ class Front:
         self._origins = frozenset(settings.cors_origins)
         self._routing_header = service.settings.routing.key_header.lower().encode()
         inner: ASGIApp = self._admit
-        for entry in reversed(middleware(settings, service.settings.routing.key_header)):
+        stack = middleware(settings, service.settings.routing.key_header)
+        #: No middleware: fast requests may be answered from the connection (http/direct.py).
+        self._bare = not stack
+        for entry in reversed(stack):
             inner = entry.cls(inner, *entry.args, **entry.kwargs)
         self._stack = inner
 
@@ -126,7 +129,7 @@ class Front:
         if kind != "http" and kind != "websocket":
             await self.app(scope, receive, send)  # lifespan
             return
-        info = self._read(scope)
+        info = self._read(scope, self._routes.match(scope["path"]))
         token = requestid.current.set(info.request_id)
         routing = routingkey.current.set(info.routing_key)
         scope[SCOPE_KEY] = info
@@ -167,8 +170,8 @@ class Front:
             )
         )
 
-    def _read(self, scope: Scope) -> RequestInfo:
-        """One pass over the headers for what the front needs."""
+    def _read(self, scope: Scope, match: Match | None) -> RequestInfo:
+        """One pass over the headers for what the front needs (``match``: the path's)."""
         key = given_id = origin = host = forwarded = routing = None
         for name, value in scope["headers"]:
             if name == b"authorization":
@@ -186,7 +189,6 @@ class Front:
             elif name == b"x-forwarded-for":
                 text = value.decode("latin-1")
                 forwarded = text if forwarded is None else f"{forwarded},{text}"
-        match = self._routes.match(scope["path"])
         client = scope.get("client")
         principal = self._gateway.principal(key, client[0] if client else None, forwarded)
         return RequestInfo(
@@ -206,23 +208,66 @@ class Front:
         try:
             if match is None:
                 raise NotFound(f"Not Found: no route {clip(scope['path'])} (the API: /docs)")
-            if info.origin is not None:
-                self._check_origin(match.route.operation, info.origin, info.host, scope["type"])
-            await self._gateway.admit(info.principal, match.route.operation, info.model)
+            await self._admission(info, match, scope["type"])
         except InferdError as exc:
             await _refuse(exc, scope, send)
             return
         if scope["type"] == "http":
             handler = match.route.handler
             if handler is not None:
-                call = raw.Call(
-                    {}, info.model, info.version, b"", self._json, info.principal, info.arrived
-                )
-                await raw.serve(handler, call, self._service, scope, receive, send)
+                await raw.serve(handler, self._call(info), self._service, scope, receive, send)
                 return
         elif info.origin is not None and self._origins:
             send = _allow_origin(info.origin, send)
         await self.app(scope, receive, send)
+
+    async def _admission(self, info: RequestInfo, match: Match, kind: str) -> None:
+        if info.origin is not None:
+            self._check_origin(match.route.operation, info.origin, info.host, kind)
+        await self._gateway.admit(info.principal, match.route.operation, info.model)
+
+    def _call(self, info: RequestInfo) -> raw.Call:
+        return raw.Call({}, info.model, info.version, b"", self._json, info.principal, info.arrived)
+
+    # -- the direct path (http/direct.py) --------------------------------------------------
+
+    def direct_match(self, path: str) -> Match | None:
+        """``path``'s match when its requests may be answered from the connection, without
+        an ASGI cycle: a fast inference route with one answer, and no middleware to run."""
+        if not self._bare:
+            return None
+        match = self._routes.match(path)
+        if match is None or not match.route.direct:
+            return None
+        return match
+
+    async def direct_answer(self, scope: Scope, match: Match, body: bytes) -> raw.Answer:
+        """What :meth:`__call__` answers a direct request (its whole body arrived): the
+        same request id, routing key, admission, handler and access-log line. The request
+        id is the answer's last header."""
+        info = self._read(scope, match)
+        token = requestid.current.set(info.request_id)
+        routing = routingkey.current.set(info.routing_key)
+        info.arrived = started = time.monotonic()
+        try:
+            try:
+                await self._admission(info, match, "http")
+            except InferdError as exc:
+                answer = raw.error_answer(exc)
+            else:
+                handler = match.route.handler
+                assert handler is not None  # a direct route has one
+                answer = await raw.serve_whole(
+                    handler, self._call(info), self._service, scope, body
+                )
+            info.status = answer.status
+            answer.headers = [*answer.headers, (REQUEST_ID, info.request_id.encode())]
+            return answer
+        finally:
+            requestid.current.reset(token)
+            routingkey.current.reset(routing)
+            if self._logging:
+                self._write_log(scope, "http", info, started)
 
     def _check_origin(self, operation: Operation, origin: str, host: str | None, kind: str) -> None:
         """A browser's cross-origin request may not reach the control API (a simple

@@ -36,6 +36,7 @@ from typing import Any, Final, cast
 import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from inferd.http import direct
 from inferd.settings import HttpLimits
 
 #: What the websockets library reads of a handshake (websockets.legacy.http).
@@ -163,6 +164,8 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._waiting = _Wait.NOTHING
         self._due = 0.0
         self._one_write: _OneWrite | None = None
+        app = self.app  # inferd's front answers small inference requests directly
+        self._front = cast(direct.Front, app) if hasattr(app, "direct_answer") else None
 
     # -- connection --------------------------------------------------------------------------
 
@@ -323,6 +326,11 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         ):
             self._stop(TOO_LARGE)
         self._body_pending = True
+        if not upgrade and self._front is not None:
+            quick = direct.begin(self, self._front)
+            if quick is not None:
+                self.cycle = cast(Any, quick)
+                return
         before = self.cycle
         super().on_headers_complete()
         cycle = self.cycle
@@ -342,6 +350,9 @@ class LimitedHttpProtocol(HttpToolsProtocol):
             self._waiting = _Wait.NOTHING
         self._in_head = True
         super().on_message_complete()
+        quick: object = self.cycle
+        if type(quick) is direct.Cycle and self._front is not None:
+            direct.start(self, self._front, quick)
 
     # -- timers ------------------------------------------------------------------------------
 

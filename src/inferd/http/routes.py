@@ -45,6 +45,12 @@ class Route:
     doc: tuple[str, str] | None = None
     websocket: bool = False
 
+    @property
+    def direct(self) -> bool:
+        """Answered from the connection when it can be (``http/direct.py``): a fast route
+        whose answer is one body, not a stream."""
+        return self.handler is not None and self.operation is Operation.INFER
+
 
 _INFER_DOC: Final = (
     "Inference (JSON, or binary tensor data with Inference-Header-Content-Length)",
