@@ -56,14 +56,16 @@ def count_direct(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
 @pytest.fixture
 def serving(example_repo: Path, node_factory: NodeFactory, count_direct: list[int]) -> Any:
     @contextlib.asynccontextmanager
-    async def serve(**server: Any) -> AsyncIterator[Served]:
-        node = node_factory(example_repo, server=server, models={"default_model": "tiny"})
+    async def serve(
+        limits: HttpLimits | None = None, **sections: dict[str, Any]
+    ) -> AsyncIterator[Served]:
+        node = node_factory(example_repo, models={"default_model": "tiny"}, **sections)
         await node.start()
         draining = [False]
         config = uvicorn.Config(
             create_app(node),
             loop="none",
-            http=protocol_class(HttpLimits(), lambda: draining[0]),
+            http=protocol_class(limits or HttpLimits(), lambda: draining[0]),
             lifespan="off",
             log_level="warning",
             server_header=False,
@@ -151,7 +153,8 @@ async def test_a_direct_answer_is_the_asgi_paths_answer(
 
 
 async def test_a_refusal_by_admission_is_the_same_on_both_paths(serving: Any) -> None:
-    async with serving(api_keys=[RECORD.line()], require_api_key=True) as served:
+    keys = {"api_keys": [RECORD.line()], "require_api_key": True}
+    async with serving(server=keys) as served:
         rid = b"X-Request-Id: req-2"
         quick = await ask(served, request(INFER, V2, rid))
         slow = await ask(served, request(INFER, V2, rid, chunked=True))
@@ -161,6 +164,29 @@ async def test_a_refusal_by_admission_is_the_same_on_both_paths(serving: Any) ->
     assert quick[0] == b"HTTP/1.1 401 Unauthorized"
     assert quick[1][b"www-authenticate"] == b"Bearer"
     assert keyed[0] == b"HTTP/1.1 200 OK"
+
+
+async def test_a_body_past_the_size_limit_is_the_same_refusal_on_both_paths(
+    serving: Any,
+) -> None:
+    async with serving(safeguards={"max_request_size_mb": 64 / 2**20}) as served:  # 64 bytes
+        rid = b"X-Request-Id: req-3"
+        quick = await ask(served, request(INFER, V2, rid))
+        # The ASGI path with the same declared length: Expect keeps it off the direct one.
+        slow = await ask(served, request(INFER, V2, rid, b"Expect: 100-continue"))
+        assert served.started[0] == 1
+    assert quick[0] == b"HTTP/1.1 413 Request Entity Too Large"
+    assert quick == slow
+
+
+async def test_a_body_that_stops_coming_is_408(serving: Any) -> None:
+    async with serving(HttpLimits(body_timeout_s=0.2)) as served:
+        reader, writer = await served.connect()
+        writer.write(request(INFER, V2)[:-10])  # the head and most of the body
+        answer = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+        assert served.started[0] == 0
+    assert answer.startswith(b"HTTP/1.1 408 ")
 
 
 async def test_keep_alive_http_1_0_and_drain(serving: Any) -> None:
