@@ -49,6 +49,7 @@ class Connection(Protocol):
     scope: Any
     expect_100_continue: bool
     limit_concurrency: int | None
+    root_path: str
     cycle: Any
     loop: Any
     tasks: set[Any]
@@ -116,8 +117,8 @@ def begin(protocol: Connection, front: Front) -> Cycle | None:
     existing = protocol.cycle
     if existing is not None and not existing.response_complete:
         return None  # pipelined: answered after the one before, by uvicorn's queue
-    if protocol.limit_concurrency is not None:
-        return None  # uvicorn answers past its limit
+    if protocol.limit_concurrency is not None or protocol.root_path:
+        return None  # uvicorn answers past its limit, and prefixes paths with a root
     length = _content_length(protocol.headers)
     if length is None or length > MAX_BODY:
         return None
