@@ -329,7 +329,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         if not upgrade and self._front is not None:
             quick = direct.begin(self, self._front)
             if quick is not None:
-                self.cycle = cast(Any, quick)
+                self.cycle = quick  # type: ignore[assignment]  # duck-typed, no runtime cast
                 return
         before = self.cycle
         super().on_headers_complete()
