@@ -258,12 +258,3 @@ async def test_a_client_gone_before_the_answer_leaves_the_server_well(serving: A
         writer.close()
         status, _, _ = await ask(served, request(INFER, V2))
         assert status == b"HTTP/1.1 200 OK"
-
-
-def test_the_declared_length() -> None:
-    length = direct._content_length
-    assert length([(b"content-length", b"12")]) == 12
-    assert length([]) is None
-    assert length([(b"content-length", b"1"), (b"content-length", b"1")]) is None
-    assert length([(b"content-length", b"-1")]) is None
-    assert length([(b"content-length", b"1"), (b"transfer-encoding", b"chunked")]) is None
