@@ -18,6 +18,7 @@ import uvicorn
 from inferd.gateway.keys import Scope, new_key
 from inferd.http import direct
 from inferd.http.app import create_app
+from inferd.http.front import Front
 from inferd.http.protocol import protocol_class
 from inferd.settings import HttpLimits
 from tests.conftest import NodeFactory, until
@@ -118,11 +119,13 @@ async def ask(served: Served, data: bytes) -> tuple[bytes, dict[bytes, bytes], b
         writer.close()
 
 
-def without_latency(body: bytes) -> Any:
-    """The answer's JSON without ``latency_ms`` (``/predict`` reports the request's)."""
+def comparable(answer: tuple[bytes, dict[bytes, bytes], bytes]) -> Any:
+    """An answer without what differs between two requests: ``/predict``'s ``latency_ms``
+    (and so the body's length, read exactly by :func:`read_answer`)."""
+    status, headers, body = answer
     doc = orjson.loads(body)
     doc.pop("latency_ms", None)
-    return doc
+    return status, {k: v for k, v in headers.items() if k != b"content-length"}, doc
 
 
 @pytest.mark.parametrize(
@@ -147,8 +150,7 @@ async def test_a_direct_answer_is_the_asgi_paths_answer(
         slow = await ask(served, request(path, body, rid, chunked=True))
         assert served.started[0] == 1
     assert int(quick[0].split()[1]) == status
-    assert quick[:2] == slow[:2]
-    assert without_latency(quick[2]) == without_latency(slow[2])
+    assert comparable(quick) == comparable(slow)
     assert quick[1][b"x-request-id"] == b"req-1"
 
 
@@ -248,6 +250,25 @@ async def test_what_takes_the_asgi_path(serving: Any) -> None:
     statuses = [int(status.split()[1]) for status, _, _ in answers]
     assert statuses[1:4] == [200, 200, 200]
     assert statuses[0] == 400  # an unknown parameter, refused on either path
+
+
+async def test_a_bug_in_the_direct_path_is_a_logged_500_and_a_close(
+    serving: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken(*args: Any) -> None:
+        raise RuntimeError("a bug")
+
+    async with serving() as served:
+        monkeypatch.setattr(Front, "direct_answer", broken)
+        reader, writer = await served.connect()
+        writer.write(request(INFER, V2))
+        status, headers, body = await read_answer(reader)
+        assert await asyncio.wait_for(reader.read(), 10) == b""  # closed by the server
+        writer.close()
+    assert status == b"HTTP/1.1 500 Internal Server Error"
+    assert headers[b"connection"] == b"close"
+    assert body == b"Internal Server Error"
+    assert "unhandled error in a direct answer" in caplog.text
 
 
 async def test_a_client_gone_before_the_answer_leaves_the_server_well(serving: Any) -> None:

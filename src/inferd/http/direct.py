@@ -159,18 +159,16 @@ async def _answer(protocol: Connection, front: Front, cycle: Cycle) -> None:
         if answer.stream is not None:
             raise RuntimeError("a direct route answered with a stream")
         data = _encode(answer, cycle.keep_alive, protocol.server_state.default_headers)
-    except BaseException as exc:
+    except Exception as exc:  # a bug: errors of requests are answers already
         log.error("unhandled error in a direct answer", exc_info=exc)
         data = INTERNAL_ERROR
         cycle.keep_alive = False
-        if not isinstance(exc, Exception):
-            raise
     finally:
         cycle.response_started = True
+    if protocol.flow.write_paused and not cycle.disconnected:
+        await protocol.flow.drain()
     if cycle.disconnected:
         return
-    if protocol.flow.write_paused:
-        await protocol.flow.drain()
     transport = protocol.transport
     transport.write(data)
     cycle.response_complete = True
