@@ -178,11 +178,13 @@ async def _answer(protocol: Connection, front: Front, cycle: Cycle) -> None:
 
 
 def _encode(answer: Answer, keep_alive: bool, default: list[tuple[bytes, bytes]]) -> bytes:
-    parts = [
-        STATUS_LINE[answer.status],
-        _default_lines(default),
-        b"content-type: %s\r\ncontent-length: %d\r\n" % (answer.content_type, len(answer.body)),
-    ]
+    """Status line, uvicorn's default headers (``date``), the answer's, and its body."""
+    parts = [STATUS_LINE[answer.status]]
+    for name, value in default:
+        parts += (name, b": ", value, b"\r\n")
+    parts.append(
+        b"content-type: %s\r\ncontent-length: %d\r\n" % (answer.content_type, len(answer.body))
+    )
     for name, value in answer.headers:
         if b"\n" in value or b"\r" in value:
             raise ValueError(f"invalid value of answer header {name!r}")
@@ -191,18 +193,6 @@ def _encode(answer: Answer, keep_alive: bool, default: list[tuple[bytes, bytes]]
         parts.append(b"connection: close\r\n")
     parts += (b"\r\n", answer.body)
     return b"".join(parts)
-
-
-_default: list[Any] = [None, b""]
-
-
-def _default_lines(default: list[tuple[bytes, bytes]]) -> bytes:
-    """uvicorn's default headers (``date``) as lines: made once per list (uvicorn makes a
-    new one each second)."""
-    if _default[0] is not default:
-        _default[:] = [default, b"".join(b"%s: %s\r\n" % field for field in default)]
-    lines: bytes = _default[1]
-    return lines
 
 
 def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
