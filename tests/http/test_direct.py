@@ -6,22 +6,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-import uvicorn
 
 from inferd.gateway.keys import Scope, new_key
 from inferd.http import direct
 from inferd.http.app import create_app
 from inferd.http.front import Front
-from inferd.http.protocol import protocol_class
 from inferd.settings import HttpLimits
-from tests.conftest import NodeFactory, until
+from tests.conftest import NodeFactory
+from tests.http import loopback
 
 KEY, RECORD = new_key("app", Scope.INFER)
 V2 = orjson.dumps(
@@ -63,25 +61,14 @@ def serving(example_repo: Path, node_factory: NodeFactory, count_direct: list[in
         node = node_factory(example_repo, models={"default_model": "tiny"}, **sections)
         await node.start()
         draining = [False]
-        config = uvicorn.Config(
+        async with loopback.serve(
             create_app(node),
-            loop="none",
-            http=protocol_class(limits or HttpLimits(), lambda: draining[0]),
-            lifespan="off",
-            log_level="warning",
+            limits or HttpLimits(),
+            lambda: draining[0],
             server_header=False,
             proxy_headers=False,  # as inferd.server: the app itself, not wrapped
-        )
-        server_ = uvicorn.Server(config)
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        task = asyncio.create_task(server_.serve(sockets=[sock]))
-        await until(lambda: server_.started, 10, "the server to start")
-        try:
-            yield Served(sock.getsockname()[1], draining, count_direct)
-        finally:
-            server_.should_exit = True
-            await task
+        ) as port:
+            yield Served(port, draining, count_direct)
 
     return serve
 

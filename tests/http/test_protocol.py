@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
-import uvicorn
 
-from inferd.http.protocol import protocol_class
 from inferd.settings import HttpLimits
-from tests.conftest import until
+from tests.http import loopback
 
 Connect = Callable[[], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]
 
@@ -70,24 +67,8 @@ class Served:
 async def serving(**limits: Any) -> AsyncIterator[Served]:
     draining = [False]
     app = App()
-    config = uvicorn.Config(
-        app,
-        loop="none",
-        http=protocol_class(HttpLimits(**limits), lambda: draining[0]),
-        ws="auto",
-        lifespan="off",
-        log_level="warning",
-    )
-    server = uvicorn.Server(config)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    await until(lambda: server.started, 10, "the server to start")
-    try:
-        yield Served(app, sock.getsockname()[1], draining)
-    finally:
-        server.should_exit = True
-        await task
+    async with loopback.serve(app, HttpLimits(**limits), lambda: draining[0], ws="auto") as port:
+        yield Served(app, port, draining)
 
 
 async def exchange(served: Served, data: bytes, timeout: float = 5.0) -> tuple[bytes, float]:
