@@ -190,6 +190,38 @@ async def test_a_failure_reaches_every_waiter_and_is_not_stored(
     assert answer.cache == "miss"
 
 
+
+async def test_a_waiter_computes_when_the_first_caller_goes_away(
+    tmp_path: Path, node_factory: NodeFactory
+) -> None:
+    node = await started(node_factory, counting_repo(tmp_path, {"enabled": True}))
+    assert node.cache is not None
+    loaded = node.manager.resolve("m")
+    release = asyncio.Event()
+    computed = 0
+
+    async def compute() -> list[Tensor]:
+        nonlocal computed
+        computed += 1
+        await release.wait()
+        return [Tensor("y", "FP32", np.full((1, 1), computed, dtype=np.float32))]
+
+    def call() -> asyncio.Task[tuple[list[Tensor], bool]]:
+        return asyncio.create_task(
+            node.cache.through(loaded, {"x": X55}, request([5, 5]), ["y"], compute)
+        )
+
+    first, waiter = call(), call()
+    await asyncio.sleep(0)  # the first computes, the waiter waits for it
+    first.cancel()
+    await asyncio.sleep(0)
+    release.set()
+    tensors, hit = await waiter
+    assert first.cancelled()
+    assert (computed, hit, float(tensors[0].data[0, 0])) == (2, False, 2.0)
+    again, hit = await call()  # what the waiter computed was stored
+    assert (hit, float(again[0].data[0, 0])) == (True, 2.0)
+
 async def test_new_weights_under_the_same_version_are_a_miss(
     tmp_path: Path, node_factory: NodeFactory
 ) -> None:

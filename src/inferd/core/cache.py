@@ -124,22 +124,26 @@ def version_digest(
 
 
 @functools.lru_cache(maxsize=1024)
-def _tensor_header(name: str, datatype: str, shape: tuple[int, ...], dtype: str) -> bytes:
+def _tensor_header(
+    name: str, datatype: str, shape: tuple[int, ...], dtype: np.dtype[Any] | None
+) -> bytes:
     """What a key holds of a tensor before its bytes: its name, datatype and shape (with
     their length), then the array's dtype (none for BYTES and BF16, hashed as on the wire)."""
     header = f"{name}\0{datatype}\0{list(shape)}\0".encode()
-    return len(header).to_bytes(4, "little") + header + dtype.encode()
+    return (
+        len(header).to_bytes(4, "little") + header + (b"" if dtype is None else dtype.str.encode())
+    )
 
 
 def _hash_tensor(digest: Any, name: str, datatype: str, array: np.ndarray[Any, Any]) -> None:
     if datatype in ("BYTES", "BF16"):
-        digest.update(_tensor_header(name, datatype, array.shape, ""))
+        digest.update(_tensor_header(name, datatype, array.shape, None))
         digest.update(to_binary(datatype, array))
         return
     if not array.flags.c_contiguous:
         array = np.ascontiguousarray(array)
-    digest.update(_tensor_header(name, datatype, array.shape, array.dtype.str))
-    digest.update(array.data.cast("B"))
+    digest.update(_tensor_header(name, datatype, array.shape, array.dtype))
+    digest.update(array)  # its bytes: the buffer of a C-contiguous array
 
 
 def _name(spec: TensorSpec) -> str:
@@ -231,7 +235,8 @@ class ResponseCache:
         self._shared = shared
         self._metrics = metrics
         self._memory: dict[str, MemoryStore] = {}
-        self._flights: dict[str, asyncio.Future[list[Tensor]]] = {}
+        #: Requests being computed; a future once an identical request waits for one.
+        self._flights: dict[str, asyncio.Future[list[Tensor]] | None] = {}
 
     @property
     def shared(self) -> bool:
@@ -254,10 +259,16 @@ class ResponseCache:
         compute: Compute,
     ) -> tuple[list[Tensor], bool]:
         """The outputs for ``request`` (inputs decoded as ``arrays``) and whether they came
-        without computing (a hit)."""
+        without computing (a hit).
+
+        One coroutine for the in-process store, which answers without a wait; a request in
+        flight gets a future only when an identical one comes to wait for it."""
         start = time.perf_counter()
         key = cache_key(loaded, arrays, request, outputs)
-        while (flight := self._flights.get(key)) is not None:
+        while key in self._flights:
+            flight = self._flights[key]
+            if flight is None:
+                flight = self._flights[key] = asyncio.get_running_loop().create_future()
             try:
                 tensors = await asyncio.shield(flight)
             except asyncio.CancelledError:
@@ -267,59 +278,72 @@ class ResponseCache:
                 continue  # the first caller went away: compute it ourselves
             self._hit(loaded, start)
             return tensors, True
-        future: asyncio.Future[list[Tensor]] = asyncio.get_running_loop().create_future()
-        self._flights[key] = future
+        store = self._store(loaded)
+        self._flights[key] = None
         try:
-            tensors, hit = await self._lookup_or_compute(loaded, key, start, compute)
+            if type(store) is MemoryStore:
+                value = store.lookup(key)
+                found = None if value is None else self._decoded(loaded, value, start)
+                if found is not None:
+                    tensors, hit = found, True
+                else:
+                    lookup_s = time.perf_counter() - start
+                    tensors, hit = await compute(), False
+                    insert_start = time.perf_counter()
+                    evicted = store.evictions
+                    store.put(key, encode(tensors), loaded.config.cache.ttl_s)
+                    self._metrics.cache_held(loaded.model, store.bytes, store.evictions - evicted)
+                    self._missed(loaded, lookup_s, insert_start)
+            else:
+                tensors, hit = await self._shared_through(loaded, store, key, start, compute)
         except asyncio.CancelledError:
-            future.cancel()
+            if (flight := self._flights.pop(key)) is not None:
+                flight.cancel()
             raise
         except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved: only waiters, if any, re-raise it
+            if (flight := self._flights.pop(key)) is not None:
+                flight.set_exception(exc)
+                flight.exception()  # retrieved: only waiters re-raise it
             raise
-        else:
-            future.set_result(tensors)
-            return tensors, hit
-        finally:
-            del self._flights[key]
+        if (flight := self._flights.pop(key)) is not None:
+            flight.set_result(tensors)
+        return tensors, hit
 
-    async def _lookup_or_compute(
-        self, loaded: Cached, key: str, start: float, compute: Compute
+    async def _shared_through(
+        self, loaded: Cached, store: Store, key: str, start: float, compute: Compute
     ) -> tuple[list[Tensor], bool]:
-        store = self._store(loaded)
+        """:meth:`through` with the shared store, whose every call waits on the network."""
         try:
-            value = store.lookup(key) if type(store) is MemoryStore else await store.get(key)
+            value = await store.get(key)
         except StorageUnavailable as exc:
             log.debug("prediction cache bypassed: %s", exc)
             self._metrics.cache_lookup(loaded.model, "bypassed")
             return await compute(), False
-        if value is not None:
-            try:
-                tensors = decode(value)
-            except ValueError:
-                log.warning("prediction cache: entry for model '%s' unreadable", loaded.model)
-            else:
-                self._hit(loaded, start)
-                return tensors, True
+        if value is not None and (tensors := self._decoded(loaded, value, start)) is not None:
+            return tensors, True
         lookup_s = time.perf_counter() - start
         tensors = await compute()
         insert_start = time.perf_counter()
         try:
-            await self._put(loaded, store, key, encode(tensors))
+            await store.set(key, encode(tensors), loaded.config.cache.ttl_s)
         except StorageUnavailable as exc:
             log.debug("prediction cache: answer not stored: %s", exc)
-        loaded.stats.cache_miss.add(lookup_s + time.perf_counter() - insert_start)
-        self._metrics.cache_lookup(loaded.model, "miss")
+        self._missed(loaded, lookup_s, insert_start)
         return tensors, False
 
-    async def _put(self, loaded: Cached, store: Store, key: str, value: bytes) -> None:
-        if type(store) is not MemoryStore:
-            await store.set(key, value, loaded.config.cache.ttl_s)
-            return
-        evicted = store.evictions
-        store.put(key, value, loaded.config.cache.ttl_s)
-        self._metrics.cache_held(loaded.model, store.bytes, store.evictions - evicted)
+    def _decoded(self, loaded: Cached, value: bytes, start: float) -> list[Tensor] | None:
+        """A stored entry's tensors, counted as a hit; None (a miss) when unreadable."""
+        try:
+            tensors = decode(value)
+        except ValueError:
+            log.warning("prediction cache: entry for model '%s' unreadable", loaded.model)
+            return None
+        self._hit(loaded, start)
+        return tensors
+
+    def _missed(self, loaded: Cached, lookup_s: float, insert_start: float) -> None:
+        loaded.stats.cache_miss.add(lookup_s + time.perf_counter() - insert_start)
+        self._metrics.cache_lookup(loaded.model, "miss")
 
     def _hit(self, loaded: Cached, start: float) -> None:
         loaded.stats.cache_hit.add(time.perf_counter() - start)

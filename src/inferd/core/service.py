@@ -8,20 +8,20 @@ import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any
 
-from inferd.core.cache import ResponseCache
 from inferd.core.gate import Gate
 from inferd.core.messages import InferRequest, InferResponse, PredictResult
 from inferd.core.parameters import check as check_parameters
 from inferd.core.parameters import deadline as request_deadline
 from inferd.core.serving import classification
 from inferd.core.serving.answers import (
+    computed,
     outputs_of,
     partial_outputs,
     response_of,
     selected_outputs,
-    submit,
 )
 from inferd.core.serving.batcher import Closed
 from inferd.core.serving.shm import SharedMemory
@@ -37,7 +37,6 @@ from inferd.core.serving.validation import (
 from inferd.core.store.loaded import LoadedVersion
 from inferd.core.store.manager import ModelManager
 from inferd.core.traffic.router import Router
-from inferd.core.traffic.shadow import Arrays
 from inferd.errors import (
     ErrorCode,
     InferdError,
@@ -48,7 +47,7 @@ from inferd.errors import (
 )
 from inferd.metrics import UNKNOWN, Metrics
 from inferd.settings import Settings
-from inferd.types import Tensor, TensorSpec
+from inferd.types import TensorSpec
 
 log = logging.getLogger("inferd.service")
 
@@ -218,9 +217,10 @@ class InferenceService:
                 )
                 outputs = outputs_of(loaded, selected, results, plan)
             else:
-                outputs, cached = await self._through_cache(
-                    plan.cache, loaded, request, arrays, selected, deadline
-                )
+                names = [spec.name for spec in selected]
+                compute = partial(computed, loaded, request, arrays, selected, deadline)
+                outputs, hit = await plan.cache.through(loaded, arrays, request, names, compute)
+                cached = "hit" if hit else "miss"
             if plan.shadow is not None and cached != "hit":
                 plan.shadow.offer(loaded.version, arrays, outputs, request.request_id or request.id)
         finally:
@@ -231,25 +231,6 @@ class InferenceService:
                 outputs, classes, loaded.labels, loaded.settings.batching
             )
         return response_of(loaded, request, outputs, cached)
-
-    async def _through_cache(
-        self,
-        cache: ResponseCache,
-        loaded: LoadedVersion,
-        request: InferRequest,
-        arrays: Arrays,
-        selected: list[TensorSpec],
-        deadline: float,
-    ) -> tuple[list[Tensor], str]:
-        """The outputs from the prediction cache, else computed (and stored); hit or miss."""
-
-        async def compute() -> list[Tensor]:
-            results = await submit(loaded, request, arrays, deadline)
-            return outputs_of(loaded, selected, results, loaded.plan)
-
-        names = [spec.name for spec in selected]
-        outputs, hit = await cache.through(loaded, arrays, request, names, compute)
-        return outputs, "hit" if hit else "miss"
 
     # -- streaming (decoupled) models -------------------------------------------------------
 

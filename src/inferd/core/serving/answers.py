@@ -45,6 +45,19 @@ def submit(
     return loaded.sequences.submit(request.parameters, arrays, deadline)
 
 
+async def computed(
+    loaded: LoadedVersion,
+    request: InferRequest,
+    arrays: Arrays,
+    selected: list[TensorSpec],
+    deadline: float,
+) -> list[Tensor]:
+    """The selected outputs of the request's rows, computed: what the prediction cache
+    runs on a miss."""
+    results = await submit(loaded, request, arrays, deadline)
+    return outputs_of(loaded, selected, results, loaded.plan)
+
+
 def outputs_of(
     loaded: LoadedVersion,
     selected: list[TensorSpec],
