@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+from collections.abc import Awaitable
 from typing import Final
 
 from inferd.errors import PermissionDenied, Unauthenticated
@@ -124,15 +125,26 @@ class Gateway:
         entry = self.keys.find(key)
         return Principal(entry, address, unknown_key=entry is None)
 
-    async def admit(
+    def admitted(
         self, principal: Principal, operation: Operation, model: str | None = None
-    ) -> None:
-        """Raise unless ``principal`` may perform ``operation`` (on ``model``) now."""
+    ) -> Awaitable[None] | None:
+        """Raise unless ``principal`` may perform ``operation`` (on ``model``) now. What to
+        await before serving when the rate limit's counters are shared (Redis); None when
+        it was decided here (no limit, or counters in this process)."""
         rule = RULES[operation]
         if rule.scope is not None:
             self._authorize(principal, rule)
         if rule.limited and self._limiter is not None:
-            await self._limiter.check(principal.rate_key, model)
+            return self._limiter.take(principal.rate_key, model)
+        return None
+
+    async def admit(
+        self, principal: Principal, operation: Operation, model: str | None = None
+    ) -> None:
+        """:meth:`admitted`, awaited."""
+        waiting = self.admitted(principal, operation, model)
+        if waiting is not None:
+            await waiting
 
     def allows(self, principal: Principal, operation: Operation) -> bool:
         """Whether ``principal``'s key (or its absence) would be admitted to ``operation``;

@@ -9,8 +9,8 @@ limiter for the URI's scheme:
 - :class:`LocalRateLimiter` (``memory://``): ``limits``' synchronous in-process storage,
   hit as the library's strategy of the same name hits it (:data:`TAKES`), with each
   principal's storage key built once. A check is a few dictionary operations on the event
-  loop: no coroutine per storage call, no timeout scope (it cannot wait), and no failure
-  mode (it cannot fail).
+  loop, taken by :meth:`RateLimiter.take` without a coroutine: no timeout scope (it cannot
+  wait), and no failure mode (it cannot fail).
 - :class:`SharedRateLimiter` (``redis://``, ``rediss://``, ``unix://``): ``limits``'
   asynchronous strategies over the Redis the storage layer hands out
   (:class:`inferd.core.storage.RedisCounters`), each check under the storage deadline.
@@ -35,7 +35,7 @@ import functools
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 from limits import RateLimitItem, RateLimitItemPerMinute, WindowStats, strategies
@@ -168,6 +168,11 @@ class RateLimiter(abc.ABC):
     async def check(self, principal: str, model: str | None = None) -> None:
         """Take one hit for ``principal`` (and ``model``, when limits are per model)."""
 
+    def take(self, principal: str, model: str | None = None) -> Awaitable[None] | None:
+        """:meth:`check`: the awaitable that takes the hit, or None when it was taken here
+        (counters in this process: no coroutine per request)."""
+        return self.check(principal, model)
+
     @abc.abstractmethod
     async def close(self) -> None:
         """Release the storage's connections."""
@@ -199,6 +204,9 @@ class LocalRateLimiter(RateLimiter):
         self._key = functools.lru_cache(maxsize=KEY_CACHE)(self.item.key_for)
 
     async def check(self, principal: str, model: str | None = None) -> None:
+        self.take(principal, model)
+
+    def take(self, principal: str, model: str | None = None) -> None:
         ids = (principal, model or "") if self.per_model else (principal,)
         if self._take(self._key(*ids)):
             return

@@ -6,7 +6,7 @@ Built in one place, outermost first::
                      path not in it is answered 404 here; request id (X-Request-Id in,
                      on every answer out), access log line
       middleware     from settings (:func:`middleware`): CORS when server.cors_origins
-        admission    the caller's key -> Principal; gateway.admit(principal, operation, model)
+        admission    the caller's key -> Principal; gateway.admitted(principal, operation, model)
           dispatch   the route's fast handler (http/raw.py), else the FastAPI router
 
 The fast routes are behind the same middleware and admission as every other route.
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -208,7 +208,9 @@ class Front:
         try:
             if match is None:
                 raise NotFound(f"Not Found: no route {clip(scope['path'])} (the API: /docs)")
-            await self._admission(info, match, scope["type"])
+            waiting = self._admission(info, match, scope["type"])
+            if waiting is not None:
+                await waiting
         except InferdError as exc:
             await _refuse(exc, scope, send)
             return
@@ -221,10 +223,12 @@ class Front:
             send = _allow_origin(info.origin, send)
         await self.app(scope, receive, send)
 
-    async def _admission(self, info: RequestInfo, match: Match, kind: str) -> None:
+    def _admission(self, info: RequestInfo, match: Match, kind: str) -> Awaitable[None] | None:
+        """Raise unless the request is admitted; what to await first when the rate limit's
+        counters are shared (else None: decided here, without a coroutine)."""
         if info.origin is not None:
             self._check_origin(match.route.operation, info.origin, info.host, kind)
-        await self._gateway.admit(info.principal, match.route.operation, info.model)
+        return self._gateway.admitted(info.principal, match.route.operation, info.model)
 
     def _call(self, info: RequestInfo) -> raw.Call:
         return raw.Call({}, info.model, info.version, b"", self._json, info.principal, info.arrived)
@@ -251,15 +255,20 @@ class Front:
         info.arrived = started = time.monotonic()
         try:
             try:
-                await self._admission(info, match, "http")
+                waiting = self._admission(info, match, "http")
+                if waiting is not None:
+                    await waiting
             except InferdError as exc:
                 answer = raw.error_answer(exc)
             else:
                 handler = match.route.handler
                 assert handler is not None  # a direct route has one
-                answer = await raw.serve_whole(
-                    handler, self._call(info), self._service, scope, body
-                )
+                call = self._call(info)
+                try:
+                    raw.take_whole(call, scope, self._service, body)
+                    answer = await handler(self._service, call)
+                except Exception as exc:
+                    answer = raw.error_answer(exc)
             info.status = answer.status
             answer.headers = [*answer.headers, (REQUEST_ID, info.request_id.encode())]
             return answer

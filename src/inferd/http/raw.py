@@ -100,31 +100,24 @@ async def serve(
             raise HTTPException(405, "Method Not Allowed", {"Allow": "POST"})
         limit = _read_head(call, scope, service)
         call.body = await _read_body(receive, limit)
+        answer = await handler(service, call)
     except _Disconnected:
         return
     except Exception as exc:
         answer = error_answer(exc)
-    else:
-        answer = await respond(handler, call, service)
     if answer.stream is not None:
         await _send_stream(answer, answer.stream, receive, send)
     else:
         await _send(answer, send)
 
 
-async def serve_whole(
-    handler: Handler, call: Call, service: InferenceService, scope: Scope, body: bytes
-) -> Answer:
-    """A fast route's POST whose whole body has arrived (``http/direct.py``): the same
-    checks and answer as :func:`serve`, returned instead of sent."""
-    try:
-        limit = _read_head(call, scope, service)
-        if len(body) > limit:
-            raise PayloadTooLarge(f"request body exceeds the {limit}-byte limit")
-    except Exception as exc:
-        return error_answer(exc)
+def take_whole(call: Call, scope: Scope, service: InferenceService, body: bytes) -> None:
+    """A fast route's POST whose whole body has arrived (``http/direct.py``): its headers
+    and body into ``call``, with :func:`serve`'s checks (raises what it answers)."""
+    limit = _read_head(call, scope, service)
+    if len(body) > limit:
+        raise PayloadTooLarge(f"request body exceeds the {limit}-byte limit")
     call.body = body
-    return await respond(handler, call, service)
 
 
 def _read_head(call: Call, scope: Scope, service: InferenceService) -> int:
@@ -134,14 +127,6 @@ def _read_head(call: Call, scope: Scope, service: InferenceService) -> int:
     limit = service.settings.safeguards.max_request_bytes
     check_declared_length(call.headers.get("content-length"), limit)
     return limit
-
-
-async def respond(handler: Handler, call: Call, service: InferenceService) -> Answer:
-    """The handler's answer, or its error's."""
-    try:
-        return await handler(service, call)
-    except Exception as exc:
-        return error_answer(exc)
 
 
 def error_answer(exc: BaseException) -> Answer:
