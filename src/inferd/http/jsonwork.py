@@ -64,8 +64,13 @@ class JsonParser:
         self._workers = workers
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
 
+    def offloads(self, raw: bytes | memoryview | str) -> bool:
+        """Whether ``raw`` is parsed in the worker (:meth:`parse`); a smaller body is parsed
+        on the loop, by :func:`parse_json` directly on the hot routes (no coroutine)."""
+        return bool(self._offload_bytes) and len(raw) >= self._offload_bytes
+
     async def parse(self, raw: bytes | memoryview | str) -> Any:
-        if not self._offload_bytes or len(raw) < self._offload_bytes:
+        if not self.offloads(raw):
             return parse_json(raw)
         if self._pool is None:
             # spawn: the server's threads (model instances, gRPC) are not forked along.

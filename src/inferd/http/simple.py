@@ -15,6 +15,7 @@ from inferd.core.service import InferenceService
 from inferd.errors import InvalidArgument, clip
 from inferd.gateway import requestid, routingkey
 from inferd.http import schemas as S
+from inferd.http.codec import parse_json
 from inferd.http.headers import deadline_from
 from inferd.http.raw import Answer, Call, answer_headers
 from inferd.http.schemas import answers
@@ -74,7 +75,8 @@ def _v2_route(service: InferenceService, call: Call) -> str:
 
 async def predict(service: InferenceService, call: Call) -> Answer:
     """POST /predict and /models/{model}/predict (a raw route, see http/raw.py)."""
-    doc = await call.json.parse(call.body)
+    parser, body = call.json, call.body
+    doc = await parser.parse(body) if parser.offloads(body) else parse_json(body)
     route = _v2_route(service, call) if is_v2_request(doc) else ""
     data, batched, version = decode_predict(doc, v2_route=route)
     result = await service.predict(

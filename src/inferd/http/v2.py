@@ -44,7 +44,9 @@ async def infer(service: InferenceService, call: Call) -> Answer:
     if call.model in TARGETED:  # refused before decoding? (core/serving/early.py)
         early.refuse(service, call.model, call.version, routingkey.current.get(), call.arrived)
     header, binary = split_body(call.body, call.headers.get(HEADER_LENGTH))
-    decoded = decode_document(await call.json.parse(header), binary, call.model, call.version)
+    parser = call.json
+    doc = await parser.parse(header) if parser.offloads(header) else parse_json(header)
+    decoded = decode_document(doc, binary, call.model, call.version)
     decoded.deadline = deadline_from(call.headers)
     decoded.request_id = requestid.current.get()
     decoded.arrived = call.arrived
