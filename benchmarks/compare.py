@@ -7,12 +7,18 @@ alike. It prints each round's after/before ratio and their median; writes nothin
 
     .venv/bin/python benchmarks/compare.py 2e23fbb            # 8 rounds of 4 s
     .venv/bin/python benchmarks/compare.py HEAD~3 --rounds 12
+    .venv/bin/python benchmarks/compare.py HEAD~1 --features   # make bench's features-on server
+
+``--features`` serves both with every optional feature on, as ``make bench``'s "features
+on" point does (API key, rate limit, cache misses, a 90/10 split, the access log), and
+loads them at 64 connections with another input in every request.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import hashlib
 import statistics
 import subprocess
 import tempfile
@@ -26,6 +32,9 @@ def main() -> None:
     parser.add_argument("commit", help="the 'before' commit (a git worktree of it is served)")
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--duration", type=float, default=4.0, help="seconds per point")
+    parser.add_argument(
+        "--features", action="store_true", help="every optional feature on, varying inputs"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="inferd-compare-") as folder:
         work = Path(folder)
@@ -36,11 +45,12 @@ def main() -> None:
             for server in servers:
                 server.stop()
             subprocess.run(["git", "-C", str(h.ROOT), "worktree", "prune"], check=False)
-    for connections in (64, 1):
+    for connections in (64,) if args.features else (64, 1):
         after, before = rates[f"after c={connections}"], rates[f"before c={connections}"]
         ratios = [a / b for a, b in zip(after, before, strict=True)]
         print(
-            f"tiny JSON c={connections}: after/before per round "
+            f"tiny JSON c={connections}{', features on' if args.features else ''}: "
+            "after/before per round "
             f"{[round(r, 2) for r in ratios]}, median {statistics.median(ratios):.2f}x "
             f"({statistics.median(after):,.0f} vs {statistics.median(before):,.0f} req/s)"
         )
@@ -54,6 +64,11 @@ def measure(
     tiny = h.payloads("tiny")
     env = h._env()
     source = h.release_tree(work, args.commit) / "src"
+    config = None
+    if args.features:
+        repo = h.features_repository(repo, work)
+        config = work / "features.yaml"
+        config.write_text(h.FEATURES_YAML.format(digest=hashlib.sha256(h.KEY.encode()).hexdigest()))
     paths = {
         "before": (source, f"{h.release_site()}:{source}"),
         "after": (h.ROOT / "src", str(h.ROOT / "src")),
@@ -64,11 +79,17 @@ def measure(
         url = f"http://127.0.0.1:{port}"
         server = h.start(
             name,
-            h.inferd_command(src, repo, port, grpc_port, None),
+            h.inferd_command(src, repo, port, grpc_port, config),
             functools.partial(h.http_ok, f"{url}/ready"),
             {**env, "PYTHONPATH": path},
         )
         servers.append(server)
+        if args.features:
+            infer = f"{url}/v2/models/{h.TINY}/infer"
+            points.append(
+                h.varying_point(f"{name} c=64", server, infer, {"X-API-Key": h.KEY}, work)
+            )
+            continue
         target = h.HttpTarget(f"{url}/v2/models/{h.TINY}/infer", tiny.v2_json, h.JSON)
         for connections in (64, 1):
             points.append(
