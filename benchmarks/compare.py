@@ -47,18 +47,32 @@ def main() -> None:
             subprocess.run(["git", "-C", str(h.ROOT), "worktree", "prune"], check=False)
     for connections in (64,) if args.features else (64, 1):
         after, before = rates[f"after c={connections}"], rates[f"before c={connections}"]
-        ratios = [a / b for a, b in zip(after, before, strict=True)]
+        ratios = [a.rate / b.rate for a, b in zip(after, before, strict=True)]
         print(
             f"tiny JSON c={connections}{', features on' if args.features else ''}: "
             "after/before per round "
             f"{[round(r, 2) for r in ratios]}, median {statistics.median(ratios):.2f}x "
-            f"({statistics.median(after):,.0f} vs {statistics.median(before):,.0f} req/s)"
+            f"({statistics.median(r.rate for r in after):,.0f} vs "
+            f"{statistics.median(r.rate for r in before):,.0f} req/s)"
         )
+        # The server's CPU time per request: less moved than req/s by other processes
+        # taking the machine's cores (a rate falls with them; a request's CPU, less).
+        spent = [_cpu_us(b) / _cpu_us(a) for a, b in zip(after, before, strict=True)]
+        print(
+            f"  server CPU per request, before/after per round {[round(r, 2) for r in spent]}, "
+            f"median {statistics.median(spent):.2f}x ({statistics.median(map(_cpu_us, after)):.0f}"
+            f" vs {statistics.median(map(_cpu_us, before)):.0f} us)"
+        )
+
+
+def _cpu_us(result: h.Result) -> float:
+    assert result.cpu is not None  # every HTTP point measures it
+    return result.cpu.server / 100 / result.rate * 1e6
 
 
 def measure(
     args: argparse.Namespace, work: Path, servers: list[h.Server]
-) -> dict[str, list[float]]:
+) -> dict[str, list[h.Result]]:
     repo = work / "models"
     h.build_repository(repo, ["tiny"], max_batch_size=64)
     tiny = h.payloads("tiny")
@@ -105,7 +119,7 @@ def measure(
             f"round {round_}: "
             + ", ".join(f"{p.label} {p.results[-1].rate:,.0f}/s" for p in points)
         )
-    return {p.label: [r.rate for r in p.results] for p in points}
+    return {p.label: p.results for p in points}
 
 
 if __name__ == "__main__":
