@@ -63,6 +63,9 @@ class TorchScriptRuntime(Runtime):
     # Every torch call made from Python lets go of the GIL and must win it back, and the
     # event loop may hold it for a whole switch interval: on the CPU, with inputs of the
     # model's precision, the only torch calls per batch are from_numpy, the model and numpy().
+    # Inference mode is entered by the guard ``torch.inference_mode`` itself enters: its
+    # Python wrapper (three calls and an object) measured 15-25 us a call with the
+    # interpreter's caches cold, as they are between batches (docs/performance.md, round 6).
 
     def _to_tensor(self, array: np.ndarray[Any, Any]) -> torch.Tensor:
         if array.dtype == object:
@@ -78,7 +81,7 @@ class TorchScriptRuntime(Runtime):
 
     def infer(self, inputs: Arrays) -> Arrays:
         args = [self._to_tensor(inputs[name]) for name in self._input_names]
-        with torch.inference_mode():
+        with torch._C._InferenceMode(True):
             result = self._module(*args)
         return self._outputs(result)
 
@@ -100,7 +103,7 @@ class TorchScriptRuntime(Runtime):
         for name, tensor in zip(self._output_names, items, strict=True):
             if tensor.dtype in (torch.float16, torch.bfloat16):
                 tensor = tensor.float()
-            if tensor.device.type != "cpu":
+            if not tensor.is_cpu:
                 tensor = tensor.cpu()
             # Made under inference_mode: nothing to detach from.
             outputs[name] = tensor.numpy()
