@@ -190,7 +190,6 @@ async def test_a_failure_reaches_every_waiter_and_is_not_stored(
     assert answer.cache == "miss"
 
 
-
 async def test_a_waiter_computes_when_the_first_caller_goes_away(
     tmp_path: Path, node_factory: NodeFactory
 ) -> None:
@@ -221,6 +220,7 @@ async def test_a_waiter_computes_when_the_first_caller_goes_away(
     assert (computed, hit, float(tensors[0].data[0, 0])) == (2, False, 2.0)
     again, hit = await call()  # what the waiter computed was stored
     assert (hit, float(again[0].data[0, 0])) == (True, 2.0)
+
 
 async def test_new_weights_under_the_same_version_are_a_miss(
     tmp_path: Path, node_factory: NodeFactory
