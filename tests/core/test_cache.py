@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,10 +54,6 @@ def counting_repo(
         config["cache"] = cache
     (folder / "model.yaml").write_text(yaml.safe_dump(config))
     return root
-
-
-X55 = np.asarray([[5, 5]], dtype=np.float32)
-X77 = np.asarray([[7, 7]], dtype=np.float32)
 
 
 def request(x: list[float], outputs: list[str] | None = None) -> InferRequest:
@@ -140,29 +137,41 @@ async def test_a_model_without_the_cache_computes_every_time(
     assert cache_stats(node) == (0, 0)
 
 
+class Held:
+    """A computation held until ``release`` is set; it counts its calls and answers
+    y = the call's number."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.calls = 0
+
+    async def __call__(self) -> list[Tensor]:
+        self.calls += 1
+        call = self.calls
+        await self.release.wait()
+        return [Tensor("y", "FP32", np.full((1, 1), call, dtype=np.float32))]
+
+
+def through(
+    node: Node, x: list[float], compute: Callable[[], Awaitable[list[Tensor]]]
+) -> asyncio.Task[tuple[list[Tensor], bool]]:
+    """The counting model's output y for the row ``x`` through the cache, as a task."""
+    assert node.cache is not None
+    loaded = node.manager.resolve("m")
+    row = np.asarray([x], dtype=np.float32)
+    return asyncio.create_task(node.cache.through(loaded, {"x": row}, request(x), ["y"], compute))
+
+
 async def test_identical_requests_in_flight_are_computed_once(
     tmp_path: Path, node_factory: NodeFactory
 ) -> None:
     node = await started(node_factory, counting_repo(tmp_path, {"enabled": True}))
-    assert node.cache is not None
-    loaded = node.manager.resolve("m")
-    release = asyncio.Event()
-    computed = 0
-
-    async def compute() -> list[Tensor]:
-        nonlocal computed
-        computed += 1
-        await release.wait()
-        return [Tensor("y", "FP32", np.ones((1, 1), dtype=np.float32))]
-
-    calls = [
-        asyncio.create_task(node.cache.through(loaded, {"x": X55}, request([5, 5]), ["y"], compute))
-        for _ in range(5)
-    ]
+    compute = Held()
+    calls = [through(node, [5, 5], compute) for _ in range(5)]
     await asyncio.sleep(0)  # let every call reach the cache
-    release.set()
+    compute.release.set()
     results = await asyncio.gather(*calls)
-    assert computed == 1
+    assert compute.calls == 1
     assert sorted(hit for _, hit in results) == [False, True, True, True, True]
 
 
@@ -170,18 +179,13 @@ async def test_a_failure_reaches_every_waiter_and_is_not_stored(
     tmp_path: Path, node_factory: NodeFactory
 ) -> None:
     node = await started(node_factory, counting_repo(tmp_path, {"enabled": True}))
-    assert node.cache is not None
-    loaded = node.manager.resolve("m")
     release = asyncio.Event()
 
     async def failing() -> list[Tensor]:
         await release.wait()
         raise Unavailable("model went away")
 
-    calls = [
-        asyncio.create_task(node.cache.through(loaded, {"x": X77}, request([7, 7]), ["y"], failing))
-        for _ in range(3)
-    ]
+    calls = [through(node, [7, 7], failing) for _ in range(3)]
     await asyncio.sleep(0)
     release.set()
     outcomes = await asyncio.gather(*calls, return_exceptions=True)
@@ -194,31 +198,16 @@ async def test_a_waiter_computes_when_the_first_caller_goes_away(
     tmp_path: Path, node_factory: NodeFactory
 ) -> None:
     node = await started(node_factory, counting_repo(tmp_path, {"enabled": True}))
-    assert node.cache is not None
-    loaded = node.manager.resolve("m")
-    release = asyncio.Event()
-    computed = 0
-
-    async def compute() -> list[Tensor]:
-        nonlocal computed
-        computed += 1
-        await release.wait()
-        return [Tensor("y", "FP32", np.full((1, 1), computed, dtype=np.float32))]
-
-    def call() -> asyncio.Task[tuple[list[Tensor], bool]]:
-        return asyncio.create_task(
-            node.cache.through(loaded, {"x": X55}, request([5, 5]), ["y"], compute)
-        )
-
-    first, waiter = call(), call()
+    compute = Held()
+    first, waiter = through(node, [5, 5], compute), through(node, [5, 5], compute)
     await asyncio.sleep(0)  # the first computes, the waiter waits for it
     first.cancel()
     await asyncio.sleep(0)
-    release.set()
+    compute.release.set()
     tensors, hit = await waiter
     assert first.cancelled()
-    assert (computed, hit, float(tensors[0].data[0, 0])) == (2, False, 2.0)
-    again, hit = await call()  # what the waiter computed was stored
+    assert (compute.calls, hit, float(tensors[0].data[0, 0])) == (2, False, 2.0)
+    again, hit = await through(node, [5, 5], compute)  # what the waiter computed was stored
     assert (hit, float(again[0].data[0, 0])) == (True, 2.0)
 
 
