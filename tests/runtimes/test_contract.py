@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from inferd.core.store.model_config import ModelConfig
@@ -126,6 +127,61 @@ def test_torchscript_reduced_precision(precision: str, tmp_path: Path) -> None:
     out = instance.infer({"input": x})["output"]
     assert out.dtype == np.float32
     np.testing.assert_allclose(out, mlp_reference(WEIGHTS, x), rtol=0.05, atol=0.05)
+
+
+class _PlusOne(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + 1.0
+
+
+class _Exported(torch.nn.Module):
+    @torch.jit.export
+    def other(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+def _times_ten(module: torch.nn.Module, inputs: tuple[torch.Tensor]) -> tuple[torch.Tensor]:
+    return (inputs[0] * 10.0,)
+
+
+def _times_hundred(
+    module: torch.nn.Module, inputs: tuple[torch.Tensor], output: torch.Tensor
+) -> torch.Tensor:
+    return output * 100.0
+
+
+def _torchscript(module: torch.nn.Module, folder: Path) -> Runtime:
+    folder.mkdir()
+    torch.jit.save(torch.jit.script(module), folder / "model.pt")
+    shape = {"datatype": "FP32", "shape": [-1, 4]}
+    config = ModelConfig.model_validate(
+        {
+            "inputs": [{"name": "input", **shape}],
+            "outputs": [{"name": "output", **shape}],
+            "runtime": "torchscript",
+        }
+    )
+    return runtime_class("torchscript")(runtime_options(config, folder / "model.pt"))
+
+
+def test_torchscript_hooks_compiled_into_the_module_run(tmp_path: Path) -> None:
+    """A module without hooks is run by its compiled forward; one saved with hooks still
+    runs them."""
+    hooked = _PlusOne()
+    hooked.register_forward_pre_hook(_times_ten)
+    hooked.register_forward_hook(_times_hundred)
+    x = np.ones((2, 4), dtype=np.float32)
+    for module, expected in ((_PlusOne(), 2.0), (hooked, 1100.0)):
+        instance = _torchscript(module, tmp_path / str(expected))
+        instance.load()
+        np.testing.assert_array_equal(instance.infer({"input": x})["output"], x * expected)
+        instance.unload()
+
+
+def test_torchscript_module_without_forward_is_refused(tmp_path: Path) -> None:
+    instance = _torchscript(_Exported(), tmp_path / "exported")
+    with pytest.raises(ConfigError, match="has no forward method"):
+        instance.load()
 
 
 @pytest.mark.parametrize("precision", ["fp16", "bf16"])

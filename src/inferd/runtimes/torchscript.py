@@ -24,6 +24,7 @@ PRECISIONS: Final[dict[str, torch.dtype]] = {
 
 class TorchScriptRuntime(Runtime):
     _module: Any = None
+    _forward: Any = None
 
     @property
     def computes_in_caller(self) -> bool:
@@ -47,7 +48,16 @@ class TorchScriptRuntime(Runtime):
         module.eval()
         if self._dtype is not torch.float32:
             module = module.to(self._dtype)
+        forward = getattr(module, "forward", None)
+        if forward is None:
+            raise ConfigError(f"{self.artifact}: the TorchScript module has no forward method")
         self._module = module
+        # A module saved without hooks is run by its compiled method: calling the module
+        # goes through nn.Module's Python call wrapper, which measured about 20 us a call
+        # with cold caches (docs/performance.md, round 7). Hooks compiled into the module
+        # are run by that wrapper, so a module with any is called as a module.
+        hooked = module._forward_hooks or module._forward_pre_hooks
+        self._forward = module if hooked else forward
         self._input_names = [t.name for t in declared_inputs]
         self._output_names = [t.name for t in declared_outputs]
         self._output_dtypes = {
@@ -82,7 +92,7 @@ class TorchScriptRuntime(Runtime):
     def infer(self, inputs: Arrays) -> Arrays:
         args = [self._to_tensor(inputs[name]) for name in self._input_names]
         with torch._C._InferenceMode(True):
-            result = self._module(*args)
+            result = self._forward(*args)
         return self._outputs(result)
 
     def _outputs(self, result: Any) -> Arrays:
@@ -111,5 +121,6 @@ class TorchScriptRuntime(Runtime):
 
     def unload(self) -> None:
         self._module = None
+        self._forward = None
         if self._device.type == "cuda":
             torch.cuda.empty_cache()
