@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import re
+import threading
 from typing import Final
 
 import pytest
@@ -88,6 +89,21 @@ async def test_a_turns_lines_are_written_together_at_the_next_turn() -> None:
     writer.add("line 3")
     await asyncio.sleep(0)
     assert stream.writes == 2
+
+
+async def test_a_line_from_another_thread_during_a_turn_is_written_at_once() -> None:
+    stream = _Stream()
+    writer = TurnWriter(stream)
+    writer.add("on the loop")
+    thread = threading.Thread(target=writer.add, args=("from a thread",))
+    thread.start()
+    thread.join()
+    assert re.fullmatch(f"{STAMP}from a thread\n", stream.getvalue())
+    await asyncio.sleep(0)
+    assert [line[24:] for line in stream.getvalue().splitlines()] == [
+        "from a thread",
+        "on the loop",
+    ]
 
 
 def test_off_the_loop_a_line_is_written_at_once() -> None:

@@ -17,6 +17,7 @@ import atexit
 import dataclasses
 import logging
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Final, Protocol, TextIO
@@ -108,6 +109,7 @@ class TurnWriter:
         self._lines: list[str] = []
         self._second = -1
         self._stamp = ""
+        self._thread = 0  # the thread whose loop flushes the lines of this turn
 
     def add(self, line: str) -> None:
         second, ns = divmod(time.time_ns(), 1_000_000_000)
@@ -115,14 +117,20 @@ class TurnWriter:
             self._second = second
             self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
         text = f"{self._stamp},{ns // 1_000_000:03d} {line}\n"
+        lines = self._lines
+        if lines and threading.get_ident() == self._thread:
+            # This turn's flush is scheduled on the loop of this thread. (Asking asyncio
+            # for the running loop is a getpid system call per line.)
+            lines.append(text)
+            return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             self._write(text)
             return
-        lines = self._lines
         if not lines:
             loop.call_soon(self.flush)
+            self._thread = threading.get_ident()
         lines.append(text)
 
     def flush(self) -> None:

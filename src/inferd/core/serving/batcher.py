@@ -198,7 +198,9 @@ class Batcher(BatchForming, Execution):
         now = time.monotonic()
         if deadline is not None and now >= deadline:
             raise DeadlineExceeded("the request's deadline passed before it was queued")
-        loop = asyncio.get_running_loop()
+        # The loop it started on (asking asyncio for the running loop is a getpid system
+        # call per request).
+        loop = self._loop or asyncio.get_running_loop()
         future: asyncio.Future[Arrays] = loop.create_future()
         if len(self._queue) > 2 * self._max_queue:
             # Answered requests stay in the deque while no instance is free: drop them.
