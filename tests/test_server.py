@@ -1,13 +1,18 @@
-"""Process set-up: the open-files limit follows ``limits.http.max_connections``."""
+"""Process set-up: the open-files limit follows ``limits.http.max_connections``; the
+interpreter's switch interval and collector threshold follow ``performance``."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import resource
+import sys
+from collections.abc import Iterator
 
 import pytest
 
 from inferd import server
+from inferd.settings import PerformanceSettings
 
 
 @pytest.fixture
@@ -38,3 +43,23 @@ def test_an_unlimited_soft_limit_is_left_alone(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(server.resource, "getrlimit", lambda kind: unlimited)
     monkeypatch.setattr(server.resource, "setrlimit", pytest.fail)
     server.raise_open_files_limit(4096)
+
+
+@pytest.fixture
+def interpreter() -> Iterator[None]:
+    """The test process's switch interval and collector thresholds, put back after."""
+    interval, thresholds = sys.getswitchinterval(), gc.get_threshold()
+    yield
+    sys.setswitchinterval(interval)
+    gc.set_threshold(*thresholds)
+
+
+@pytest.mark.usefixtures("interpreter")
+def test_the_interpreter_is_tuned_by_the_performance_settings() -> None:
+    older = gc.get_threshold()[1:]
+    server.tune_interpreter(PerformanceSettings())
+    assert gc.get_threshold() == (10_000, *older)  # the older generations keep theirs
+    assert sys.getswitchinterval() == pytest.approx(200e-6)
+    server.tune_interpreter(PerformanceSettings(gc_threshold=700, gil_switch_interval_us=5000))
+    assert gc.get_threshold()[0] == 700
+    assert sys.getswitchinterval() == pytest.approx(5e-3)

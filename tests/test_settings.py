@@ -107,6 +107,7 @@ def test_cli_flags_left_out_do_not_override(yaml_file: Path) -> None:
             {"INFERENCE_PERFORMANCE__GIL_SWITCH_INTERVAL_US": "0"},
             "performance.gil_switch_interval_us",
         ),
+        ({"INFERENCE_PERFORMANCE__GC_THRESHOLD": "0"}, "performance.gc_threshold"),
         ({"INFERENCE_STORAGE__REDIS_URI": "memcached://x:1"}, "storage.redis_uri"),
         ({"INFERENCE_STORAGE__TIMEOUT_MS": "0"}, "storage.timeout_ms"),
         ({"INFERENCE_MODELS__POLL_INTERVAL_S": "-1"}, "models.poll_interval_s"),

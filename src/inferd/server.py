@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import math
 import os
@@ -29,7 +30,7 @@ from inferd.http.front import Front
 from inferd.http.protocol import LimitedHttpProtocol, protocol_class
 from inferd.http.websocket import close_streams
 from inferd.ports import Ports, check_grpc_shared, log_grpc_url, open_ports
-from inferd.settings import ServerSettings, Settings
+from inferd.settings import PerformanceSettings, ServerSettings, Settings
 from inferd.signals import STOP_SIGNALS, block_stop_signals, unblock_stop_signals
 from inferd.summary import log_summary
 
@@ -203,6 +204,13 @@ async def run(
         await limiter.close()
 
 
+def tune_interpreter(performance: PerformanceSettings) -> None:
+    """The process's interpreter settings: the GIL's switch interval, and the threshold
+    of the collector's youngest generation (the older ones keep Python's)."""
+    sys.setswitchinterval(performance.gil_switch_interval_us / 1e6)
+    gc.set_threshold(performance.gc_threshold, *gc.get_threshold()[1:])
+
+
 def serve(
     settings: Settings, worker_id: int | None = None, http_socket: socket.socket | None = None
 ) -> None:
@@ -226,7 +234,7 @@ def serve(
     )
     requestid.install(logging.getLogger().handlers)
     accesslog.configure(settings.server.access_log)
-    sys.setswitchinterval(settings.performance.gil_switch_interval_us / 1e6)
+    tune_interpreter(settings.performance)
     raise_open_files_limit(settings.limits.http.max_connections)
     ports = open_ports(settings.server) if http_socket is None else Ports(http_socket)
     try:
