@@ -16,6 +16,9 @@ the counts before and after the hot-path work.
 
 Every version serves inline here (``performance.inline_max_compute_us`` set high) so the
 loop's path is the same on every machine; what it saves is measured by the benchmarks.
+Requests sent one at a time are alone, so they run at once without queueing
+(``core/serving/batcher.py``); the paired scenario reads two requests in one loop turn, so
+they queue and share a batch as under load, and counts that path (per request).
 """
 
 from __future__ import annotations
@@ -66,28 +69,36 @@ BUDGETS: Final[dict[str, tuple[tuple[str, Callable[[int], Any]], int]]] = {
     # path (http/direct.py) are inferd's calls the ASGI-driven count never saw. The same
     # requests through uvicorn's ASGI cycle count 1 more than the direct path; uvicorn's
     # cycle, event, receive and send, which the direct path leaves out, are not counted.
-    "predict, all off": (PREDICT, 264),
-    "v2 json, all off": (V2, 280),
-    "predict, api key": (PREDICT, 273),
-    "predict, rate limit": (PREDICT, 269),
+    "predict, all off": (PREDICT, 238),
+    "v2 json, all off": (V2, 255),
+    "predict, api key": (PREDICT, 247),
+    "predict, rate limit": (PREDICT, 243),
     # The cache's miss in one coroutine (no lookup and store coroutines, no future unless
     # an identical request waits): cache 316 -> 309, all on 354 -> 347.
-    "predict, cache (misses)": (PREDICT, 305),
-    "predict, 90/10 split": (PREDICT, 267),
+    "predict, cache (misses)": (PREDICT, 277),
+    "predict, 90/10 split": (PREDICT, 241),
     # Access log 264 -> 275, all on 354 -> 365: counted on a server's path now (inferd's
     # own writer, 11 calls; 6 of them once per loop turn) instead of logging's, whose
     # record, handler, formatter and one write per line the count never saw (27 -> 4 us).
     # Then the cache's tensor headers made once: cache 319 -> 303, all on 365 -> 349;
     # a split's choice remembered per routing key: split 266 -> 258, all on 349 -> 341.
     # A flat row of /predict decoded as V2 flat data: every /predict scenario 7 fewer.
-    "predict, access log": (PREDICT, 285),
+    "predict, access log": (PREDICT, 259),
     # Admission decided without a coroutine (the in-process rate limit too), and the direct
     # path's body check and handler call in the front: every scenario 3 fewer.
     # The batcher queues on the loop it started on instead of asking asyncio for the running
     # loop (a getpid system call): every scenario 1 fewer, except the access log's, whose
     # writer now checks its thread before it asks for the loop (1 more, once per turn).
-    "predict, all on": (PREDICT, 344),
+    # A lone request on an idle, cheap version runs at once, without its queue's future,
+    # dispatch and wake-up (core/serving/batcher.py): every one-at-a-time scenario 25-28
+    # fewer. The queued path is counted by the pair read in one turn (added then).
+    "predict, all on": (PREDICT, 316),
+    "v2 json, two in one turn": (V2, 260),
 }
+#: Scenarios whose requests are read :data:`TOGETHER` at a time, in one loop turn, on as many
+#: connections: they share a batch, as under load, instead of running alone.
+PAIRED: Final = frozenset({"v2 json, two in one turn"})
+TOGETHER: Final = 2
 
 
 def _repository(root: Path, example_repo: Path, *, cache: bool, split: bool) -> Path:
@@ -188,24 +199,28 @@ def _connection(app: Any) -> tuple[Any, _Transport]:
     return protocol, transport
 
 
-async def _request(
-    connection: tuple[Any, _Transport], path: str, body: bytes, headers: list[bytes]
-) -> int:
-    protocol, transport = connection
-    head = [
-        f"POST {path} HTTP/1.1".encode(),
-        b"host: inferd",
-        b"content-type: application/json",
-        b"content-length: %d" % len(body),
-        b"x-routing-key: user-7",
-        *headers,
-    ]
-    transport.written.clear()
-    transport.answered = asyncio.get_running_loop().create_future()
-    protocol.data_received(b"\r\n".join([*head, b"", body]))
-    await transport.answered
-    await asyncio.sleep(0)  # the answer's task finishes (its access-log line, its end)
-    return int(transport.written.split(b" ", 2)[1])
+async def _requests(
+    connections: list[tuple[Any, _Transport]], path: str, bodies: list[bytes], headers: list[bytes]
+) -> list[int]:
+    """One request on each connection, all read in one loop turn; their statuses."""
+    loop = asyncio.get_running_loop()
+    for (protocol, transport), body in zip(connections, bodies, strict=True):
+        head = [
+            f"POST {path} HTTP/1.1".encode(),
+            b"host: inferd",
+            b"content-type: application/json",
+            b"content-length: %d" % len(body),
+            b"x-routing-key: user-7",
+            *headers,
+        ]
+        transport.written.clear()
+        transport.answered = loop.create_future()
+        protocol.data_received(b"\r\n".join([*head, b"", body]))
+    for _, transport in connections:
+        assert transport.answered is not None
+        await transport.answered
+    await asyncio.sleep(0)  # the answers' tasks finish (their access-log lines, their end)
+    return [int(transport.written.split(b" ", 2)[1]) for _, transport in connections]
 
 
 async def _measure(scenario: str, repository: Path) -> int:
@@ -213,23 +228,29 @@ async def _measure(scenario: str, repository: Path) -> int:
     settings = make_settings(repository, **_sections(scenario))
     node = build_node(settings)
     await node.start()
-    connection = _connection(create_app(node))
+    app = create_app(node)
+    at_once = TOGETHER if scenario in PAIRED else 1
+    connections = [_connection(app) for _ in range(at_once)]
     keyed = settings.server.require_api_key
     headers = [b"x-api-key: " + RAW_KEY.encode()] if keyed else []
+
+    def bodies(i: int) -> list[bytes]:  # another input each time: cache misses
+        return [orjson.dumps(body_of(i * at_once + j)) for j in range(at_once)]
+
     try:
         for i in range(WARM):
-            assert await _request(connection, path, orjson.dumps(body_of(i)), headers) == 200
+            assert await _requests(connections, path, bodies(i), headers) == [200] * at_once
         counts = []
         for i in range(WARM, WARM + COUNTED):
-            body = orjson.dumps(body_of(i))  # another input each time: cache misses
+            sent = bodies(i)
             counter = _Counter()
             sys.setprofile(counter)
             try:
-                status = await _request(connection, path, body, headers)
+                statuses = await _requests(connections, path, sent, headers)
             finally:
                 sys.setprofile(None)
-            assert status == 200
-            counts.append(counter.count)
+            assert statuses == [200] * at_once
+            counts.append(counter.count / at_once)
         return int(statistics.median(counts))
     finally:
         await node.stop()

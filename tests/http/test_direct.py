@@ -18,8 +18,9 @@ from inferd.http import direct
 from inferd.http.app import create_app
 from inferd.http.front import Front
 from inferd.settings import HttpLimits
-from tests.conftest import NodeFactory
+from tests.conftest import NodeFactory, until
 from tests.http import loopback
+from tests.test_cost import _connection, _Transport
 
 KEY, RECORD = new_key("app", Scope.INFER)
 V2 = orjson.dumps(
@@ -266,3 +267,48 @@ async def test_a_client_gone_before_the_answer_leaves_the_server_well(serving: A
         writer.close()
         status, _, _ = await ask(served, request(INFER, V2))
         assert status == b"HTTP/1.1 200 OK"
+
+
+async def test_requests_read_in_one_turn_share_a_batch_and_a_lone_one_runs_at_once(
+    example_repo: Path, node_factory: NodeFactory
+) -> None:
+    """The direct path counts the requests it read and has not started answering: one
+    that finds none other is alone and, on an idle cheap version, is answered in the loop
+    turn its task first runs in; requests read in one turn queue and share a batch."""
+    node = node_factory(
+        example_repo,
+        models={"default_model": "tiny"},
+        performance={"inline_max_compute_us": 100_000},
+    )
+    await node.start()
+    app = create_app(node)
+    first, second = _connection(app), _connection(app)
+    stats = node.service.router.resolve("tiny", None, None).stats
+
+    def feed(connection: tuple[Any, _Transport], value: int) -> None:
+        protocol, transport = connection
+        transport.written.clear()
+        body = V2.replace(b"[1,2,3,4]", b"[%d,2,3,4]" % value)
+        protocol.data_received(request(INFER, body))
+
+    def outputs(connection: tuple[Any, _Transport]) -> Any:
+        answer = bytes(connection[1].written)
+        assert answer.startswith(b"HTTP/1.1 200 OK")
+        return orjson.loads(answer.split(b"\r\n\r\n", 1)[1])["outputs"]
+
+    alone: dict[int, Any] = {}
+    for value in (6, 7):
+        feed(first, value)
+        await asyncio.sleep(0)  # the answer's task runs its first step
+        alone[value] = outputs(first)  # answered in that step: no queue, no other turn
+    assert set(stats.batches) == {1}
+
+    feed(first, 6)
+    feed(second, 7)  # read in the same turn: neither is alone
+    await asyncio.sleep(0)
+    assert not first[1].written and not second[1].written  # queued: dispatched next turn
+    await until(lambda: bool(first[1].written and second[1].written), 10, "both answers")
+    assert set(stats.batches) == {1, 2}  # the two ran as one call
+    for connection, value in ((first, 6), (second, 7)):  # a batch's sums round alike
+        assert outputs(connection)[0]["data"] == pytest.approx(alone[value][0]["data"], rel=1e-4)
+    assert app.arriving == 0

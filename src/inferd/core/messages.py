@@ -41,6 +41,9 @@ class InferRequest:
     #: ``time.monotonic()`` when the transport first saw the request (None: not given); a
     #: latency target times answers from it (inferd.core.serving.latency).
     arrived: float | None = None
+    #: The transport read no other request that has not reached its queue yet: on an idle,
+    #: cheap version it runs at once (inferd.core.serving.batcher's contract).
+    alone: bool = False
 
     def effective_id(self) -> str:
         """The id the log and an internal error name: the transport's, else the V2 ``id``

@@ -211,7 +211,7 @@ class InferenceService:
             if plan.cache is None:
                 # _submit written out: the cost guard counts the call on this path.
                 results = await (
-                    loaded.batcher.submit(arrays, deadline, request.arrived)
+                    loaded.batcher.submit(arrays, deadline, request.arrived, request.alone)
                     if loaded.sequences is None
                     else loaded.sequences.submit(request.parameters, arrays, deadline)
                 )
@@ -344,6 +344,7 @@ class InferenceService:
         request_id: str | None = None,
         flat: bool = False,
         routing_key: str | None = None,
+        alone: bool = False,
     ) -> PredictResult:
         """The simple API: one row (or rows, ``batched``) of the model's one input, shaped as
         the model declares it (core/serving/simple.py); ``flat``: one row given flattened."""
@@ -367,6 +368,7 @@ class InferenceService:
             deadline=deadline,
             protocol=protocol,
             request_id=request_id,
+            alone=alone,
         )
         response = await self.infer(request, loaded)
         first = response.outputs[0]

@@ -65,6 +65,10 @@ class Connection(Protocol):
 class Front(Protocol):
     """What the connection needs of the application (``http/front.py``)."""
 
+    #: Direct requests read whose answer has not started (counted in by :func:`start`,
+    #: out by ``direct_answer``).
+    arriving: int
+
     def direct_match(self, path: str) -> Match | None: ...
 
     async def direct_answer(self, scope: Any, match: Match, body: bytes) -> Answer: ...
@@ -147,7 +151,11 @@ def begin(protocol: Connection, front: Front) -> Cycle | None:
 
 def start(protocol: Connection, front: Front, cycle: Cycle) -> None:
     """The whole body arrived: answer it in a task (tracked with uvicorn's, so a graceful
-    shutdown waits for it)."""
+    shutdown waits for it), counted as arriving until the task starts: requests read in
+    one loop turn see each other, so none of them runs alone and they share a batch.
+    (Only a task cancelled before it starts, at the end of a shutdown, leaves the count
+    high; that turns off lone runs, nothing else.)"""
+    front.arriving += 1
     task = protocol.loop.create_task(_answer(protocol, front, cycle))
     task.add_done_callback(protocol.tasks.discard)
     protocol.tasks.add(task)

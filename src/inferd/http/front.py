@@ -120,6 +120,9 @@ class Front:
         stack = middleware(settings, service.settings.routing.key_header)
         #: No middleware: fast requests may be answered from the connection (http/direct.py).
         self._bare = not stack
+        #: Direct requests read whose answer has not started yet (http/direct.py counts
+        #: them in): one that finds no other is alone (inferd.core.serving.batcher).
+        self.arriving = 0
         for entry in reversed(stack):
             inner = entry.cls(inner, *entry.args, **entry.kwargs)
         self._stack = inner
@@ -249,6 +252,8 @@ class Front:
         """What :meth:`__call__` answers a direct request (its whole body arrived): the
         same request id, routing key, admission, handler and access-log line. The request
         id is the answer's last header."""
+        self.arriving -= 1
+        alone = not self.arriving
         info = self._read(scope, match)
         token = requestid.current.set(info.request_id)
         routing = routingkey.current.set(info.routing_key)
@@ -264,6 +269,7 @@ class Front:
                 handler = match.route.handler
                 assert handler is not None  # a direct route has one
                 call = self._call(info)
+                call.alone = alone
                 try:
                     raw.take_whole(call, scope, self._service, body)
                     answer = await handler(self._service, call)

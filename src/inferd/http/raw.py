@@ -46,6 +46,9 @@ class Call:
     principal: Principal | None = None
     #: ``time.monotonic()`` when the front first ran the request.
     arrived: float | None = None
+    #: No other request read by the connection layer is on its way to a queue (the direct
+    #: path's count, ``http/front.py``); the ASGI path never says so.
+    alone: bool = False
 
     def caller(self) -> tuple[str | None, str | None]:
         """Whom the request's system shared memory regions belong to: key name, address."""

@@ -88,6 +88,7 @@ async def predict(service: InferenceService, call: Call) -> Answer:
         deadline=deadline_from(call.headers),
         request_id=requestid.current.get(),
         routing_key=routingkey.current.get(),
+        alone=call.alone,
     )
     return Answer(
         orjson.dumps(

@@ -50,6 +50,7 @@ async def infer(service: InferenceService, call: Call) -> Answer:
     decoded.deadline = deadline_from(call.headers)
     decoded.request_id = requestid.current.get()
     decoded.arrived = call.arrived
+    decoded.alone = call.alone
     if decoded.shared_memory:
         service.shared_memory.resolve(call.caller(), decoded)
     response = await service.infer(decoded)

@@ -41,7 +41,7 @@ def submit(
     """The request's rows through the version's batcher, or its sequence batcher (the
     awaitable itself: no coroutine frame of its own on the hot path)."""
     if loaded.sequences is None:
-        return loaded.batcher.submit(arrays, deadline, request.arrived)
+        return loaded.batcher.submit(arrays, deadline, request.arrived, request.alone)
     return loaded.sequences.submit(request.parameters, arrays, deadline)
 
 

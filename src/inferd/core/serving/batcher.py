@@ -29,6 +29,12 @@ Contract:
   the rest follow in the next turn, after the loop has read its sockets. A slow model never
   measures under it, so it never runs inline; a model that becomes slow stops running
   inline as its average rises. Everything else goes through the queue.
+- A lone request runs at once: when its transport says no other request is on its way to
+  a queue (``alone``: the HTTP direct path, which reads them, knows), nothing of the
+  version is queued and it may run inline now, ``submit`` calls the model itself instead of
+  queueing the request, with no future and no loop turns to dispatch it and to wake its
+  caller. Requests read in the same loop turn are never alone, so they still share a
+  batch; other transports never say ``alone``.
 - ``close`` finishes what is queued and running, then stops the instance threads. Given a
   grace, it waits no longer: what is left gets Unavailable and instance threads still
   running (a model that never returns) are abandoned, reported in the log; it returns
@@ -181,10 +187,16 @@ class Batcher(BatchForming, Execution):
                 thread.start()
 
     async def submit(
-        self, inputs: Arrays, deadline: float | None = None, arrived: float | None = None
+        self,
+        inputs: Arrays,
+        deadline: float | None = None,
+        arrived: float | None = None,
+        alone: bool = False,
     ) -> Arrays:
         """Queue one request (``inputs`` share their batch dimension) and await its rows.
-        ``arrived``: when the transport first saw it (read by a latency target only)."""
+        ``arrived``: when the transport first saw it (read by a latency target only).
+        ``alone``: the transport has no other request on its way to a queue (it runs at
+        once when nothing is queued and the version may run inline now)."""
         if self._closing:
             raise Closed(f"model '{self._stats.name}' is shutting down")
         if self._watchdog.fault is not None:
@@ -198,6 +210,8 @@ class Batcher(BatchForming, Execution):
         now = time.monotonic()
         if deadline is not None and now >= deadline:
             raise DeadlineExceeded("the request's deadline passed before it was queued")
+        if alone and not self._waiting and self._inline_ready():
+            return self._run_alone(inputs, rows)
         # The loop it started on (asking asyncio for the running loop is a getpid system
         # call per request).
         loop = self._loop or asyncio.get_running_loop()
@@ -275,12 +289,7 @@ class Batcher(BatchForming, Execution):
             batch = self._collect()
             if not batch:
                 continue  # only finished or expired requests were queued
-            if (
-                self._inline
-                and self._free == self._instances
-                and self._calls >= INLINE_MIN_SAMPLES
-                and self._call_cost < self._inline_limit
-            ):
+            if self._inline_ready():
                 now = time.perf_counter()
                 if not inline_until:
                     inline_until = now + INLINE_SLICE_S

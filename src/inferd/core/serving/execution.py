@@ -52,6 +52,10 @@ class Execution:
     _cost_by_cpu: bool
     _calls: int  # model calls measured (up to INLINE_MIN_SAMPLES)
     _loop_prepared: bool
+    _inline: bool  # inline runs are possible at all (the batcher's rule)
+    _inline_limit: float  # a call measured under this runs inline
+    _instances: int
+    _free: int  # instances not running a batch
 
     def _leave(self, pending: Pending) -> None:
         raise NotImplementedError  # the batcher's
@@ -71,6 +75,16 @@ class Execution:
         self._call_cost = seconds
         self._calls = INLINE_MIN_SAMPLES
 
+    def _inline_ready(self) -> bool:
+        """A call may run on the loop now: inline runs are on, no batch of the version runs
+        in an instance thread, and its calls measured cheap (:mod:`batcher`'s contract)."""
+        return (
+            self._inline
+            and self._free == self._instances
+            and self._calls >= INLINE_MIN_SAMPLES
+            and self._call_cost < self._inline_limit
+        )
+
     def _run_inline(self, batch: list[Pending]) -> None:
         """A batch's call, here on the loop (no batch is running and the model is cheap):
         no hop to an instance thread and back."""
@@ -79,23 +93,40 @@ class Execution:
             self._leave(pending)
             self._stats.queue.add(start - pending.enqueued)
             self._observer.waited(start - pending.enqueued)
-        if not self._loop_prepared and self._prepare_thread is not None:
-            self._prepare_thread()  # settings a framework keeps per thread, as for instances
-        self._loop_prepared = True
         lone = len(batch) == 1
         rows = batch[0].rows if lone else sum(p.rows for p in batch)
         try:
-            outputs, timings = self._compute(
-                batch[0].inputs if lone else joined(batch), rows, self._cost_by_cpu
+            outputs = self._call_inline(
+                batch[0].inputs if lone else joined(batch), rows, len(batch)
             )
-        except BaseException as exc:
-            failure = self._failure(exc)
+        except InferdError as failure:
             for pending in batch:
                 if not pending.future.done():
                     pending.future.set_exception(failure)
             return
-        self._executed(rows, len(batch), timings, inline=True)
         self._deliver(batch, outputs)
+
+    def _run_alone(self, inputs: Arrays, rows: int) -> Arrays:
+        """A lone request's call, at once on the loop, without queueing it: no future,
+        no loop turn to dispatch it and none to wake its caller (:mod:`batcher`'s
+        contract). Raises what the request's batch would fail with."""
+        self._stats.queue.add(0.0)
+        self._observer.waited(0.0)
+        return self._call_inline(inputs, rows, 1)
+
+    def _call_inline(
+        self, inputs: Callable[[], Arrays] | Arrays, rows: int, requests: int
+    ) -> Arrays:
+        """The model called on the loop and counted; raises the requests' failure."""
+        if not self._loop_prepared and self._prepare_thread is not None:
+            self._prepare_thread()  # settings a framework keeps per thread, as for instances
+        self._loop_prepared = True
+        try:
+            outputs, timings = self._compute(inputs, rows, self._cost_by_cpu)
+        except BaseException as exc:  # a model's SystemExit must not take the loop
+            raise self._failure(exc)  # noqa: B904  (its cause is set by _failure)
+        self._executed(rows, requests, timings, inline=True)
+        return outputs
 
     def _executed(self, rows: int, requests: int, timings: Timings, inline: bool) -> None:
         """Count a finished call in the statistics and the running average of its cost.

@@ -248,7 +248,11 @@ class TargetBatcher(Batcher):
         }
 
     async def submit(
-        self, inputs: Arrays, deadline: float | None = None, arrived: float | None = None
+        self,
+        inputs: Arrays,
+        deadline: float | None = None,
+        arrived: float | None = None,
+        alone: bool = False,
     ) -> Arrays:
         rows = next(iter(inputs.values())).shape[0] if self._batching_rows and inputs else 1
         self._rows_per_request += WEIGHT * (rows - self._rows_per_request)
@@ -266,7 +270,7 @@ class TargetBatcher(Batcher):
         if arrived is None or arrived > started:
             arrived = started
         try:
-            results = await super().submit(inputs, deadline, arrived)
+            results = await super().submit(inputs, deadline, arrived, alone)
         except DeadlineExceeded:
             if wait is not None:
                 self._budget.failed_late()

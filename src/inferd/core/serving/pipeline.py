@@ -54,7 +54,11 @@ class StepRunner(Protocol):
     def fault(self) -> str | None: ...
 
     async def submit(
-        self, inputs: Arrays, deadline: float | None = None, arrived: float | None = None
+        self,
+        inputs: Arrays,
+        deadline: float | None = None,
+        arrived: float | None = None,
+        alone: bool = False,
     ) -> Arrays: ...
 
 
@@ -165,10 +169,15 @@ class PipelineRunner:
             self._idle.set()
 
     async def submit(
-        self, inputs: Arrays, deadline: float | None = None, arrived: float | None = None
+        self,
+        inputs: Arrays,
+        deadline: float | None = None,
+        arrived: float | None = None,
+        alone: bool = False,
     ) -> Arrays:
-        """Run one request through the steps; the pipeline's outputs (``arrived`` is not
-        passed on: a step's latency target times its own requests from its queue)."""
+        """Run one request through the steps; the pipeline's outputs (``arrived`` and
+        ``alone`` are not passed on: a step's latency target times its own requests from
+        its queue, and a step's requests queue as always)."""
         if self._closing:
             raise Closed(f"model '{self._name}' is shutting down")
         self._in_flight += 1
