@@ -9,6 +9,7 @@ values in binary and gRPC contents, "NaN"/"Infinity"/"-Infinity" in JSON).
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -27,6 +28,7 @@ Arrays = dict[str, np.ndarray[Any, Any]]
 _BYTES_KINDS = frozenset("OSU")
 
 
+@functools.cache  # a model returns the same dtypes on every batch
 def _holds(datatype: str, dtype: np.dtype[Any]) -> bool:
     if datatype == "BYTES":
         return dtype.kind in _BYTES_KINDS
@@ -34,21 +36,20 @@ def _holds(datatype: str, dtype: np.dtype[Any]) -> bool:
 
 
 def output_problems(specs: tuple[TensorSpec, ...], outputs: Mapping[str, Any]) -> list[str]:
-    """One line per declared output the model did not produce as declared."""
+    """One line per declared output the model did not produce as declared (checked on
+    every batch: the lines are written only when there is a problem)."""
     problems = []
     for spec in specs:
         array = outputs.get(spec.name)
-        declared = f"{spec.datatype} {list(spec.shape)}"
         if array is None:
-            problems.append(f"output '{spec.name}': declared {declared}, not produced")
+            got = "not produced"
         elif not isinstance(array, np.ndarray):
-            problems.append(
-                f"output '{spec.name}': declared {declared}, got {type(array).__name__}"
-            )
+            got = f"got {type(array).__name__}"
         elif not shape_matches(spec.shape, array.shape) or not _holds(spec.datatype, array.dtype):
-            problems.append(
-                f"output '{spec.name}': declared {declared}, got {array.dtype} {list(array.shape)}"
-            )
+            got = f"got {array.dtype} {list(array.shape)}"
+        else:
+            continue
+        problems.append(f"output '{spec.name}': declared {spec.datatype} {list(spec.shape)}, {got}")
     return problems
 
 
