@@ -153,7 +153,7 @@ class _Counter:
             self.count += 1
 
 
-class _Transport(asyncio.Transport):
+class KeptTransport(asyncio.Transport):
     """A connection's transport: what is written is kept; the answer's arrival is awaited."""
 
     def __init__(self) -> None:
@@ -181,7 +181,7 @@ class _Transport(asyncio.Transport):
         pass
 
 
-def _connection(app: Any) -> tuple[Any, _Transport]:
+def served_connection(app: Any) -> tuple[Any, KeptTransport]:
     """inferd's HTTP protocol for ``app``, connected as uvicorn connects it."""
     config = uvicorn.Config(
         app,
@@ -194,13 +194,16 @@ def _connection(app: Any) -> tuple[Any, _Transport]:
     config.load()
     make: Any = config.http_protocol_class  # inferd's protocol class (uvicorn's signature)
     protocol = make(config=config, server_state=ServerState(), app_state={})
-    transport = _Transport()
+    transport = KeptTransport()
     protocol.connection_made(transport)
     return protocol, transport
 
 
 async def _requests(
-    connections: list[tuple[Any, _Transport]], path: str, bodies: list[bytes], headers: list[bytes]
+    connections: list[tuple[Any, KeptTransport]],
+    path: str,
+    bodies: list[bytes],
+    headers: list[bytes],
 ) -> list[int]:
     """One request on each connection, all read in one loop turn; their statuses."""
     loop = asyncio.get_running_loop()
@@ -230,7 +233,7 @@ async def _measure(scenario: str, repository: Path) -> int:
     await node.start()
     app = create_app(node)
     at_once = TOGETHER if scenario in PAIRED else 1
-    connections = [_connection(app) for _ in range(at_once)]
+    connections = [served_connection(app) for _ in range(at_once)]
     keyed = settings.server.require_api_key
     headers = [b"x-api-key: " + RAW_KEY.encode()] if keyed else []
 

@@ -20,7 +20,7 @@ from inferd.http.front import Front
 from inferd.settings import HttpLimits
 from tests.conftest import NodeFactory, until
 from tests.http import loopback
-from tests.test_cost import _connection, _Transport
+from tests.test_cost import KeptTransport, served_connection
 
 KEY, RECORD = new_key("app", Scope.INFER)
 V2 = orjson.dumps(
@@ -282,16 +282,16 @@ async def test_requests_read_in_one_turn_share_a_batch_and_a_lone_one_runs_at_on
     )
     await node.start()
     app = create_app(node)
-    first, second = _connection(app), _connection(app)
+    first, second = served_connection(app), served_connection(app)
     stats = node.service.router.resolve("tiny", None, None).stats
 
-    def feed(connection: tuple[Any, _Transport], value: int) -> None:
+    def feed(connection: tuple[Any, KeptTransport], value: int) -> None:
         protocol, transport = connection
         transport.written.clear()
         body = V2.replace(b"[1,2,3,4]", b"[%d,2,3,4]" % value)
         protocol.data_received(request(INFER, body))
 
-    def outputs(connection: tuple[Any, _Transport]) -> Any:
+    def outputs(connection: tuple[Any, KeptTransport]) -> Any:
         answer = bytes(connection[1].written)
         assert answer.startswith(b"HTTP/1.1 200 OK")
         return orjson.loads(answer.split(b"\r\n\r\n", 1)[1])["outputs"]

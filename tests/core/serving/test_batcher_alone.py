@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from inferd.core.serving.batcher import Arrays
+from inferd.core.serving.batcher import Arrays, Batcher
+from inferd.core.serving.stats import VersionStats
 from inferd.errors import InternalError
 from tests.core.serving.test_batcher import Threads, make, rows
 
@@ -31,19 +32,24 @@ def at_once(coroutine: Coroutine[Any, Any, Arrays]) -> Arrays:
     raise AssertionError("the request waited instead of running at once")
 
 
-def cheap(model: Any, **options: Any) -> Any:
-    batcher = make(model, inline_max_compute_s=0.05, **options)
+def cheap(model: Any, stats: VersionStats | None = None) -> Batcher:
+    batcher = Batcher(
+        model,
+        stats=stats or VersionStats("m", "1"),
+        max_batch_size=8,
+        inline_max_compute_s=0.05,
+    )
+    batcher.start()
     batcher.seed_call_cost(0.0001)  # measured cheap, as at load
     return batcher
 
 
 async def test_a_lone_request_on_an_idle_cheap_version_runs_at_once_on_the_loop() -> None:
-    model = Threads()
-    batcher = cheap(model)
+    model, stats = Threads(), VersionStats("m", "1")
+    batcher = cheap(model, stats)
     result = at_once(batcher.submit(rows(1, 3.0), alone=True))
     assert result["y"].tolist() == [[6.0, 6.0]]
     assert model.threads == [threading.current_thread()]
-    stats = batcher._stats
     assert stats.queue.count == 1 and stats.queue.ns == 0  # it never waited
     assert list(stats.batches) == [1] and stats.execution_count == 1  # one call of one row
     await batcher.close()
@@ -98,11 +104,12 @@ async def test_a_lone_call_that_fails_raises_an_internal_error_caused_by_the_mod
     def broken(inputs: Arrays) -> Arrays:
         raise ValueError("broken")
 
-    batcher = cheap(broken)
+    stats = VersionStats("m", "1")
+    batcher = cheap(broken, stats)
     with pytest.raises(InternalError, match="broken") as failure:
         at_once(batcher.submit(rows(1), alone=True))
     assert isinstance(failure.value.__cause__, ValueError)  # the model's traceback, logged
-    assert batcher._stats.batches == {}  # no call counted: none finished
+    assert stats.batches == {}  # no call counted: none finished
     await batcher.close()
 
 
