@@ -76,16 +76,20 @@ WIDE: Final = served_name("wide", "torchscript")
 H2_CONNECTIONS: Final = 4
 H2_STREAMS: Final = 16
 
-#: wrk's script for requests that each carry another input (cache misses).
+#: wrk's script for requests that each carry another input (cache misses): a counter, and
+#: the second at which wrk started, so that no run repeats an input of an earlier one
+#: (both are whole numbers below 2**24, which FP32 holds exactly).
 VARYING_LUA: Final = (
     """\
 wrk.method = "POST"
 {headers}
 local n = 0
+local run = os.time() % 16777216
 request = function()
   n = n + 1
   return wrk.format(nil, nil, nil,
-    '{{"inputs":[{{"name":"input","shape":[1,4],"datatype":"FP32","data":[' .. n .. ',2,3,4]}}]}}')
+    '{{"inputs":[{{"name":"input","shape":[1,4],"datatype":"FP32","data":[' .. n .. ',' .. run
+    .. ',3,4]}}]}}')
 end
 """
     + WRK_DONE
