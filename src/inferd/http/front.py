@@ -32,7 +32,7 @@ from inferd.gateway import requestid, routingkey
 from inferd.gateway.accesslog import AccessLog, Entry, access_log
 from inferd.gateway.admission import Gateway, Principal, bearer
 from inferd.gateway.operations import Operation
-from inferd.http import raw
+from inferd.http import direct, raw
 from inferd.http.errors import error_parts, send_json
 from inferd.http.jsonwork import JsonParser
 from inferd.http.routes import Match, RouteTable
@@ -123,6 +123,8 @@ class Front:
         #: Direct requests read whose answer has not started yet (http/direct.py counts
         #: them in): one that finds no other is alone (inferd.core.serving.batcher).
         self.arriving = 0
+        #: Answers finished in a loop turn, written together (http/direct.py).
+        self.outbox = direct.Outbox()
         for entry in reversed(stack):
             inner = entry.cls(inner, *entry.args, **entry.kwargs)
         self._stack = inner
