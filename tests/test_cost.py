@@ -69,21 +69,21 @@ BUDGETS: Final[dict[str, tuple[tuple[str, Callable[[int], Any]], int]]] = {
     # path (http/direct.py) are inferd's calls the ASGI-driven count never saw. The same
     # requests through uvicorn's ASGI cycle count 1 more than the direct path; uvicorn's
     # cycle, event, receive and send, which the direct path leaves out, are not counted.
-    "predict, all off": (PREDICT, 240),
-    "v2 json, all off": (V2, 257),
-    "predict, api key": (PREDICT, 249),
-    "predict, rate limit": (PREDICT, 245),
+    "predict, all off": (PREDICT, 239),
+    "v2 json, all off": (V2, 256),
+    "predict, api key": (PREDICT, 248),
+    "predict, rate limit": (PREDICT, 244),
     # The cache's miss in one coroutine (no lookup and store coroutines, no future unless
     # an identical request waits): cache 316 -> 309, all on 354 -> 347.
-    "predict, cache (misses)": (PREDICT, 279),
-    "predict, 90/10 split": (PREDICT, 243),
+    "predict, cache (misses)": (PREDICT, 278),
+    "predict, 90/10 split": (PREDICT, 242),
     # Access log 264 -> 275, all on 354 -> 365: counted on a server's path now (inferd's
     # own writer, 11 calls; 6 of them once per loop turn) instead of logging's, whose
     # record, handler, formatter and one write per line the count never saw (27 -> 4 us).
     # Then the cache's tensor headers made once: cache 319 -> 303, all on 365 -> 349;
     # a split's choice remembered per routing key: split 266 -> 258, all on 349 -> 341.
     # A flat row of /predict decoded as V2 flat data: every /predict scenario 7 fewer.
-    "predict, access log": (PREDICT, 261),
+    "predict, access log": (PREDICT, 260),
     # Admission decided without a coroutine (the in-process rate limit too), and the direct
     # path's body check and handler call in the front: every scenario 3 fewer.
     # The batcher queues on the loop it started on instead of asking asyncio for the running
@@ -93,10 +93,12 @@ BUDGETS: Final[dict[str, tuple[tuple[str, Callable[[int], Any]], int]]] = {
     # dispatch and wake-up (core/serving/batcher.py): every one-at-a-time scenario 25-28
     # fewer. The queued path is counted by the pair read in one turn (added then).
     # The answers of a loop turn written back to back at the next turn (http/direct.py's
-    # outbox: its add per answer, its flush per turn): every scenario 2 more, for 1.28x
-    # req/s at 64 connections (the client's thread is woken once a turn, not per answer).
-    "predict, all on": (PREDICT, 318),
-    "v2 json, two in one turn": (V2, 262),
+    # outbox), for 1.28x req/s at 64 connections (the client's thread is woken about once
+    # a turn, not once per answer): the pair 3 more (each answer's add and write, the
+    # turn's flush); every one-at-a-time scenario 1 more (its answer, awaited by no other
+    # request, is written at once).
+    "predict, all on": (PREDICT, 317),
+    "v2 json, two in one turn": (V2, 263),
 }
 #: Scenarios whose requests are read :data:`TOGETHER` at a time, in one loop turn, on as many
 #: connections: they share a batch, as under load, instead of running alone.

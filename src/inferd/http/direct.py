@@ -63,6 +63,15 @@ class Connection(Protocol):
     def on_response_complete(self) -> None: ...
 
 
+class Recipient(Protocol):
+    """What :class:`Outbox` uses of a connection."""
+
+    loop: Any
+    transport: Any
+
+    def on_response_complete(self) -> None: ...
+
+
 class Front(Protocol):
     """What the connection needs of the application (``http/front.py``)."""
 
@@ -159,6 +168,7 @@ def start(protocol: Connection, front: Front, cycle: Cycle) -> None:
     (Only a task cancelled before it starts, at the end of a shutdown, leaves the count
     high; that turns off lone runs, nothing else.)"""
     front.arriving += 1
+    front.outbox.expected += 1
     task = protocol.loop.create_task(_answer(protocol, front, cycle))
     task.add_done_callback(protocol.tasks.discard)
     protocol.tasks.add(task)
@@ -178,8 +188,7 @@ async def _answer(protocol: Connection, front: Front, cycle: Cycle) -> None:
         cycle.response_started = True
     if protocol.flow.write_paused and not cycle.disconnected:
         await protocol.flow.drain()
-    if not cycle.disconnected:
-        front.outbox.add(protocol, cycle, data)
+    front.outbox.add(protocol, cycle, data)
 
 
 class Outbox:
@@ -191,17 +200,31 @@ class Outbox:
     the next answer before the next write, time enough for the client to take it and
     sleep again: nearly every write woke the client anew (wrk: 0.8 context switches per
     answer, against 0.06 written back to back; tiny model, 64 connections, 1.28x req/s;
-    docs/performance.md, round 9). One event loop per outbox (the front's)."""
+    docs/performance.md, round 9).
 
-    __slots__ = ("_answers",)
+    The one answer that no other read request awaits (one connection, say) is written at
+    once, without waiting for the next turn. One event loop per outbox (the front's)."""
+
+    __slots__ = ("_answers", "expected")
 
     def __init__(self) -> None:
-        self._answers: list[tuple[Connection, Cycle, bytes]] = []
+        self._answers: list[tuple[Recipient, Cycle, bytes]] = []
+        #: Requests read whose answer was not added yet (:func:`start` counts them in).
+        #: Only a task cancelled before its answer (a shutdown) leaves it high: then
+        #: every answer waits for the turn's end, nothing else changes.
+        self.expected = 0
 
-    def add(self, protocol: Connection, cycle: Cycle, data: bytes) -> None:
-        if not self._answers:
+    def add(self, protocol: Recipient, cycle: Cycle, data: bytes) -> None:
+        self.expected -= 1
+        if cycle.disconnected:
+            return
+        if self._answers:
+            self._answers.append((protocol, cycle, data))
+        elif self.expected:
             protocol.loop.call_soon(self.flush)
-        self._answers.append((protocol, cycle, data))
+            self._answers.append((protocol, cycle, data))
+        else:
+            _write(protocol, cycle, data)
 
     def flush(self) -> None:
         answers, self._answers = self._answers, []
@@ -209,14 +232,18 @@ class Outbox:
             if cycle.disconnected:
                 continue  # the client went away during the turn
             try:
-                transport = protocol.transport
-                transport.write(data)
-                cycle.response_complete = True
-                if not cycle.keep_alive:
-                    transport.close()
-                protocol.on_response_complete()
+                _write(protocol, cycle, data)
             except Exception as exc:  # a bug: the other answers are written still
                 log.error("unhandled error writing a direct answer", exc_info=exc)
+
+
+def _write(protocol: Recipient, cycle: Cycle, data: bytes) -> None:
+    transport = protocol.transport
+    transport.write(data)
+    cycle.response_complete = True
+    if not cycle.keep_alive:
+        transport.close()
+    protocol.on_response_complete()
 
 
 def _encode(answer: Answer, keep_alive: bool, default: list[tuple[bytes, bytes]]) -> bytes:
