@@ -3,7 +3,8 @@
 One server per feature (API key, rate limit, access log, cache, 90/10 split), one with
 every feature off and one with all of them on, as ``make bench``'s features point has
 them; all run at once and are loaded in interleaved rounds (tiny V2 JSON, 64 connections,
-another input in every request, so the cache misses). Prints each server's median req/s
+another input in every request, so the cache misses; and the cache once more with the
+same input in every request, so that it answers them all). Prints each server's median req/s
 and server CPU per request, and both against the server with every feature off; writes
 nothing.
 
@@ -40,6 +41,7 @@ SERVERS: Final[dict[str, tuple[str, str, bool]]] = {
     ),
     "access log": ("server:\n  access_log: plain\n", "", False),
     "cache (misses)": ("", "cache:\n  enabled: true\n", False),
+    "cache (hits)": ("", "cache:\n  enabled: true\n", False),
     "90/10 split": ("", "version_policy: {all: true}\ntraffic:\n  '1': 90\n  '2': 10\n", False),
     "all on": (h.FEATURES_YAML.format(digest=DIGEST), "", True),
 }
@@ -110,7 +112,11 @@ def measure(args: argparse.Namespace, work: Path, servers: list[h.Server]) -> di
         servers.append(server)
         headers = {"X-API-Key": h.KEY} if keyed else {}
         infer = f"{url}/v2/models/{h.TINY}/infer"
-        points[name] = h.varying_point(name, server, infer, headers, root)
+        if name == "cache (hits)":
+            target = h.HttpTarget(infer, h.payloads("tiny").v2_json, h.JSON)
+            points[name] = h.http_point(name, server, target, 64, root)
+        else:
+            points[name] = h.varying_point(name, server, infer, headers, root)
     for point in points.values():  # warm-up, not counted
         point.run(1.0)
     for round_ in range(1, args.rounds + 1):

@@ -117,6 +117,27 @@ async def test_a_repeated_request_is_a_hit_with_the_first_answer(
     assert 'inferd_cache_lookups_total{model="m",result="miss"} 2.0' in text
 
 
+async def test_a_hit_shares_nothing_an_answer_may_change(
+    tmp_path: Path, node_factory: NodeFactory
+) -> None:
+    """The in-process store keeps copies of the arrays (not views of the answer's, nor of
+    its batch's), read-only, and a hit gets tensors of its own (shared memory sets an
+    output's parameters on the response)."""
+    node = await started(node_factory, counting_repo(tmp_path, {"enabled": True}))
+    miss = await node.service.infer(request([1, 2]))
+    miss.outputs[1].data[0, 0] = 99.0  # the answer's own array
+    miss.outputs[1].parameters["changed"] = True
+    hit = await node.service.infer(request([1, 2]))
+    again = await node.service.infer(request([1, 2]))
+    assert (hit.cache, again.cache) == ("hit", "hit")
+    assert hit.outputs[1].data.tolist() == [[2.0, 4.0]]
+    assert hit.outputs[1].parameters == {}
+    hit.outputs[1].parameters["changed"] = True
+    assert again.outputs[1].parameters == {}
+    with pytest.raises(ValueError, match="read-only"):
+        hit.outputs[1].data[0, 0] = 99.0
+
+
 async def test_requested_outputs_are_part_of_the_key(
     tmp_path: Path, node_factory: NodeFactory
 ) -> None:

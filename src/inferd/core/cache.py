@@ -8,9 +8,10 @@ name, datatype, shape and raw bytes. The service looks it up after the version i
 and before the batcher. Identical requests in flight at once are computed once: later
 ones wait for the first (single flight) and count as hits.
 
-Values are the output tensors as raw bytes behind a small header (:func:`encode`), never
-pickle. Without a shared store each model has an in-process LRU bounded by its
-``cache.max_bytes``; with ``storage.redis_uri`` every replica and worker shares Redis, each
+Shared values are the output tensors as raw bytes behind a small header (:func:`encode`),
+never pickle. Without a shared store each model has an in-process LRU bounded by its
+``cache.max_bytes``, which keeps each answer's arrays themselves (read-only copies,
+counted at their encoded size: :func:`kept`), so a hit decodes nothing; with ``storage.redis_uri`` every replica and worker shares Redis, each
 entry living ``cache.ttl_s``. When the shared store does not answer, the request is
 computed as if the model had no cache and counted as ``bypassed``.
 """
@@ -198,6 +199,24 @@ def _entry_header(name: str, datatype: str, shape: tuple[int, ...], size: int) -
     return b"".join((head, name_bytes, type_bytes, *(_DIM.pack(dim) for dim in shape)))
 
 
+#: What the in-process store keeps of an answer: each output's name, datatype and array.
+Kept = tuple[tuple[str, str, np.ndarray[Any, Any]], ...]
+
+
+def kept(tensors: Sequence[Tensor]) -> tuple[Kept, int]:
+    """An answer as the in-process store keeps it (read-only copies of the arrays, which
+    may be views of a whole batch's output), and the bytes :func:`encode` would make of it."""
+    held = []
+    size = len(MAGIC) + _COUNT.size
+    for tensor in tensors:
+        data = tensor.data.copy()
+        data.flags.writeable = False
+        held.append((tensor.name, tensor.datatype, data))
+        body = len(to_binary("BYTES", data)) if tensor.datatype == "BYTES" else data.nbytes
+        size += len(_entry_header(tensor.name, tensor.datatype, data.shape, 0)) + body
+    return tuple(held), size
+
+
 def decode(value: bytes) -> list[Tensor]:
     """The tensors :func:`encode` wrote; ValueError for anything else."""
     if not value.startswith(MAGIC):
@@ -282,16 +301,16 @@ class ResponseCache:
         self._flights[key] = None
         try:
             if type(store) is MemoryStore:
-                value = store.lookup(key)
-                found = None if value is None else self._decoded(loaded, value, start)
-                if found is not None:
-                    tensors, hit = found, True
+                held: Kept | None = store.lookup(key)
+                if held is not None:  # new tensors: a response's may take parameters
+                    tensors, hit = [Tensor(n, d, a) for n, d, a in held], True
+                    self._hit(loaded, start)
                 else:
                     lookup_s = time.perf_counter() - start
                     tensors, hit = await compute(), False
                     insert_start = time.perf_counter()
                     evicted = store.evictions
-                    store.put(key, encode(tensors), loaded.config.cache.ttl_s)
+                    store.put(key, *kept(tensors), loaded.config.cache.ttl_s)
                     self._metrics.cache_held(loaded.model, store.bytes, store.evictions - evicted)
                     self._missed(loaded, lookup_s, insert_start)
             else:

@@ -69,7 +69,8 @@ class MemoryStore:
     """An in-process LRU bounded in bytes (keys and values counted); entries also expire.
 
     ``evictions`` counts entries pushed out to make room; a value larger than the whole
-    bound is not stored.
+    bound is not stored. :meth:`get` and :meth:`set` hold bytes (a :class:`Store`);
+    :meth:`lookup` and :meth:`put` hold any value, counted at the size it is put with.
     """
 
     def __init__(self, max_bytes: int, clock: Callable[[], float] = time.monotonic) -> None:
@@ -77,32 +78,36 @@ class MemoryStore:
         self.bytes = 0
         self.evictions = 0
         self._clock = clock
-        self._entries: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
+        #: Key -> (value, when it expires, its size with the key's).
+        self._entries: OrderedDict[str, tuple[Any, float, int]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._entries)
 
     async def get(self, key: str) -> bytes | None:
-        return self.lookup(key)
+        value: bytes | None = self.lookup(key)
+        return value
 
     async def set(self, key: str, value: bytes, ttl_s: float) -> None:
-        self.put(key, value, ttl_s)
+        self.put(key, value, len(value), ttl_s)
 
-    def lookup(self, key: str) -> bytes | None:
-        """:meth:`get` without a coroutine (the prediction cache's hot path)."""
+    def lookup(self, key: str) -> Any:
+        """The value under ``key`` (None when there is none, or it expired), without a
+        coroutine (the prediction cache's hot path)."""
         entry = self._entries.get(key)
         if entry is None:
             return None
-        value, expires = entry
+        value, expires, _ = entry
         if expires <= self._clock():
             self._drop(key)
             return None
         self._entries.move_to_end(key)
         return value
 
-    def put(self, key: str, value: bytes, ttl_s: float) -> None:
-        """:meth:`set` without a coroutine."""
-        size = len(key) + len(value)
+    def put(self, key: str, value: Any, size: int, ttl_s: float) -> None:
+        """Keep ``value`` (``size`` bytes, the key's added) under ``key``, without a
+        coroutine."""
+        size += len(key)
         if size > self.max_bytes:
             return
         if key in self._entries:
@@ -111,7 +116,7 @@ class MemoryStore:
             oldest = next(iter(self._entries))
             self._drop(oldest)
             self.evictions += 1
-        self._entries[key] = (value, self._clock() + ttl_s)
+        self._entries[key] = (value, self._clock() + ttl_s, size)
         self.bytes += size
 
     def drop_prefix(self, prefix: str) -> None:
@@ -120,8 +125,7 @@ class MemoryStore:
             self._drop(key)
 
     def _drop(self, key: str) -> None:
-        value, _ = self._entries.pop(key)
-        self.bytes -= len(key) + len(value)
+        self.bytes -= self._entries.pop(key)[2]
 
     async def close(self) -> None:
         self._entries.clear()
