@@ -11,8 +11,9 @@ ones wait for the first (single flight) and count as hits.
 Shared values are the output tensors as raw bytes behind a small header (:func:`encode`),
 never pickle. Without a shared store each model has an in-process LRU bounded by its
 ``cache.max_bytes``, which keeps each answer's arrays themselves (read-only copies,
-counted at their encoded size: :func:`kept`), so a hit decodes nothing; with ``storage.redis_uri`` every replica and worker shares Redis, each
-entry living ``cache.ttl_s``. When the shared store does not answer, the request is
+counted at their encoded size: :func:`kept`), so a hit decodes nothing; with
+``storage.redis_uri`` every replica and worker shares Redis, each entry living
+``cache.ttl_s``. When the shared store does not answer, the request is
 computed as if the model had no cache and counted as ``bypassed``.
 """
 

@@ -199,7 +199,7 @@ class Outbox:
     thread when it sleeps. An answer written as soon as it was ready had the Python of
     the next answer before the next write, time enough for the client to take it and
     sleep again: nearly every write woke the client anew (wrk: 0.8 context switches per
-    answer, against 0.06 written back to back; tiny model, 64 connections, 1.28x req/s;
+    answer, against 0.06 written back to back; tiny model, 64 connections, 1.31x req/s;
     docs/performance.md, round 9).
 
     The one answer that no other read request awaits (one connection, say) is written at
