@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import functools
 import hashlib
-import shutil
 import statistics
 import tempfile
 from pathlib import Path
@@ -40,10 +39,10 @@ SERVERS: Final[dict[str, tuple[str, str, bool]]] = {
         False,
     ),
     "access log": ("server:\n  access_log: plain\n", "", False),
-    "cache (misses)": ("", "cache:\n  enabled: true\n", False),
-    "cache (hits)": ("", "cache:\n  enabled: true\n", False),
-    "90/10 split": ("", "version_policy: {all: true}\ntraffic:\n  '1': 90\n  '2': 10\n", False),
-    "all on": (h.FEATURES_YAML.format(digest=DIGEST), "", True),
+    "cache (misses)": ("", h.CACHE_YAML, False),
+    "cache (hits)": ("", h.CACHE_YAML, False),
+    "90/10 split": ("", h.SPLIT_YAML, False),
+    "all on": (h.FEATURES_YAML.format(digest=DIGEST), h.SPLIT_YAML + h.CACHE_YAML, True),
 }
 
 
@@ -73,18 +72,6 @@ def _cpu_us(result: h.Result) -> float:
     return result.cpu.server / 100 / result.rate * 1e6
 
 
-def _repository(base: Path, root: Path, added: str) -> Path:
-    """The tiny model alone, with ``added`` in its model.yaml (and a second version, the
-    same files, when it splits traffic)."""
-    repo = root / "models"
-    model = repo / h.TINY
-    shutil.copytree(base / h.TINY, model)
-    if "traffic" in added:
-        shutil.copytree(model / "1", model / "2")
-    (model / "model.yaml").write_text((model / "model.yaml").read_text() + added)
-    return repo
-
-
 def measure(args: argparse.Namespace, work: Path, servers: list[h.Server]) -> dict[str, h.Point]:
     base = work / "base"
     h.build_repository(base, ["tiny"], max_batch_size=64)
@@ -93,10 +80,7 @@ def measure(args: argparse.Namespace, work: Path, servers: list[h.Server]) -> di
     for index, (name, (config_text, added, keyed)) in enumerate(SERVERS.items()):
         root = work / str(index)
         root.mkdir()
-        if name == "all on":
-            repo = h.features_repository(base, root)
-        else:
-            repo = _repository(base, root, added)
+        repo = h.tiny_repository(base, root, added)
         config = None
         if config_text:
             config = root / "config.yaml"

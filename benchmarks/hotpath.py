@@ -281,18 +281,26 @@ safeguards:
 KEY: Final = "hot-path-benchmark-key-0123456789abcdef"
 
 
-def features_repository(base: Path, root: Path) -> Path:
-    """The tiny model with two versions at 90/10 (both served) and its cache on."""
+#: What model.yaml adds for a 90/10 split (both versions served) and for the cache.
+SPLIT_YAML: Final = "version_policy: {all: true}\ntraffic:\n  '1': 90\n  '2': 10\n"
+CACHE_YAML: Final = "cache:\n  enabled: true\n"
+
+
+def tiny_repository(base: Path, root: Path, added: str) -> Path:
+    """The tiny model alone, with ``added`` in its model.yaml (and a second version, the
+    same files, when it splits traffic)."""
     repo = root / "features"
     model = repo / TINY
     shutil.copytree(base / TINY, model)
-    shutil.copytree(model / "1", model / "2")
-    text = (model / "model.yaml").read_text()
-    (model / "model.yaml").write_text(
-        text
-        + "version_policy: {all: true}\ntraffic:\n  '1': 90\n  '2': 10\ncache:\n  enabled: true\n"
-    )
+    if "traffic" in added:
+        shutil.copytree(model / "1", model / "2")
+    (model / "model.yaml").write_text((model / "model.yaml").read_text() + added)
     return repo
+
+
+def features_repository(base: Path, root: Path) -> Path:
+    """The tiny model with two versions at 90/10 (both served) and its cache on."""
+    return tiny_repository(base, root, SPLIT_YAML + CACHE_YAML)
 
 
 def release_site() -> Path:

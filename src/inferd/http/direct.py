@@ -218,13 +218,12 @@ class Outbox:
         self.expected -= 1
         if cycle.disconnected:
             return
-        if self._answers:
-            self._answers.append((protocol, cycle, data))
-        elif self.expected:
+        if not self._answers:
+            if not self.expected:  # no other answer to wait for
+                _write(protocol, cycle, data)
+                return
             protocol.loop.call_soon(self.flush)
-            self._answers.append((protocol, cycle, data))
-        else:
-            _write(protocol, cycle, data)
+        self._answers.append((protocol, cycle, data))
 
     def flush(self) -> None:
         answers, self._answers = self._answers, []
