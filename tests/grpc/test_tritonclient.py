@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import queue
 from collections.abc import Iterator
 from typing import Any
@@ -16,6 +17,7 @@ from tritonclient.utils import InferenceServerException
 
 from inferd.example import TINY, WIDE, mlp_reference, mlp_weights
 from tests.conftest import ServerProcess
+from tests.grpc.conftest import SLOW_S, Served
 
 TINY_WEIGHTS = mlp_weights(TINY, seed=0)
 WIDE_WEIGHTS = mlp_weights(WIDE, seed=1)
@@ -134,12 +136,20 @@ def test_bad_requests_leave_the_server_serving(
     still_serving(client)
 
 
-def test_client_timeout_is_a_deadline(client: triton.InferenceServerClient) -> None:
-    x = np.zeros((1, 256), np.float32)
+async def test_client_timeout_is_a_deadline(served: Served) -> None:
+    """tritonclient's ``client_timeout`` travels as the call's deadline: a call to a model
+    that takes SLOW_S cannot answer within SLOW_S / 5, so it ends DEADLINE_EXCEEDED, and
+    the server serves the next call."""
+
+    def call(timeout: float | None) -> Any:
+        with triton.InferenceServerClient(f"127.0.0.1:{served.server.port}") as client:
+            x = np.full((1, 1), 2.0, np.float32)
+            return client.infer("slow", [infer_input(x, "x")], client_timeout=timeout)
+
     with pytest.raises(InferenceServerException) as caught:
-        client.infer("wide", [infer_input(x)], client_timeout=1e-6)
+        await asyncio.to_thread(call, SLOW_S / 5)
     assert "DEADLINE_EXCEEDED" in str(caught.value.status())
-    still_serving(client)
+    assert (await asyncio.to_thread(call, None)).as_numpy("y").tolist() == [[2.0]]
 
 
 def test_standard_health_and_reflection(live_server: ServerProcess) -> None:
