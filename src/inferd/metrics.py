@@ -220,13 +220,15 @@ class Metrics:
         elif status in REJECTIONS:
             self.rejections.labels(REJECTIONS[status]).inc()
 
-    def cache_lookup(self, model: str, result: str) -> None:
+    def cache_count(self, model: str, result: str) -> BoundCount:
+        """The count of ``model``'s cache lookups with ``result`` (hit, miss, bypassed),
+        bound once: a label lookup takes a lock."""
         count = self._lookups.get((model, result))
-        if count is None:  # a label lookup takes a lock: once per label set
+        if count is None:
             count = self._lookups[(model, result)] = BoundCount(
                 self.cache_lookups.labels(model, result)
             )
-        count.add()
+        return count
 
     def cache_held(self, model: str, held_bytes: int, evicted: int) -> None:
         """The in-process cache of ``model`` holds ``held_bytes`` after ``evicted`` more

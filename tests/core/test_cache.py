@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import yaml
 
-from inferd.core.cache import decode, encode, folder_digest, version_digest
+from inferd.core.cache import folder_digest, version_digest
+from inferd.core.cache_entry import decode, encode
 from inferd.core.messages import InferRequest, RequestedOutput
 from inferd.core.node import Node
 from inferd.core.store.model_config import ModelConfig
@@ -177,10 +178,10 @@ def through(
     node: Node, x: list[float], compute: Callable[[], Awaitable[list[Tensor]]]
 ) -> asyncio.Task[tuple[list[Tensor], bool]]:
     """The counting model's output y for the row ``x`` through the cache, as a task."""
-    assert node.cache is not None
-    loaded = node.manager.resolve("m")
+    cache = node.manager.resolve("m").plan.cache
+    assert cache is not None
     row = np.asarray([x], dtype=np.float32)
-    return asyncio.create_task(node.cache.through(loaded, {"x": row}, request(x), ["y"], compute))
+    return asyncio.create_task(cache.through({"x": row}, request(x), ["y"], compute))
 
 
 async def test_identical_requests_in_flight_are_computed_once(
@@ -257,8 +258,10 @@ async def test_unload_frees_what_the_process_held(
 async def test_the_in_process_cache_stays_in_max_bytes(
     tmp_path: Path, node_factory: NodeFactory
 ) -> None:
-    # One entry is ~180 bytes (key, header, two small tensors): room for two.
-    node = await started(node_factory, counting_repo(tmp_path, {"enabled": True, "max_bytes": 400}))
+    # One entry takes ~790 bytes in the process (key, the store's entry, two small
+    # arrays): room for two.
+    settings = {"enabled": True, "max_bytes": 2000}
+    node = await started(node_factory, counting_repo(tmp_path, settings))
     for x in (1, 2, 3):
         await node.service.infer(request([x, x]))
     assert (await node.service.infer(request([3, 3]))).cache == "hit"

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import socket
+import sys
 import time
 
 import pytest
@@ -12,6 +13,7 @@ from limits.aio.strategies import FixedWindowRateLimiter
 from limits.errors import StorageError
 
 from inferd.core.storage import (
+    ENTRY_BYTES,
     RETRY_AFTER_S,
     Breaker,
     MemoryStore,
@@ -25,6 +27,11 @@ from inferd.errors import ConfigError
 from tests.conftest import RedisServer, free_port
 
 
+def taken(key: str, value: bytes) -> int:
+    """What an entry of bytes takes in a MemoryStore: its key, its value, the store's own."""
+    return sys.getsizeof(key) + sys.getsizeof(value) + ENTRY_BYTES
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = 100.0
@@ -34,26 +41,27 @@ class Clock:
 
 
 async def test_memory_store_evicts_the_least_recently_used_to_stay_in_its_bound() -> None:
-    store = MemoryStore(max_bytes=30)
-    await store.set("a", b"x" * 9, 60)  # 10 bytes with its key
+    each = taken("a", b"x" * 9)
+    store = MemoryStore(max_bytes=3 * each)
+    await store.set("a", b"x" * 9, 60)
     await store.set("b", b"x" * 9, 60)
     await store.set("c", b"x" * 9, 60)
     assert await store.get("a") == b"x" * 9  # a is now the most recent
     await store.set("d", b"x" * 9, 60)
     assert await store.get("b") is None
     assert await store.get("a") is not None
-    assert (store.bytes, store.evictions, len(store)) == (30, 1, 3)
+    assert (store.bytes, store.evictions, len(store)) == (3 * each, 1, 3)
 
 
 async def test_memory_store_skips_a_value_larger_than_its_bound() -> None:
-    store = MemoryStore(max_bytes=10)
+    store = MemoryStore(max_bytes=taken("k", b"x" * 10) - 1)
     await store.set("k", b"x" * 10, 60)
     assert (await store.get("k"), store.bytes, store.evictions) == (None, 0, 0)
 
 
 async def test_memory_store_entries_expire() -> None:
     clock = Clock()
-    store = MemoryStore(max_bytes=100, clock=clock)
+    store = MemoryStore(max_bytes=10_000, clock=clock)
     await store.set("k", b"v", 5)
     clock.now += 4.9
     assert await store.get("k") == b"v"
@@ -63,14 +71,14 @@ async def test_memory_store_entries_expire() -> None:
 
 
 async def test_memory_store_replacing_a_key_counts_its_bytes_once() -> None:
-    store = MemoryStore(max_bytes=100)
+    store = MemoryStore(max_bytes=10_000)
     await store.set("k", b"12345", 60)
     await store.set("k", b"12", 60)
-    assert (store.bytes, len(store)) == (3, 1)
+    assert (store.bytes, len(store)) == (taken("k", b"12"), 1)
 
 
 async def test_memory_store_drops_a_prefix() -> None:
-    store = MemoryStore(max_bytes=100)
+    store = MemoryStore(max_bytes=10_000)
     for key in ("m:a:1", "m:a:2", "m:b:1"):
         await store.set(key, b"v", 60)
     store.drop_prefix("m:a:")

@@ -8,10 +8,10 @@ name, datatype, shape and raw bytes. The service looks it up after the version i
 and before the batcher. Identical requests in flight at once are computed once: later
 ones wait for the first (single flight) and count as hits.
 
-Shared values are the output tensors as raw bytes behind a small header (:func:`encode`),
-never pickle. Without a shared store each model has an in-process LRU bounded by its
-``cache.max_bytes``, which keeps each answer's arrays themselves (read-only copies,
-counted at their encoded size: :func:`kept`), so a hit decodes nothing; with
+Shared values are the output tensors as raw bytes behind a small header, never pickle
+(``core/cache_entry.py``). Without a shared store each model has an in-process LRU bounded
+by its ``cache.max_bytes``, which keeps each answer's arrays themselves (read-only copies,
+counted at the memory they take), so a hit decodes nothing; with
 ``storage.redis_uri`` every replica and worker shares Redis, each entry living
 ``cache.ttl_s``. When the shared store does not answer, the request is
 computed as if the model had no cache and counted as ``bypassed``.
@@ -25,7 +25,6 @@ import hashlib
 import json
 import logging
 import os
-import struct
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
@@ -33,21 +32,18 @@ from typing import Any, Final, Protocol
 
 import numpy as np
 
+from inferd.core.cache_entry import Kept, decode, encode, kept
 from inferd.core.messages import InferRequest
 from inferd.core.serving.stats import VersionStats
 from inferd.core.storage import MemoryStore, StorageUnavailable, Store
 from inferd.core.store.model_config import ModelConfig
 from inferd.core.store.repository import UNWATCHED
 from inferd.metrics import Metrics
-from inferd.tensors import from_binary, to_binary
+from inferd.tensors import to_binary
 from inferd.types import Tensor, TensorSpec
 
 log = logging.getLogger("inferd.cache")
 
-MAGIC: Final = b"IFDC\x01"
-_COUNT: Final = struct.Struct("<H")
-_TENSOR: Final = struct.Struct("<HBBQ")  # name length, datatype length, dims, data length
-_DIM: Final = struct.Struct("<q")
 KEY_PREFIX: Final = "inferd:cache:"
 
 Compute = Callable[[], Awaitable[list[Tensor]]]
@@ -66,6 +62,9 @@ class Cached(Protocol):
 
     @property
     def inputs(self) -> tuple[TensorSpec, ...]: ...
+
+    @property
+    def outputs(self) -> tuple[TensorSpec, ...]: ...
 
     @property
     def config(self) -> ModelConfig: ...
@@ -155,124 +154,99 @@ def _name(spec: TensorSpec) -> str:
 @functools.lru_cache(maxsize=1024)
 def _prefix(model: str, digest: str, outputs: tuple[str, ...]) -> Any:
     """The hash of what a key starts with: the model, its version's digest and the requested
-    outputs (each with its parameters added by :func:`cache_key` when it has any)."""
+    outputs (each with its parameters added by :meth:`VersionCache.key` when it has any)."""
     prefix = hashlib.sha256(f"{model}\0{digest}\0".encode())
     for name in outputs:
         prefix.update(f"{name}\0".encode())
     return prefix
 
 
-def cache_key(
-    loaded: Cached,
-    arrays: Mapping[str, np.ndarray[Any, Any]],
-    request: InferRequest,
-    outputs: Sequence[str],
-) -> str:
-    """The content key of a request's decoded inputs ``arrays`` answered by ``loaded``
-    (see the module docstring). JSON and binary requests of the same tensors share it."""
-    digest = _prefix(loaded.model, loaded.digest, tuple(outputs)).copy()
-    if request.outputs:
-        parameters = {o.name: o.parameters for o in request.outputs}
-        for name in outputs:
-            if parameters.get(name):
-                digest.update(f"{name}\0{sorted(parameters[name].items())!r}\0".encode())
-    specs = loaded.inputs if len(loaded.inputs) == 1 else sorted(loaded.inputs, key=_name)
-    for spec in specs:
-        _hash_tensor(digest, spec.name, spec.datatype, arrays[spec.name])
-    return f"{KEY_PREFIX}{loaded.model}:{loaded.digest[:16]}:{digest.hexdigest()}"
-
-
-def encode(tensors: Sequence[Tensor]) -> bytes:
-    """Output tensors as bytes: a magic, a count, then per tensor its name, datatype,
-    shape and raw little-endian data (BYTES: 4-byte lengths, as on the wire)."""
-    parts = [MAGIC, _COUNT.pack(len(tensors))]
-    for tensor in tensors:
-        data = to_binary(tensor.datatype, tensor.data)
-        parts += (_entry_header(tensor.name, tensor.datatype, tensor.data.shape, len(data)), data)
-    return b"".join(parts)
-
-
-@functools.lru_cache(maxsize=1024)
-def _entry_header(name: str, datatype: str, shape: tuple[int, ...], size: int) -> bytes:
-    """What :func:`encode` writes before a tensor's data."""
-    name_bytes, type_bytes = name.encode(), datatype.encode()
-    head = _TENSOR.pack(len(name_bytes), len(type_bytes), len(shape), size)
-    return b"".join((head, name_bytes, type_bytes, *(_DIM.pack(dim) for dim in shape)))
-
-
-#: What the in-process store keeps of an answer: each output's name, datatype and array.
-Kept = tuple[tuple[str, str, np.ndarray[Any, Any]], ...]
-
-
-def kept(tensors: Sequence[Tensor]) -> tuple[Kept, int]:
-    """An answer as the in-process store keeps it (read-only copies of the arrays, which
-    may be views of a whole batch's output), and the bytes :func:`encode` would make of it."""
-    held = []
-    size = len(MAGIC) + _COUNT.size
-    for tensor in tensors:
-        data = tensor.data.copy()
-        data.flags.writeable = False
-        held.append((tensor.name, tensor.datatype, data))
-        body = len(to_binary("BYTES", data)) if tensor.datatype == "BYTES" else data.nbytes
-        size += len(_entry_header(tensor.name, tensor.datatype, data.shape, 0)) + body
-    return tuple(held), size
-
-
-def decode(value: bytes) -> list[Tensor]:
-    """The tensors :func:`encode` wrote; ValueError for anything else."""
-    if not value.startswith(MAGIC):
-        raise ValueError("not a cache entry")
-    view = memoryview(value)
-    offset = len(MAGIC)
-    (count,) = _COUNT.unpack_from(view, offset)
-    offset += _COUNT.size
-    tensors = []
-    for _ in range(count):
-        name_len, type_len, ndim, data_len = _TENSOR.unpack_from(view, offset)
-        offset += _TENSOR.size
-        name = bytes(view[offset : offset + name_len]).decode()
-        offset += name_len
-        datatype = bytes(view[offset : offset + type_len]).decode()
-        offset += type_len
-        shape = tuple(_DIM.unpack_from(view, offset + i * _DIM.size)[0] for i in range(ndim))
-        offset += ndim * _DIM.size
-        data = bytes(view[offset : offset + data_len])
-        offset += data_len
-        tensors.append(Tensor(name, datatype, from_binary(name, datatype, shape, data)))
-    if offset != len(value):
-        raise ValueError("cache entry has trailing bytes")
-    return tensors
-
-
 class ResponseCache:
     """Looks answers up, computes what is missing once, and stores it.
 
     ``shared``: the store every replica uses (Redis); None keeps one in-process LRU per
-    model, bounded by that model's ``cache.max_bytes``.
+    model, bounded by that model's ``cache.max_bytes``. Requests go through a version's
+    :class:`VersionCache` (:meth:`bound`, held by its serving plan).
     """
 
     def __init__(self, shared: Store | None, metrics: Metrics) -> None:
         self._shared = shared
-        self._metrics = metrics
+        self.metrics = metrics
         self._memory: dict[str, MemoryStore] = {}
         #: Requests being computed; a future once an identical request waits for one.
-        self._flights: dict[str, asyncio.Future[list[Tensor]] | None] = {}
+        self.flights: dict[str, asyncio.Future[list[Tensor]] | None] = {}
 
     @property
     def shared(self) -> bool:
         return self._shared is not None
 
-    def _store(self, loaded: Cached) -> Store:
+    def bound(self, loaded: Cached) -> VersionCache:
+        """The cache as ``loaded``'s requests use it (made with its plan, not per request)."""
         if self._shared is not None:
-            return self._shared
+            return VersionCache(self, loaded, self._shared)
         store = self._memory.get(loaded.model)
         if store is None:
             store = self._memory[loaded.model] = MemoryStore(loaded.config.cache.max_bytes)
-        return store
+        return VersionCache(self, loaded, store)
+
+    def forget(self, loaded: Cached) -> None:
+        """Drop what this process holds for a version that stops serving (unload, swap).
+        Shared entries stay: other replicas may serve the same artifact, and entries of
+        other weights are never read (their key holds their digest); they expire."""
+        store = self._memory.get(loaded.model)
+        if store is not None:
+            store.drop_prefix(f"{KEY_PREFIX}{loaded.model}:{loaded.digest[:16]}:")
+            self.metrics.cache_held(loaded.model, store.bytes, 0)
+
+    async def close(self) -> None:
+        if self._shared is not None:
+            await self._shared.close()
+        for store in self._memory.values():
+            await store.close()
+
+
+class VersionCache:
+    """The prediction cache as one version's requests use it: its store, what its keys
+    start with and its counters, resolved when its plan is made."""
+
+    def __init__(self, cache: ResponseCache, loaded: Cached, store: Store) -> None:
+        self.loaded = loaded
+        self.store = store
+        self._flights = cache.flights
+        self._metrics = cache.metrics
+        self._memory = store if type(store) is MemoryStore else None
+        self._ttl_s = loaded.config.cache.ttl_s
+        self._head = f"{KEY_PREFIX}{loaded.model}:{loaded.digest[:16]}:"
+        self._specs = sorted(loaded.inputs, key=_name)
+        #: The prefix of a request that names no outputs: it gets all of them.
+        self._every = _prefix(loaded.model, loaded.digest, tuple(s.name for s in loaded.outputs))
+        self._hits = self._metrics.cache_count(loaded.model, "hit")
+        self._misses = self._metrics.cache_count(loaded.model, "miss")
+
+    def key(
+        self,
+        arrays: Mapping[str, np.ndarray[Any, Any]],
+        request: InferRequest,
+        outputs: Sequence[str],
+    ) -> str:
+        """The content key of a request's decoded inputs ``arrays`` (see the module
+        docstring). JSON and binary requests of the same tensors share it."""
+        if request.outputs:
+            loaded = self.loaded
+            digest = _prefix(loaded.model, loaded.digest, tuple(outputs)).copy()
+            parameters = {o.name: o.parameters for o in request.outputs}
+            for name in outputs:
+                if parameters.get(name):
+                    digest.update(f"{name}\0{sorted(parameters[name].items())!r}\0".encode())
+        else:
+            digest = self._every.copy()
+        for spec in self._specs:
+            _hash_tensor(digest, spec.name, spec.datatype, arrays[spec.name])
+        hexdigest: str = digest.hexdigest()
+        return self._head + hexdigest
 
     async def through(
         self,
-        loaded: Cached,
         arrays: Mapping[str, np.ndarray[Any, Any]],
         request: InferRequest,
         outputs: Sequence[str],
@@ -284,7 +258,7 @@ class ResponseCache:
         One coroutine for the in-process store, which answers without a wait; a request in
         flight gets a future only when an identical one comes to wait for it."""
         start = time.perf_counter()
-        key = cache_key(loaded, arrays, request, outputs)
+        key = self.key(arrays, request, outputs)
         while key in self._flights:
             flight = self._flights[key]
             if flight is None:
@@ -296,26 +270,27 @@ class ResponseCache:
                 if task is not None and task.cancelling():
                     raise
                 continue  # the first caller went away: compute it ourselves
-            self._hit(loaded, start)
+            self._hit(start)
             return tensors, True
-        store = self._store(loaded)
         self._flights[key] = None
         try:
-            if type(store) is MemoryStore:
-                held: Kept | None = store.lookup(key)
+            if (memory := self._memory) is not None:
+                held: Kept | None = memory.lookup(key)
                 if held is not None:  # new tensors: a response's may take parameters
                     tensors, hit = [Tensor(n, d, a) for n, d, a in held], True
-                    self._hit(loaded, start)
+                    self._hit(start)
                 else:
                     lookup_s = time.perf_counter() - start
                     tensors, hit = await compute(), False
                     insert_start = time.perf_counter()
-                    evicted = store.evictions
-                    store.put(key, *kept(tensors), loaded.config.cache.ttl_s)
-                    self._metrics.cache_held(loaded.model, store.bytes, store.evictions - evicted)
-                    self._missed(loaded, lookup_s, insert_start)
+                    evicted = memory.evictions
+                    memory.put(key, *kept(tensors), self._ttl_s)
+                    self._metrics.cache_held(
+                        self.loaded.model, memory.bytes, memory.evictions - evicted
+                    )
+                    self._missed(lookup_s, insert_start)
             else:
-                tensors, hit = await self._shared_through(loaded, store, key, start, compute)
+                tensors, hit = await self._shared_through(key, start, compute)
         except asyncio.CancelledError:
             if (flight := self._flights.pop(key)) is not None:
                 flight.cancel()
@@ -330,56 +305,41 @@ class ResponseCache:
         return tensors, hit
 
     async def _shared_through(
-        self, loaded: Cached, store: Store, key: str, start: float, compute: Compute
+        self, key: str, start: float, compute: Compute
     ) -> tuple[list[Tensor], bool]:
         """:meth:`through` with the shared store, whose every call waits on the network."""
         try:
-            value = await store.get(key)
+            value = await self.store.get(key)
         except StorageUnavailable as exc:
             log.debug("prediction cache bypassed: %s", exc)
-            self._metrics.cache_lookup(loaded.model, "bypassed")
+            self._metrics.cache_count(self.loaded.model, "bypassed").add()
             return await compute(), False
-        if value is not None and (tensors := self._decoded(loaded, value, start)) is not None:
+        if value is not None and (tensors := self._decoded(value, start)) is not None:
             return tensors, True
         lookup_s = time.perf_counter() - start
         tensors = await compute()
         insert_start = time.perf_counter()
         try:
-            await store.set(key, encode(tensors), loaded.config.cache.ttl_s)
+            await self.store.set(key, encode(tensors), self._ttl_s)
         except StorageUnavailable as exc:
             log.debug("prediction cache: answer not stored: %s", exc)
-        self._missed(loaded, lookup_s, insert_start)
+        self._missed(lookup_s, insert_start)
         return tensors, False
 
-    def _decoded(self, loaded: Cached, value: bytes, start: float) -> list[Tensor] | None:
+    def _decoded(self, value: bytes, start: float) -> list[Tensor] | None:
         """A stored entry's tensors, counted as a hit; None (a miss) when unreadable."""
         try:
             tensors = decode(value)
         except ValueError:
-            log.warning("prediction cache: entry for model '%s' unreadable", loaded.model)
+            log.warning("prediction cache: entry for model '%s' unreadable", self.loaded.model)
             return None
-        self._hit(loaded, start)
+        self._hit(start)
         return tensors
 
-    def _missed(self, loaded: Cached, lookup_s: float, insert_start: float) -> None:
-        loaded.stats.cache_miss.add(lookup_s + time.perf_counter() - insert_start)
-        self._metrics.cache_lookup(loaded.model, "miss")
+    def _missed(self, lookup_s: float, insert_start: float) -> None:
+        self.loaded.stats.cache_miss.add(lookup_s + time.perf_counter() - insert_start)
+        self._misses.add()
 
-    def _hit(self, loaded: Cached, start: float) -> None:
-        loaded.stats.cache_hit.add(time.perf_counter() - start)
-        self._metrics.cache_lookup(loaded.model, "hit")
-
-    def forget(self, loaded: Cached) -> None:
-        """Drop what this process holds for a version that stops serving (unload, swap).
-        Shared entries stay: other replicas may serve the same artifact, and entries of
-        other weights are never read (their key holds their digest); they expire."""
-        store = self._memory.get(loaded.model)
-        if store is not None:
-            store.drop_prefix(f"{KEY_PREFIX}{loaded.model}:{loaded.digest[:16]}:")
-            self._metrics.cache_held(loaded.model, store.bytes, 0)
-
-    async def close(self) -> None:
-        if self._shared is not None:
-            await self._shared.close()
-        for store in self._memory.values():
-            await store.close()
+    def _hit(self, start: float) -> None:
+        self.loaded.stats.cache_hit.add(time.perf_counter() - start)
+        self._hits.add()

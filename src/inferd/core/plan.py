@@ -15,14 +15,14 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Final, Protocol
 
+from inferd.core.cache import Cached
 from inferd.types import FLOAT_DATATYPES
 
 if TYPE_CHECKING:
-    from inferd.core.cache import ResponseCache
+    from inferd.core.cache import ResponseCache, VersionCache
     from inferd.core.store.versions import VersionSettings
     from inferd.core.traffic.rollout import Rollout
     from inferd.core.traffic.shadow import Shadow
-    from inferd.types import TensorSpec
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -30,7 +30,7 @@ class ServingPlan:
     """What a version's requests pass through besides decoding, the batcher and encoding."""
 
     #: The prediction cache, when the version's answers are cached.
-    cache: ResponseCache | None = None
+    cache: VersionCache | None = None
     #: The model's shadow, when this version's answers are mirrored to it.
     shadow: Shadow | None = None
     #: The model's running rollout, when this version is its canary or stable version.
@@ -53,7 +53,7 @@ class ServingPlan:
 BARE: Final = ServingPlan()
 
 
-class Planned(Protocol):
+class Planned(Cached, Protocol):
     """What a plan is resolved from: the store's ``LoadedVersion`` (which holds its plan,
     so this module does not import it)."""
 
@@ -62,9 +62,6 @@ class Planned(Protocol):
 
     @property
     def settings(self) -> VersionSettings: ...
-
-    @property
-    def outputs(self) -> tuple[TensorSpec, ...]: ...
 
 
 def plan_for(
@@ -76,7 +73,7 @@ def plan_for(
     """The plan of ``loaded`` given its model's cache store, shadow and running rollout."""
     settings = loaded.settings
     return ServingPlan(
-        cache=cache if cache is not None and settings.cache else None,
+        cache=cache.bound(loaded) if cache is not None and settings.cache else None,
         # The shadow version's own answers are not mirrored to itself.
         shadow=shadow if shadow is not None and shadow.version != loaded.version else None,
         rollout=rollout

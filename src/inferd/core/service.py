@@ -219,7 +219,7 @@ class InferenceService:
             else:
                 names = [spec.name for spec in selected]
                 compute = partial(computed, loaded, request, arrays, selected, deadline)
-                outputs, hit = await plan.cache.through(loaded, arrays, request, names, compute)
+                outputs, hit = await plan.cache.through(arrays, request, names, compute)
                 cached = "hit" if hit else "miss"
             if plan.shadow is not None and cached != "hit":
                 plan.shadow.offer(loaded.version, arrays, outputs, request.request_id or request.id)

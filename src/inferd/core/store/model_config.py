@@ -82,8 +82,8 @@ class CacheConfig(_Strict):
     max_bytes: int = Field(
         256 << 20,
         ge=1,
-        description="Bound of the in-process cache (per model); with Redis, Redis's own "
-        "memory policy bounds it.",
+        description="Bound of the in-process cache (per model), in the memory its entries "
+        "take; with Redis, Redis's own memory policy bounds it.",
     )
 
     @field_validator("max_bytes", mode="before")
