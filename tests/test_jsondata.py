@@ -94,6 +94,8 @@ def test_floats_past_a_type_range_are_infinite() -> None:
 #: (datatype, element count, data, whether the fast path takes it)
 FLAT_CASES: list[tuple[str, int, list[Any], bool]] = [
     ("FP32", 4, [0.5, -1.25, 3.0, 1e300], True),
+    ("FP32", 4, [0.1, 16777217.0, -3.4e38, 1e-46], True),  # rounded, none overflows
+    ("FP16", 3, [65504.0, 0.1, -65519.0], True),
     ("FP32", 4, [1, 2.5, -3, 4], True),
     ("FP32", 4, [1, 2, 3, 2**62], True),
     ("FP32", 2, [2**64 + 1, 1.0], True),

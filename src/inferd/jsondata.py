@@ -178,6 +178,7 @@ _FLAT_INTEGERS: Final = frozenset(
     {"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
 )
 _FLOAT_LEAVES: Final = frozenset({float, int})
+_ONLY_FLOATS: Final = frozenset({float})
 #: The largest finite value of each float datatype: a cast within it cannot overflow.
 _FLOAT_MAX: Final = {t: float(np.finfo(DATATYPE_TO_NUMPY[t]).max) for t in _FLAT_FLOATS}
 _INT_LEAVES: Final = frozenset({int})
@@ -194,6 +195,13 @@ def flat_numbers(datatype: str, count: int, data: list[Any]) -> np.ndarray[Any, 
         return None
     kinds = set(map(type, data))
     if datatype in _FLAT_FLOATS:
+        if (
+            kinds == _ONLY_FLOATS
+            and -_FLOAT_MAX[datatype] <= min(data) <= max(data) <= _FLOAT_MAX[datatype]
+        ):
+            # The usual request: floats that the datatype holds, each rounded once (a
+            # Python float is a float64), with nothing to overflow.
+            return np.array(data, dtype=DATATYPE_TO_NUMPY[datatype])
         if not kinds <= _FLOAT_LEAVES:
             return None
         try:
