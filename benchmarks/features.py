@@ -10,6 +10,7 @@ nothing.
 
     .venv/bin/python benchmarks/features.py               # 5 rounds of 3 s
     .venv/bin/python benchmarks/features.py --rounds 8
+    .venv/bin/python benchmarks/features.py --together    # and features in groups
 """
 
 from __future__ import annotations
@@ -44,12 +45,22 @@ SERVERS: Final[dict[str, tuple[str, str, bool]]] = {
     "90/10 split": ("", h.SPLIT_YAML, False),
     "all on": (h.FEATURES_YAML.format(digest=DIGEST), h.SPLIT_YAML + h.CACHE_YAML, True),
 }
+#: ``--together``: features in groups, to see whether they add up.
+TOGETHER: Final[dict[str, tuple[str, str, bool]]] = {
+    "key, rate limit, log": (h.FEATURES_YAML.format(digest=DIGEST), "", True),
+    "cache and split": ("", h.SPLIT_YAML + h.CACHE_YAML, False),
+    "all but the cache": (h.FEATURES_YAML.format(digest=DIGEST), h.SPLIT_YAML, True),
+    "all but the split": (h.FEATURES_YAML.format(digest=DIGEST), h.CACHE_YAML, True),
+}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--duration", type=float, default=3.0, help="seconds per point")
+    parser.add_argument(
+        "--together", action="store_true", help="also features in groups (do they add up?)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="inferd-features-") as folder:
         servers: list[h.Server] = []
@@ -77,7 +88,8 @@ def measure(args: argparse.Namespace, work: Path, servers: list[h.Server]) -> di
     h.build_repository(base, ["tiny"], max_batch_size=64)
     env = {**h._env(), "PYTHONPATH": str(h.ROOT / "src")}
     points: dict[str, h.Point] = {}
-    for index, (name, (config_text, added, keyed)) in enumerate(SERVERS.items()):
+    chosen = {**SERVERS, **TOGETHER} if args.together else SERVERS
+    for index, (name, (config_text, added, keyed)) in enumerate(chosen.items()):
         root = work / str(index)
         root.mkdir()
         repo = h.tiny_repository(base, root, added)
