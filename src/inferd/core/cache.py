@@ -162,11 +162,12 @@ def _prefix(model: str, digest: str, outputs: tuple[str, ...]) -> Any:
 
 
 class ResponseCache:
-    """Looks answers up, computes what is missing once, and stores it.
+    """The process's prediction cache: its stores and the requests in flight. Requests
+    go through a version's :class:`VersionCache` (:meth:`bound`, held by its serving
+    plan), which looks answers up, computes what is missing once, and stores it.
 
     ``shared``: the store every replica uses (Redis); None keeps one in-process LRU per
-    model, bounded by that model's ``cache.max_bytes``. Requests go through a version's
-    :class:`VersionCache` (:meth:`bound`, held by its serving plan).
+    model, bounded by that model's ``cache.max_bytes``.
     """
 
     def __init__(self, shared: Store | None, metrics: Metrics) -> None:
