@@ -151,6 +151,12 @@ def _name(spec: TensorSpec) -> str:
     return spec.name
 
 
+def _key_head(loaded: Cached) -> str:
+    """What every key of ``loaded``'s answers starts with (its model and digest), in text:
+    a version's entries are found, and dropped, by it."""
+    return f"{KEY_PREFIX}{loaded.model}:{loaded.digest[:16]}:"
+
+
 @functools.lru_cache(maxsize=1024)
 def _prefix(model: str, digest: str, outputs: tuple[str, ...]) -> Any:
     """The hash of what a key starts with: the model, its version's digest and the requested
@@ -196,7 +202,7 @@ class ResponseCache:
         other weights are never read (their key holds their digest); they expire."""
         store = self._memory.get(loaded.model)
         if store is not None:
-            store.drop_prefix(f"{KEY_PREFIX}{loaded.model}:{loaded.digest[:16]}:")
+            store.drop_prefix(_key_head(loaded))
             self.metrics.cache_held(loaded.model, store.bytes, 0)
 
     async def close(self) -> None:
@@ -217,7 +223,7 @@ class VersionCache:
         self._metrics = cache.metrics
         self._memory = store if type(store) is MemoryStore else None
         self._ttl_s = loaded.config.cache.ttl_s
-        self._head = f"{KEY_PREFIX}{loaded.model}:{loaded.digest[:16]}:"
+        self._head = _key_head(loaded)
         self._specs = sorted(loaded.inputs, key=_name)
         #: The prefix of a request that names no outputs: it gets all of them.
         self._every = _prefix(loaded.model, loaded.digest, tuple(s.name for s in loaded.outputs))
